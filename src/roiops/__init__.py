@@ -1,0 +1,23 @@
+"""roiops: exact, fast region-of-interest sampling.
+
+The native API (API.md §2): ``crop_and_resize`` (TensorFlow/MindSpore semantics) and
+``roi_align`` (torchvision/MindSpore conventions) with their image/input and box gradients, on
+NumPy arrays. Framework-exact adapters live in ``roiops.compat``.
+"""
+from .crop_and_resize.api import (
+    crop_and_resize,
+    crop_and_resize_grad_boxes,
+    crop_and_resize_grad_image,
+)
+from .roi_align.api import roi_align, roi_align_grad_boxes, roi_align_grad_input
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "crop_and_resize",
+    "crop_and_resize_grad_image",
+    "crop_and_resize_grad_boxes",
+    "roi_align",
+    "roi_align_grad_input",
+    "roi_align_grad_boxes",
+]

@@ -1,0 +1,101 @@
+"""TensorFlow's crop_and_resize family, bit for bit (TensorFlow 2.21 CPU).
+
+``crop_and_resize`` is ``tf.image.crop_and_resize``; ``raw_ops`` holds ``CropAndResize``,
+``CropAndResizeGradImage`` and ``CropAndResizeGradBoxes``. TensorFlow's dtype rules apply:
+boxes float32, box indices int32, the forward and the box gradient always float32, the image
+gradient in ``T`` with float32 weights (a float16 ``T`` rounds after every add).
+
+Differences from TensorFlow, all where TensorFlow is undefined (API.md §4): non-finite boxes
+raise ValueError in every op (TensorFlow's gradients crash on them); subnormals are not
+flushed to zero; the image gradient always has the sequential order (TensorFlow's
+multi-threaded one races on large inputs).
+
+Example:
+    >>> import numpy as np
+    >>> from roiops.compat import tensorflow as tf
+    >>> image = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1)
+    >>> tf.crop_and_resize(image, np.array([[0, 0, 1, 1]], np.float32),
+    ...                    np.array([0], np.int32), (2, 2))[0, :, :, 0]
+    array([[ 0.,  3.],
+           [12., 15.]], dtype=float32)
+"""
+import numpy as np
+
+from .. import _checks
+from ..crop_and_resize import api
+
+_METHODS = ("bilinear", "nearest")
+
+
+def _check_tf_boxes(boxes, box_ind, batch):
+    _checks.require_array("boxes", boxes)
+    _checks.require_array("box_ind", box_ind)
+    _checks.require_dtype("boxes", boxes, (np.dtype(np.float32),))
+    _checks.require_dtype("box_ind", box_ind, (np.dtype(np.int32),))
+    return api.check_boxes(boxes, box_ind, batch)
+
+
+def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
+                    extrapolation_value=0.0):
+    """``tf.image.crop_and_resize``: image ``[B,H,W,D]`` -> float32 crops ``[N,ch,cw,D]``.
+
+    image: uint8, uint16, int8, int16, int32, int64, float16, float32 or float64;
+    boxes ``[N,4]`` float32 ``[y1,x1,y2,x2]``; box_indices ``[N]`` int32; crop_size
+    ``(crop_height, crop_width)``; method "bilinear" or "nearest".
+    """
+    view = api.check_image("image", image, "NHWC")
+    indices = _check_tf_boxes(boxes, box_indices, view.shape[0])
+    crop_size = _checks.size_pair("crop_size", crop_size)
+    api.method_code(method, _METHODS)
+    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
+    return api.run_forward(view, boxes, indices, crop_size, method, extrapolation_value,
+                           "NHWC", np.float32, np.float32)
+
+
+class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
+    """The raw ops, with TensorFlow's argument names (callable positionally or by name)."""
+
+    @staticmethod
+    def CropAndResize(image, boxes, box_ind, crop_size, method="bilinear",  # noqa: N802
+                      extrapolation_value=0.0):
+        """``tf.raw_ops.CropAndResize``: see :func:`crop_and_resize`."""
+        return crop_and_resize(image, boxes, box_ind, crop_size, method, extrapolation_value)
+
+    @staticmethod
+    def CropAndResizeGradImage(grads, boxes, box_ind, image_size, T,  # noqa: N802
+                               method="bilinear"):
+        """``tf.raw_ops.CropAndResizeGradImage``: grads ``[N,ch,cw,D]`` float32 -> ``T`` image.
+
+        image_size is ``[B,H,W,D]``; T float16, float32 or float64; method "bilinear" or
+        "nearest".
+        """
+        dtype = _checks.float_dtype("T", T)
+        api.method_code(method, _METHODS)
+        shape = api.check_image_shape(image_size, "NHWC")
+        indices = _check_tf_boxes(boxes, box_ind, shape[0])
+        _checks.require_dtype("grads", _checks.require_array("grads", grads),
+                              (np.dtype(np.float32),))
+        view = api.check_grads(grads, "NHWC", boxes.shape[0])
+        if view.shape[3] != shape[3]:
+            raise ValueError(f"image_size depth must equal grads depth {view.shape[3]}, "
+                             f"got {shape[3]}")
+        return api.run_grad_image(view, boxes, indices, shape, method, "NHWC", np.float32,
+                                  dtype, half_accumulate=dtype == np.float16)
+
+    @staticmethod
+    def CropAndResizeGradBoxes(grads, image, boxes, box_ind, method="bilinear"):  # noqa: N802
+        """``tf.raw_ops.CropAndResizeGradBoxes``: float32 ``[N,4]`` d/d``[y1,x1,y2,x2]``.
+
+        Always TensorFlow's bilinear derivative; method must be "bilinear".
+        """
+        api.method_code(method, ("bilinear",))
+        view = api.check_image("image", image, "NHWC")
+        indices = _check_tf_boxes(boxes, box_ind, view.shape[0])
+        _checks.require_dtype("grads", _checks.require_array("grads", grads),
+                              (np.dtype(np.float32),))
+        grads_view = api.check_grads(grads, "NHWC", boxes.shape[0])
+        if grads_view.shape[3] != view.shape[3]:
+            raise ValueError(f"grads depth must equal image depth {view.shape[3]}, "
+                             f"got {grads_view.shape[3]}")
+        return api.run_grad_boxes(grads_view, view, boxes, indices, np.float32, np.float32,
+                                  crop1_in_double=True)

@@ -1,0 +1,241 @@
+"""crop_and_resize and its gradients: the native API (API.md §2) over the Numba kernels.
+
+The ``_run_*`` functions take already-validated arguments and an explicit compute type, so the
+compatibility layers can apply their framework's dtype rules and share everything else.
+"""
+import numpy as np
+
+from .. import _arrays, _checks
+from . import cpu
+
+METHODS = ("bilinear", "nearest", "bilinear_v2")
+_METHOD_CODES = {name: code for code, name in enumerate(METHODS)}
+DATA_FORMATS = ("NHWC", "NCHW")
+
+
+def check_boxes(boxes, box_indices, batch):
+    """Validate boxes ``[N, 4]`` and box_indices ``[N]``; return box_indices as int64."""
+    _checks.require_array("boxes", boxes)
+    _checks.require_array("box_indices", box_indices)
+    _checks.require_dtype("boxes", boxes, _checks.FLOAT_DTYPES)
+    _checks.require_shape("boxes", boxes, ("num_boxes", 4))
+    if box_indices.dtype.kind not in "iu":
+        raise TypeError(f"box_indices must have an integer dtype, got {box_indices.dtype}")
+    _checks.require_shape("box_indices", box_indices, ("num_boxes",))
+    _checks.require_length("box_indices", box_indices, boxes.shape[0], "box")
+    _checks.require_finite_rows("boxes", boxes)
+    indices = box_indices.astype(np.int64)
+    _checks.require_indices_in_range("box_indices", indices, batch)
+    return indices
+
+
+def check_image(name, image, data_format, dtypes=_checks.IMAGE_DTYPES):
+    """Validate a rank-4 image; return its NHWC view."""
+    _checks.require_choice("data_format", data_format, DATA_FORMATS)
+    _checks.require_array(name, image)
+    _checks.require_dtype(name, image, dtypes)
+    layout = ("batch", "height", "width", "depth") if data_format == "NHWC" else (
+        "batch", "depth", "height", "width")
+    _checks.require_shape(name, image, layout)
+    view = _arrays.nhwc_view(image, data_format)
+    _checks.require_positive_image_size(name, view.shape[1], view.shape[2])
+    return view
+
+
+def check_grads(grads, data_format, num_boxes):
+    """Validate grads ``[N, ch, cw, D]`` (or NCHW); return the NHWC view."""
+    _checks.require_array("grads", grads)
+    _checks.require_dtype("grads", grads, _checks.FLOAT_DTYPES)
+    layout = ("num_boxes", "crop_height", "crop_width", "depth") if data_format == "NHWC" else (
+        "num_boxes", "depth", "crop_height", "crop_width")
+    _checks.require_shape("grads", grads, layout)
+    view = _arrays.nhwc_view(grads, data_format)
+    if view.shape[1] < 1 or view.shape[2] < 1:
+        raise ValueError(f"grads must have crop height and width >= 1, got shape {grads.shape}")
+    _checks.require_length("grads", grads, num_boxes, "box")
+    return view
+
+
+def method_code(method, allowed=METHODS):
+    _checks.require_choice("method", method, allowed)
+    return _METHOD_CODES[method]
+
+
+def run_forward(image, boxes, box_indices, crop_size, method, extrapolation_value,
+                data_format, F, out_dtype, out=None):
+    """Kernel call for validated arguments; ``image`` is the NHWC view."""
+    num_boxes, depth = boxes.shape[0], image.shape[3]
+    crop_height, crop_width = crop_size
+    shape = ((num_boxes, crop_height, crop_width, depth) if data_format == "NHWC"
+             else (num_boxes, depth, crop_height, crop_width))
+    result = _arrays.allocate_output(shape, out_dtype, out)
+    target, out_half = _arrays.kernel_output(_arrays.nhwc_view(result, data_format))
+    if num_boxes and depth:
+        cpu.forward(_arrays.kernel_input(image, F), boxes.astype(F, copy=False), box_indices,
+                    _METHOD_CODES[method], F(extrapolation_value), target, out_half, F)
+    return result
+
+
+def run_grad_image(grads, boxes, box_indices, image_shape, method, data_format, F,
+                   out_dtype, half_accumulate=False):
+    """Kernel call for validated arguments; ``grads`` is the NHWC view, ``image_shape`` NHWC.
+
+    The kernel accumulates in float64 for float64 results and in float32 otherwise; a float16
+    result is the float32 sum rounded once, or with ``half_accumulate`` the peers' half sum
+    (every addend and every add rounded to half).
+    """
+    out_dtype = np.dtype(out_dtype)
+    accumulate = np.float64 if out_dtype == np.float64 else np.float32
+    batch, height, width, depth = image_shape
+    total = np.zeros((batch, height, width, depth), accumulate)
+    if boxes.shape[0] and depth:
+        cpu.grad_image(_arrays.kernel_input(grads, F), boxes.astype(F, copy=False), box_indices,
+                       _METHOD_CODES[method], total, half_accumulate, F)
+    if data_format == "NCHW":
+        total = total.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(total, dtype=out_dtype)
+
+
+def run_grad_boxes(grads, image, boxes, box_indices, F, out_dtype, crop1_in_double=True):
+    """Kernel call for validated arguments (NHWC views); returns ``[N, 4]`` of ``out_dtype``."""
+    total = np.zeros((boxes.shape[0], 4), F)
+    if boxes.shape[0] and image.shape[3]:
+        cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(image, F),
+                       boxes.astype(F, copy=False), box_indices, crop1_in_double, total, F)
+    return total.astype(out_dtype, copy=False)
+
+
+def crop_and_resize(image, boxes, box_indices, crop_size, *, method="bilinear",
+                    extrapolation_value=0.0, data_format="NHWC", out=None):
+    """Crop boxes out of a batch of images and resize each crop to ``crop_size``.
+
+    TensorFlow's ``tf.image.crop_and_resize`` semantics (and MindSpore's, plus its
+    ``bilinear_v2``), computed in float32 (float64 for float64 images) and bit-identical to
+    TensorFlow for float32 images.
+
+    Args:
+        image: ``[B, H, W, D]`` (``data_format="NHWC"``) or ``[B, D, H, W]`` (``"NCHW"``);
+            int8, int16, int32, int64, uint8, uint16, float16, float32 or float64.
+        boxes: ``[N, 4]`` float rows ``[y1, x1, y2, x2]`` in normalized coordinates: ``y``
+            maps to ``y * (H - 1)``. ``y1 > y2`` flips the crop; coordinates outside
+            ``[0, 1]`` sample outside the image (``extrapolation_value`` there).
+        box_indices: ``[N]`` integers in ``[0, B)``: the image each box is cut from.
+        crop_size: ``(crop_height, crop_width)``, positive ints.
+        method: ``"bilinear"``, ``"nearest"`` (ties away from zero) or ``"bilinear_v2"``
+            (MindSpore: the box snapped to an integer pixel window and resized with
+            half-pixel centres and edge replication; never extrapolates).
+        extrapolation_value: the value of samples outside the image.
+        data_format: ``"NHWC"`` or ``"NCHW"`` for both image and result.
+        out: optional C-contiguous array of the result's shape and dtype to write into.
+
+    Returns:
+        ``[N, crop_height, crop_width, D]`` (or ``[N, D, crop_height, crop_width]``) of the
+        image's float dtype, float32 for integer images.
+
+    Raises:
+        TypeError: a non-array argument or an unsupported dtype.
+        ValueError: wrong shapes, non-positive sizes, unknown options, non-finite boxes or a
+            box index outside ``[0, B)``; ``out`` of the wrong shape, dtype or layout.
+
+    Example:
+        >>> import numpy as np, roiops
+        >>> image = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+        >>> crops = roiops.crop_and_resize(image, np.array([[0, 0, 1, 1]], np.float32),
+        ...                                np.array([0]), (2, 2))
+        >>> crops[0, :, :, 0]
+        array([[ 0.,  3.],
+               [12., 15.]], dtype=float32)
+    """
+    view = check_image("image", image, data_format)
+    indices = check_boxes(boxes, box_indices, view.shape[0])
+    crop_size = _checks.size_pair("crop_size", crop_size)
+    method_code(method)
+    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
+    F = _arrays.native_compute_type(image.dtype)
+    return run_forward(view, boxes, indices, crop_size, method, extrapolation_value,
+                       data_format, F, _arrays.native_output_dtype(image.dtype), out)
+
+
+def check_image_shape(image_shape, data_format):
+    try:
+        dims = tuple(int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        dims = None
+    if dims is None or len(dims) != 4 or any(v < 0 for v in dims):
+        raise ValueError(f"image_shape must be 4 non-negative ints, got {image_shape!r}")
+    nhwc = dims if data_format == "NHWC" else (dims[0], dims[2], dims[3], dims[1])
+    _checks.require_positive_image_size("image_shape", nhwc[1], nhwc[2])
+    return nhwc
+
+
+def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method="bilinear",
+                               dtype=None, data_format="NHWC"):
+    """Gradient of :func:`crop_and_resize` with respect to the image.
+
+    Every box scatters each crop pixel's gradient to the source pixels its sample read, in
+    the sequential order (boxes, rows, columns), whatever the thread count. For
+    ``"bilinear_v2"`` it is the true adjoint of the forward.
+
+    Args:
+        grads: ``[N, ch, cw, D]`` (or ``[N, D, ch, cw]`` for NCHW), float16/32/64.
+        boxes, box_indices, method, data_format: as in :func:`crop_and_resize`.
+        image_shape: the image's shape ``(B, H, W, D)`` (``(B, D, H, W)`` for NCHW).
+        dtype: the result dtype, float16, float32 or float64; default ``grads.dtype``.
+            Computed in float64 for float64, in float32 otherwise (float16 rounded once).
+
+    Returns:
+        ``image_shape`` array of ``dtype``.
+
+    Example:
+        >>> import numpy as np, roiops
+        >>> g = roiops.crop_and_resize_grad_image(np.ones((1, 1, 1, 1), np.float32),
+        ...     np.array([[0, 0, 1, 1]], np.float32), np.array([0]), (1, 3, 3, 1))
+        >>> g[0, :, :, 0]
+        array([[0., 0., 0.],
+               [0., 1., 0.],
+               [0., 0., 0.]], dtype=float32)
+    """
+    _checks.require_choice("data_format", data_format, DATA_FORMATS)
+    shape = check_image_shape(image_shape, data_format)
+    indices = check_boxes(boxes, box_indices, shape[0])
+    view = check_grads(grads, data_format, boxes.shape[0])
+    if view.shape[3] != shape[3]:
+        raise ValueError(f"image_shape depth must equal grads depth {view.shape[3]}, got {shape[3]}")
+    method_code(method)
+    out_dtype = grads.dtype if dtype is None else _checks.float_dtype("dtype", dtype)
+    F = _arrays.native_compute_type(out_dtype)
+    return run_grad_image(view, boxes, indices, shape, method, data_format, F, out_dtype)
+
+
+def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, *, method="bilinear",
+                               data_format="NHWC"):
+    """Gradient of :func:`crop_and_resize` with respect to the boxes.
+
+    TensorFlow's bilinear box gradient for every method (as TensorFlow and MindSpore register
+    it; for ``"nearest"`` and ``"bilinear_v2"`` it is a surrogate, their true derivative being
+    zero almost everywhere). Samples outside the image contribute nothing.
+
+    Args:
+        grads: ``[N, ch, cw, D]`` (or NCHW), float16/32/64.
+        image, boxes, box_indices, method, data_format: as in :func:`crop_and_resize`.
+
+    Returns:
+        ``[N, 4]`` d/d``[y1, x1, y2, x2]`` in the forward's result dtype.
+
+    Example:
+        >>> import numpy as np, roiops
+        >>> image = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)   # value = 3*y + x
+        >>> roiops.crop_and_resize_grad_boxes(np.ones((1, 1, 1, 1), np.float32), image,
+        ...     np.array([[0.25, 0.25, 0.25, 0.25]], np.float32), np.array([0]))
+        array([[3., 1., 3., 1.]], dtype=float32)
+    """
+    view = check_image("image", image, data_format)
+    indices = check_boxes(boxes, box_indices, view.shape[0])
+    grads_view = check_grads(grads, data_format, boxes.shape[0])
+    if grads_view.shape[3] != view.shape[3]:
+        raise ValueError(
+            f"grads depth must equal image depth {view.shape[3]}, got {grads_view.shape[3]}")
+    method_code(method)
+    F = _arrays.native_compute_type(image.dtype)
+    return run_grad_boxes(grads_view, view, boxes, indices, F,
+                          _arrays.native_output_dtype(image.dtype))

@@ -1,0 +1,555 @@
+"""Numba CPU kernels of crop_and_resize: the forward and the two gradients.
+
+The arithmetic follows ``semantics-tensorflow.md`` and ``semantics-mindspore.md`` operation by
+operation: every value is rounded in the compute type ``F`` (``np.float32`` or ``np.float64``,
+passed in as an argument), every integer and literal is wrapped in ``F(...)`` because Numba
+promotes float32 combined with an int64 to float64, and nothing is compiled with ``fastmath`` so
+LLVM can neither reassociate nor contract into FMAs. With ``F = np.float32`` the results are
+bit-identical to TensorFlow 2.21 and MindSpore 2.10 (except on subnormals, which TensorFlow
+flushes and roiops keeps, API.md §4.8).
+
+Layout and parallelism:
+
+* Every array is indexed as a 4-D (or 2-D/1-D) array through its own strides, so transposed,
+  Fortran-ordered and negative-stride views work unchanged; Numba compiles a separate
+  specialization for contiguous inputs, where the innermost channel loop vectorizes.
+* ``forward`` parallelizes over (box, crop row) pairs: each pair writes its own output row.
+* ``grad_boxes`` parallelizes over boxes: each box owns its output row and its four
+  accumulators, summed sequentially in (y, x, channel) order as the peers do.
+* ``grad_image`` scatters, so several samples land on one pixel and the order of their ``+=``
+  is observable in the rounding. The peers define it as the sequential order (box, crop row,
+  crop column, corner). Threads here own disjoint tiles of the output (one batch image, a band
+  of rows, a band of columns, all channels); each tile walks all boxes in that sequential order
+  and applies only the updates that land inside it. Every pixel therefore sees exactly the sequential
+  sequence of updates, whatever the number of threads or the tiling.
+
+Sample coordinates that are NaN (finite boxes whose arithmetic overflows, e.g. ``y2 = 3e38``)
+count as out of range: extrapolated in the forward, skipped in the gradients, never used as an
+index. bilinear_v2 never extrapolates, so there a NaN window edge truncates to index 0.
+"""
+import numpy as np
+from numba import njit, prange
+
+from roiops._numerics import float_to_half_bits, round_half_away, round_to_half
+
+BILINEAR = 0
+NEAREST = 1
+BILINEAR_V2 = 2
+
+# bilinear_v2 truncates box edges times the image size to integers. Clamping to +-2**61 keeps
+# the float-to-int conversion defined and the window size (a difference plus one) inside int64.
+_WINDOW_EDGE_LIMIT = 2.0 ** 61
+
+# grad_image tiles: about this many per call, each at least _MIN_BAND rows and columns, so that
+# samples straddling two bands (whose coordinates both tiles compute) stay a small fraction.
+_TARGET_TILES = 32
+_MIN_BAND = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# Coordinate helpers
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _box_centre(low, high, size):
+    # Crop size 1 samples the box centre. TF writes the 0.5 as a C double literal, so both
+    # products are exact in double and only the final conversion rounds.
+    return 0.5 * np.float64(low + high) * np.float64(size - 1)
+
+
+@njit(cache=True, inline="always")
+def _forward_axis(low, high, size, crop_size, F):
+    """(start, step) of the forward's sample coordinates along one axis.
+
+    The step forms ``(high - low) * (size - 1)`` before dividing by ``crop_size - 1``; the
+    gradient w.r.t. the boxes uses a different order (``_grad_boxes_axis``).
+    """
+    if crop_size > 1:
+        return low * F(size - 1), ((high - low) * F(size - 1)) / F(crop_size - 1)
+    return F(_box_centre(low, high, size)), F(0)
+
+
+@njit(cache=True, inline="always")
+def _grad_boxes_axis(low, high, size, crop_size, ratio, F):
+    """(start, step) of CropAndResizeGradBoxes: ``(high - low) * ((size - 1) / (crop - 1))``."""
+    if crop_size > 1:
+        return low * F(size - 1), (high - low) * ratio
+    return F(_box_centre(low, high, size)), F(0)
+
+
+@njit(cache=True, inline="always")
+def _coordinate(start, step, index, crop_size, F):
+    # For a crop size of 1 the centre is used as is: adding 0 * step could flip the sign of
+    # a zero and so the sign of a zero output.
+    if crop_size > 1:
+        return start + F(index) * step
+    return start
+
+
+@njit(cache=True, inline="always")
+def _inside(coordinate, size, F):
+    # Written as a conjunction so that NaN is outside; -0.0 is inside.
+    return coordinate >= F(0) and coordinate <= F(size - 1)
+
+
+@njit(cache=True, inline="always")
+def _window_edge(value, F):
+    """C-style truncation of a bilinear_v2 window edge, made total: NaN -> 0, clamped."""
+    if not (value == value):
+        return np.int64(0)
+    if value >= F(_WINDOW_EDGE_LIMIT):
+        return np.int64(_WINDOW_EDGE_LIMIT)
+    if value <= F(-_WINDOW_EDGE_LIMIT):
+        return -np.int64(_WINDOW_EDGE_LIMIT)
+    return np.int64(value)
+
+
+@njit(cache=True, inline="always")
+def _clamp(value, low, high):
+    return min(max(value, low), high)
+
+
+@njit(cache=True, inline="always")
+def _v2_window(low, high, size, F):
+    """bilinear_v2's integer window ``[trunc(low*size), trunc(high*size)]``: (first, length)."""
+    first = _window_edge(low * F(size), F)
+    last = _window_edge(high * F(size), F)
+    length = last - first + 1
+    if length < 1:  # a flipped window collapses to its first pixel
+        length = 1
+    return first, length
+
+
+@njit(cache=True, inline="always")
+def _v2_axis_sample(first, length, size, index, crop_size, F):
+    """bilinear_v2 sample along one axis: (low pixel, high pixel, weight of the high pixel).
+
+    Half-pixel centres with the ratio formed first; indices clamp to the window and then to
+    the image, the weight is not clamped.
+    """
+    position = ((F(index) + F(0.5)) * (F(length) / F(crop_size))) - F(0.5)
+    low = _clamp(np.int64(np.floor(position)), 0, length - 1)
+    high = _clamp(np.int64(np.ceil(position)), 0, length - 1)
+    weight = position - F(low)
+    return _clamp(first + low, 0, size - 1), _clamp(first + high, 0, size - 1), weight
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _fill_pixel(out, box, crop_y, crop_x, value, out_half):
+    depth = out.shape[3]
+    if out_half:
+        bits = float_to_half_bits(value)
+        for channel in range(depth):
+            out[box, crop_y, crop_x, channel] = bits
+    else:
+        for channel in range(depth):
+            out[box, crop_y, crop_x, channel] = value
+
+
+@njit(cache=True)
+def _forward_row(image, boxes, box_indices, method, box, crop_y, extrapolation_value,
+                 out, out_half, F):
+    """One output row of the TF/MindSpore bilinear or nearest forward."""
+    height, width, depth = image.shape[1], image.shape[2], image.shape[3]
+    crop_height, crop_width = out.shape[1], out.shape[2]
+    batch_index = box_indices[box]
+    y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
+    x_start, x_step = _forward_axis(boxes[box, 1], boxes[box, 3], width, crop_width, F)
+
+    in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
+    if not _inside(in_y, height, F):
+        for crop_x in range(crop_width):
+            _fill_pixel(out, box, crop_y, crop_x, extrapolation_value, out_half)
+        return
+
+    if method == NEAREST:
+        row = np.int64(round_half_away(in_y))
+        for crop_x in range(crop_width):
+            in_x = _coordinate(x_start, x_step, crop_x, crop_width, F)
+            if not _inside(in_x, width, F):
+                _fill_pixel(out, box, crop_y, crop_x, extrapolation_value, out_half)
+                continue
+            column = np.int64(round_half_away(in_x))
+            if out_half:
+                for channel in range(depth):
+                    value = F(image[batch_index, row, column, channel])
+                    out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
+            else:
+                for channel in range(depth):
+                    out[box, crop_y, crop_x, channel] = F(image[batch_index, row, column, channel])
+        return
+
+    top_f = np.floor(in_y)
+    top = np.int64(top_f)
+    bottom = np.int64(np.ceil(in_y))
+    y_lerp = in_y - top_f
+    for crop_x in range(crop_width):
+        in_x = _coordinate(x_start, x_step, crop_x, crop_width, F)
+        if not _inside(in_x, width, F):
+            _fill_pixel(out, box, crop_y, crop_x, extrapolation_value, out_half)
+            continue
+        left_f = np.floor(in_x)
+        left = np.int64(left_f)
+        right = np.int64(np.ceil(in_x))
+        x_lerp = in_x - left_f
+        # Two loops rather than a branch inside one, so the float path stays vectorizable.
+        if out_half:
+            for channel in range(depth):
+                value = _lerp2d(image, batch_index, top, bottom, left, right, channel,
+                                y_lerp, x_lerp, F)
+                out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
+        else:
+            for channel in range(depth):
+                out[box, crop_y, crop_x, channel] = _lerp2d(
+                    image, batch_index, top, bottom, left, right, channel, y_lerp, x_lerp, F)
+
+
+@njit(cache=True, inline="always")
+def _lerp2d(image, batch_index, top, bottom, left, right, channel, y_lerp, x_lerp, F):
+    # TF's two-step a + (b - a) * w form, not the four-weight sum: it differs in rounding and
+    # in how inf pixels turn into NaN.
+    top_left = F(image[batch_index, top, left, channel])
+    top_right = F(image[batch_index, top, right, channel])
+    bottom_left = F(image[batch_index, bottom, left, channel])
+    bottom_right = F(image[batch_index, bottom, right, channel])
+    top_value = top_left + (top_right - top_left) * x_lerp
+    bottom_value = bottom_left + (bottom_right - bottom_left) * x_lerp
+    return top_value + (bottom_value - top_value) * y_lerp
+
+
+@njit(cache=True)
+def _forward_row_v2(image, boxes, box_indices, box, crop_y, out, out_half, F):
+    """One output row of MindSpore's bilinear_v2 (no extrapolation, edge pixels repeat)."""
+    height, width, depth = image.shape[1], image.shape[2], image.shape[3]
+    crop_height, crop_width = out.shape[1], out.shape[2]
+    batch_index = box_indices[box]
+    first_row, window_height = _v2_window(boxes[box, 0], boxes[box, 2], height, F)
+    first_column, window_width = _v2_window(boxes[box, 1], boxes[box, 3], width, F)
+    top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height, crop_y,
+                                            crop_height, F)
+    y_complement = F(1) - y_weight
+    for crop_x in range(crop_width):
+        left, right, x_weight = _v2_axis_sample(first_column, window_width, width, crop_x,
+                                                crop_width, F)
+        x_complement = F(1) - x_weight
+        if out_half:
+            for channel in range(depth):
+                value = _v2_sum(image, batch_index, top, bottom, left, right, channel,
+                                y_weight, y_complement, x_weight, x_complement, F)
+                out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
+        else:
+            for channel in range(depth):
+                out[box, crop_y, crop_x, channel] = _v2_sum(
+                    image, batch_index, top, bottom, left, right, channel,
+                    y_weight, y_complement, x_weight, x_complement, F)
+
+
+@njit(cache=True, inline="always")
+def _v2_sum(image, batch_index, top, bottom, left, right, channel,
+            y_weight, y_complement, x_weight, x_complement, F):
+    # MindSpore's fixed term order: top-left, bottom-right, top-right, bottom-left.
+    a = (F(image[batch_index, top, left, channel]) * y_complement) * x_complement
+    b = (F(image[batch_index, bottom, right, channel]) * y_weight) * x_weight
+    c = (F(image[batch_index, top, right, channel]) * y_complement) * x_weight
+    d = (F(image[batch_index, bottom, left, channel]) * y_weight) * x_complement
+    return ((a + b) + c) + d
+
+
+@njit(cache=True, parallel=True)
+def forward(image, boxes, box_indices, method, extrapolation_value, out, out_half, F):
+    """Crop and resize ``image`` [B,H,W,D] into ``out`` [N,ch,cw,D] (NHWC axis order).
+
+    ``method``: 0 bilinear, 1 nearest (TF = MindSpore), 2 MindSpore's bilinear_v2.
+    ``out`` has dtype ``F``, or uint16 (float16 bits) when ``out_half`` is true, in which case
+    each float32 result is rounded once to half.
+    """
+    num_boxes, crop_height = out.shape[0], out.shape[1]
+    for task in prange(num_boxes * crop_height):
+        box = task // crop_height
+        crop_y = task - box * crop_height
+        if method == BILINEAR_V2:
+            _forward_row_v2(image, boxes, box_indices, box, crop_y, out, out_half, F)
+        else:
+            _forward_row(image, boxes, box_indices, method, box, crop_y, extrapolation_value,
+                         out, out_half, F)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient w.r.t. the image
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _scatter(out, batch_index, row, column, grads, box, crop_y, crop_x,
+             y_weight, x_weight, half_accumulate):
+    """``out[pixel] += (g * y_weight) * x_weight`` for every channel.
+
+    The weight is formed in the compute type; the addition is in ``out``'s type (float64
+    accumulation widens the weight exactly), or in half when ``half_accumulate``.
+    """
+    # Unsigned channel indices: Numba then emits no negative-index wraparound, which would
+    # otherwise keep LLVM from vectorizing this loop (20x slower).
+    channels = range(np.uint64(out.shape[3]))
+    if half_accumulate:
+        for channel in channels:
+            addend = round_to_half((grads[box, crop_y, crop_x, channel] * y_weight) * x_weight)
+            out[batch_index, row, column, channel] = round_to_half(
+                out[batch_index, row, column, channel] + addend)
+    else:
+        for channel in channels:
+            out[batch_index, row, column, channel] = (
+                out[batch_index, row, column, channel]
+                + (grads[box, crop_y, crop_x, channel] * y_weight) * x_weight)
+
+
+@njit(cache=True, inline="always")
+def _owns(index, begin, end):
+    return index >= begin and index < end
+
+
+@njit(cache=True)
+def _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate,
+                    row_begin, row_end, column_begin, column_end, F):
+    """Scatter one box's bilinear or nearest gradient into the tile [rows) x [columns)."""
+    height, width = out.shape[1], out.shape[2]
+    crop_height, crop_width = grads.shape[1], grads.shape[2]
+    y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
+    x_start, x_step = _forward_axis(boxes[box, 1], boxes[box, 3], width, crop_width, F)
+    one = F(1)
+    for crop_y in range(crop_height):
+        in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
+        if not _inside(in_y, height, F):
+            continue
+        if method == NEAREST:
+            row = np.int64(round_half_away(in_y))
+            if not _owns(row, row_begin, row_end):
+                continue
+            for crop_x in range(crop_width):
+                in_x = _coordinate(x_start, x_step, crop_x, crop_width, F)
+                if not _inside(in_x, width, F):
+                    continue
+                column = np.int64(round_half_away(in_x))
+                if _owns(column, column_begin, column_end):
+                    # (g * 1) * 1 == g exactly, for every g.
+                    _scatter(out, batch_index, row, column, grads, box, crop_y, crop_x,
+                             one, one, half_accumulate)
+            continue
+
+        top_f = np.floor(in_y)
+        top = np.int64(top_f)
+        bottom = np.int64(np.ceil(in_y))
+        owns_top = _owns(top, row_begin, row_end)
+        owns_bottom = _owns(bottom, row_begin, row_end)
+        if not (owns_top or owns_bottom):
+            continue
+        y_lerp = in_y - top_f
+        y_complement = one - y_lerp
+        for crop_x in range(crop_width):
+            in_x = _coordinate(x_start, x_step, crop_x, crop_width, F)
+            if not _inside(in_x, width, F):
+                continue
+            left_f = np.floor(in_x)
+            left = np.int64(left_f)
+            right = np.int64(np.ceil(in_x))
+            owns_left = _owns(left, column_begin, column_end)
+            owns_right = _owns(right, column_begin, column_end)
+            if not (owns_left or owns_right):
+                continue
+            x_lerp = in_x - left_f
+            x_complement = one - x_lerp
+            # All four updates are applied even when two corners coincide (a zero weight):
+            # the peers do, and g = inf times a zero weight is a NaN that must propagate.
+            if owns_top and owns_left:
+                _scatter(out, batch_index, top, left, grads, box, crop_y, crop_x,
+                         y_complement, x_complement, half_accumulate)
+            if owns_top and owns_right:
+                _scatter(out, batch_index, top, right, grads, box, crop_y, crop_x,
+                         y_complement, x_lerp, half_accumulate)
+            if owns_bottom and owns_left:
+                _scatter(out, batch_index, bottom, left, grads, box, crop_y, crop_x,
+                         y_lerp, x_complement, half_accumulate)
+            if owns_bottom and owns_right:
+                _scatter(out, batch_index, bottom, right, grads, box, crop_y, crop_x,
+                         y_lerp, x_lerp, half_accumulate)
+
+
+@njit(cache=True)
+def _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
+                       row_begin, row_end, column_begin, column_end, F):
+    """Adjoint of bilinear_v2 for one box, restricted to the tile [rows) x [columns)."""
+    height, width = out.shape[1], out.shape[2]
+    crop_height, crop_width = grads.shape[1], grads.shape[2]
+    first_row, window_height = _v2_window(boxes[box, 0], boxes[box, 2], height, F)
+    first_column, window_width = _v2_window(boxes[box, 1], boxes[box, 3], width, F)
+    for crop_y in range(crop_height):
+        top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height, crop_y,
+                                                crop_height, F)
+        owns_top = _owns(top, row_begin, row_end)
+        owns_bottom = _owns(bottom, row_begin, row_end)
+        if not (owns_top or owns_bottom):
+            continue
+        y_complement = F(1) - y_weight
+        for crop_x in range(crop_width):
+            left, right, x_weight = _v2_axis_sample(first_column, window_width, width, crop_x,
+                                                    crop_width, F)
+            owns_left = _owns(left, column_begin, column_end)
+            owns_right = _owns(right, column_begin, column_end)
+            if not (owns_left or owns_right):
+                continue
+            x_complement = F(1) - x_weight
+            # The forward's term order: top-left, bottom-right, top-right, bottom-left.
+            if owns_top and owns_left:
+                _scatter(out, batch_index, top, left, grads, box, crop_y, crop_x,
+                         y_complement, x_complement, half_accumulate)
+            if owns_bottom and owns_right:
+                _scatter(out, batch_index, bottom, right, grads, box, crop_y, crop_x,
+                         y_weight, x_weight, half_accumulate)
+            if owns_top and owns_right:
+                _scatter(out, batch_index, top, right, grads, box, crop_y, crop_x,
+                         y_complement, x_weight, half_accumulate)
+            if owns_bottom and owns_left:
+                _scatter(out, batch_index, bottom, left, grads, box, crop_y, crop_x,
+                         y_weight, x_complement, half_accumulate)
+
+
+@njit(cache=True, inline="always")
+def _ceil_div(a, b):
+    return (a + b - 1) // b
+
+
+@njit(cache=True)
+def _split(size, parts, min_part):
+    """(part size, number of parts) cutting ``size`` into at most ``parts`` pieces."""
+    parts = max(min(parts, size // min_part), 1)
+    part_size = _ceil_div(size, parts)
+    return part_size, _ceil_div(size, part_size)
+
+
+@njit(cache=True, parallel=True)
+def grad_image(grads, boxes, box_indices, method, out, half_accumulate, F):
+    """CropAndResizeGradImage: add the gradient of ``grads`` [N,ch,cw,D] into ``out`` [B,H,W,D].
+
+    ``out`` must be zero-initialised; its dtype (float32 or float64) is the accumulation type.
+    ``half_accumulate`` (float32 ``out`` only) rounds every addend and every sum to half.
+    ``method``: 0 bilinear, 1 nearest, 2 the adjoint of bilinear_v2.
+    """
+    batch, height, width = out.shape[0], out.shape[1], out.shape[2]
+    num_boxes = grads.shape[0]
+    if batch == 0 or num_boxes == 0:
+        return
+    # Tiles are (image, band of rows, band of columns), never blocks of channels: a tile reads
+    # only the grads of the samples landing in it, so grads (often far larger than the cache)
+    # stream from memory once. Only the speed depends on the tiling, never the result. It
+    # ignores the thread count (querying it would make the kernel uncacheable): a fixed,
+    # generous number of tiles balances a few threads under Numba's static scheduling.
+    band_height, row_bands = _split(height, _ceil_div(_TARGET_TILES, batch), _MIN_BAND)
+    band_width, column_bands = _split(width, _ceil_div(_TARGET_TILES, batch * row_bands),
+                                      _MIN_BAND)
+    for tile in prange(batch * row_bands * column_bands):
+        # The image index varies fastest so that each thread's share spans every image.
+        batch_index = tile % batch
+        row_band = (tile // batch) % row_bands
+        column_band = tile // (batch * row_bands)
+        row_begin = row_band * band_height
+        row_end = min(row_begin + band_height, height)
+        column_begin = column_band * band_width
+        column_end = min(column_begin + band_width, width)
+        for box in range(num_boxes):
+            if box_indices[box] != batch_index:
+                continue
+            if method == BILINEAR_V2:
+                _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
+                                   row_begin, row_end, column_begin, column_end, F)
+            else:
+                _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate,
+                                row_begin, row_end, column_begin, column_end, F)
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradient w.r.t. the boxes
+# ---------------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _accumulate_crop1(accumulator, term, size, crop1_in_double, F):
+    """A crop-size-1 box-gradient update: ``acc += (term * 0.5) * (size - 1)``.
+
+    TF does it in double and rounds back (the product is exact); MindSpore in ``F``.
+    """
+    if crop1_in_double:
+        return F(np.float64(accumulator) + (np.float64(term) * 0.5) * np.float64(size - 1))
+    return accumulator + (term * F(0.5)) * F(size - 1)
+
+
+@njit(cache=True, parallel=True)
+def grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F):
+    """CropAndResizeGradBoxes: d/d[y1, x1, y2, x2] of the bilinear crop, into ``out`` [N,4].
+
+    Uses the gradient's own coordinate recipe (semantics-tensorflow §3), skips out-of-range
+    samples and sums each accumulator sequentially in (y, x, channel) order.
+    """
+    height, width, depth = image.shape[1], image.shape[2], image.shape[3]
+    num_boxes, crop_height, crop_width = grads.shape[0], grads.shape[1], grads.shape[2]
+    height_ratio = F(height - 1) / F(crop_height - 1) if crop_height > 1 else F(0)
+    width_ratio = F(width - 1) / F(crop_width - 1) if crop_width > 1 else F(0)
+    one = F(1)
+    for box in prange(num_boxes):
+        batch_index = box_indices[box]
+        y1, x1, y2, x2 = boxes[box, 0], boxes[box, 1], boxes[box, 2], boxes[box, 3]
+        y_start, y_step = _grad_boxes_axis(y1, y2, height, crop_height, height_ratio, F)
+        x_start, x_step = _grad_boxes_axis(x1, x2, width, crop_width, width_ratio, F)
+        d_y1 = F(0)
+        d_x1 = F(0)
+        d_y2 = F(0)
+        d_x2 = F(0)
+        for crop_y in range(crop_height):
+            in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
+            if not _inside(in_y, height, F):
+                continue
+            top_f = np.floor(in_y)
+            top = np.int64(top_f)
+            bottom = np.int64(np.ceil(in_y))
+            y_lerp = in_y - top_f
+            y_complement = one - y_lerp
+            # d in_y / d y2 and d in_y / d y1 (the latter as (H-1) - y*r, not (1 - y/(ch-1))*(H-1)).
+            y2_weight = F(crop_y) * height_ratio
+            y1_weight = F(height - 1) - y2_weight
+            for crop_x in range(crop_width):
+                in_x = _coordinate(x_start, x_step, crop_x, crop_width, F)
+                if not _inside(in_x, width, F):
+                    continue
+                left_f = np.floor(in_x)
+                left = np.int64(left_f)
+                right = np.int64(np.ceil(in_x))
+                x_lerp = in_x - left_f
+                x_complement = one - x_lerp
+                x2_weight = F(crop_x) * width_ratio
+                x1_weight = F(width - 1) - x2_weight
+                for channel in range(depth):
+                    top_left = F(image[batch_index, top, left, channel])
+                    top_right = F(image[batch_index, top, right, channel])
+                    bottom_left = F(image[batch_index, bottom, left, channel])
+                    bottom_right = F(image[batch_index, bottom, right, channel])
+                    grad = grads[box, crop_y, crop_x, channel]
+                    grad_in_y = (x_complement * (bottom_left - top_left)
+                                 + x_lerp * (bottom_right - top_right)) * grad
+                    grad_in_x = (y_complement * (top_right - top_left)
+                                 + y_lerp * (bottom_right - bottom_left)) * grad
+                    if crop_height > 1:
+                        d_y1 = d_y1 + grad_in_y * y1_weight
+                        d_y2 = d_y2 + grad_in_y * y2_weight
+                    else:
+                        d_y1 = _accumulate_crop1(d_y1, grad_in_y, height, crop1_in_double, F)
+                        d_y2 = _accumulate_crop1(d_y2, grad_in_y, height, crop1_in_double, F)
+                    if crop_width > 1:
+                        d_x1 = d_x1 + grad_in_x * x1_weight
+                        d_x2 = d_x2 + grad_in_x * x2_weight
+                    else:
+                        d_x1 = _accumulate_crop1(d_x1, grad_in_x, width, crop1_in_double, F)
+                        d_x2 = _accumulate_crop1(d_x2, grad_in_x, width, crop1_in_double, F)
+        out[box, 0] = d_y1
+        out[box, 1] = d_x1
+        out[box, 2] = d_y2
+        out[box, 3] = d_x2

@@ -1,0 +1,244 @@
+"""roi_align and its gradients: the native API (API.md §2) over the Numba kernels.
+
+Two conventions share one kernel: ``"torchvision"`` (``aligned``, minimum size 1 when not
+aligned, ceil adaptive grid, batch index truncated) and ``"mindspore"`` (``roi_end_mode``,
+floor adaptive grid, batch index ``rint(v + 7e-5)``). semantics.md §4 lists every switch.
+"""
+import numpy as np
+
+from .. import _arrays, _checks
+from . import cpu
+
+CONVENTIONS = ("torchvision", "mindspore")
+_MINDSPORE_INDEX_BIAS = np.float32(7e-5)
+
+
+class Options:
+    """Validated roi_align options, shared by the forward and both gradients."""
+
+    def __init__(self, output_size, spatial_scale, sampling_ratio, aligned, convention,
+                 roi_end_mode):
+        self.pooled_height, self.pooled_width = _checks.size_pair(
+            "output_size", output_size, allow_int=True)
+        self.spatial_scale = _checks.require_number("spatial_scale", spatial_scale)
+        if not np.isfinite(self.spatial_scale):
+            raise ValueError(f"spatial_scale must be finite, got {spatial_scale!r}")
+        self.sampling_ratio = _checks.require_int("sampling_ratio", sampling_ratio)
+        if not isinstance(aligned, (bool, np.bool_)):
+            raise TypeError(f"aligned must be a bool, got {type(aligned).__name__}")
+        self.aligned = bool(aligned)
+        _checks.require_choice("convention", convention, CONVENTIONS)
+        self.mindspore = convention == "mindspore"
+        self.roi_end_mode = _checks.require_int("roi_end_mode", roi_end_mode)
+        if self.roi_end_mode not in (0, 1):
+            raise ValueError(f"roi_end_mode must be 0 or 1, got {roi_end_mode!r}")
+        if self.mindspore and self.aligned:
+            raise ValueError("aligned=True is a torchvision option; the mindspore convention "
+                             "takes roi_end_mode instead")
+        if not self.mindspore and self.roi_end_mode != 1:
+            raise ValueError("roi_end_mode is a mindspore option; the torchvision convention "
+                             "takes aligned instead")
+
+    def kernel_args(self, F):
+        return (F(self.spatial_scale), self.sampling_ratio, self.aligned, self.mindspore,
+                self.roi_end_mode)
+
+
+def batch_indices(rois, batch, mindspore):
+    """Each peer's batch index of the rois, range-checked as that peer defines it (API.md §4.3).
+
+    torchvision truncates toward zero and the truncated index must lie in ``[0, N)``;
+    MindSpore requires the raw value in ``[0, N - 1]`` and then rounds ``v + 7e-5`` half to
+    even in float32.
+    """
+    column = rois[:, 0]
+    if mindspore:
+        raw = column.astype(np.float32)
+        bad = (raw < 0) | (raw > np.float32(batch - 1))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"rois batch index must be in [0, {batch - 1}], "
+                             f"row {row} is {column[row].item()!r}")
+        return np.rint(raw + _MINDSPORE_INDEX_BIAS).astype(np.int64)
+    indices = np.trunc(column).astype(np.int64)
+    _checks.require_indices_in_range("rois batch index", indices, batch, shown=column)
+    return indices
+
+
+def check_rois(rois, batch, options):
+    _checks.require_array("rois", rois)
+    _checks.require_dtype("rois", rois, _checks.FLOAT_DTYPES)
+    _checks.require_shape("rois", rois, ("num_rois", 5))
+    _checks.require_finite_rows("rois", rois)
+    return batch_indices(rois, batch, options.mindspore)
+
+
+def check_input(name, input):
+    _checks.require_array(name, input)
+    _checks.require_dtype(name, input, _checks.FLOAT_DTYPES)
+    _checks.require_shape(name, input, ("batch", "channels", "height", "width"))
+    _checks.require_positive_image_size(name, input.shape[2], input.shape[3])
+
+
+def check_grads(grads, num_rois, channels, options):
+    _checks.require_array("grads", grads)
+    _checks.require_dtype("grads", grads, _checks.FLOAT_DTYPES)
+    expected = (num_rois, channels, options.pooled_height, options.pooled_width)
+    if grads.shape != expected:
+        raise ValueError(f"grads must have shape [num_rois, channels, pooled_height, "
+                         f"pooled_width] = {expected}, got {grads.shape}")
+
+
+def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=False, out=None):
+    shape = (rois.shape[0], input.shape[1], options.pooled_height, options.pooled_width)
+    result = _arrays.allocate_output(shape, out_dtype, out)
+    target, out_half = _arrays.kernel_output(result)
+    if result.size:
+        cpu.forward(_arrays.kernel_input(input, F), rois.astype(F, copy=False), indices,
+                    *options.kernel_args(F), half_arithmetic, target, out_half, F)
+    return result
+
+
+def run_grad_input(grads, rois, indices, input_shape, options, F, out_dtype,
+                   half_arithmetic=False):
+    total = np.zeros(input_shape, F)
+    if grads.size:
+        cpu.grad_input(_arrays.kernel_input(grads, F), rois.astype(F, copy=False), indices,
+                       *options.kernel_args(F), half_arithmetic, total, F)
+    return total.astype(out_dtype, copy=False)
+
+
+def run_grad_boxes(grads, input, rois, indices, options, F, out_dtype):
+    total = np.zeros((rois.shape[0], 5), F)
+    if grads.size:
+        cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(input, F),
+                       rois.astype(F, copy=False), indices, *options.kernel_args(F), total, F)
+    return total.astype(out_dtype, copy=False)
+
+
+def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
+              convention="torchvision", roi_end_mode=1, out=None):
+    """RoI Align (Mask R-CNN): average ``sampling_ratio``² bilinear samples per output bin.
+
+    Bit-identical to torchvision's CPU ``roi_align`` (``convention="torchvision"``) or
+    MindSpore's ``ROIAlign`` (``"mindspore"``) for float32 and float64 input; float16 is
+    computed in float32 and rounded once.
+
+    Args:
+        input: ``[N, C, H, W]`` float16, float32 or float64 feature maps.
+        rois: ``[K, 5]`` float rows ``(batch_index, x1, y1, x2, y2)`` in image coordinates
+            (multiplied by ``spatial_scale`` to reach the feature map).
+        output_size: ``(pooled_height, pooled_width)`` or one int for both.
+        spatial_scale: feature-map size over image size, e.g. 1/16.
+        sampling_ratio: samples per bin along each axis; ``<= 0`` picks it from the roi size
+            (torchvision ``ceil(roi/bins)``, MindSpore ``floor(roi/bins)``, which can give
+            NaN for rois smaller than the output: MindSpore's own result).
+        aligned: torchvision only: shift boxes by -0.5 pixel (pixel centres at .5).
+        convention: ``"torchvision"`` or ``"mindspore"``.
+        roi_end_mode: MindSpore only: 1 adds one pixel to the end coordinates before scaling.
+        out: optional C-contiguous result array to write into.
+
+    Returns:
+        ``[K, C, pooled_height, pooled_width]`` of ``input.dtype``.
+
+    Raises:
+        TypeError: non-array arguments, unsupported dtypes, non-int ``sampling_ratio``.
+        ValueError: wrong shapes, non-positive sizes, unknown or mismatched options,
+            non-finite rois, batch indices outside the batch.
+
+    Example:
+        >>> import numpy as np, roiops
+        >>> x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+        >>> rois = np.array([[0, 0.5, 0.5, 2.5, 2.5]], np.float32)
+        >>> roiops.roi_align(x, rois, 2, sampling_ratio=2, aligned=True)[0, 0]
+        array([[2.5, 3.5],
+               [6.5, 7.5]], dtype=float32)
+    """
+    options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
+                      roi_end_mode)
+    check_input("input", input)
+    indices = check_rois(rois, input.shape[0], options)
+    F = _arrays.native_compute_type(input.dtype)
+    return run_forward(input, rois, indices, options, F, input.dtype, out=out)
+
+
+def roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale=1.0,
+                         sampling_ratio=-1, aligned=False, convention="torchvision",
+                         roi_end_mode=1):
+    """Gradient of :func:`roi_align` with respect to the input (the true adjoint).
+
+    Each ``input`` element receives its contributions in the sequential order (rois, bins,
+    samples, corners), so the result is deterministic and equal to torchvision's CPU
+    backward; with ``convention="mindspore"`` it follows the given ``roi_end_mode`` (unlike
+    MindSpore's ROIAlignGrad, which always uses 1; see ``roiops.compat.mindspore``).
+
+    Args:
+        grads: ``[K, C, pooled_height, pooled_width]`` float16/32/64.
+        input_shape: ``(N, C, H, W)``.
+        rois, output_size and options: as in :func:`roi_align`.
+
+    Returns:
+        ``input_shape`` array of ``grads.dtype``.
+
+    Example:
+        >>> import numpy as np, roiops
+        >>> g = roiops.roi_align_grad_input(np.ones((1, 1, 1, 1), np.float32),
+        ...     np.array([[0, 1, 1, 3, 3]], np.float32), (1, 1, 4, 4), 1,
+        ...     sampling_ratio=1, aligned=True)
+        >>> g[0, 0]
+        array([[0.  , 0.  , 0.  , 0.  ],
+               [0.  , 0.25, 0.25, 0.  ],
+               [0.  , 0.25, 0.25, 0.  ],
+               [0.  , 0.  , 0.  , 0.  ]], dtype=float32)
+    """
+    options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
+                      roi_end_mode)
+    input_shape = check_input_shape(input_shape)
+    indices = check_rois(rois, input_shape[0], options)
+    check_grads(grads, rois.shape[0], input_shape[1], options)
+    F = _arrays.native_compute_type(grads.dtype)
+    return run_grad_input(grads, rois, indices, input_shape, options, F, grads.dtype)
+
+
+def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
+                         sampling_ratio=-1, aligned=False, convention="torchvision",
+                         roi_end_mode=1):
+    """Gradient of :func:`roi_align` with respect to the roi coordinates (no peer has one).
+
+    The derivative of the forward with the sample grid held fixed (semantics.md §5.3): zero
+    where the forward is locally constant in a coordinate (clamped minimum size, samples
+    clamped at the border or outside the map). The batch-index column gets zero.
+
+    Args:
+        grads: ``[K, C, pooled_height, pooled_width]``.
+        input, rois, output_size and options: as in :func:`roi_align`.
+
+    Returns:
+        ``[K, 5]`` of ``input.dtype``: d/d``(batch_index, x1, y1, x2, y2)``.
+
+    Example:
+        >>> import numpy as np, roiops
+        >>> x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)   # value = 4*y + x
+        >>> roiops.roi_align_grad_boxes(np.ones((1, 1, 1, 1)), x,
+        ...     np.array([[0, 1, 1, 2, 2]], np.float64), 1, sampling_ratio=1, aligned=True)
+        array([[0. , 0.5, 2. , 0.5, 2. ]])
+    """
+    options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
+                      roi_end_mode)
+    check_input("input", input)
+    indices = check_rois(rois, input.shape[0], options)
+    check_grads(grads, rois.shape[0], input.shape[1], options)
+    F = _arrays.native_compute_type(input.dtype)
+    return run_grad_boxes(grads, input, rois, indices, options, F, input.dtype)
+
+
+def check_input_shape(input_shape):
+    try:
+        dims = tuple(int(v) for v in input_shape)
+    except (TypeError, ValueError):
+        dims = None
+    if dims is None or len(dims) != 4 or any(v < 0 for v in dims):
+        raise ValueError(f"input_shape must be 4 non-negative ints (N, C, H, W), "
+                         f"got {input_shape!r}")
+    _checks.require_positive_image_size("input_shape", dims[2], dims[3])
+    return dims
