@@ -22,9 +22,11 @@ def kernel_input(array, F):
     """``array`` as the kernel reads it: float arrays in ``F``, integer images unchanged.
 
     Converting copies, but only inputs (never an output-sized temporary in the forward).
+    float64 values beyond float32's range become inf, as the peers' conversion makes them.
     """
     if array.dtype.kind == "f" and array.dtype != F:
-        return array.astype(F)
+        with np.errstate(over="ignore"):
+            return array.astype(F)
     return array
 
 

@@ -9,7 +9,7 @@ operation to binary16, which is how both peers compute float16.
 
 Design, in two phases:
 
-1. **Plan** (``_plan``, parallel over rois). A sample's y coordinate depends only on
+1. **Plan** (``_plan``, sequential: it is small). A sample's y coordinate depends only on
    ``(roi, ph, iy)`` and its x only on ``(roi, pw, ix)``, so each axis gets a small table of its
    *valid* samples (coordinate inside ``[-1, size]``): the two neighbouring rows (or columns),
    their interpolation weights, and what the box gradient needs. Coordinates are monotonic in
@@ -17,15 +17,21 @@ Design, in two phases:
    adaptive grid of a huge box costs the samples that land on the map, not the whole grid, and
    invalid samples are never read (API.md §4.10; skipping them is exact, since an invalid
    sample adds a signed zero to an accumulator that can never be -0).
-2. **Apply**, reusing the tables across channels. The forward and the box gradient parallelize
-   over (roi, block of channels), each output element written by one thread. The input gradient
+2. **Apply**, reusing the tables across channels. The forward parallelizes over (roi, block of
+   channels) and the box gradient over rois, each output element written by one thread. The input gradient
    scatters, so it parallelizes over what it writes, (image, block of channels), and each task
    walks the rois in ascending order: every element receives its adds in torchvision's
    sequential order (roi, ph, pw, iy, ix, corner 1..4) whatever the thread count.
 
-``half`` is a compile-time constant inside the hot loops: each apply body is inlined twice, once
-with ``True`` and once with ``False``, so the float32 path carries no rounding calls.
+Two apply paths give the same bits. *In place* gathers from (or scatters into) the NCHW planes
+through their strides, one channel at a time, and serves the half arithmetic. *Channels last*
+is taken, for float arithmetic, when the taps outnumber the map elements several times (dense
+rois): the maps are copied (or the gradient accumulated) as ``[N, H, W, C]``, so the four taps
+of a sample are contiguous vectors over channels and the per-channel arithmetic, unchanged,
+vectorizes. Either way each channel sees exactly the peers' operations in the peers' order.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -34,8 +40,8 @@ from .._numerics import float_to_half_bits, round_to_half
 # Channels per parallel task: enough to amortize the per-task setup, small enough that a
 # handful of rois still spreads over every core.
 _CHANNEL_BLOCK = 16
-# Smallest channel block of the channels-last paths (split only to feed idle threads).
-_VECTOR_BLOCK = 64
+# Channels per vector chunk of the channels-last paths; blocks are whole chunks.
+_LANES = 64
 # The channels-last copy is made once the taps exceed this many times the map elements.
 _CHANNELS_LAST_MIN_RATIO = 4
 # Parallel tasks wanted at least (a thread count cannot be read in cached code).
@@ -45,15 +51,27 @@ _MIN_TASKS = 16
 _MAX_GRID = 2147483647.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _h(value, half):
-    """``value`` rounded to binary16 when computing in half, else unchanged (one peer op)."""
-    if half:
+    """``value`` rounded to binary16 when computing in half, else unchanged (one peer op).
+
+    A NaN passes through with its sign: x86 makes 0/0 a negative NaN and the peers' half
+    conversions keep the sign (MindSpore's empty bins are 0xfe00 in float16).
+    """
+    if half and value == value:
         return round_to_half(value)
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _half_bits(value):
+    """The binary16 bits of float32 ``value``, keeping the sign of a NaN (see ``_h``)."""
+    if value != value:
+        return np.uint16(0xFE00) if math.copysign(1.0, value) < 0 else np.uint16(0x7E00)
+    return float_to_half_bits(value)
+
+
+@njit(cache=True, error_model="numpy")
 def _grid_size(value):
     """A float grid size (already floored or ceiled) as an int, saturating; NaN gives 0."""
     if not value == value:
@@ -65,7 +83,7 @@ def _grid_size(value):
     return int(value)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _axis_geometry(low, high, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode,
                    pooled, half, F):
     """Start, bin size and grid size of one roi axis; and whether the size was clamped to 1.
@@ -102,7 +120,7 @@ def _axis_geometry(low, high, spatial_scale, sampling_ratio, aligned, mindspore,
     return start, bin_size, grid, clamped
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sample_offset(index, bin_size, grid_f, half, F):
     """``((index + 0.5) * bin) / grid``: the sample's offset inside its bin, in that order.
 
@@ -117,7 +135,7 @@ def _sample_offset(index, bin_size, grid_f, half, F):
 _AT_LEAST, _ABOVE, _AT_MOST, _BELOW = 0, 1, 2, 3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _first_sample(bin_base, bin_size, grid_f, grid, bound, relation, half, F):
     """The first sample index in ``[0, grid)`` whose coordinate stands in ``relation`` to
     ``bound``, by bisection; ``max(grid, 0)`` if there is none.
@@ -146,7 +164,7 @@ def _first_sample(bin_base, bin_size, grid_f, grid, bound, relation, half, F):
     return low
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _valid_samples(bin_base, bin_size, grid_f, grid, size, half, F):
     """``[first, stop)``: the samples of one bin whose coordinate lies in ``[-1, size]``."""
     lower = F(-1)
@@ -160,7 +178,7 @@ def _valid_samples(bin_base, bin_size, grid_f, grid, size, half, F):
     return first, max(first, stop)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
     """The valid samples of one axis (y with the height, or x with the width) of every roi.
 
@@ -230,7 +248,7 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
     return first, low, high, frac, comp, active, position
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode,
           pooled_height, pooled_width, height, width, half, F):
     """Geometry of every roi and the sample tables of both axes (see ``_plan_axis``).
@@ -266,7 +284,7 @@ def _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode,
     return count, ys, xs, y_clamped, x_clamped, grid_h, grid_w
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sample_work(ys, xs, num_rois):
     """The number of samples of all rois together (each roi: y samples times x samples)."""
     y_first, x_first = ys[0], xs[0]
@@ -276,7 +294,7 @@ def _sample_work(ys, xs, num_rois):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _use_channels_last(ys, xs, num_rois, input_shape):
     """Whether to gather from a channels-last copy of the maps rather than in place.
 
@@ -289,7 +307,7 @@ def _use_channels_last(ys, xs, num_rois, input_shape):
     return taps >= _CHANNELS_LAST_MIN_RATIO * batch * channels * height * width
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _channels_last(input):
     """A C-contiguous ``[N, H, W, C]`` copy of ``[N, C, H, W]`` ``input`` (any strides)."""
     batch, channels, height, width = input.shape
@@ -304,7 +322,7 @@ def _channels_last(input):
     return result
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _channels_first_into(out, source):
     """``out[n, c, y, x] = source[n, y, x, c]``."""
     batch, channels, height, width = out.shape
@@ -316,15 +334,15 @@ def _channels_first_into(out, source):
                 out[b, c, y, x] = source[b, y, x, c]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _store(out, out_half, k, c, ph, pw, value):
     if out_half:
-        out[k, c, ph, pw] = float_to_half_bits(value)
+        out[k, c, ph, pw] = _half_bits(value)
     else:
         out[k, c, ph, pw] = value
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _forward_in_place(input, out, out_half, k, batch_index, first_channel, stop_channel,
                       count, ys, xs, half, F):
     """Output bins of roi ``k``, channels ``[first_channel, stop_channel)``, gathered from the
@@ -354,7 +372,7 @@ def _forward_in_place(input, out, out_half, k, batch_index, first_channel, stop_
                 _store(out, out_half, k, c, ph, pw, _h(acc / count, half))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _forward_channels_last(features, out, out_half, k, batch_index, first_channel,
                            stop_channel, count, ys, xs, acc, F):
     """As ``_forward_in_place`` (float path) from ``[N, H, W, C]`` ``features``: the channel
@@ -366,6 +384,7 @@ def _forward_channels_last(features, out, out_half, k, batch_index, first_channe
     image = features[batch_index]
     offset = np.uint64(first_channel)
     num_channels = stop_channel - first_channel
+    num_chunks = num_channels // _LANES
     for ph in range(pooled_height):
         for pw in range(pooled_width):
             for c in range(num_channels):
@@ -385,25 +404,37 @@ def _forward_channels_last(features, out, out_half, k, batch_index, first_channe
                     v2 = image[row_lo, col_hi]
                     v3 = image[row_hi, col_lo]
                     v4 = image[row_hi, col_hi]
-                    for c in range(num_channels):
-                        # An unsigned index skips Numba's negative-index wraparound, which
-                        # would turn these unit-stride loads into gathers.
-                        source = offset + np.uint64(c)
-                        acc[c] += (((w1 * v1[source] + w2 * v2[source]) + w3 * v3[source])
-                                   + w4 * v4[source])
-            for c in range(num_channels):
-                _store(out, out_half, k, first_channel + c, ph, pw, acc[c] / count)
+                    # Channel chunks of a compile-time length let LLVM emit straight vector
+                    # code (a runtime trip count costs twice as much here); unsigned indices
+                    # skip Numba's negative-index wraparound, which would become gathers.
+                    for chunk in range(num_chunks):
+                        lanes = acc[chunk * _LANES:(chunk + 1) * _LANES]
+                        base = offset + np.uint64(chunk * _LANES)
+                        for c in range(_LANES):
+                            s = base + np.uint64(c)
+                            lanes[c] += ((w1 * v1[s] + w2 * v2[s]) + w3 * v3[s]) + w4 * v4[s]
+                    for c in range(num_chunks * _LANES, num_channels):
+                        s = offset + np.uint64(c)
+                        acc[c] += ((w1 * v1[s] + w2 * v2[s]) + w3 * v3[s]) + w4 * v4[s]
+            # The branch stays outside the loops: inside, the half conversion would keep
+            # LLVM from vectorizing the whole function.
+            if out_half:
+                for c in range(num_channels):
+                    out[k, first_channel + c, ph, pw] = _half_bits(acc[c] / count)
+            else:
+                for c in range(num_channels):
+                    out[k, first_channel + c, ph, pw] = acc[c] / count
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _vector_blocks(channels, num_tasks_other):
     """Channel blocks per task for the channels-last paths: as few as keep every thread busy
     (long blocks amortize the per-sample work over more channels)."""
     wanted = (_MIN_TASKS + num_tasks_other - 1) // num_tasks_other
-    return max(1, min(wanted, (channels + _VECTOR_BLOCK - 1) // _VECTOR_BLOCK))
+    return max(1, min(wanted, (channels + _LANES - 1) // _LANES))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, aligned, mindspore,
             roi_end_mode, half_arithmetic, out, out_half, F):
     """roi_align forward into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits when
@@ -418,6 +449,7 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, aligned, 
         features = _channels_last(input)
         num_blocks = _vector_blocks(channels, num_rois)
         block = (channels + num_blocks - 1) // num_blocks
+        block = (block + _LANES - 1) // _LANES * _LANES
         for task in prange(num_rois * num_blocks):
             k = task // num_blocks
             first_channel = (task % num_blocks) * block
@@ -433,3 +465,222 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, aligned, 
             stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
             _forward_in_place(input, out, out_half, k, batch_indices[k], first_channel,
                               stop_channel, count[k], ys, xs, half_arithmetic, F)
+
+
+@njit(cache=True, error_model="numpy")
+def _grad_input_in_place(grads, out, k, batch_index, first_channel, stop_channel, count, ys,
+                         xs, half, F):
+    """Scatter roi ``k``'s gradient into the ``[N, C, H, W]`` ``out`` planes of channels
+    ``[first_channel, stop_channel)``: each valid sample adds ``(g * w) / count`` to its four
+    corners in order; every op rounded to half when ``half``."""
+    y_first, y_low, y_high, y_frac, y_comp = ys[0], ys[1], ys[2], ys[3], ys[4]
+    x_first, x_low, x_high, x_frac, x_comp = xs[0], xs[1], xs[2], xs[3], xs[4]
+    pooled_height = y_first.shape[1] - 1
+    pooled_width = x_first.shape[1] - 1
+    for c in range(first_channel, stop_channel):
+        plane = out[batch_index, c]
+        for ph in range(pooled_height):
+            for pw in range(pooled_width):
+                g = grads[k, c, ph, pw]
+                for j in range(y_first[k, ph], y_first[k, ph + 1]):
+                    row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
+                    for i in range(x_first[k, pw], x_first[k, pw + 1]):
+                        col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
+                        w1 = _h(hy * hx, half)
+                        w2 = _h(hy * lx, half)
+                        w3 = _h(ly * hx, half)
+                        w4 = _h(ly * lx, half)
+                        plane[row_lo, col_lo] = _h(
+                            plane[row_lo, col_lo] + _h(_h(g * w1, half) / count, half), half)
+                        plane[row_lo, col_hi] = _h(
+                            plane[row_lo, col_hi] + _h(_h(g * w2, half) / count, half), half)
+                        plane[row_hi, col_lo] = _h(
+                            plane[row_hi, col_lo] + _h(_h(g * w3, half) / count, half), half)
+                        plane[row_hi, col_hi] = _h(
+                            plane[row_hi, col_hi] + _h(_h(g * w4, half) / count, half), half)
+
+
+@njit(cache=True, error_model="numpy")
+def _scatter_corner(pixel, offset, g, weight, count, num_channels):
+    """``pixel[offset + c] += (g[c] * weight) / count`` for every channel ``c`` of the block,
+    in fixed-length vector chunks (see ``_forward_channels_last``)."""
+    num_chunks = num_channels // _LANES
+    for chunk in range(num_chunks):
+        lanes = g[chunk * _LANES:(chunk + 1) * _LANES]
+        base = offset + np.uint64(chunk * _LANES)
+        for c in range(_LANES):
+            s = base + np.uint64(c)
+            pixel[s] += (lanes[c] * weight) / count
+    for c in range(num_chunks * _LANES, num_channels):
+        s = offset + np.uint64(c)
+        pixel[s] += (g[c] * weight) / count
+
+
+@njit(cache=True, error_model="numpy")
+def _grad_input_channels_last(grads, gradient, k, batch_index, first_channel, stop_channel,
+                              count, ys, xs, g):
+    """As ``_grad_input_in_place`` (float path) into ``[N, H, W, C]`` ``gradient``."""
+    y_first, y_low, y_high, y_frac, y_comp = ys[0], ys[1], ys[2], ys[3], ys[4]
+    x_first, x_low, x_high, x_frac, x_comp = xs[0], xs[1], xs[2], xs[3], xs[4]
+    pooled_height = y_first.shape[1] - 1
+    pooled_width = x_first.shape[1] - 1
+    image = gradient[batch_index]
+    offset = np.uint64(first_channel)
+    num_channels = stop_channel - first_channel
+    for ph in range(pooled_height):
+        for pw in range(pooled_width):
+            for c in range(num_channels):
+                g[c] = grads[k, first_channel + c, ph, pw]
+            for j in range(y_first[k, ph], y_first[k, ph + 1]):
+                row_lo, row_hi = np.int64(y_low[j]), np.int64(y_high[j])
+                ly, hy = y_frac[j], y_comp[j]
+                for i in range(x_first[k, pw], x_first[k, pw + 1]):
+                    col_lo, col_hi = np.int64(x_low[i]), np.int64(x_high[i])
+                    lx, hx = x_frac[i], x_comp[i]
+                    # Corner by corner: a pinned sample's corners are the same pixel, and
+                    # its adds must land in order 1..4.
+                    _scatter_corner(image[row_lo, col_lo], offset, g, hy * hx, count,
+                                    num_channels)
+                    _scatter_corner(image[row_lo, col_hi], offset, g, hy * lx, count,
+                                    num_channels)
+                    _scatter_corner(image[row_hi, col_lo], offset, g, ly * hx, count,
+                                    num_channels)
+                    _scatter_corner(image[row_hi, col_hi], offset, g, ly * lx, count,
+                                    num_channels)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, aligned, mindspore,
+               roi_end_mode, half_arithmetic, out, F):
+    """Gradient of the forward w.r.t. its input, added into the zeroed ``[N, C, H, W]`` ``out``.
+
+    The adjoint of ``forward`` (same convention and ``roi_end_mode``): every valid sample of
+    bin ``(k, c, ph, pw)`` adds ``(grads[k, c, ph, pw] * w_i) / count`` to its corners
+    ``i = 1..4``. Each task owns an (image, channel block) and walks the rois in ascending
+    order, so every element receives its adds in the sequential order (roi, ph, pw, iy, ix,
+    corner) on any number of threads: bit-identical to torchvision's CPU backward and to
+    MindSpore's single-threaded ROIAlignGrad (``mindspore=True, roi_end_mode=1``).
+    """
+    batch, channels, height, width = out.shape
+    num_rois, pooled_height, pooled_width = grads.shape[0], grads.shape[2], grads.shape[3]
+    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore,
+                                      roi_end_mode, pooled_height, pooled_width, height, width,
+                                      half_arithmetic, F)
+    if not half_arithmetic and _use_channels_last(ys, xs, num_rois, out.shape):
+        gradient = np.zeros((batch, height, width, channels), F)
+        num_blocks = _vector_blocks(channels, batch)
+        block = (channels + num_blocks - 1) // num_blocks
+        block = (block + _LANES - 1) // _LANES * _LANES
+        num_blocks = (channels + block - 1) // block
+        for task in prange(batch * num_blocks):
+            b = task // num_blocks
+            first_channel = (task % num_blocks) * block
+            stop_channel = min(first_channel + block, channels)
+            g = np.empty(stop_channel - first_channel, F)
+            for k in range(num_rois):
+                if batch_indices[k] == b:
+                    _grad_input_channels_last(grads, gradient, k, b, first_channel,
+                                              stop_channel, count[k], ys, xs, g)
+        _channels_first_into(out, gradient)
+    else:
+        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+        for task in prange(batch * num_blocks):
+            b = task // num_blocks
+            first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+            stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+            for k in range(num_rois):
+                if batch_indices[k] == b:
+                    _grad_input_in_place(grads, out, k, b, first_channel, stop_channel,
+                                         count[k], ys, xs, half_arithmetic, F)
+
+
+@njit(cache=True, error_model="numpy")
+def _edge_derivatives(slopes, first, stop, positions, clamped, spatial_scale, F):
+    """``(d/d low, d/d high)`` of one roi axis from the per-sample slopes ``d out / d c``.
+
+    A sample at ``c = start + a * size`` (``a`` its ``position``) moves by ``s * (1 - a)`` per
+    unit of the low edge and ``s * a`` per unit of the high edge; when the minimum size
+    fired, ``size`` is the constant 1 and ``c`` moves only with the low edge, by ``s``.
+    """
+    d_low = F(0)
+    d_high = F(0)
+    for e in range(first, stop):
+        if clamped:
+            d_low += slopes[e - first] * spatial_scale
+        else:
+            d_low += slopes[e - first] * (spatial_scale * (F(1) - positions[e]))
+            d_high += slopes[e - first] * (spatial_scale * positions[e])
+    return d_low, d_high
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio, aligned,
+               mindspore, roi_end_mode, out, F):
+    """Gradient of ``sum(grads * forward(input, rois))`` w.r.t. x1, y1, x2, y2, into columns
+    1..4 of the zeroed ``[K, 5]`` ``out`` (column 0, the batch index, has none). No peer has it
+    (semantics.md §5.3).
+
+    Derivation, for the y axis (x is the same with W, PW, x1, x2). Hold the sample grid
+    ``gh, gw`` and the count fixed (they are piecewise constant in the box). A sample row is
+    ``y = start + (ph + (iy + 0.5)/gh) / PH * size = start + a * size`` with
+    ``start = y1*s - off``, ``size = (y2 - y1)*s`` (torchvision) or ``start = y1*s``,
+    ``size = (y2 + mode - y1)*s`` (MindSpore); so ``dy/dy1 = s*(1 - a)`` and
+    ``dy/dy2 = s*a``, or ``s`` and ``0`` when the minimum size 1 fired (size constant). A
+    valid sample's value is ``(1 - ly)*(hx*v1 + lx*v2) + ly*(hx*v3 + lx*v4)`` with
+    ``ly = y - y_lo``, so ``d value/dy = hx*(v3 - v1) + lx*(v4 - v2)`` (and
+    ``d value/dx = hy*(v2 - v1) + ly*(v4 - v3)``), except where the forward is locally
+    constant in y: clamped (``y <= 0``), pinned (``y_lo >= H - 1``), or invalid (not
+    sampled). With ``out = sum(values) / count``:
+
+        d loss/d y1 = sum over (c, ph, pw) of grads * sum over samples of
+                      d value/dy * dy/dy1 / count.
+
+    At kinks (integer coordinates, clamp and validity boundaries) this is the one-sided
+    derivative on the side the forward's floor picks. An empty grid gives 0 (also for
+    MindSpore's NaN bins). Computed in ``F``; per roi the slopes are summed over channels and
+    bins per sample row and column first, then weighted by ``dy/dy1``: deterministic, one
+    thread per roi.
+    """
+    height, width = input.shape[2], input.shape[3]
+    num_rois, channels = grads.shape[0], grads.shape[1]
+    pooled_height, pooled_width = grads.shape[2], grads.shape[3]
+    count, ys, xs, y_clamped, x_clamped, grid_h, grid_w = _plan(
+        rois, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode, pooled_height,
+        pooled_width, height, width, False, F)
+    y_first, y_low, y_high, y_frac, y_comp, y_active, y_position = ys
+    x_first, x_low, x_high, x_frac, x_comp, x_active, x_position = xs
+    for k in prange(num_rois):
+        if grid_h[k] <= 0 or grid_w[k] <= 0:
+            continue  # no samples at all
+        y_begin, y_end = y_first[k, 0], y_first[k, pooled_height]
+        x_begin, x_end = x_first[k, 0], x_first[k, pooled_width]
+        # d(sum of grads * values)/d(coordinate) of each sample row and column of the roi
+        row_slopes = np.zeros(y_end - y_begin, F)
+        column_slopes = np.zeros(x_end - x_begin, F)
+        b = batch_indices[k]
+        for c in range(channels):
+            plane = input[b, c]
+            for ph in range(pooled_height):
+                for pw in range(pooled_width):
+                    g = grads[k, c, ph, pw]
+                    for j in range(y_first[k, ph], y_first[k, ph + 1]):
+                        row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
+                        for i in range(x_first[k, pw], x_first[k, pw + 1]):
+                            col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
+                            v1 = plane[row_lo, col_lo]
+                            v2 = plane[row_lo, col_hi]
+                            v3 = plane[row_hi, col_lo]
+                            v4 = plane[row_hi, col_hi]
+                            if y_active[j]:
+                                row_slopes[j - y_begin] += g * (hx * (v3 - v1) + lx * (v4 - v2))
+                            if x_active[i]:
+                                column_slopes[i - x_begin] += g * (hy * (v2 - v1)
+                                                                   + ly * (v4 - v3))
+        d_y1, d_y2 = _edge_derivatives(row_slopes, y_begin, y_end, y_position, y_clamped[k],
+                                       spatial_scale, F)
+        d_x1, d_x2 = _edge_derivatives(column_slopes, x_begin, x_end, x_position,
+                                       x_clamped[k], spatial_scale, F)
+        out[k, 1] = d_x1 / count[k]
+        out[k, 2] = d_y1 / count[k]
+        out[k, 3] = d_x2 / count[k]
+        out[k, 4] = d_y2 / count[k]

@@ -1,0 +1,80 @@
+"""Side-by-side timing: contenders run alternately in one process; medians and ratios.
+
+Never imported by roiops or its tests. Run the benchmark scripts with a peer's Python, into
+which roiops is installed (``.peers/tf/bin/pip install -e .``).
+"""
+import os
+import platform
+import resource
+import statistics
+import time
+
+import numpy as np
+
+
+def set_threads(count):
+    """Pin every library that is importable to ``count`` threads."""
+    import numba
+
+    numba.set_num_threads(count)
+    try:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(count)
+    except ImportError:
+        pass
+
+
+def alternate(contenders, repeats=15, warmup=2):
+    """Median seconds per contender, calling them in turn ``repeats`` times after a warmup."""
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def fill_floor(shape, dtype=np.float32):
+    """The write floor: a fill of a preallocated array of the output's size."""
+    target = np.empty(shape, dtype)
+    target.fill(1.0)
+    return lambda: target.fill(0.0)
+
+
+def peak_rss_bytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def report(title, medians, baseline_names, notes=()):
+    """Print a Markdown table: each contender's median and its speedup over the baselines."""
+    print(f"\n### {title}\n")
+    header = "| contender | median ms |" + "".join(f" vs {b} |" for b in baseline_names)
+    print(header)
+    print("|" + "---|" * (2 + len(baseline_names)))
+    for name, seconds in medians.items():
+        ratios = "".join(f" {medians[b] / seconds:.2f}x |" for b in baseline_names)
+        print(f"| {name} | {seconds * 1e3:.2f} |{ratios}")
+    for note in notes:
+        print(f"\n{note}")
