@@ -29,7 +29,8 @@ def _grad_input(grads, rois, input_shape, *, scale=1.0, sampling_ratio=2, aligne
                 mindspore=False, roi_end_mode=1, F=F32, half=False):
     out = np.zeros(input_shape, F)
     cpu.grad_input(grads.astype(F, copy=False), rois.astype(F), _indices(rois, mindspore),
-                   F(scale), sampling_ratio, aligned, mindspore, roi_end_mode, half, out, F)
+                   F(scale), sampling_ratio, aligned, mindspore, roi_end_mode, half, out,
+                   np.empty((0, 0, 0, 0), F), F)  # no channels-last alias: the temporary path
     return out
 
 

@@ -101,10 +101,18 @@ def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=Fal
 
 def run_grad_input(grads, rois, indices, input_shape, options, F, out_dtype,
                    half_arithmetic=False):
-    total = np.zeros(input_shape, F)
+    """The input gradient, ``input_shape`` ``[N, C, H, W]`` stored channels-last.
+
+    Channels-last memory lets the kernel accumulate the dense case (four taps of a sample
+    contiguous over channels) directly in the result, with no result-sized temporary; the
+    values do not depend on the layout.
+    """
+    batch, channels, height, width = input_shape
+    channels_last = np.zeros((batch, height, width, channels), F)
+    total = channels_last.transpose(0, 3, 1, 2)
     if grads.size:
         cpu.grad_input(_arrays.kernel_input(grads, F), rois.astype(F, copy=False), indices,
-                       *options.kernel_args(F), half_arithmetic, total, F)
+                       *options.kernel_args(F), half_arithmetic, total, channels_last, F)
     return total.astype(out_dtype, copy=False)
 
 
@@ -178,7 +186,8 @@ def roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale
         rois, output_size and options: as in :func:`roi_align`.
 
     Returns:
-        ``input_shape`` array of ``grads.dtype``.
+        ``input_shape`` array of ``grads.dtype``, in channels-last memory order (strides of
+        ``[N, H, W, C]``, like torch's ``channels_last``): ``np.ascontiguousarray`` gives NCHW.
 
     Example:
         >>> import numpy as np, roiops

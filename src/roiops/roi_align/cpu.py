@@ -551,8 +551,12 @@ def _grad_input_channels_last(grads, gradient, k, batch_index, first_channel, st
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, aligned, mindspore,
-               roi_end_mode, half_arithmetic, out, F):
+               roi_end_mode, half_arithmetic, out, out_channels_last, F):
     """Gradient of the forward w.r.t. its input, added into the zeroed ``[N, C, H, W]`` ``out``.
+
+    ``out_channels_last`` is either the same memory as ``out`` seen as a C-contiguous
+    ``[N, H, W, C]`` array (the channels-last path then accumulates straight into the result)
+    or an empty array (the channels-last path then needs a temporary of the result's size).
 
     The adjoint of ``forward`` (same convention and ``roi_end_mode``): every valid sample of
     bin ``(k, c, ph, pw)`` adds ``(grads[k, c, ph, pw] * w_i) / count`` to its corners
@@ -567,7 +571,11 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, aligne
                                       roi_end_mode, pooled_height, pooled_width, height, width,
                                       half_arithmetic, F)
     if not half_arithmetic and _use_channels_last(ys, xs, num_rois, out.shape):
-        gradient = np.zeros((batch, height, width, channels), F)
+        in_place = out_channels_last.size == out.size
+        if in_place:
+            gradient = out_channels_last
+        else:
+            gradient = np.zeros((batch, height, width, channels), F)
         num_blocks = _vector_blocks(channels, batch)
         block = (channels + num_blocks - 1) // num_blocks
         block = (block + _LANES - 1) // _LANES * _LANES
@@ -581,7 +589,8 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, aligne
                 if batch_indices[k] == b:
                     _grad_input_channels_last(grads, gradient, k, b, first_channel,
                                               stop_channel, count[k], ys, xs, g)
-        _channels_first_into(out, gradient)
+        if not in_place:
+            _channels_first_into(out, gradient)
     else:
         num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
         for task in prange(batch * num_blocks):
