@@ -13,15 +13,18 @@ Layout and parallelism:
 * Every array is indexed as a 4-D (or 2-D/1-D) array through its own strides, so transposed,
   Fortran-ordered and negative-stride views work unchanged; Numba compiles a separate
   specialization for contiguous inputs, where the innermost channel loop vectorizes.
-* ``forward`` parallelizes over (box, crop row) pairs: each pair writes its own output row.
+* All crop rows of a box share their column samples, so each task tabulates them once
+  (pixel indices and weights, in three small per-task arrays) instead of once per row: for a
+  depth of 3 the coordinate arithmetic otherwise costs more than the interpolation.
+* ``forward`` parallelizes over (box, band of crop rows): each task writes its own rows.
 * ``grad_boxes`` parallelizes over boxes: each box owns its output row and its four
   accumulators, summed sequentially in (y, x, channel) order as the peers do.
 * ``grad_image`` scatters, so several samples land on one pixel and the order of their ``+=``
   is observable in the rounding. The peers define it as the sequential order (box, crop row,
   crop column, corner). Threads here own disjoint tiles of the output (one batch image, a band
   of rows, a band of columns, all channels); each tile walks all boxes in that sequential order
-  and applies only the updates that land inside it. Every pixel therefore sees exactly the sequential
-  sequence of updates, whatever the number of threads or the tiling.
+  and applies only the updates that land inside it. Every pixel therefore sees exactly the
+  sequential sequence of updates, whatever the number of threads or the tiling.
 
 Sample coordinates that are NaN (finite boxes whose arithmetic overflows, e.g. ``y2 = 3e38``)
 count as out of range: extrapolated in the forward, skipped in the gradients, never used as an
@@ -40,9 +43,12 @@ BILINEAR_V2 = 2
 # the float-to-int conversion defined and the window size (a difference plus one) inside int64.
 _WINDOW_EDGE_LIMIT = 2.0 ** 61
 
-# grad_image tiles: about this many per call, each at least _MIN_BAND rows and columns, so that
-# samples straddling two bands (whose coordinates both tiles compute) stay a small fraction.
-_TARGET_TILES = 8
+# grad_image tiles: at least this many in all (one image each, then split into bands of at
+# least _MIN_BAND rows, then columns). Few tiles are faster: grads stream through memory in
+# order and fewer samples straddle two tiles (those take the slower per-corner path in both).
+# 4 keeps 2 threads busy even on one image; with more threads than max(images, 4) some idle
+# (a measured trade-off: 16 tiles made a [2,64,64,256] case 1.7x slower).
+_TARGET_TILES = 4
 _MIN_BAND = 8
 # forward: split crops into bands of rows until there are about this many tasks.
 _TARGET_TASKS = 64
@@ -464,6 +470,29 @@ def _grad_image_row(grads, box, crop_y, out, batch_index, top, bottom, y_lerp,
                     owns_top, owns_bottom, lefts, rights, x_lerps,
                     column_begin, column_end, half_accumulate, F):
     y_complement = F(1) - y_lerp
+    if (owns_top and owns_bottom and not half_accumulate and column_begin == 0
+            and column_end == out.shape[2]):
+        # The common case, kept small so that it compiles to a tight loop.
+        for crop_x in range(grads.shape[2]):
+            left = lefts[crop_x]
+            if left < 0:
+                continue
+            right = rights[crop_x]
+            x_lerp = x_lerps[crop_x]
+            x_complement = F(1) - x_lerp
+            for channel in range(np.uint64(out.shape[3])):
+                grad = grads[box, crop_y, crop_x, channel]
+                top_grad = grad * y_complement
+                bottom_grad = grad * y_lerp
+                out[batch_index, top, left, channel] = (
+                    out[batch_index, top, left, channel] + top_grad * x_complement)
+                out[batch_index, top, right, channel] = (
+                    out[batch_index, top, right, channel] + top_grad * x_lerp)
+                out[batch_index, bottom, left, channel] = (
+                    out[batch_index, bottom, left, channel] + bottom_grad * x_complement)
+                out[batch_index, bottom, right, channel] = (
+                    out[batch_index, bottom, right, channel] + bottom_grad * x_lerp)
+        return
     for crop_x in range(grads.shape[2]):
         left = lefts[crop_x]
         right = rights[crop_x]
@@ -539,8 +568,7 @@ def grad_image(grads, boxes, box_indices, method, out, half_accumulate, F):
     # Tiles are (image, band of rows, band of columns), never blocks of channels: a tile reads
     # only the grads of the samples landing in it, so grads (often far larger than the cache)
     # stream from memory once. Only the speed depends on the tiling, never the result. It
-    # ignores the thread count (querying it would make the kernel uncacheable): a fixed,
-    # generous number of tiles balances a few threads under Numba's static scheduling.
+    # ignores the thread count: querying it would make the kernel uncacheable.
     band_height, row_bands = _split(height, _ceil_div(_TARGET_TILES, batch), _MIN_BAND)
     band_width, column_bands = _split(width, _ceil_div(_TARGET_TILES, batch * row_bands),
                                       _MIN_BAND)
@@ -601,6 +629,10 @@ def grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F):
         y1, x1, y2, x2 = boxes[box, 0], boxes[box, 1], boxes[box, 2], boxes[box, 3]
         y_start, y_step = _grad_boxes_axis(y1, y2, height, crop_height, height_ratio, F)
         x_start, x_step = _grad_boxes_axis(x1, x2, width, crop_width, width_ratio, F)
+        lefts = np.empty(crop_width, np.int64)
+        rights = np.empty(crop_width, np.int64)
+        x_lerps = np.empty(crop_width, boxes.dtype)
+        _axis_table(x_start, x_step, width, crop_width, False, lefts, rights, x_lerps, F)
         d_y1 = F(0)
         d_x1 = F(0)
         d_y2 = F(0)
@@ -618,13 +650,11 @@ def grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F):
             y2_weight = F(crop_y) * height_ratio
             y1_weight = F(height - 1) - y2_weight
             for crop_x in range(crop_width):
-                in_x = _coordinate(x_start, x_step, crop_x, crop_width, F)
-                if not _inside(in_x, width, F):
+                left = lefts[crop_x]
+                if left < 0:
                     continue
-                left_f = np.floor(in_x)
-                left = np.int64(left_f)
-                right = np.int64(np.ceil(in_x))
-                x_lerp = in_x - left_f
+                right = rights[crop_x]
+                x_lerp = x_lerps[crop_x]
                 x_complement = one - x_lerp
                 x2_weight = F(crop_x) * width_ratio
                 x1_weight = F(width - 1) - x2_weight
