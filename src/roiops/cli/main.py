@@ -1,0 +1,220 @@
+"""The ``roiops`` command: ``demo``, ``crop`` and ``bench`` (API.md §5; guide: docs/cli.md).
+
+Exit status: 0 when every item succeeded, 1 when any item failed (each failure printed on one
+line), 2 for a usage error (a bad flag, an unreadable annotation file).
+"""
+import argparse
+import os
+import sys
+
+import roiops
+
+from .errors import UsageError
+
+METHODS = ("bilinear", "nearest", "bilinear_v2")
+FORMATS = ("png", "jpg", "npz")
+
+DESCRIPTION = """\
+Exact, fast region-of-interest sampling. Cut fixed-size object crops out of an image dataset
+with TensorFlow's crop_and_resize semantics, try it on a built-in sample, or time the
+operators against the frameworks installed here."""
+
+EXAMPLES = """\
+examples:
+  roiops demo                                   crops and a contact sheet from the sample
+  roiops crop instances.json --images images/ --out crops/ --size 224 --square --margin 0.1
+  roiops crop boxes.csv --images images/ --out crops/ --format npz
+  roiops bench --chart bench.png
+
+exit status: 0 all items succeeded, 1 some item failed, 2 usage error"""
+
+CROP_DESCRIPTION = """\
+Cut one crop per box out of the images named by ANNOTATIONS and resize it to --size with
+roiops.crop_and_resize (TensorFlow's semantics, exactly).
+
+ANNOTATIONS is a COCO JSON file ("images", "annotations" with "bbox" [x, y, w, h] in pixels,
+"categories") or a CSV with a header image,x1,y1,x2,y2[,label] (pixels, or with --normalized
+crop_and_resize's normalized coordinates). Image paths are relative to --images.
+
+Box convention: pixel boxes are in pixel-edge coordinates (pixel i covers [i, i+1), so
+[0, 0, W, H] is the whole image; COCO [x, y, w, h] is x1=x, x2=x+w). The crop's corner samples
+fall on the centres of the box's first and last pixels: columns x1 .. x2-1, i.e. normalized
+x1/(W-1) .. (x2-1)/(W-1). A box of w x h pixels cropped to --size HxW = h x w gives exactly its
+pixels. Parts of a box outside the image get --extrapolation-value; a box entirely outside is
+an error.
+
+Images are decoded to 8-bit RGB. crop_and_resize gives float32 crops; PNG and JPEG files hold
+them rounded (half to even) and clipped to 0..255; --format npz keeps the float32 crops.
+
+Output: <image stem>_<annotation id or CSV row>_<label>.<png|jpg> in --out (labels sanitized
+to letters, digits, '.', '-' and '_'), or one --out/crops.npz with the arrays crops, image, id,
+label, box (the annotation's x1,y1,x2,y2), sampled_box (the crop_and_resize [y1,x1,y2,x2]) and
+the settings. Existing outputs are skipped (a second run resumes) unless --overwrite. Input
+files are never written."""
+
+CROP_EXAMPLES = """\
+examples:
+  roiops crop instances.json --images images/ --out crops/
+  roiops crop instances.json --images images/ --out crops/ --size 224 --square --margin 0.1 \\
+      --contact-sheet sheet.png --workers 8
+  roiops crop boxes.csv --images images/ --out crops/ --size 32x64 --format npz
+  roiops crop boxes.csv --normalized --images images/ --out crops/ --method nearest
+
+exit status: 0 every crop written or skipped, 1 some item failed (one line each on stderr),
+2 usage error (bad flag, unreadable annotation file)"""
+
+
+def size(text):
+    """``"64"`` -> (64, 64); ``"32x48"`` -> (32, 48) (height x width)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values, default=0) < 1:
+        raise argparse.ArgumentTypeError(f"expected H or HxW with positive integers, got {text!r}")
+    return (values[0], values[-1])
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser():
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="roiops", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=formatter)
+    parser.add_argument("--version", action="version", version=f"roiops {roiops.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="crop the objects of the built-in sample image, write a contact sheet",
+        description="Crop the 12 objects of the built-in sample image (a generated 640x480 "
+                    "street scene with COCO boxes) to 96x96 squares with a 10%% margin, write "
+                    "them and a contact sheet to --out, and print where they are.",
+        epilog="example:\n  roiops demo --out /tmp/roiops-demo", formatter_class=formatter)
+    demo.add_argument("--out", default="roiops-demo", metavar="DIR",
+                      help="output folder (default: %(default)s)")
+    demo.set_defaults(handler=run_demo)
+
+    crop = commands.add_parser("crop", help="cut fixed-size crops of boxes out of images",
+                               description=CROP_DESCRIPTION, epilog=CROP_EXAMPLES,
+                               formatter_class=formatter)
+    crop.add_argument("annotations", metavar="ANNOTATIONS",
+                      help="COCO JSON file or CSV with header image,x1,y1,x2,y2[,label]")
+    crop.add_argument("--images", required=True, metavar="DIR",
+                      help="folder the annotation's image paths are relative to")
+    crop.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    crop.add_argument("--size", type=size, default=(64, 64), metavar="H[xW]",
+                      help="crop size: 64 means 64x64, 32x48 is 32 high, 48 wide (default: 64)")
+    crop.add_argument("--method", choices=METHODS, default="bilinear",
+                      help="sampling method (default: %(default)s)")
+    crop.add_argument("--extrapolation-value", type=finite_float, default=0.0, metavar="V",
+                      help="value of samples outside the image (default: 0)")
+    crop.add_argument("--margin", type=non_negative_float, default=0.0, metavar="F",
+                      help="grow each box by F times its size on every side (0.1 = 10%%)")
+    crop.add_argument("--square", action="store_true",
+                      help="grow the shorter side of each box to the longer one, around its "
+                           "centre (after --margin)")
+    crop.add_argument("--normalized", action="store_true",
+                      help="CSV boxes are normalized: x maps to x*(W-1), y to y*(H-1)")
+    crop.add_argument("--format", choices=FORMATS, default="png", dest="image_format",
+                      help="one PNG or JPEG per crop, or one crops.npz (default: png)")
+    crop.add_argument("--contact-sheet", metavar="PNG",
+                      help="also write the crops (the first 400) on a grid in this PNG")
+    crop.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                      help="worker processes, at most one per image (default: one per CPU, "
+                           "and at most one per 16 images)")
+    crop.add_argument("--overwrite", action="store_true",
+                      help="replace existing outputs instead of skipping them")
+    crop.set_defaults(handler=run_crop)
+
+    bench = commands.add_parser(
+        "bench", help="time the operators against the installed peers",
+        description="Time roiops.crop_and_resize and roiops.roi_align against whichever of "
+                    "TensorFlow, MindSpore and torchvision are importable, on the same inputs "
+                    "in one process, and print a table of median times and ratios.",
+        epilog="examples:\n  roiops bench\n  roiops bench --repeats 30 --chart bench.png",
+        formatter_class=formatter)
+    bench.add_argument("--chart", metavar="PNG", help="also draw the medians (needs matplotlib)")
+    bench.add_argument("--repeats", type=positive_int, default=10, metavar="N",
+                       help="timed calls per contender (default: %(default)s)")
+    bench.set_defaults(handler=run_bench)
+    return parser
+
+
+def run_demo(args):
+    from . import demo
+
+    return demo.run(args.out)
+
+
+def run_crop(args):
+    from .crop import CropJob, CropOptions
+
+    options = CropOptions(size=args.size, method=args.method,
+                          extrapolation_value=args.extrapolation_value, margin=args.margin,
+                          square=args.square, normalized=args.normalized,
+                          image_format=args.image_format, overwrite=args.overwrite)
+    summary = CropJob(args.annotations, args.images, args.out, options,
+                      contact_sheet=args.contact_sheet, workers=args.workers).run()
+    for line in summary.lines():
+        print(line)
+    return summary.exit_status
+
+
+def run_bench(args):
+    from . import bench
+
+    return bench.run(chart=args.chart, repeats=args.repeats)
+
+
+def main(argv=None):
+    """Run the ``roiops`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit
+    status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error (status 2)
+        return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
+    try:
+        return args.handler(args)
+    except UsageError as error:
+        print(f"roiops {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"roiops {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `roiops demo | head`: stop quietly, as other commands do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
