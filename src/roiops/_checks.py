@@ -4,6 +4,7 @@ Every check runs before any kernel, raises the documented exception type and nam
 argument, what was expected and what was given.
 """
 import numbers
+import sys
 
 import numpy as np
 
@@ -12,6 +13,15 @@ IMAGE_DTYPES = (
     np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64),
     np.dtype(np.uint8), np.dtype(np.uint16),
 ) + FLOAT_DTYPES
+
+
+def any_tensor(*values):
+    """True if any value is a torch.Tensor; never imports torch (roiops works without it).
+
+    If torch was never imported, no value can be a tensor.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and any(isinstance(v, torch.Tensor) for v in values)
 
 
 def require_array(name, value):

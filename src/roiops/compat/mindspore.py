@@ -53,6 +53,11 @@ class CropAndResize:
         self.extrapolation_value = extrapolation_value
 
     def __call__(self, x, boxes, box_index, crop_size):
+        if _checks.any_tensor(x, boxes, box_index):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.crop_and_resize(x, boxes, box_index, crop_size, self.method,
+                                                self.extrapolation_value,
+                                                ("x", "boxes", "box_index"), crop_api.METHODS)
         view = crop_api.check_image("x", x, "NHWC")
         indices = _check_ms_boxes(boxes, box_index, view.shape[0])
         crop_size = _checks.size_pair("crop_size", crop_size)
@@ -74,6 +79,9 @@ class CropAndResizeGradImage:
         self.method = method
 
     def __call__(self, grads, boxes, box_index, image_size):
+        if _checks.any_tensor(grads, boxes, box_index):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.host_call(self.__call__, grads, boxes, box_index, image_size)
         shape = crop_api.check_image_shape(image_size, "NHWC")
         indices = _check_ms_boxes(boxes, box_index, shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
@@ -99,6 +107,9 @@ class CropAndResizeGradBoxes:
         self.method = method
 
     def __call__(self, grads, image, boxes, box_index):
+        if _checks.any_tensor(grads, image, boxes, box_index):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.host_call(self.__call__, grads, image, boxes, box_index)
         view = crop_api.check_image("image", image, "NHWC")
         indices = _check_ms_boxes(boxes, box_index, view.shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
@@ -152,6 +163,9 @@ class ROIAlign:
         self.roi_end_mode = roi_end_mode
 
     def __call__(self, features, rois):
+        if _checks.any_tensor(features, rois):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.mindspore_roi_align(self, features, rois)
         half = _half_mode(features, rois, "features", "rois")
         options = _roi_options(self.pooled_height, self.pooled_width, self.spatial_scale,
                                self.sample_num, self.roi_end_mode, half)
@@ -179,6 +193,9 @@ class ROIAlignGrad:
         self.spatial_scale, self.sample_num = spatial_scale, sample_num
 
     def __call__(self, dy, rois, xdiff_shape):
+        if _checks.any_tensor(dy, rois):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.host_call(self.__call__, dy, rois, xdiff_shape)
         half = _half_mode(dy, rois, "dy", "rois")
         options = _roi_options(self.pooled_height, self.pooled_width, self.spatial_scale,
                                self.sample_num, 1, half)

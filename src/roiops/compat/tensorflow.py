@@ -43,6 +43,11 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
     boxes ``[N,4]`` float32 ``[y1,x1,y2,x2]``; box_indices ``[N]`` int32; crop_size
     ``(crop_height, crop_width)``; method "bilinear" or "nearest".
     """
+    if _checks.any_tensor(image, boxes, box_indices):
+        from ..torch import compat as torch_compat  # torch is optional: imported on first use
+        return torch_compat.crop_and_resize(image, boxes, box_indices, crop_size, method,
+                                            extrapolation_value, ("image", "boxes", "box_ind"),
+                                            _METHODS)
     view = api.check_image("image", image, "NHWC")
     indices = _check_tf_boxes(boxes, box_indices, view.shape[0])
     crop_size = _checks.size_pair("crop_size", crop_size)
@@ -69,6 +74,10 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
         image_size is ``[B,H,W,D]``; T float16, float32 or float64; method "bilinear" or
         "nearest".
         """
+        if _checks.any_tensor(grads, boxes, box_ind):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.host_call(raw_ops.CropAndResizeGradImage, grads, boxes,
+                                          box_ind, image_size, T, method)
         dtype = _checks.float_dtype("T", T)
         api.method_code(method, _METHODS)
         shape = api.check_image_shape(image_size, "NHWC")
@@ -88,6 +97,10 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
 
         Always TensorFlow's bilinear derivative; method must be "bilinear".
         """
+        if _checks.any_tensor(grads, image, boxes, box_ind):
+            from ..torch import compat as torch_compat  # torch is optional: imported on first use
+            return torch_compat.host_call(raw_ops.CropAndResizeGradBoxes, grads, image, boxes,
+                                          box_ind, method)
         api.method_code(method, ("bilinear",))
         view = api.check_image("image", image, "NHWC")
         indices = _check_tf_boxes(boxes, box_ind, view.shape[0])

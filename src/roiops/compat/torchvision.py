@@ -20,6 +20,15 @@ import numpy as np
 from .. import _arrays, _checks
 from ..roi_align import api
 
+try:  # RoIAlign is a torch.nn.Module, like torchvision's, when torch is installed
+    from torch.nn import Module as _ModuleBase
+except ImportError:
+    _ModuleBase = object
+
+
+def _has_tensor(input, boxes):
+    return _checks.any_tensor(input, boxes, *(boxes if isinstance(boxes, (list, tuple)) else ()))
+
 
 def _rois(boxes):
     """``[K, 5]`` rois from a ``[K, 5]`` array or a list of ``[L, 4]`` arrays (one per image)."""
@@ -63,6 +72,10 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     y2)`` or a list of ``[L,4]`` arrays; output_size an int or ``(height, width)``.
     Returns ``[K,C,height,width]`` of the input's dtype.
     """
+    if _has_tensor(input, boxes):
+        from ..torch import compat as torch_compat  # torch is optional: imported on first use
+        return torch_compat.torchvision_roi_align(input, boxes, output_size, spatial_scale,
+                                                  sampling_ratio, aligned)
     rois = _rois(boxes)
     options, rois, F, half = _prepare(input, "input", rois, output_size, spatial_scale,
                                       sampling_ratio, aligned)
@@ -78,6 +91,10 @@ def roi_align_backward(grad_output, boxes, input_shape, output_size, spatial_sca
     grad_output ``[K,C,height,width]``; input_shape ``(N,C,H,W)``; returns ``input_shape``
     in grad_output's dtype.
     """
+    if _has_tensor(grad_output, boxes):
+        from ..torch import compat as torch_compat  # torch is optional: imported on first use
+        return torch_compat.host_call(roi_align_backward, grad_output, boxes, input_shape,
+                                      output_size, spatial_scale, sampling_ratio, aligned)
     rois = _rois(boxes)
     options, rois, F, half = _prepare(grad_output, "grad_output", rois, output_size,
                                       spatial_scale, sampling_ratio, aligned)
@@ -88,18 +105,26 @@ def roi_align_backward(grad_output, boxes, input_shape, output_size, spatial_sca
                               half_arithmetic=half)
 
 
-class RoIAlign:
-    """``torchvision.ops.RoIAlign(output_size, spatial_scale, sampling_ratio, aligned)``."""
+class RoIAlign(_ModuleBase):
+    """``torchvision.ops.RoIAlign(output_size, spatial_scale, sampling_ratio, aligned)``.
+
+    A ``torch.nn.Module`` when torch is installed (a plain callable otherwise); called with
+    ``(input, rois)`` as NumPy arrays or tensors.
+    """
 
     def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
+        super().__init__()
         self.output_size = output_size
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def __call__(self, input, rois):
+    def forward(self, input, rois):
         return roi_align(input, rois, self.output_size, self.spatial_scale,
                          self.sampling_ratio, self.aligned)
+
+    if _ModuleBase is object:
+        __call__ = forward
 
     def __repr__(self):
         return (f"{type(self).__name__}(output_size={self.output_size}, "

@@ -146,6 +146,12 @@ def crop_and_resize(image, boxes, box_indices, crop_size, *, method="bilinear",
         array([[ 0.,  3.],
                [12., 15.]], dtype=float32)
     """
+    if _checks.any_tensor(image, boxes, box_indices):
+        from ..torch import api as torch_api  # imported on first use: torch is optional
+        return torch_api.crop_and_resize(image, boxes, box_indices, crop_size, method=method,
+                                         extrapolation_value=extrapolation_value,
+                                         data_format=data_format, out=out)
+
     view = check_image("image", image, data_format)
     indices = check_boxes(boxes, box_indices, view.shape[0])
     crop_size = _checks.size_pair("crop_size", crop_size)
@@ -195,6 +201,12 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method
                [0., 1., 0.],
                [0., 0., 0.]], dtype=float32)
     """
+    if _checks.any_tensor(grads, boxes, box_indices):
+        from ..torch import api as torch_api  # imported on first use: torch is optional
+        return torch_api.crop_and_resize_grad_image(grads, boxes, box_indices, image_shape,
+                                                    method=method, dtype=dtype,
+                                                    data_format=data_format)
+
     _checks.require_choice("data_format", data_format, DATA_FORMATS)
     shape = check_image_shape(image_shape, data_format)
     indices = check_boxes(boxes, box_indices, shape[0])
@@ -229,6 +241,11 @@ def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, *, method="bili
         ...     np.array([[0.25, 0.25, 0.25, 0.25]], np.float32), np.array([0]))
         array([[3., 1., 3., 1.]], dtype=float32)
     """
+    if _checks.any_tensor(grads, image, boxes, box_indices):
+        from ..torch import api as torch_api  # imported on first use: torch is optional
+        return torch_api.crop_and_resize_grad_boxes(grads, image, boxes, box_indices,
+                                                    method=method, data_format=data_format)
+
     view = check_image("image", image, data_format)
     indices = check_boxes(boxes, box_indices, view.shape[0])
     grads_view = check_grads(grads, data_format, boxes.shape[0])

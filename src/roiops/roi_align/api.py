@@ -4,6 +4,8 @@ Two conventions share one kernel: ``"torchvision"`` (``aligned``, minimum size 1
 aligned, ceil adaptive grid, batch index truncated) and ``"mindspore"`` (``roi_end_mode``,
 floor adaptive grid, batch index ``rint(v + 7e-5)``). semantics.md §4 lists every switch.
 """
+import math
+
 import numpy as np
 
 from .. import _arrays, _checks
@@ -21,7 +23,8 @@ class Options:
         self.pooled_height, self.pooled_width = _checks.size_pair(
             "output_size", output_size, allow_int=True)
         self.spatial_scale = _checks.require_number("spatial_scale", spatial_scale)
-        if not np.isfinite(self.spatial_scale):
+        # A comparison, not np.isfinite: torch.compile traces it, also for a symbolic float.
+        if not -math.inf < self.spatial_scale < math.inf:
             raise ValueError(f"spatial_scale must be finite, got {spatial_scale!r}")
         self.sampling_ratio = _checks.require_int("sampling_ratio", sampling_ratio)
         if not isinstance(aligned, (bool, np.bool_)):
@@ -162,6 +165,13 @@ def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1,
         array([[2.5, 3.5],
                [6.5, 7.5]], dtype=float32)
     """
+    if _checks.any_tensor(input, rois):
+        from ..torch import api as torch_api  # imported on first use: torch is optional
+        return torch_api.roi_align(
+            input, rois, output_size, spatial_scale=spatial_scale,
+            sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
+            roi_end_mode=roi_end_mode, out=out)
+
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
     check_input("input", input)
@@ -200,6 +210,13 @@ def roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale
                [0.  , 0.25, 0.25, 0.  ],
                [0.  , 0.  , 0.  , 0.  ]], dtype=float32)
     """
+    if _checks.any_tensor(grads, rois):
+        from ..torch import api as torch_api  # imported on first use: torch is optional
+        return torch_api.roi_align_grad_input(
+            grads, rois, input_shape, output_size, spatial_scale=spatial_scale,
+            sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
+            roi_end_mode=roi_end_mode)
+
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
     input_shape = check_input_shape(input_shape)
@@ -232,6 +249,13 @@ def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
         ...     np.array([[0, 1, 1, 2, 2]], np.float64), 1, sampling_ratio=1, aligned=True)
         array([[0. , 0.5, 2. , 0.5, 2. ]])
     """
+    if _checks.any_tensor(grads, input, rois):
+        from ..torch import api as torch_api  # imported on first use: torch is optional
+        return torch_api.roi_align_grad_boxes(
+            grads, input, rois, output_size, spatial_scale=spatial_scale,
+            sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
+            roi_end_mode=roi_end_mode)
+
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
     check_input("input", input)

@@ -1,0 +1,8 @@
+"""``torch.nn.Module`` wrappers of the roiops operators (requires torch).
+
+See :mod:`roiops.torch.nn`: ``CropAndResize``, ``RoIAlign``, ``MindSporeCropAndResize`` and
+``MindSporeROIAlign``; torchvision's ``RoIAlign`` is ``roiops.compat.torchvision.RoIAlign``.
+"""
+from .torch.nn import CropAndResize, MindSporeCropAndResize, MindSporeROIAlign, RoIAlign
+
+__all__ = ["CropAndResize", "RoIAlign", "MindSporeCropAndResize", "MindSporeROIAlign"]

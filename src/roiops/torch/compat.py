@@ -1,0 +1,141 @@
+"""The compatibility layers (API.md §1) on torch tensors.
+
+Where a framework's arithmetic is the native one after a dtype cast, its entry point runs the
+native custom op, so it is differentiable and traceable (TensorFlow/MindSpore
+``CropAndResize``: image cast to float32; torchvision ``roi_align`` in float32/float64;
+MindSpore ``ROIAlign`` unless both tensors are float16). The rest reproduce arithmetic that
+no native op has (half accumulation, MindSpore's ROIAlignGrad geometry, ...): the gradient
+primitives and the half-arithmetic forwards run the NumPy layer on the host
+(:func:`host_call`) and return a tensor on the inputs' device, without autograd.
+"""
+import inspect
+
+import numpy as np
+import torch
+
+from .. import _checks
+from ..compat import torchvision as torchvision_compat
+from ..crop_and_resize.api import method_code
+from . import api, ops
+
+_IMAGE_DTYPES = tuple(d for d in api.IMAGE_DTYPES if d != torch.bfloat16)
+_FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
+_HALF_OR_SINGLE = (torch.float16, torch.float32)
+
+
+def host_call(fn, *args):
+    """``fn`` (a NumPy entry point) on tensor arguments: host views in, a tensor out.
+
+    Tensors (also inside lists) must share a device; the result goes back to it. There is
+    no autograd through this path, so a tensor that requires grad is refused rather than
+    silently cut from the graph.
+    """
+    named = inspect.signature(fn).bind(*args).arguments
+    tensors = {}
+    for name, value in named.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, torch.Tensor):
+                tensors[name if item is value else f"{name}[{i}]"] = item
+    api.require_tensors(**tensors)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors.values()):
+        raise RuntimeError(
+            f"{getattr(fn, '__qualname__', fn)} reproduces its framework's arithmetic on the "
+            f"host and is not differentiable; detach the inputs, or use the native roiops "
+            f"API (float32 arithmetic) for gradients")
+    for name, tensor in tensors.items():
+        if tensor.dtype == torch.bfloat16:
+            raise TypeError(f"{name} must not be bfloat16: the framework's kernel has no "
+                            f"bfloat16 arithmetic to reproduce, got {tensor.dtype}")
+    device = next(iter(tensors.values())).device
+
+    def host(value):
+        if isinstance(value, torch.Tensor):
+            return value.detach().cpu().numpy()
+        if isinstance(value, (list, tuple)):
+            return type(value)(host(v) for v in value)
+        return value
+
+    result = fn(*(host(v) for v in args))
+    return torch.from_numpy(result).to(device)
+
+
+def crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value,
+                    names, methods):
+    """TensorFlow/MindSpore ``CropAndResize`` on tensors: float32 crops, differentiable.
+
+    Both compute in float32 whatever the image dtype, which is the native op on the image cast
+    to float32 (exact for float16, the frameworks' own rounding for float64; integer images
+    are read as they are). ``names`` are the framework's (image, boxes, indices) names.
+    """
+    image_name, boxes_name, indices_name = names
+    api.require_tensors(**{image_name: image, boxes_name: boxes, indices_name: box_indices})
+    api.check_image(image_name, image, "NHWC", _IMAGE_DTYPES)
+    _checks.require_dtype(boxes_name, boxes, (torch.float32,))
+    _checks.require_dtype(indices_name, box_indices, (torch.int32,))
+    api.check_boxes(boxes, box_indices)
+    crop_size = _checks.size_pair("crop_size", crop_size)
+    method_code(method, methods)
+    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
+    if image.is_floating_point():
+        image = image.to(torch.float32)  # a no-op for float32
+    return ops.crop_and_resize(image, boxes, box_indices, crop_size, method,
+                               extrapolation_value, "NHWC")
+
+
+def mindspore_roi_align(primitive, features, rois):
+    """MindSpore ``ROIAlign`` on tensors; float32 unless both are float16 (then on the host).
+
+    Mixed float16/float32 computes in float32 and rounds the result once, which is the native
+    op with MindSpore's float32 spatial scale.
+    """
+    api.require_tensors(features=features, rois=rois)
+    _checks.require_dtype("features", features, _HALF_OR_SINGLE)
+    _checks.require_dtype("rois", rois, _HALF_OR_SINGLE)
+    if features.dtype == rois.dtype == torch.float16:
+        return host_call(primitive.__call__, features, rois)
+    api.check_input("features", features)
+    api.check_rois(rois)
+    scale = float(np.float32(primitive.spatial_scale))
+    return ops.roi_align(features, rois, (primitive.pooled_height, primitive.pooled_width),
+                         scale, primitive.sample_num, False, "mindspore",
+                         primitive.roi_end_mode)
+
+
+def boxes_to_rois(boxes):
+    """torchvision's ``convert_boxes_to_roi_format``: a list of ``[L, 4]`` -> ``[K, 5]``."""
+    if isinstance(boxes, torch.Tensor):
+        return boxes
+    if not isinstance(boxes, (list, tuple)):
+        raise TypeError(f"boxes must be a [K, 5] tensor or a list of [L, 4] tensors, "
+                        f"got {type(boxes).__name__}")
+    if not boxes:
+        raise ValueError("boxes must hold at least one tensor, got an empty list")
+    for i, item in enumerate(boxes):
+        if not isinstance(item, torch.Tensor):
+            raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(item).__name__}")
+        _checks.require_dtype(f"boxes[{i}]", item, _FLOAT_DTYPES)
+        _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
+    ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
+    return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)
+
+
+def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
+    """torchvision's ``roi_align`` on tensors; float16 reproduces its half arithmetic (host).
+
+    float32/float64 are the native op with torchvision's rounding of the scale and boxes to
+    the input dtype, so they are differentiable w.r.t. input and boxes.
+    """
+    rois = boxes_to_rois(boxes)
+    api.require_tensors(input=input, boxes=rois)
+    _checks.require_dtype("input", input, _FLOAT_DTYPES)
+    if input.dtype == torch.float16:
+        return host_call(torchvision_compat.roi_align, input, rois, output_size, spatial_scale,
+                         sampling_ratio, aligned)
+    scale = _checks.require_number("spatial_scale", spatial_scale)
+    if input.dtype == torch.float32:  # torchvision converts the double scale to T once
+        scale = float(np.float32(scale))
+    _checks.require_dtype("boxes", rois, _FLOAT_DTYPES)
+    _checks.require_shape("boxes", rois, ("K", 5))
+    return api.roi_align(input, rois.to(input.dtype), output_size, spatial_scale=scale,
+                         sampling_ratio=sampling_ratio, aligned=aligned)

@@ -1,0 +1,143 @@
+"""``torch.nn.Module`` wrappers of the operators (re-exported as ``roiops.nn``).
+
+Options are validated once, at construction, with the functional API's messages; ``forward``
+calls the differentiable functional API, so the modules work under ``torch.compile`` and
+``torch.export``. torchvision's ``RoIAlign`` lives in ``roiops.compat.torchvision``.
+
+Example:
+    >>> import torch, roiops.nn
+    >>> pool = roiops.nn.RoIAlign((7, 7), spatial_scale=1 / 16, sampling_ratio=2, aligned=True)
+    >>> pool(torch.rand(2, 256, 50, 68), torch.tensor([[0, 16., 16., 320., 240.]])).shape
+    torch.Size([1, 256, 7, 7])
+"""
+import torch
+
+from .. import _checks
+from ..compat import mindspore as _mindspore
+from ..crop_and_resize import api as _crop_api
+from ..crop_and_resize.api import crop_and_resize
+from ..roi_align import api as _roi_api
+from ..roi_align.api import roi_align
+
+__all__ = ["CropAndResize", "RoIAlign", "MindSporeCropAndResize", "MindSporeROIAlign"]
+
+
+class CropAndResize(torch.nn.Module):
+    """:func:`roiops.crop_and_resize` as a module (TensorFlow semantics).
+
+    ``forward(image, boxes, box_indices)``: image ``[B, H, W, D]`` (or ``[B, D, H, W]`` with
+    ``data_format="NCHW"``) of an integer or float dtype, boxes ``[N, 4]`` float
+    ``[y1, x1, y2, x2]`` normalized, box_indices ``[N]`` integers; returns
+    ``[N, crop_height, crop_width, D]`` (or NCHW) in the image's float dtype (float32 for
+    integer images), differentiable w.r.t. image and boxes.
+
+    Example:
+        >>> crop = CropAndResize((2, 2))
+        >>> crop(torch.arange(16.).reshape(1, 4, 4, 1), torch.tensor([[0., 0, 1, 1]]),
+        ...      torch.tensor([0]))[0, :, :, 0]
+        tensor([[ 0.,  3.],
+                [12., 15.]])
+    """
+
+    def __init__(self, crop_size, method="bilinear", extrapolation_value=0.0,
+                 data_format="NHWC"):
+        super().__init__()
+        self.crop_size = _checks.size_pair("crop_size", crop_size)
+        _crop_api.method_code(method)
+        _checks.require_choice("data_format", data_format, _crop_api.DATA_FORMATS)
+        self.method = method
+        self.extrapolation_value = _checks.require_number("extrapolation_value",
+                                                          extrapolation_value)
+        self.data_format = data_format
+
+    def forward(self, image, boxes, box_indices):
+        return crop_and_resize(image, boxes, box_indices, self.crop_size, method=self.method,
+                               extrapolation_value=self.extrapolation_value,
+                               data_format=self.data_format)
+
+    def extra_repr(self):
+        return (f"crop_size={self.crop_size}, method={self.method!r}, "
+                f"extrapolation_value={self.extrapolation_value}, "
+                f"data_format={self.data_format!r}")
+
+
+class RoIAlign(torch.nn.Module):
+    """:func:`roiops.roi_align` as a module, in either convention.
+
+    ``forward(input, rois)``: input ``[N, C, H, W]`` float16/bfloat16/float32/float64, rois
+    ``[K, 5]`` float ``(batch_index, x1, y1, x2, y2)``; returns ``[K, C, ph, pw]`` of the
+    input's dtype, differentiable w.r.t. input and rois (the rois' column 0 gets zero).
+
+    Args:
+        output_size: ``(ph, pw)`` or one int.
+        spatial_scale, sampling_ratio, aligned, roi_end_mode: as :func:`roiops.roi_align`.
+        convention: ``"torchvision"`` (uses ``aligned``) or ``"mindspore"`` (uses
+            ``roi_end_mode``).
+    """
+
+    def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
+                 convention="torchvision", roi_end_mode=1):
+        super().__init__()
+        options = _roi_api.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                   convention, roi_end_mode)
+        self.output_size = (options.pooled_height, options.pooled_width)
+        self.spatial_scale = options.spatial_scale
+        self.sampling_ratio = options.sampling_ratio
+        self.aligned = options.aligned
+        self.convention = convention
+        self.roi_end_mode = options.roi_end_mode
+
+    def forward(self, input, rois):
+        return roi_align(input, rois, self.output_size, spatial_scale=self.spatial_scale,
+                         sampling_ratio=self.sampling_ratio, aligned=self.aligned,
+                         convention=self.convention, roi_end_mode=self.roi_end_mode)
+
+    def extra_repr(self):
+        options = (f"aligned={self.aligned}" if self.convention == "torchvision"
+                   else f"roi_end_mode={self.roi_end_mode}")
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, convention={self.convention!r}, "
+                f"{options}")
+
+
+class MindSporeCropAndResize(torch.nn.Module):
+    """``mindspore.ops.CropAndResize`` as a module: ``forward(x, boxes, box_index, crop_size)``.
+
+    MindSpore's constructor checks and dtypes (float32 output, boxes float32, box_index
+    int32); see :class:`roiops.compat.mindspore.CropAndResize`.
+    """
+
+    def __init__(self, method="bilinear", extrapolation_value=0.0):
+        super().__init__()
+        self.primitive = _mindspore.CropAndResize(method, extrapolation_value)
+
+    def forward(self, x, boxes, box_index, crop_size):
+        return self.primitive(x, boxes, box_index, crop_size)
+
+    def extra_repr(self):
+        return (f"method={self.primitive.method!r}, "
+                f"extrapolation_value={self.primitive.extrapolation_value}")
+
+
+class MindSporeROIAlign(torch.nn.Module):
+    """``mindspore.ops.ROIAlign`` as a module: ``forward(features, rois)``.
+
+    MindSpore's constructor checks and arithmetic; see
+    :class:`roiops.compat.mindspore.ROIAlign`. Differentiable unless both tensors are
+    float16 (MindSpore's half arithmetic runs on the host without autograd).
+    """
+
+    def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2,
+                 roi_end_mode=1):
+        super().__init__()
+        self.primitive = _mindspore.ROIAlign(pooled_height, pooled_width, spatial_scale,
+                                             sample_num, roi_end_mode)
+
+    def forward(self, features, rois):
+        return self.primitive(features, rois)
+
+    def extra_repr(self):
+        p = self.primitive
+        return (f"pooled_height={p.pooled_height}, pooled_width={p.pooled_width}, "
+                f"spatial_scale={p.spatial_scale}, sample_num={p.sample_num}, "
+                f"roi_end_mode={p.roi_end_mode}")

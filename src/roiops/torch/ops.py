@@ -1,0 +1,293 @@
+"""The roiops operators as ``torch.library`` custom ops in the namespace ``roiops``.
+
+Six ops, callable as ``roiops.torch.ops.<name>(...)`` or ``torch.ops.roiops.<name>(...)``:
+
+=================================  ==================================================
+``crop_and_resize``                ``[B,H,W,D]`` (or NCHW) -> ``[N,ch,cw,D]`` (or NCHW)
+``crop_and_resize_grad_image``     grads ``[N,ch,cw,D]`` -> ``image_shape`` of ``dtype``
+``crop_and_resize_grad_boxes``     grads, image -> ``[N,4]`` in the forward's dtype
+``roi_align``                      ``[N,C,H,W]``, rois ``[K,5]`` -> ``[K,C,ph,pw]``
+``roi_align_grad_input``           grads ``[K,C,ph,pw]`` -> ``input_shape``
+``roi_align_grad_boxes``           grads, input -> ``[K,5]`` (column 0 is zero)
+=================================  ==================================================
+
+Each has a fake (meta) implementation, so ``torch.compile(fullgraph=True)`` and
+``torch.export`` trace it, and the two forwards have autograd formulas for the image/input
+and the boxes. The gradient ops are not differentiable themselves: a double backward raises.
+
+The ops take already-normalized options (``roiops.crop_and_resize`` and friends check the
+tensor metadata first and are the public entry points). The CPU kernels run the NumPy API
+on zero-copy views of the tensors, which also runs every data-dependent check of API.md §3
+(non-finite boxes, batch indices out of range) with the NumPy messages.
+
+Devices: the CPU kernels are registered with ``device_types="cpu"``. Other devices plug in
+per device with ``<op>.register_kernel("cuda")`` (see :func:`_register_host_roundtrip`, which
+registers the placeholder that a Triton kernel replaces): the fake implementations and the
+autograd formulas are device independent.
+
+Example:
+    >>> import torch, roiops.torch.ops as ops
+    >>> x = torch.arange(16.).reshape(1, 1, 4, 4)
+    >>> ops.roi_align(x, torch.tensor([[0, 0.5, 0.5, 2.5, 2.5]]), [2, 2], 1.0, 2, True)[0, 0]
+    tensor([[2.5000, 3.5000],
+            [6.5000, 7.5000]])
+"""
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..crop_and_resize import api as crop_api
+from ..roi_align import api as roi_api
+
+__all__ = [
+    "crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
+    "roi_align", "roi_align_grad_input", "roi_align_grad_boxes",
+]
+
+
+def _numpy(tensor):
+    """A NumPy view of a CPU tensor: no copy, strides kept (channels_last, slices).
+
+    bfloat16 has no NumPy type: it is widened exactly to a float32 copy, so the kernels
+    compute it in float32 like float16 (API.md §2) and the result is rounded once.
+    """
+    tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.numpy()
+
+
+def _numpy_dtype(dtype):
+    """The NumPy dtype the kernels produce for a torch result dtype (bfloat16 -> float32)."""
+    return torch.empty(0, dtype=torch.float32 if dtype == torch.bfloat16 else dtype).numpy().dtype
+
+
+def _tensor(array, dtype, memory_format=torch.contiguous_format):
+    """Wrap a fresh NumPy result without copying; cast (round once) only for bfloat16.
+
+    Each op declares its result layout (the fake implementation must match it exactly);
+    ``contiguous`` is a no-op when the runner already produced that layout.
+    """
+    return torch.from_numpy(array).to(dtype).contiguous(memory_format=memory_format)
+
+
+def _empty(like, shape, dtype, memory_format=torch.contiguous_format):
+    """The fake result, in the layout the op declares (``new_empty`` could keep the input's
+    memory format instead)."""
+    return torch.empty(shape, dtype=dtype, device=like.device, memory_format=memory_format)
+
+
+def _result_dtype(dtype):
+    """API.md §2: the image's float dtype, float32 for integer images."""
+    return dtype if dtype.is_floating_point else torch.float32
+
+
+# --- crop_and_resize -------------------------------------------------------------------
+
+@torch.library.custom_op("roiops::crop_and_resize", mutates_args=(), device_types="cpu")
+def crop_and_resize(image: Tensor, boxes: Tensor, box_indices: Tensor, crop_size: Sequence[int],
+                    method: str = "bilinear", extrapolation_value: float = 0.0,
+                    data_format: str = "NHWC") -> Tensor:
+    """:func:`roiops.crop_and_resize` on tensors (float dtype of the image, float32 for ints)."""
+    result = crop_api.crop_and_resize(
+        _numpy(image), _numpy(boxes), _numpy(box_indices), tuple(crop_size), method=method,
+        extrapolation_value=extrapolation_value, data_format=data_format)
+    return _tensor(result, _result_dtype(image.dtype))
+
+
+@crop_and_resize.register_fake
+def _(image, boxes, box_indices, crop_size, method="bilinear", extrapolation_value=0.0,
+      data_format="NHWC"):
+    crop_height, crop_width = crop_size
+    if data_format == "NHWC":
+        shape = (boxes.shape[0], crop_height, crop_width, image.shape[3])
+    else:
+        shape = (boxes.shape[0], image.shape[1], crop_height, crop_width)
+    return _empty(image, shape, _result_dtype(image.dtype))
+
+
+@torch.library.custom_op("roiops::crop_and_resize_grad_image", mutates_args=(),
+                         device_types="cpu")
+def crop_and_resize_grad_image(grads: Tensor, boxes: Tensor, box_indices: Tensor,
+                               image_shape: Sequence[int], method: str = "bilinear",
+                               dtype: torch.dtype = torch.float32,
+                               data_format: str = "NHWC") -> Tensor:
+    """:func:`roiops.crop_and_resize_grad_image` on tensors; the result has ``dtype``."""
+    result = crop_api.crop_and_resize_grad_image(
+        _numpy(grads), _numpy(boxes), _numpy(box_indices), tuple(image_shape), method=method,
+        dtype=_numpy_dtype(dtype), data_format=data_format)
+    return _tensor(result, dtype)
+
+
+@crop_and_resize_grad_image.register_fake
+def _(grads, boxes, box_indices, image_shape, method="bilinear", dtype=torch.float32,
+      data_format="NHWC"):
+    return _empty(grads, tuple(image_shape), dtype)
+
+
+@torch.library.custom_op("roiops::crop_and_resize_grad_boxes", mutates_args=(),
+                         device_types="cpu")
+def crop_and_resize_grad_boxes(grads: Tensor, image: Tensor, boxes: Tensor, box_indices: Tensor,
+                               method: str = "bilinear", data_format: str = "NHWC") -> Tensor:
+    """:func:`roiops.crop_and_resize_grad_boxes` on tensors: ``[N, 4]``."""
+    result = crop_api.crop_and_resize_grad_boxes(
+        _numpy(grads), _numpy(image), _numpy(boxes), _numpy(box_indices), method=method,
+        data_format=data_format)
+    return _tensor(result, _result_dtype(image.dtype))
+
+
+@crop_and_resize_grad_boxes.register_fake
+def _(grads, image, boxes, box_indices, method="bilinear", data_format="NHWC"):
+    return _empty(boxes, (boxes.shape[0], 4), _result_dtype(image.dtype))
+
+
+def _crop_and_resize_setup(ctx, inputs, output):
+    image, boxes, box_indices, _, method, _, data_format = inputs
+    # The image is needed only for the box gradient: keep it alive only then.
+    ctx.save_for_backward(image if ctx.needs_input_grad[1] else None, boxes, box_indices)
+    ctx.image_shape, ctx.image_dtype = image.shape, image.dtype
+    ctx.method, ctx.data_format = method, data_format
+
+
+def _crop_and_resize_backward(ctx, grad):
+    image, boxes, box_indices = ctx.saved_tensors
+    grad_image = grad_boxes = None
+    if ctx.needs_input_grad[0]:
+        grad_image = crop_and_resize_grad_image(grad, boxes, box_indices, ctx.image_shape,
+                                                ctx.method, ctx.image_dtype, ctx.data_format)
+    if ctx.needs_input_grad[1]:
+        grad_boxes = crop_and_resize_grad_boxes(grad, image, boxes, box_indices, ctx.method,
+                                                ctx.data_format).to(boxes.dtype)
+    return grad_image, grad_boxes, None, None, None, None, None
+
+
+crop_and_resize.register_autograd(_crop_and_resize_backward,
+                                  setup_context=_crop_and_resize_setup)
+
+
+# --- roi_align -------------------------------------------------------------------------
+
+@torch.library.custom_op("roiops::roi_align", mutates_args=(), device_types="cpu")
+def roi_align(input: Tensor, rois: Tensor, output_size: Sequence[int], spatial_scale: float = 1.0,
+              sampling_ratio: int = -1, aligned: bool = False, convention: str = "torchvision",
+              roi_end_mode: int = 1) -> Tensor:
+    """:func:`roiops.roi_align` on tensors: ``[K, C, ph, pw]`` of ``input.dtype``."""
+    result = roi_api.roi_align(
+        _numpy(input), _numpy(rois), tuple(output_size), spatial_scale=spatial_scale,
+        sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
+        roi_end_mode=roi_end_mode)
+    return _tensor(result, input.dtype)
+
+
+@roi_align.register_fake
+def _(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
+      convention="torchvision", roi_end_mode=1):
+    pooled_height, pooled_width = output_size
+    return _empty(input, (rois.shape[0], input.shape[1], pooled_height, pooled_width),
+                  input.dtype)
+
+
+@torch.library.custom_op("roiops::roi_align_grad_input", mutates_args=(), device_types="cpu")
+def roi_align_grad_input(grads: Tensor, rois: Tensor, input_shape: Sequence[int],
+                         output_size: Sequence[int], spatial_scale: float = 1.0,
+                         sampling_ratio: int = -1, aligned: bool = False,
+                         convention: str = "torchvision", roi_end_mode: int = 1) -> Tensor:
+    """:func:`roiops.roi_align_grad_input` on tensors: ``input_shape`` of ``grads.dtype``.
+
+    The result is channels_last: the layout the CPU kernel accumulates into without a
+    temporary (the values do not depend on it).
+    """
+    result = roi_api.roi_align_grad_input(
+        _numpy(grads), _numpy(rois), tuple(input_shape), tuple(output_size),
+        spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned,
+        convention=convention, roi_end_mode=roi_end_mode)
+    return _tensor(result, grads.dtype, torch.channels_last)
+
+
+@roi_align_grad_input.register_fake
+def _(grads, rois, input_shape, output_size, spatial_scale=1.0, sampling_ratio=-1,
+      aligned=False, convention="torchvision", roi_end_mode=1):
+    return _empty(grads, tuple(input_shape), grads.dtype, torch.channels_last)
+
+
+@torch.library.custom_op("roiops::roi_align_grad_boxes", mutates_args=(), device_types="cpu")
+def roi_align_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor, output_size: Sequence[int],
+                         spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                         aligned: bool = False, convention: str = "torchvision",
+                         roi_end_mode: int = 1) -> Tensor:
+    """:func:`roiops.roi_align_grad_boxes` on tensors: ``[K, 5]`` of ``input.dtype``."""
+    result = roi_api.roi_align_grad_boxes(
+        _numpy(grads), _numpy(input), _numpy(rois), tuple(output_size),
+        spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned,
+        convention=convention, roi_end_mode=roi_end_mode)
+    return _tensor(result, input.dtype)
+
+
+@roi_align_grad_boxes.register_fake
+def _(grads, input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
+      convention="torchvision", roi_end_mode=1):
+    return _empty(rois, (rois.shape[0], 5), input.dtype)
+
+
+def _roi_align_setup(ctx, inputs, output):
+    input, rois, *options = inputs
+    ctx.save_for_backward(input if ctx.needs_input_grad[1] else None, rois)
+    ctx.input_shape, ctx.options = input.shape, options
+
+
+def _roi_align_backward(ctx, grad):
+    input, rois = ctx.saved_tensors
+    output_size, *options = ctx.options
+    grad_input = grad_rois = None
+    if ctx.needs_input_grad[0]:
+        grad_input = roi_align_grad_input(grad, rois, ctx.input_shape, output_size, *options)
+    if ctx.needs_input_grad[1]:
+        grad_rois = roi_align_grad_boxes(grad, input, rois, output_size, *options).to(rois.dtype)
+    return grad_input, grad_rois, None, None, None, None, None, None
+
+
+roi_align.register_autograd(_roi_align_backward, setup_context=_roi_align_setup)
+
+
+# --- gradient ops: no second derivative ------------------------------------------------
+
+def _no_double_backward(name):
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"roiops::{name} is not differentiable: double backward through roiops operators "
+            f"is not supported (use create_graph=False, or detach the first gradient)")
+    return backward
+
+
+_GRADIENT_OPS = {
+    "crop_and_resize_grad_image": crop_and_resize_grad_image,
+    "crop_and_resize_grad_boxes": crop_and_resize_grad_boxes,
+    "roi_align_grad_input": roi_align_grad_input,
+    "roi_align_grad_boxes": roi_align_grad_boxes,
+}
+for _name, _op in _GRADIENT_OPS.items():
+    _op.register_autograd(_no_double_backward(_name),
+                          setup_context=lambda ctx, inputs, output: None)
+
+
+# --- other devices ---------------------------------------------------------------------
+
+def _register_host_roundtrip(op, device_type):
+    """Placeholder kernel for ``device_type``: copy to the host, run the CPU kernel, copy back.
+
+    This is where device kernels plug in: a Triton/CUDA implementation replaces it with
+    ``op.register_kernel("cuda")(kernel)`` (the latest registration wins). Results are
+    identical to the CPU ones; it is correct, not fast.
+    """
+    def kernel(*args, **kwargs):
+        device = next(a.device for a in args if isinstance(a, Tensor))
+        to_host = [a.cpu() if isinstance(a, Tensor) else a for a in args]
+        return op(*to_host, **kwargs).to(device)  # dispatches to the CPU kernel
+
+    op.register_kernel(device_type)(kernel)
+
+
+for _op in (crop_and_resize, roi_align, *_GRADIENT_OPS.values()):
+    _register_host_roundtrip(_op, "cuda")
+del _name, _op
