@@ -2,7 +2,8 @@
 
 The native API (API.md §2): ``crop_and_resize`` (TensorFlow/MindSpore semantics) and
 ``roi_align`` (torchvision/MindSpore conventions) with their image/input and box gradients, on
-NumPy arrays. Framework-exact adapters live in ``roiops.compat``.
+NumPy arrays or torch tensors (``roiops.torch``, ``roiops.nn``). Framework-exact adapters
+live in ``roiops.compat``; the ``roiops`` command in ``roiops.cli``.
 """
 from .crop_and_resize.api import (
     crop_and_resize,
