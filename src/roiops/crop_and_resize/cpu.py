@@ -16,7 +16,14 @@ Layout and parallelism:
 * All crop rows of a box share their column samples, so each task tabulates them once
   (pixel indices and weights, in three small per-task arrays) instead of once per row: for a
   depth of 3 the coordinate arithmetic otherwise costs more than the interpolation.
-* ``forward`` parallelizes over (box, band of crop rows): each task writes its own rows.
+* ``forward`` parallelizes over (box, band of crop rows): each task writes its own rows. For
+  bilinear with small depths (``_MAX_BAND_DEPTH``) a task keeps the x-interpolated values of
+  the last two pixel rows it used (TF's top/bottom values, which do not depend on whether a
+  pixel row serves as top or bottom) and reuses them on the next crop row, so an upsampling
+  crop interpolates each pixel row once and each output element costs one y-lerp; the
+  operations per element are TF's, in TF's order.
+* ``grad_image``'s common tile case has a depth-3 variant with the channel loop unrolled on
+  row views (the same updates in the same order per element).
 * ``grad_boxes`` parallelizes over boxes: each box owns its output row and its four
   accumulators, summed sequentially in (y, x, channel) order as the peers do.
 * ``grad_image`` scatters, so several samples land on one pixel and the order of their ``+=``
@@ -50,6 +57,9 @@ _WINDOW_EDGE_LIMIT = 2.0 ** 61
 # (a measured trade-off: 16 tiles made a [2,64,64,256] case 1.7x slower).
 _TARGET_TILES = 4
 _MIN_BAND = 8
+# forward: depths up to this take the path that reuses x-interpolated pixel rows across crop
+# rows (per-sample overhead dominates there); deeper images vectorize over the channels.
+_MAX_BAND_DEPTH = 16
 # forward: split crops into bands of rows until there are about this many tasks.
 _TARGET_TASKS = 64
 
@@ -246,6 +256,117 @@ def _bilinear_row(image, batch_index, top, bottom, y_lerp, lefts, rights, x_lerp
 
 
 @njit(cache=True)
+def _horizontal_row(image, batch_index, row, lefts, rights, x_lerps, target, F):
+    """``target[x, c]``: image row ``row`` interpolated along x (TF's top/bottom value).
+
+    The x-lerp of a pixel row does not depend on whether it serves as the top or the bottom
+    row of a sample, so consecutive crop rows reuse it. Extrapolated columns get 0 (their
+    outputs are overwritten).
+    """
+    depth = image.shape[3]
+    source = image[batch_index, row]
+    if depth == 3:
+        for crop_x in range(target.shape[0]):
+            left = lefts[crop_x]
+            cx = np.uint64(crop_x)
+            if left < 0:
+                target[cx, np.uint64(0)] = F(0)
+                target[cx, np.uint64(1)] = F(0)
+                target[cx, np.uint64(2)] = F(0)
+                continue
+            ul = np.uint64(left)
+            ur = np.uint64(rights[crop_x])
+            x_lerp = x_lerps[crop_x]
+            a = F(source[ul, np.uint64(0)])
+            target[cx, np.uint64(0)] = a + (F(source[ur, np.uint64(0)]) - a) * x_lerp
+            b = F(source[ul, np.uint64(1)])
+            target[cx, np.uint64(1)] = b + (F(source[ur, np.uint64(1)]) - b) * x_lerp
+            c = F(source[ul, np.uint64(2)])
+            target[cx, np.uint64(2)] = c + (F(source[ur, np.uint64(2)]) - c) * x_lerp
+        return
+    for crop_x in range(target.shape[0]):
+        left = lefts[crop_x]
+        if left < 0:
+            for channel in range(np.uint64(depth)):
+                target[crop_x, channel] = F(0)
+            continue
+        right = rights[crop_x]
+        x_lerp = x_lerps[crop_x]
+        for channel in range(np.uint64(depth)):
+            a = F(source[left, channel])
+            target[crop_x, channel] = a + (F(source[right, channel]) - a) * x_lerp
+
+
+@njit(cache=True)
+def _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row_end,
+                   lefts, rights, x_lerps, out, box, extrapolation_value, F):
+    """Bilinear rows [begin, end) of one box into a float ``out``, x-lerped rows reused.
+
+    Per element exactly ``_lerp2d``'s operations: the top and bottom values are the x-lerps
+    of their pixel rows (held in two buffers keyed by pixel row), then the y-lerp.
+    """
+    height = image.shape[1]
+    crop_height, crop_width, depth = out.shape[1], out.shape[2], out.shape[3]
+    buffers = np.empty((2, crop_width, depth), out.dtype)
+    row0 = np.int64(-1)
+    row1 = np.int64(-1)
+    for crop_y in range(crop_row_begin, crop_row_end):
+        in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
+        out_row = out[box, crop_y]
+        if not _inside(in_y, height, F):
+            for crop_x in range(crop_width):
+                for channel in range(np.uint64(depth)):
+                    out_row[crop_x, channel] = extrapolation_value
+            continue
+        top_f = np.floor(in_y)
+        top = np.int64(top_f)
+        bottom = np.int64(np.ceil(in_y))
+        y_lerp = in_y - top_f
+        # Slot of the top row, then of the bottom row, (re)computing what is missing.
+        if row0 == top:
+            top_slot = 0
+        elif row1 == top:
+            top_slot = 1
+        else:
+            top_slot = 1 if row0 == bottom else 0
+            _horizontal_row(image, batch_index, top, lefts, rights, x_lerps,
+                            buffers[top_slot], F)
+            if top_slot == 0:
+                row0 = top
+            else:
+                row1 = top
+        if bottom == top:
+            bottom_slot = top_slot
+        else:
+            bottom_slot = 1 - top_slot
+            if (row0 if bottom_slot == 0 else row1) != bottom:
+                _horizontal_row(image, batch_index, bottom, lefts, rights, x_lerps,
+                                buffers[bottom_slot], F)
+                if bottom_slot == 0:
+                    row0 = bottom
+                else:
+                    row1 = bottom
+        top_values = buffers[top_slot]
+        bottom_values = buffers[bottom_slot]
+        if depth == 3:
+            for crop_x in range(crop_width):
+                cx = np.uint64(crop_x)
+                for k in range(3):
+                    channel = np.uint64(k)
+                    t = top_values[cx, channel]
+                    out_row[cx, channel] = t + (bottom_values[cx, channel] - t) * y_lerp
+        else:
+            for crop_x in range(crop_width):
+                for channel in range(np.uint64(depth)):
+                    t = top_values[crop_x, channel]
+                    out_row[crop_x, channel] = t + (bottom_values[crop_x, channel] - t) * y_lerp
+        for crop_x in range(crop_width):
+            if lefts[crop_x] < 0:
+                for channel in range(np.uint64(depth)):
+                    out_row[crop_x, channel] = extrapolation_value
+
+
+@njit(cache=True)
 def _nearest_row(image, batch_index, row, columns, out, box, crop_y, extrapolation_value,
                  out_half, F):
     depth = image.shape[3]
@@ -335,6 +456,10 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
         x_start, x_step = _forward_axis(x1, x2, width, crop_width, F)
         _axis_table(x_start, x_step, width, crop_width, nearest, lefts, rights, x_lerps, F)
         y_start, y_step = _forward_axis(y1, y2, height, crop_height, F)
+        if not nearest and not out_half and image.shape[3] <= _MAX_BAND_DEPTH:
+            _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row_end,
+                           lefts, rights, x_lerps, out, box, extrapolation_value, F)
+            continue
         for crop_y in range(crop_row_begin, crop_row_end):
             in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
             if not _inside(in_y, height, F):
@@ -465,6 +590,43 @@ def _grad_image_row_nearest(grads, box, crop_y, out, batch_index, row, columns,
                      half_accumulate)
 
 
+@njit(cache=True, inline="always")
+def _scatter_channel3(grad_row, top_row, bottom_row, cx, left, right, channel,
+                      y_lerp, y_complement, x_lerp, x_complement):
+    grad = grad_row[cx, channel]
+    top_grad = grad * y_complement
+    bottom_grad = grad * y_lerp
+    top_row[left, channel] = top_row[left, channel] + top_grad * x_complement
+    top_row[right, channel] = top_row[right, channel] + top_grad * x_lerp
+    bottom_row[left, channel] = bottom_row[left, channel] + bottom_grad * x_complement
+    bottom_row[right, channel] = bottom_row[right, channel] + bottom_grad * x_lerp
+
+
+@njit(cache=True)
+def _grad_image_row3(grad_row, top_row, bottom_row, y_lerp, y_complement, lefts, rights,
+                     x_lerps, F):
+    """The fast path of ``_grad_image_row`` for depth 3: row views, channels unrolled.
+
+    Each element receives the same updates in the same order (the corners of one sample in
+    order, samples in crop-column order).
+    """
+    for crop_x in range(grad_row.shape[0]):
+        left = lefts[crop_x]
+        if left < 0:
+            continue
+        ul = np.uint64(left)
+        ur = np.uint64(rights[crop_x])
+        cx = np.uint64(crop_x)
+        x_lerp = x_lerps[crop_x]
+        x_complement = F(1) - x_lerp
+        _scatter_channel3(grad_row, top_row, bottom_row, cx, ul, ur, np.uint64(0),
+                          y_lerp, y_complement, x_lerp, x_complement)
+        _scatter_channel3(grad_row, top_row, bottom_row, cx, ul, ur, np.uint64(1),
+                          y_lerp, y_complement, x_lerp, x_complement)
+        _scatter_channel3(grad_row, top_row, bottom_row, cx, ul, ur, np.uint64(2),
+                          y_lerp, y_complement, x_lerp, x_complement)
+
+
 @njit(cache=True)
 def _grad_image_row(grads, box, crop_y, out, batch_index, top, bottom, y_lerp,
                     owns_top, owns_bottom, lefts, rights, x_lerps,
@@ -473,6 +635,10 @@ def _grad_image_row(grads, box, crop_y, out, batch_index, top, bottom, y_lerp,
     if (owns_top and owns_bottom and not half_accumulate and column_begin == 0
             and column_end == out.shape[2]):
         # The common case, kept small so that it compiles to a tight loop.
+        if out.shape[3] == 3:
+            _grad_image_row3(grads[box, crop_y], out[batch_index, top], out[batch_index, bottom],
+                             y_lerp, y_complement, lefts, rights, x_lerps, F)
+            return
         for crop_x in range(grads.shape[2]):
             left = lefts[crop_x]
             if left < 0:
