@@ -250,9 +250,18 @@ def _bilinear_row(image, batch_index, top, bottom, y_lerp, lefts, rights, x_lerp
                                 y_lerp, x_lerp, F)
                 out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
         else:
+            # 1-D pixel vectors: simple strides and one alias check let the loop vectorize.
+            top_left = image[batch_index, top, left]
+            top_right = image[batch_index, top, right]
+            bottom_left = image[batch_index, bottom, left]
+            bottom_right = image[batch_index, bottom, right]
+            target = out[box, crop_y, crop_x]
             for channel in range(depth):
-                out[box, crop_y, crop_x, channel] = _lerp2d(
-                    image, batch_index, top, bottom, left, right, channel, y_lerp, x_lerp, F)
+                tl = F(top_left[channel])
+                bl = F(bottom_left[channel])
+                top_value = tl + (F(top_right[channel]) - tl) * x_lerp
+                bottom_value = bl + (F(bottom_right[channel]) - bl) * x_lerp
+                target[channel] = top_value + (bottom_value - top_value) * y_lerp
 
 
 @njit(cache=True)
