@@ -20,10 +20,12 @@ tensor metadata first and are the public entry points). The CPU kernels run the 
 on zero-copy views of the tensors, which also runs every data-dependent check of API.md §3
 (non-finite boxes, batch indices out of range) with the NumPy messages.
 
-Devices: the CPU kernels are registered with ``device_types="cpu"``. Other devices plug in
-per device with ``<op>.register_kernel("cuda")`` (see :func:`_register_host_roundtrip`, which
-registers the placeholder that a Triton kernel replaces): the fake implementations and the
-autograd formulas are device independent.
+Devices: the CPU kernels are registered with ``device_types="cpu"``. CUDA tensors run the
+Triton kernels of ``roiops.roi_align.cuda`` and ``roiops.crop_and_resize.cuda`` for both
+forwards, ``roi_align_grad_input`` and ``crop_and_resize_grad_image`` (deterministic, equal
+to the CPU kernels bit for bit in float32/float64); the two box gradients still run the host
+round trip of :func:`_register_host_roundtrip`. The fake implementations and the autograd
+formulas are device independent.
 
 Example:
     >>> import torch, roiops.torch.ops as ops
@@ -37,6 +39,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .. import _checks
 from ..crop_and_resize import api as crop_api
 from ..roi_align import api as roi_api
 
@@ -291,3 +294,90 @@ def _register_host_roundtrip(op, device_type):
 for _op in (crop_and_resize, roi_align, *_GRADIENT_OPS.values()):
     _register_host_roundtrip(_op, "cuda")
 del _name, _op
+
+
+# --- CUDA: Triton kernels --------------------------------------------------------------
+#
+# They replace the host round-trip above for the ops they cover (the latest registration
+# wins). triton is imported on the first CUDA call only, so roiops imports without it; the
+# data-dependent checks (non-finite rois, batch index range) run on a host copy of the
+# rois (K x 5 values, one small transfer) before any launch, with the CPU path's messages.
+
+def _metadata_array(tensor):
+    """A zero-byte NumPy stand-in with ``tensor``'s shape and dtype, for the shape/dtype checks
+    of the NumPy API (they never read values)."""
+    import numpy as np
+    return np.broadcast_to(np.zeros((), _numpy_dtype(tensor.dtype)), tuple(tensor.shape))
+
+
+def _roi_indices(rois, batch, options):
+    """The checked batch indices (int64, host), as the CPU kernel path computes them."""
+    return torch.from_numpy(roi_api.check_rois(_numpy(rois.cpu()), batch, options))
+
+
+def _crop_indices(boxes, box_indices, batch):
+    """The checked box indices (int64, host), as the CPU kernel path computes them."""
+    return torch.from_numpy(crop_api.check_boxes(_numpy(boxes.cpu()), _numpy(box_indices.cpu()),
+                                                 batch))
+
+
+def _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention, roi_end_mode):
+    return roi_api.Options(tuple(output_size), spatial_scale, sampling_ratio, aligned,
+                           convention, roi_end_mode)
+
+
+def _cuda_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1,
+                    aligned=False, convention="torchvision", roi_end_mode=1):
+    from ..roi_align import cuda
+    options = _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention,
+                           roi_end_mode)
+    roi_api.check_input("input", _metadata_array(input))
+    indices = _roi_indices(rois, input.shape[0], options)
+    return cuda.forward(input, rois, indices, options)
+
+
+def _cuda_roi_align_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
+                               sampling_ratio=-1, aligned=False, convention="torchvision",
+                               roi_end_mode=1):
+    from ..roi_align import cuda
+    options = _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention,
+                           roi_end_mode)
+    input_shape = roi_api.check_input_shape(input_shape)
+    indices = _roi_indices(rois, input_shape[0], options)
+    roi_api.check_grads(_metadata_array(grads), rois.shape[0], input_shape[1], options)
+    return cuda.grad_input(grads, rois, indices, input_shape, options).contiguous(
+        memory_format=torch.channels_last)
+
+
+def _cuda_crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
+                          extrapolation_value=0.0, data_format="NHWC"):
+    from ..crop_and_resize import cuda
+    view = crop_api.check_image("image", _metadata_array(image), data_format)
+    indices = _crop_indices(boxes, box_indices, view.shape[0])
+    crop_size = _checks.size_pair("crop_size", tuple(crop_size))
+    crop_api.method_code(method)
+    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
+    return cuda.forward(image, boxes, indices, crop_size, method, extrapolation_value,
+                        data_format, _result_dtype(image.dtype))
+
+
+def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="bilinear",
+                                     dtype=torch.float32, data_format="NHWC"):
+    from ..crop_and_resize import cuda
+    _checks.require_choice("data_format", data_format, crop_api.DATA_FORMATS)
+    shape = crop_api.check_image_shape(image_shape, data_format)
+    indices = _crop_indices(boxes, box_indices, shape[0])
+    view = crop_api.check_grads(_metadata_array(grads), data_format, boxes.shape[0])
+    if view.shape[3] != shape[3]:
+        raise ValueError(f"image_shape depth must equal grads depth {view.shape[3]}, "
+                         f"got {shape[3]}")
+    crop_api.method_code(method)
+    _checks.float_dtype("dtype", _numpy_dtype(dtype))
+    return cuda.grad_image(grads, boxes, indices, image_shape, method, data_format, dtype)
+
+
+# Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
+roi_align.register_kernel("cuda")(_cuda_roi_align)
+roi_align_grad_input.register_kernel("cuda")(_cuda_roi_align_grad_input)
+crop_and_resize.register_kernel("cuda")(_cuda_crop_and_resize)
+crop_and_resize_grad_image.register_kernel("cuda")(_cuda_crop_and_resize_grad_image)

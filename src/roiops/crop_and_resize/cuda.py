@@ -1,0 +1,374 @@
+"""Triton kernels of crop_and_resize for CUDA tensors: forward and the image gradient.
+
+They reproduce the Numba CPU kernels (``roiops.crop_and_resize.cpu``) operation for operation
+(semantics.md §2-§3, semantics-tensorflow.md §1-§2), so float32 and float64 results are
+bit-identical to the CPU ones (verified under the Triton interpreter, ``TRITON_INTERPRET=1``).
+
+Compute type ``F``: float64 for float64 (images, or gradient results), float32 otherwise;
+images of any dtype are widened to ``F`` on load (exact for float16/bfloat16 and integers up
+to 2**24, as the CPU converts them). Boxes are cast to ``F`` on the host, as the CPU does.
+bfloat16 results are produced in float32 and rounded to nearest-even by torch, as the CPU op
+does (the interpreter's in-kernel float32 -> bfloat16 cast truncates).
+
+Exactness rules (semantics.md §1): launches pass ``enable_fp_fusion=False`` (no contraction of
+TF's ``a + (b - a) * w`` lerps into FMAs); float32 divisions are ``tl.div_rn``; the operation
+order is the CPU kernel's. The crop-size-1 centre ``0.5 * (y1 + y2) * (H - 1)`` is formed in
+float64 exactly as the CPU (and TF's C double literal) does and then rounded once to ``F``,
+so it is exact here too, subnormals included (a float32-only evaluation would differ only
+when the product underflows). Round-half-away-from-zero for nearest is ``floor(c)`` plus one
+when ``c - floor(c) >= 0.5`` (the difference is exact), never ``floor(c + 0.5)``.
+
+Design:
+
+- **Forward**: one program per (box, crop row, block of ``crop column x depth`` elements);
+  the row's coordinate arithmetic is scalar, the columns' is per lane. Layouts are read and
+  written through strides (NHWC or NCHW, any view).
+- **Image gradient** (deterministic, no atomics): one program per (image, block of depth
+  channels) owns those elements of the result and walks the boxes in ascending order, then
+  (crop row, crop column, corner) in the CPU's order, so every element receives exactly the
+  sequential sequence of ``+=``. Lanes are distinct channels: no two lanes of a program touch
+  one address, and a repeated corner (a zero-weight add, which must still happen: an inf
+  gradient turns it into NaN) is a read-modify-write ordered by program order in its thread.
+  *Cost*: ``B * ceil(D / BLOCK_D)`` programs, each scanning all boxes: parallelism is low
+  for small depths (depth 3: one program per image), the price of a fixed order without
+  atomics.
+
+Verification without a GPU: the interpreter (NumPy: no fusion, exact division) checks the
+operation order; a compile-only test builds every variant for sm_90 and checks that the PTX
+has no ``fma`` and no approximate division. Running on a device, and speed, need a GPU.
+"""
+import torch
+import triton
+import triton.language as tl
+
+# The kernels call only Triton builtins (``tl.full``, not the ``@jit`` helpers of triton's
+# standard library such as ``tl.zeros``): the interpreter tests load these modules with
+# TRITON_INTERPRET=1 after triton itself was imported without it, and a library ``@jit``
+# helper decorated then cannot run under the interpreter.
+
+__all__ = ["forward", "grad_image"]
+
+BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2
+_METHODS = {"bilinear": BILINEAR, "nearest": NEAREST, "bilinear_v2": BILINEAR_V2}
+_BLOCK = 128
+_BLOCK_D = 32
+
+
+@triton.jit
+def _div(x, y):
+    """IEEE division in the operands' type (``div_rn`` for float32; float64 ``/`` is exact)."""
+    if x.dtype == tl.float64:
+        return x / y
+    else:
+        return tl.div_rn(x, y)
+
+
+@triton.jit
+def _i64(i):
+    """A loop index or int argument as an int64 tensor (the interpreter hands out ints)."""
+    return i + tl.full([], 0, tl.int64)
+
+
+@triton.jit
+def _axis(low, high, size, crop):
+    """(start, step) of the forward's samples: ``low*(size-1)`` and
+    ``((high-low)*(size-1))/(crop-1)``; for a crop of 1 the centre, formed in float64."""
+    F = low.dtype
+    size_m1 = (size - 1).to(F)
+    if crop > 1:
+        start = low * size_m1
+        step = _div((high - low) * size_m1, (crop - 1).to(F))
+    else:
+        centre = 0.5 * (low + high).to(tl.float64) * (size - 1).to(tl.float64)
+        start = centre.to(F)
+        step = tl.full([], 0, F)
+    return start, step
+
+
+@triton.jit
+def _round_half_away(c):
+    """C ``roundf`` for ``c >= 0``: ``c - floor(c)`` is exact, unlike ``c + 0.5``."""
+    low = tl.floor(c)
+    return tl.where(c - low >= 0.5, low + 1, low).to(tl.int64)
+
+
+@triton.jit
+def _window_edge(value, F: tl.constexpr):
+    """bilinear_v2's truncated window edge, total: NaN -> 0, clamped to +-2**61 (as the CPU:
+    the conversion stays defined and a window length stays inside int64)."""
+    limit = tl.full([], 2305843009213693952.0, F)
+    clamped = tl.minimum(tl.maximum(value, -limit), limit)
+    clamped = tl.where(value == value, clamped, tl.full([], 0, F))
+    return clamped.to(tl.int64)  # C truncation toward zero
+
+
+@triton.jit
+def _v2_window(low, high, size):
+    F = low.dtype
+    first = _window_edge(low * size.to(F), F)
+    last = _window_edge(high * size.to(F), F)
+    return first, tl.maximum(last - first + 1, 1)
+
+
+@triton.jit
+def _v2_axis(first, length, size, index, crop, F: tl.constexpr):
+    ratio = _div(length.to(F), crop.to(F))
+    position = (index.to(F) + 0.5) * ratio - 0.5
+    low = tl.minimum(tl.maximum(tl.floor(position).to(tl.int64), 0), length - 1)
+    high = tl.minimum(tl.maximum(tl.ceil(position).to(tl.int64), 0), length - 1)
+    weight = position - low.to(F)
+    low = tl.minimum(tl.maximum(first + low, 0), size - 1)
+    high = tl.minimum(tl.maximum(first + high, 0), size - 1)
+    return low, high, weight
+
+
+@triton.jit(do_not_specialize=["num_boxes", "height", "width", "depth", "crop_h", "crop_w",
+                               "i_b", "i_h", "i_w", "i_d", "o_n", "o_h", "o_w", "o_d"])
+def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
+                    num_boxes, height, width, depth, crop_h, crop_w,
+                    i_b, i_h, i_w, i_d, o_n, o_h, o_w, o_d,
+                    METHOD: tl.constexpr, BLOCK: tl.constexpr):
+    row_id = tl.program_id(0).to(tl.int64)
+    crop_h = _i64(crop_h)
+    crop_w = _i64(crop_w)
+    height = _i64(height)
+    width = _i64(width)
+    depth = _i64(depth)
+    box = row_id // crop_h
+    crop_y = row_id % crop_h
+    element = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    mask = element < crop_w * depth
+    crop_x = element // depth
+    channel = element % depth
+    extrapolation = tl.load(extrapolation_ptr)
+    F = extrapolation.dtype
+    y1 = tl.load(boxes_ptr + box * 4)
+    x1 = tl.load(boxes_ptr + box * 4 + 1)
+    y2 = tl.load(boxes_ptr + box * 4 + 2)
+    x2 = tl.load(boxes_ptr + box * 4 + 3)
+    b = tl.load(index_ptr + box)
+    base = image_ptr + b * i_b + channel * i_d
+    if METHOD == 2:
+        first_row, window_h = _v2_window(y1, y2, height)
+        first_col, window_w = _v2_window(x1, x2, width)
+        top, bottom, y_weight = _v2_axis(first_row, window_h, height, crop_y, crop_h, F)
+        left, right, x_weight = _v2_axis(first_col, window_w, width, crop_x, crop_w, F)
+        y_comp = 1 - y_weight
+        x_comp = 1 - x_weight
+        top_left = tl.load(base + top * i_h + left * i_w, mask=mask, other=0).to(F)
+        bottom_right = tl.load(base + bottom * i_h + right * i_w, mask=mask, other=0).to(F)
+        top_right = tl.load(base + top * i_h + right * i_w, mask=mask, other=0).to(F)
+        bottom_left = tl.load(base + bottom * i_h + left * i_w, mask=mask, other=0).to(F)
+        # MindSpore's fixed term order: top-left, bottom-right, top-right, bottom-left.
+        a = (top_left * y_comp) * x_comp
+        bb = (bottom_right * y_weight) * x_weight
+        c = (top_right * y_comp) * x_weight
+        d = (bottom_left * y_weight) * x_comp
+        value = ((a + bb) + c) + d
+    else:
+        y_start, y_step = _axis(y1, y2, height, crop_h)
+        x_start, x_step = _axis(x1, x2, width, crop_w)
+        if crop_h > 1:
+            in_y = y_start + crop_y.to(F) * y_step
+        else:
+            in_y = y_start
+        if crop_w > 1:
+            in_x = x_start + crop_x.to(F) * x_step
+        else:
+            in_x = tl.broadcast_to(x_start, [BLOCK])
+        # A conjunction, so that NaN is outside; -0.0 is inside.
+        # Scalars broadcast to the lanes (not "+ zeros": that would turn -0.0 into +0.0).
+        in_y = tl.broadcast_to(in_y, [BLOCK])
+        inside_y = (in_y >= 0) & (in_y <= (height - 1).to(F))
+        inside = inside_y & (in_x >= 0) & (in_x <= (width - 1).to(F))
+        # Outside lanes read pixel 0 (masked anyway): no index is formed from a NaN.
+        safe_y = tl.where(inside_y, in_y, tl.full([BLOCK], 0, F))
+        safe_x = tl.where(inside, in_x, tl.full([BLOCK], 0, F))
+        load_mask = mask & inside
+        if METHOD == 1:
+            row = _round_half_away(safe_y)
+            column = _round_half_away(safe_x)
+            value = tl.load(base + row * i_h + column * i_w, mask=load_mask, other=0).to(F)
+        else:
+            top_f = tl.floor(safe_y)
+            top = top_f.to(tl.int64)
+            bottom = tl.ceil(safe_y).to(tl.int64)
+            y_lerp = safe_y - top_f
+            left_f = tl.floor(safe_x)
+            left = left_f.to(tl.int64)
+            right = tl.ceil(safe_x).to(tl.int64)
+            x_lerp = safe_x - left_f
+            top_left = tl.load(base + top * i_h + left * i_w, mask=load_mask, other=0).to(F)
+            top_right = tl.load(base + top * i_h + right * i_w, mask=load_mask, other=0).to(F)
+            bottom_left = tl.load(base + bottom * i_h + left * i_w, mask=load_mask,
+                                  other=0).to(F)
+            bottom_right = tl.load(base + bottom * i_h + right * i_w, mask=load_mask,
+                                   other=0).to(F)
+            # TF's two-step lerp a + (b - a) * w, not a four-weight sum.
+            top_value = top_left + (top_right - top_left) * x_lerp
+            bottom_value = bottom_left + (bottom_right - bottom_left) * x_lerp
+            value = top_value + (bottom_value - top_value) * y_lerp
+        value = tl.where(inside, value, tl.broadcast_to(extrapolation, [BLOCK]))
+    out = out_ptr + box * o_n + crop_y * o_h + crop_x * o_w + channel * o_d
+    tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _add(p, value, mask):
+    tl.store(p, tl.load(p, mask=mask) + value, mask=mask)
+
+
+@triton.jit(do_not_specialize=["num_boxes", "height", "width", "depth", "crop_h", "crop_w",
+                               "g_n", "g_h", "g_w", "g_d"])
+def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
+                       num_boxes, height, width, depth, crop_h, crop_w,
+                       g_n, g_h, g_w, g_d,
+                       METHOD: tl.constexpr, BLOCK_D: tl.constexpr):
+    # One program owns image b, one block of channels: it alone writes those elements.
+    b = tl.program_id(0).to(tl.int64)
+    crop_h = _i64(crop_h)
+    crop_w = _i64(crop_w)
+    height = _i64(height)
+    width = _i64(width)
+    depth = _i64(depth)
+    channel = tl.program_id(1).to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
+    mask = channel < depth
+    F = out_ptr.dtype.element_ty
+    # out is [B, H, W, D] contiguous in F.
+    image = out_ptr + b * height * width * depth + channel
+    for box_i in range(num_boxes):
+        box = _i64(box_i)
+        if tl.load(index_ptr + box) == b:
+            y1 = tl.load(boxes_ptr + box * 4)
+            x1 = tl.load(boxes_ptr + box * 4 + 1)
+            y2 = tl.load(boxes_ptr + box * 4 + 2)
+            x2 = tl.load(boxes_ptr + box * 4 + 3)
+            if METHOD == 2:
+                first_row, window_h = _v2_window(y1, y2, height)
+                first_col, window_w = _v2_window(x1, x2, width)
+            else:
+                y_start, y_step = _axis(y1, y2, height, crop_h)
+                x_start, x_step = _axis(x1, x2, width, crop_w)
+            for crop_y_i in range(crop_h):
+                crop_y = _i64(crop_y_i)
+                if METHOD == 2:
+                    top, bottom, y_weight = _v2_axis(first_row, window_h, height, crop_y,
+                                                     crop_h, F)
+                    y_ok = True
+                else:
+                    if crop_h > 1:
+                        in_y = y_start + crop_y.to(F) * y_step
+                    else:
+                        in_y = y_start
+                    y_ok = (in_y >= 0) & (in_y <= (height - 1).to(F))
+                if y_ok:
+                    if METHOD == 1:
+                        top = _round_half_away(in_y)
+                    elif METHOD == 0:
+                        top_f = tl.floor(in_y)
+                        top = top_f.to(tl.int64)
+                        bottom = tl.ceil(in_y).to(tl.int64)
+                        y_weight = in_y - top_f
+                    for crop_x_i in range(crop_w):
+                        crop_x = _i64(crop_x_i)
+                        g = tl.load(grads_ptr + box * g_n + crop_y * g_h + crop_x * g_w
+                                    + channel * g_d, mask=mask, other=0).to(F)
+                        if METHOD == 2:
+                            left, right, x_weight = _v2_axis(first_col, window_w, width,
+                                                             crop_x, crop_w, F)
+                            y_comp = 1 - y_weight
+                            x_comp = 1 - x_weight
+                            # The forward's term order: TL, BR, TR, BL.
+                            _add(image + (top * width + left) * depth, (g * y_comp) * x_comp,
+                                 mask)
+                            _add(image + (bottom * width + right) * depth,
+                                 (g * y_weight) * x_weight, mask)
+                            _add(image + (top * width + right) * depth, (g * y_comp) * x_weight,
+                                 mask)
+                            _add(image + (bottom * width + left) * depth,
+                                 (g * y_weight) * x_comp, mask)
+                        else:
+                            if crop_w > 1:
+                                in_x = x_start + crop_x.to(F) * x_step
+                            else:
+                                in_x = x_start
+                            if (in_x >= 0) & (in_x <= (width - 1).to(F)):
+                                if METHOD == 1:
+                                    # (g * 1) * 1 == g exactly.
+                                    column = _round_half_away(in_x)
+                                    _add(image + (top * width + column) * depth, g, mask)
+                                else:
+                                    left_f = tl.floor(in_x)
+                                    left = left_f.to(tl.int64)
+                                    right = tl.ceil(in_x).to(tl.int64)
+                                    x_lerp = in_x - left_f
+                                    x_comp = 1 - x_lerp
+                                    y_comp = 1 - y_weight
+                                    top_grad = g * y_comp
+                                    bottom_grad = g * y_weight
+                                    # All four adds, also where corners coincide.
+                                    _add(image + (top * width + left) * depth,
+                                         top_grad * x_comp, mask)
+                                    _add(image + (top * width + right) * depth,
+                                         top_grad * x_lerp, mask)
+                                    _add(image + (bottom * width + left) * depth,
+                                         bottom_grad * x_comp, mask)
+                                    _add(image + (bottom * width + right) * depth,
+                                         bottom_grad * x_lerp, mask)
+
+
+def compute_dtype(dtype):
+    """F: float64 for float64, float32 otherwise (API.md §2)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _nhwc(tensor, data_format):
+    """``tensor`` seen as ``[N, H, W, D]`` (a view: strides do the rest)."""
+    return tensor if data_format == "NHWC" else tensor.permute(0, 2, 3, 1)
+
+
+def forward(image, boxes, box_indices, crop_size, method, extrapolation_value, data_format,
+            out_dtype):
+    """Crops of ``out_dtype`` (float32 for integer images), laid out as ``data_format``."""
+    view = _nhwc(image, data_format)
+    batch, height, width, depth = view.shape
+    crop_h, crop_w = crop_size
+    num_boxes = boxes.shape[0]
+    shape = ((num_boxes, crop_h, crop_w, depth) if data_format == "NHWC"
+             else (num_boxes, depth, crop_h, crop_w))
+    # bfloat16: written in float32 and rounded by torch (nearest-even, as the CPU op).
+    store = torch.float32 if out_dtype == torch.bfloat16 else out_dtype
+    out = torch.empty(shape, dtype=store, device=image.device)
+    if out.numel():
+        F = compute_dtype(image.dtype)
+        boxes_f = boxes.to(device=image.device, dtype=F).contiguous()
+        indices = box_indices.to(device=image.device, dtype=torch.int64).contiguous()
+        extrapolation = torch.tensor([extrapolation_value], dtype=F, device=image.device)
+        out_view = _nhwc(out, data_format)
+        grid = (num_boxes * crop_h, triton.cdiv(crop_w * depth, _BLOCK))
+        _forward_kernel[grid](view, boxes_f, indices, extrapolation, out, num_boxes, height,
+                              width, depth, crop_h, crop_w, *view.stride(), *out_view.stride(),
+                              METHOD=_METHODS[method], BLOCK=_BLOCK, enable_fp_fusion=False)
+    return out.to(out_dtype)
+
+
+def grad_image(grads, boxes, box_indices, image_shape, method, data_format, dtype):
+    """The image gradient, ``image_shape`` (``data_format`` order) of ``dtype``, contiguous."""
+    view = _nhwc(grads, data_format)
+    num_boxes, crop_h, crop_w, depth = view.shape
+    shape = tuple(image_shape)
+    batch, height, width = (shape[0], shape[1], shape[2]) if data_format == "NHWC" else (
+        shape[0], shape[2], shape[3])
+    F = compute_dtype(dtype)
+    total = torch.zeros((batch, height, width, depth), dtype=F, device=grads.device)
+    if num_boxes and total.numel():
+        boxes_f = boxes.to(device=grads.device, dtype=F).contiguous()
+        indices = box_indices.to(device=grads.device, dtype=torch.int64).contiguous()
+        grid = (batch, triton.cdiv(depth, _BLOCK_D))
+        _grad_image_kernel[grid](view, boxes_f, indices, total, num_boxes, height, width,
+                                 depth, crop_h, crop_w, *view.stride(),
+                                 METHOD=_METHODS[method], BLOCK_D=_BLOCK_D,
+                                 enable_fp_fusion=False)
+    if data_format == "NCHW":
+        total = total.permute(0, 3, 1, 2)
+    return total.to(dtype).contiguous()

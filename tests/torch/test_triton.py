@@ -1,0 +1,314 @@
+"""The Triton kernels (``roiops.<op>.cuda``) against the Numba CPU kernels.
+
+Without a GPU they run under the Triton interpreter on CPU tensors: a private copy of each
+kernel module is loaded with ``TRITON_INTERPRET=1`` set while its ``@triton.jit`` decorators
+run (the knob is read at decoration time), so the rest of the process, including a real CUDA
+run in the same session, is unaffected. The interpreter is slow: shapes are small.
+
+The kernels are called through the functions that ``roiops.torch.ops`` registers for
+"cuda" (``ops._cuda_*``), so the host-side checks run too. Expectation: bit-identical to the
+CPU op (NaN positions equal, NaN sign free), forward and input/image gradient, float32 and
+float64, both roi_align conventions, the three crop methods, both layouts; float16/bfloat16
+compute in float32 and round once, like the CPU op.
+"""
+import importlib.util
+import os
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import roiops.torch.ops as ops
+
+pytest.importorskip("triton")
+
+
+def _interpreted(name, interpret=True):
+    """A private copy of module ``name`` whose kernels run under the interpreter (or compile
+    for a GPU: ``interpret=False``)."""
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"
+    try:
+        spec = importlib.util.find_spec(name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+    return module
+
+
+@pytest.fixture(scope="module")
+def interpreted_kernels():
+    """The registered CUDA entry points (``ops._cuda_*``, with their host-side checks), made
+    to run the interpreted kernels on CPU tensors."""
+    import roiops.crop_and_resize
+    import roiops.roi_align
+    patch = pytest.MonkeyPatch()
+    for package, name in ((roiops.roi_align, "roiops.roi_align.cuda"),
+                          (roiops.crop_and_resize, "roiops.crop_and_resize.cuda")):
+        module = _interpreted(name)
+        patch.setitem(sys.modules, name, module)
+        patch.setattr(package, "cuda", module, raising=False)
+    yield
+    patch.undo()
+
+
+def _same(actual, expected):
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
+
+
+def _rois(rng, num_rois, batch, low, high, dtype):
+    rois = np.zeros((num_rois, 5))
+    rois[:, 0] = rng.integers(0, batch, num_rois)
+    rois[:, 1:] = rng.uniform(low, high, (num_rois, 4))  # outside the map and flipped too
+    return torch.from_numpy(rois).to(dtype)
+
+
+# (convention, aligned, roi_end_mode, sampling_ratio, spatial_scale)
+ROI_CASES = [
+    ("torchvision", False, 1, -1, 0.7),
+    ("torchvision", True, 1, 2, 0.5),
+    ("torchvision", True, 1, -1, 1.0),
+    ("mindspore", False, 0, -1, 0.7),
+    ("mindspore", False, 1, 2, 1.0),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16,
+                                   torch.bfloat16])
+@pytest.mark.parametrize("case", ROI_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_roi_align_matches_cpu(interpreted_kernels, dtype, case):
+    convention, aligned, mode, ratio, scale = case
+    rng = np.random.default_rng(hash((str(dtype), case)) % 2**32)
+    batch, channels, height, width, pooled = 2, 3, 7, 5, (2, 3)
+    x = torch.from_numpy(rng.standard_normal((batch, channels, height, width))).to(dtype)
+    if dtype != torch.float64:  # non-contiguous input: strides are honoured
+        x = x.contiguous(memory_format=torch.channels_last)
+    rois = _rois(rng, 5, batch, -3.0, 9.0, torch.float64 if dtype == torch.float64
+                 else torch.float32)
+    args = (list(pooled), scale, ratio, aligned, convention, mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN bins (0/0) under NumPy
+        expected = ops.roi_align(x, rois, *args)
+        _same(ops._cuda_roi_align(x, rois, *args), expected)
+        grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(dtype)
+        expected_grad = ops.roi_align_grad_input(grads, rois, list(x.shape), *args)
+        actual_grad = ops._cuda_roi_align_grad_input(grads, rois, list(x.shape), *args)
+    _same(actual_grad, expected_grad)
+    assert actual_grad.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_roi_align_edge_cases(interpreted_kernels):
+    # Width and height 1, one pooled bin, a huge box with an adaptive grid (bisection keeps
+    # it cheap), a box exactly on the border, pinned samples, and boxes whose arithmetic
+    # overflows to inf/NaN (saturated grid, NaN coordinates).
+    x = torch.arange(2 * 3 * 1 * 4, dtype=torch.float32).reshape(2, 3, 1, 4) - 5
+    rois = torch.tensor([[1, -1e6, -1e6, 1e6, 1e6], [0, 0, 0, 3, 0], [1, 3, 0, 3, 0],
+                         [0, 2.5, -0.5, 1.5, 0.5], [1, -3e38, 0, 3e38, 1e38],
+                         [0, 3e38, 1, 3e38, 2]], dtype=torch.float32)
+    for convention, aligned, mode in (("torchvision", False, 1), ("torchvision", True, 1),
+                                      ("mindspore", False, 0)):
+        args = ([1, 2], 1.0, -1, aligned, convention, mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = ops.roi_align(x, rois, *args)
+            _same(ops._cuda_roi_align(x, rois, *args), expected)
+            grads = torch.ones_like(expected)
+            _same(ops._cuda_roi_align_grad_input(grads, rois, list(x.shape), *args),
+                  ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
+
+
+def test_checks_run_before_launch(interpreted_kernels):
+    x = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="batch index"):
+        ops._cuda_roi_align(x, torch.tensor([[3.0, 0, 0, 1, 1]]), [2, 2])
+    with pytest.raises(ValueError):
+        ops._cuda_roi_align(x, torch.tensor([[0.0, 0, float("nan"), 1, 1]]), [2, 2])
+    with pytest.raises(ValueError):
+        ops._cuda_roi_align_grad_input(torch.zeros(1, 1, 2, 2),
+                                       torch.tensor([[0.0, 0, 0, 1, 1]]), [1, 2, 4, 4], [2, 2])
+    image = torch.zeros(1, 4, 4, 1)
+    with pytest.raises(ValueError):
+        ops._cuda_crop_and_resize(image, torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1]),
+                                  [2, 2])
+    with pytest.raises(ValueError):
+        ops._cuda_crop_and_resize(image, torch.tensor([[0.0, 0, float("inf"), 1]]),
+                                  torch.tensor([0]), [2, 2])
+    with pytest.raises(ValueError):
+        ops._cuda_crop_and_resize_grad_image(torch.zeros(1, 2, 2, 1),
+                                             torch.tensor([[0.0, 0, 1, 1]]),
+                                             torch.tensor([2]), [1, 4, 4, 1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                                   torch.uint8])
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_crop_and_resize_matches_cpu(interpreted_kernels, dtype, method, data_format):
+    rng = np.random.default_rng(abs(hash((str(dtype), method, data_format))) % 2**32)
+    values = rng.standard_normal((2, 6, 5, 3)) * 10
+    if not dtype.is_floating_point:
+        values = rng.integers(0, 255, (2, 6, 5, 3))
+    image = torch.from_numpy(values).to(dtype)
+    if data_format == "NCHW":
+        image = image.permute(0, 3, 1, 2)  # a strided view: the kernels read strides
+    box_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (5, 4))).to(box_dtype)  # flipped, outside
+    boxes[0] = torch.tensor([0.25, 0.5, 0.25, 0.5])  # a point: pixel centres and edges
+    indices = torch.from_numpy(rng.integers(0, 2, 5)).to(torch.int32)
+    for crop in ([3, 4], [1, 1], [1, 5]):
+        expected = ops.crop_and_resize(image, boxes, indices, crop, method, -0.5, data_format)
+        _same(ops._cuda_crop_and_resize(image, boxes, indices, crop, method, -0.5, data_format),
+              expected)
+        grad_dtype = expected.dtype
+        grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(grad_dtype)
+        image_shape = list(image.shape)
+        _same(ops._cuda_crop_and_resize_grad_image(grads, boxes, indices, image_shape, method,
+                                                   grad_dtype, data_format),
+              ops.crop_and_resize_grad_image(grads, boxes, indices, image_shape, method,
+                                             grad_dtype, data_format))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_crop_and_resize_tiny_and_huge_boxes(interpreted_kernels, dtype):
+    # Crop size 1 takes the box centre through float64 as on the CPU: exact also when the
+    # float32 centre is subnormal. Huge finite boxes overflow to inf/NaN coordinates, which
+    # count as outside (extrapolated, skipped in the gradient).
+    image = torch.arange(2 * 7 * 6 * 2, dtype=dtype).reshape(2, 7, 6, 2) - 40
+    boxes = torch.tensor([[1e-45, 3e-45, 2e-45, 1e-44], [3e-39, 1e-40, -2e-39, 0.0],
+                          [-3e38, 0.1, 3e38, 0.9], [0.2, 3e38, 0.7, -3e38]], dtype=dtype)
+    indices = torch.tensor([0, 1, 1, 0])
+    for method in ("bilinear", "nearest", "bilinear_v2"):
+        for crop in ([1, 1], [2, 3]):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                expected = ops.crop_and_resize(image, boxes, indices, crop, method, 7.0, "NHWC")
+                _same(ops._cuda_crop_and_resize(image, boxes, indices, crop, method, 7.0,
+                                                "NHWC"), expected)
+                grads = torch.ones_like(expected)
+                _same(ops._cuda_crop_and_resize_grad_image(grads, boxes, indices,
+                                                           list(image.shape), method, dtype,
+                                                           "NHWC"),
+                      ops.crop_and_resize_grad_image(grads, boxes, indices, list(image.shape),
+                                                     method, dtype, "NHWC"))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf * 0 under NumPy
+def test_crop_and_resize_gradient_propagates_inf(interpreted_kernels):
+    # A zero-weight corner add must still happen: inf * 0 is NaN, as on the CPU.
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.2, 0.1, 0.9, 0.7]])
+    indices = torch.tensor([0, 0])
+    grads = torch.ones(2, 3, 3, 2)
+    grads[0, 1, 1, 0] = float("inf")
+    grads[1, 0, 2, 1] = -float("inf")
+    for method in ("bilinear", "nearest", "bilinear_v2"):
+        _same(ops._cuda_crop_and_resize_grad_image(grads, boxes, indices, [1, 5, 4, 2], method,
+                                                   torch.float32, "NHWC"),
+              ops.crop_and_resize_grad_image(grads, boxes, indices, [1, 5, 4, 2], method,
+                                             torch.float32, "NHWC"))
+
+
+def _kernel_variants():
+    """(kernel name, signature, constexprs) of every kernel and switch, float32 compute."""
+    ints = ["channels", "height", "width", "pooled_h", "pooled_w", "sampling_ratio"]
+    roi_forward = {"input_ptr": "*fp16", "rois_ptr": "*fp32", "index_ptr": "*i64",
+                   "scale_ptr": "*fp32", "out_ptr": "*fp16",
+                   **{n: "i32" for n in ints + ["s_n", "s_c", "s_h", "s_w"]}}
+    roi_grad = {"grads_ptr": "*fp32", "rois_ptr": "*fp32", "index_ptr": "*i64",
+                "scale_ptr": "*fp32", "out_ptr": "*fp32",
+                **{n: "i32" for n in ["num_rois"] + ints + ["g_k", "g_c", "g_h", "g_w"]}}
+    for mindspore, aligned, mode in ((False, False, 1), (False, True, 1), (True, False, 0)):
+        switches = {"MINDSPORE": mindspore, "ALIGNED": aligned, "ROI_END_MODE": mode,
+                    "BLOCK_C": 32}
+        yield "roiops.roi_align.cuda", "_forward_kernel", roi_forward, switches
+        yield "roiops.roi_align.cuda", "_grad_input_kernel", roi_grad, switches
+    sizes = ["num_boxes", "height", "width", "depth", "crop_h", "crop_w"]
+    crop_forward = {"image_ptr": "*u8", "boxes_ptr": "*fp32", "index_ptr": "*i64",
+                    "extrapolation_ptr": "*fp32", "out_ptr": "*fp32",
+                    **{n: "i32" for n in sizes + ["i_b", "i_h", "i_w", "i_d",
+                                                  "o_n", "o_h", "o_w", "o_d"]}}
+    crop_grad = {"grads_ptr": "*fp16", "boxes_ptr": "*fp32", "index_ptr": "*i64",
+                 "out_ptr": "*fp32", **{n: "i32" for n in sizes + ["g_n", "g_h", "g_w", "g_d"]}}
+    for method in (0, 1, 2):
+        yield ("roiops.crop_and_resize.cuda", "_forward_kernel", crop_forward,
+               {"METHOD": method, "BLOCK": 128})
+        yield ("roiops.crop_and_resize.cuda", "_grad_image_kernel", crop_grad,
+               {"METHOD": method, "BLOCK_D": 32})
+
+
+def test_kernels_compile_for_sm90_without_fma_or_approximate_division():
+    # No GPU needed: compile to PTX (and a cubin with the bundled ptxas) for an H100 and
+    # check the arithmetic rules of semantics.md §1 in the generated code.
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set for the whole process")
+    modules = {}
+    for name, kernel, signature, constexprs in _kernel_variants():
+        if name not in modules:
+            modules[name] = _interpreted(name, interpret=False)
+        source = ASTSource(fn=getattr(modules[name], kernel),
+                           signature={**signature, **{k: "constexpr" for k in constexprs}},
+                           constexprs=constexprs)
+        ptx = compile(source, target=GPUTarget("cuda", 90, 32),
+                      options={"enable_fp_fusion": False}).asm["ptx"]
+        assert "fma." not in ptx, (kernel, constexprs)  # no contraction
+        assert "div.full" not in ptx and "div.approx" not in ptx, (kernel, constexprs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("case", ROI_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_registered_cuda_roi_align_matches_cpu(dtype, case):
+    convention, aligned, mode, ratio, scale = case
+    rng = np.random.default_rng(7)
+    x = torch.from_numpy(rng.standard_normal((2, 16, 13, 11))).to(dtype)
+    rois = _rois(rng, 9, 2, -3.0, 14.0, torch.float64 if dtype == torch.float64
+                 else torch.float32)
+    args = ([3, 4], scale, ratio, aligned, convention, mode)
+    expected = ops.roi_align(x, rois, *args)
+    actual = ops.roi_align(x.cuda(), rois.cuda(), *args)
+    assert actual.device.type == "cuda"
+    _same(actual.cpu(), expected)
+    grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(dtype)
+    first = ops.roi_align_grad_input(grads.cuda(), rois.cuda(), list(x.shape), *args)
+    second = ops.roi_align_grad_input(grads.cuda(), rois.cuda(), list(x.shape), *args)
+    assert torch.equal(first, second)  # deterministic, run to run
+    _same(first.cpu(), ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
+def test_registered_cuda_crop_and_resize_matches_cpu(dtype, method):
+    rng = np.random.default_rng(11)
+    image = torch.from_numpy(rng.standard_normal((2, 17, 13, 5))).to(dtype)
+    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (7, 4))).to(
+        torch.float64 if dtype == torch.float64 else torch.float32)
+    indices = torch.from_numpy(rng.integers(0, 2, 7))
+    expected = ops.crop_and_resize(image, boxes, indices, [6, 9], method, 0.25, "NHWC")
+    actual = ops.crop_and_resize(image.cuda(), boxes.cuda(), indices.cuda(), [6, 9], method,
+                                 0.25, "NHWC")
+    assert actual.device.type == "cuda"
+    _same(actual.cpu(), expected)
+    grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(expected.dtype)
+    args = (list(image.shape), method, expected.dtype, "NHWC")
+    first = ops.crop_and_resize_grad_image(grads.cuda(), boxes.cuda(), indices.cuda(), *args)
+    second = ops.crop_and_resize_grad_image(grads.cuda(), boxes.cuda(), indices.cuda(), *args)
+    assert torch.equal(first, second)  # deterministic, run to run
+    _same(first.cpu(), ops.crop_and_resize_grad_image(grads, boxes, indices, *args))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_registered_cuda_checks_before_launch():
+    x = torch.zeros(1, 1, 4, 4, device="cuda")
+    with pytest.raises(ValueError):
+        ops.roi_align(x, torch.tensor([[3.0, 0, 0, 1, 1]], device="cuda"), [2, 2])
+    with pytest.raises(ValueError):
+        ops.roi_align(x, torch.tensor([[0.0, 0, float("nan"), 1, 1]], device="cuda"), [2, 2])
