@@ -17,7 +17,6 @@ table of crops/s and the time split (decode, crop, encode; summed over workers).
 """
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -142,10 +141,10 @@ def main():
                 print(f"| {name} | {image_format} | {workers} | {written / seconds:.0f} | "
                       f"{seconds:.2f} | {timings['decode']:.2f} | {timings['crop']:.2f} | "
                       f"{timings['encode']:.2f} |", flush=True)
-        print(f"\ncrop and resize semantics differ: roiops is crop_and_resize (TensorFlow), "
-              f"Pillow's BILINEAR resize filters over the reduction. Times are wall-clock for "
-              f"the whole run (roiops: including its worker start-up); the split is summed "
-              f"over workers. PID {os.getpid()}.")
+        print("\ncrop and resize semantics differ: roiops is crop_and_resize (TensorFlow), "
+              "Pillow's BILINEAR resize filters over the reduction. Times are wall-clock for "
+              "the whole run (roiops: including its worker start-up); the split is summed "
+              "over workers.")
 
 
 if __name__ == "__main__":

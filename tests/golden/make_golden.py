@@ -582,7 +582,6 @@ def gen_torchvision(store, rng):
     import torchvision
     from torchvision.ops import roi_align
     torch.set_num_threads(1)
-    tdt = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16}
 
     combos = [(dt, al, sr, sc) for dt in ("float32", "float64", "float16") for al in (False, True)
               for sr in (-1, 0, 1, 2, 3) for sc in SCALES]
