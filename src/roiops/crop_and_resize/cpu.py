@@ -440,19 +440,30 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
     # Tasks are (box, band of crop rows): whole boxes when there are many, bands so that a
     # few large crops still spread over the threads.
     band_height, bands = _split(crop_height, _ceil_div(_TARGET_TASKS, num_boxes), 1)
+    nearest = method == NEAREST
+    # The column samples of a box are shared by all its crop rows (and bands): tabulated once
+    # per box up front, rather than allocated and filled by every task.
+    all_lefts = np.empty((num_boxes, crop_width), np.int64)
+    all_rights = np.empty((num_boxes, crop_width), np.int64)
+    all_x_lerps = np.empty((num_boxes, crop_width), boxes.dtype)
+    for box in prange(num_boxes):
+        x1, x2 = boxes[box, 1], boxes[box, 3]
+        if method == BILINEAR_V2:
+            first_column, window_width = _v2_window(x1, x2, width, F)
+            _v2_axis_table(first_column, window_width, width, crop_width, all_lefts[box],
+                           all_rights[box], all_x_lerps[box], F)
+        else:
+            x_start, x_step = _forward_axis(x1, x2, width, crop_width, F)
+            _axis_table(x_start, x_step, width, crop_width, nearest, all_lefts[box],
+                        all_rights[box], all_x_lerps[box], F)
     for task in prange(num_boxes * bands):
         box = task // bands
         crop_row_begin = (task - box * bands) * band_height
         crop_row_end = min(crop_row_begin + band_height, crop_height)
         batch_index = box_indices[box]
-        y1, x1, y2, x2 = boxes[box, 0], boxes[box, 1], boxes[box, 2], boxes[box, 3]
-        lefts = np.empty(crop_width, np.int64)
-        rights = np.empty(crop_width, np.int64)
-        x_lerps = np.empty(crop_width, boxes.dtype)
+        y1, y2 = boxes[box, 0], boxes[box, 2]
+        lefts, rights, x_lerps = all_lefts[box], all_rights[box], all_x_lerps[box]
         if method == BILINEAR_V2:
-            first_column, window_width = _v2_window(x1, x2, width, F)
-            _v2_axis_table(first_column, window_width, width, crop_width, lefts, rights,
-                           x_lerps, F)
             first_row, window_height = _v2_window(y1, y2, height, F)
             for crop_y in range(crop_row_begin, crop_row_end):
                 top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height,
@@ -461,9 +472,6 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
                         out, box, crop_y, out_half, F)
             continue
 
-        nearest = method == NEAREST
-        x_start, x_step = _forward_axis(x1, x2, width, crop_width, F)
-        _axis_table(x_start, x_step, width, crop_width, nearest, lefts, rights, x_lerps, F)
         y_start, y_step = _forward_axis(y1, y2, height, crop_height, F)
         if not nearest and not out_half and image.shape[3] <= _MAX_BAND_DEPTH:
             _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row_end,
