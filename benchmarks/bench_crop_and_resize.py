@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 import roiops
-from harness import alternate, fill_floor, machine, report, set_threads
+from harness import median_seconds, fill_floor, machine, report, set_threads
 
 WORKLOADS = [
     ("image [2,64,64,256], 512 boxes, crop 14x14", (2, 64, 64, 256), 512, (14, 14)),
@@ -48,7 +48,7 @@ def main():
         t_grads, t_size = tf.constant(grads), tf.constant(crop_size, tf.int32)
         t_image_size = tf.constant(image_shape, tf.int32)
 
-        forward = alternate({
+        forward = median_seconds({
             "TensorFlow": lambda: tf.raw_ops.CropAndResize(
                 image=t_image, boxes=t_boxes, box_ind=t_ind, crop_size=t_size),
             "roiops (out=)": lambda: roiops.crop_and_resize(image, boxes, box_indices,
@@ -61,7 +61,7 @@ def main():
             f"roiops (out=) / write floor = "
             f"{forward['roiops (out=)'] / forward['write floor (fill)']:.2f}"])
 
-        grad_image = alternate({
+        grad_image = median_seconds({
             "TensorFlow": lambda: tf.raw_ops.CropAndResizeGradImage(
                 grads=t_grads, boxes=t_boxes, box_ind=t_ind, image_size=t_image_size,
                 T=tf.float32),
@@ -70,7 +70,7 @@ def main():
         }, args.repeats)
         report(f"GradImage: {title}", grad_image, ["TensorFlow"])
 
-        grad_boxes = alternate({
+        grad_boxes = median_seconds({
             "TensorFlow": lambda: tf.raw_ops.CropAndResizeGradBoxes(
                 grads=t_grads, image=t_image, boxes=t_boxes, box_ind=t_ind),
             "roiops": lambda: roiops.crop_and_resize_grad_boxes(grads, image, boxes,

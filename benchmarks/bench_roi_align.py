@@ -16,7 +16,7 @@ import torchvision
 from torchvision.ops import roi_align as tv_roi_align
 
 import roiops
-from harness import alternate, machine, report, set_threads
+from harness import median_seconds, machine, report, set_threads
 
 WORKLOADS = [("512 rois, 7x7", 512, 7), ("256 rois, 14x14", 256, 14)]
 SCALE, SAMPLING_RATIO = 0.125, 2
@@ -62,12 +62,12 @@ def main():
             roiops.roi_align(features, rois, pooled, **options)
             roiops.roi_align_grad_input(grads, rois, features.shape, pooled, **options)
 
-        forward = alternate({
+        forward = median_seconds({
             "torchvision": tv_forward,
             "roiops": lambda: roiops.roi_align(features, rois, pooled, **options),
         }, args.repeats)
         report(f"forward: {title}", forward, ["torchvision"])
-        both = alternate({
+        both = median_seconds({
             "torchvision": tv_forward_backward,
             "roiops": roiops_forward_backward,
         }, args.repeats)

@@ -5,11 +5,12 @@ which roiops is installed (``.peers/tf/bin/pip install -e .``).
 """
 import os
 import platform
-import resource
-import statistics
-import time
 
 import numpy as np
+
+from roiops.cli.bench import median_seconds  # the one alternating timer, shared with `roiops bench`
+
+__all__ = ["fill_floor", "machine", "median_seconds", "report", "set_threads"]
 
 
 def set_threads(count):
@@ -32,29 +33,11 @@ def set_threads(count):
         pass
 
 
-def alternate(contenders, repeats=15, warmup=2):
-    """Median seconds per contender, calling them in turn ``repeats`` times after a warmup."""
-    for _ in range(warmup):
-        for fn in contenders.values():
-            fn()
-    times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def fill_floor(shape, dtype=np.float32):
     """The write floor: a fill of a preallocated array of the output's size."""
     target = np.empty(shape, dtype)
     target.fill(1.0)
     return lambda: target.fill(0.0)
-
-
-def peak_rss_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def machine():
