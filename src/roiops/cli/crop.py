@@ -99,6 +99,11 @@ class Summary:
         lines = [f"{self.written} written, {self.skipped} skipped, {self.failed} failed "
                  f"in {self.seconds:.2f} s ({rate:.0f} crops/s)",
                  f"time: {split}{over}"]
+        other = self.seconds - sum(self.timings.values())
+        if self.workers == 1 and other >= 0.5:
+            # Otherwise a first run's kernel compilation looks like a slow crop rate.
+            lines.append(f"other: {other:.2f} s (reading annotations, planning, and on a "
+                         f"first run compiling the kernels, which are cached for later runs)")
         lines += [f"{what}: {where}" for what, where in self.outputs]
         return lines
 
