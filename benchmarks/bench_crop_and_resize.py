@@ -7,13 +7,11 @@ TensorFlow is timed on tensors it already holds and its result is not converted 
 (that copy is not the op's cost). The floor is the time to fill a preallocated array of the
 forward's output size: a forward cannot be faster than writing its result.
 """
-import argparse
-
 import numpy as np
 import tensorflow as tf
 
 import roiops
-from harness import median_seconds, fill_floor, machine, report, set_threads
+from harness import fill_floor, machine, median_seconds, parse_args, report
 
 WORKLOADS = [
     ("image [2,64,64,256], 512 boxes, crop 14x14", (2, 64, 64, 256), 512, (14, 14)),
@@ -31,11 +29,7 @@ def make_inputs(image_shape, num_boxes, rng):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    set_threads(args.threads)
+    args = parse_args(__doc__)
     rng = np.random.default_rng(0)
     print(f"## crop_and_resize, float32, {args.threads} threads\n")
     print(f"{machine()}; TensorFlow {tf.__version__}, roiops {roiops.__version__}")

@@ -8,15 +8,13 @@ sampling_ratio 2, aligned=True; boxes x1~U(0,973), y1~U(0,640), w,h~U(16,400), c
 forward+backward is torchvision's autograd forward and backward (input gradient) against
 roiops.roi_align followed by roiops.roi_align_grad_input.
 """
-import argparse
-
 import numpy as np
 import torch
 import torchvision
 from torchvision.ops import roi_align as tv_roi_align
 
 import roiops
-from harness import median_seconds, machine, report, set_threads
+from harness import machine, median_seconds, parse_args, report
 
 WORKLOADS = [("512 rois, 7x7", 512, 7), ("256 rois, 14x14", 256, 14)]
 SCALE, SAMPLING_RATIO = 0.125, 2
@@ -32,11 +30,7 @@ def make_rois(count, rng):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    set_threads(args.threads)
+    args = parse_args(__doc__)
     rng = np.random.default_rng(0)
     print(f"## roi_align, float32, {args.threads} threads\n")
     print(f"{machine()}; torch {torch.__version__}, torchvision {torchvision.__version__}, "

@@ -3,6 +3,7 @@
 Never imported by roiops or its tests. Run the benchmark scripts with a peer's Python, into
 which roiops is installed (``.peers/tf/bin/pip install -e .``).
 """
+import argparse
 import os
 import platform
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from roiops.cli.bench import median_seconds  # the one alternating timer, shared with `roiops bench`
 
-__all__ = ["fill_floor", "machine", "median_seconds", "report", "set_threads"]
+__all__ = ["fill_floor", "machine", "median_seconds", "parse_args", "report", "set_threads"]
 
 
 def set_threads(count):
@@ -31,6 +32,16 @@ def set_threads(count):
         torch.set_num_threads(count)
     except ImportError:
         pass
+
+
+def parse_args(doc):
+    """``--threads`` and ``--repeats`` for a benchmark script; every library gets the threads."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    return args
 
 
 def fill_floor(shape, dtype=np.float32):

@@ -4,6 +4,7 @@ Exit status: 0 when every item succeeded, 1 when any item failed (each failure p
 line), 2 for a usage error (a bad flag, an unreadable annotation file).
 """
 import argparse
+import math
 import os
 import sys
 
@@ -76,23 +77,20 @@ def size(text):
     return (values[0], values[-1])
 
 
-def non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
 def finite_float(text):
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return value
 
 
