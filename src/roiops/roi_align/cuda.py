@@ -44,7 +44,7 @@ Design:
 
 Verification without a GPU: the interpreter runs NumPy, which neither fuses nor
 approximates, so it checks the operation order but not the device arithmetic; a compile-only
-test (tests/torch/test_triton.py) builds every kernel variant for sm_90 and checks that the
+test (tests/torch_ops/test_triton.py) builds every kernel variant for sm_90 and checks that the
 PTX has no ``fma`` and no approximate division. Running on a device, and speed, need a GPU.
 """
 import torch

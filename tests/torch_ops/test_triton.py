@@ -18,11 +18,11 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
-import roiops.torch.ops as ops
-
+torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
+
+import roiops.torch.ops as ops  # noqa: E402 - only with torch and triton
 
 
 def _interpreted(name, interpret=True):
