@@ -6,6 +6,7 @@ gives each one's median time and its ratio to roiops's (above 1: roiops is faste
 counts are each library's defaults.
 """
 import importlib
+import random
 import statistics
 import sys
 import time
@@ -30,16 +31,24 @@ def load_peers():
     return modules, notes
 
 
-def median_seconds(contenders, repeats, warmup=2):
-    """Median seconds of each callable, called in turn ``repeats`` times after a warmup."""
+def median_seconds(contenders, repeats, warmup=2, seed=0):
+    """Median seconds of each callable, called in turn ``repeats`` times after a warmup.
+
+    Each round calls the contenders in a fresh (seeded) random order, so none always runs
+    right after the same one: a call that follows TensorFlow's starts while TensorFlow's
+    worker threads still spin and its cache lines are still dirty (up to 0.4 ms slower here).
+    """
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
+    order = list(contenders)
+    shuffler = random.Random(seed)
     times = {name: [] for name in contenders}
     for _ in range(repeats):
-        for name, fn in contenders.items():
+        shuffler.shuffle(order)
+        for name in order:
             start = time.perf_counter()
-            fn()
+            contenders[name]()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 

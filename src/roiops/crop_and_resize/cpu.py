@@ -53,9 +53,9 @@ _WINDOW_EDGE_LIMIT = 2.0 ** 61
 # grad_image tiles: at least this many in all (one image each, then split into bands of at
 # least _MIN_BAND rows, then columns). Few tiles are faster: grads stream through memory in
 # order and fewer samples straddle two tiles (those take the slower per-corner path in both).
-# 4 keeps 2 threads busy even on one image; with more threads than max(images, 4) some idle
-# (a measured trade-off: 16 tiles made a [2,64,64,256] case 1.7x slower).
-_TARGET_TILES = 4
+# 2 keeps 2 threads busy even on one image; with more threads than max(images, 2) some idle
+# (a measured trade-off: on a [2,64,64,256] case 4 tiles were 7% and 16 tiles 70% slower).
+_TARGET_TILES = 2
 _MIN_BAND = 8
 # forward: depths up to this take the path that reuses x-interpolated pixel rows across crop
 # rows (per-sample overhead dominates there); deeper images vectorize over the channels.
@@ -203,20 +203,43 @@ def _v2_axis_table(first, length, size, crop_size, lows, highs, weights, F):
                                                                     crop_size, F)
 
 
+@njit(cache=True, parallel=True)
+def _column_tables(boxes, method, width, crop_width, F):
+    """(lefts, rights, weights) ``[N, crop_width]``: every box's column samples.
+
+    All crop rows of a box (and every task or tile that handles some of them) share these,
+    so they are tabulated once per box up front.
+    """
+    num_boxes = boxes.shape[0]
+    lefts = np.empty((num_boxes, crop_width), np.int64)
+    rights = np.empty((num_boxes, crop_width), np.int64)
+    weights = np.empty((num_boxes, crop_width), boxes.dtype)
+    for box in prange(num_boxes):
+        x1, x2 = boxes[box, 1], boxes[box, 3]
+        if method == BILINEAR_V2:
+            first_column, window_width = _v2_window(x1, x2, width, F)
+            _v2_axis_table(first_column, window_width, width, crop_width, lefts[box],
+                           rights[box], weights[box], F)
+        else:
+            x_start, x_step = _forward_axis(x1, x2, width, crop_width, F)
+            _axis_table(x_start, x_step, width, crop_width, method == NEAREST, lefts[box],
+                        rights[box], weights[box], F)
+    return lefts, rights, weights
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True)
-def _fill_pixel(out, box, crop_y, crop_x, value, out_half):
-    depth = out.shape[3]
+def _fill_pixel(target, crop_x, value, out_half):
     if out_half:
         bits = float_to_half_bits(value)
-        for channel in range(depth):
-            out[box, crop_y, crop_x, channel] = bits
+        for channel in range(target.shape[1]):
+            target[crop_x, channel] = bits
     else:
-        for channel in range(depth):
-            out[box, crop_y, crop_x, channel] = value
+        for channel in range(target.shape[1]):
+            target[crop_x, channel] = value
 
 
 @njit(cache=True, inline="always")
@@ -234,34 +257,34 @@ def _lerp2d(image, batch_index, top, bottom, left, right, channel, y_lerp, x_ler
 
 @njit(cache=True)
 def _bilinear_row(image, batch_index, top, bottom, y_lerp, lefts, rights, x_lerps,
-                  out, box, crop_y, extrapolation_value, out_half, F):
+                  target, extrapolation_value, out_half, F):
+    """One crop row into ``target`` [cw, D], a row of the output."""
     depth = image.shape[3]
-    for crop_x in range(out.shape[2]):
+    for crop_x in range(target.shape[0]):
         left = lefts[crop_x]
         if left < 0:
-            _fill_pixel(out, box, crop_y, crop_x, extrapolation_value, out_half)
+            _fill_pixel(target, crop_x, extrapolation_value, out_half)
             continue
         right = rights[crop_x]
         x_lerp = x_lerps[crop_x]
+        destination = target[crop_x]
         # Two loops rather than a branch inside one, so the float path stays vectorizable.
         if out_half:
             for channel in range(depth):
                 value = _lerp2d(image, batch_index, top, bottom, left, right, channel,
                                 y_lerp, x_lerp, F)
-                out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
+                destination[channel] = float_to_half_bits(value)
         else:
-            # 1-D pixel vectors: simple strides and one alias check let the loop vectorize.
-            top_left = image[batch_index, top, left]
-            top_right = image[batch_index, top, right]
-            bottom_left = image[batch_index, bottom, left]
-            bottom_right = image[batch_index, bottom, right]
-            target = out[box, crop_y, crop_x]
-            for channel in range(depth):
-                tl = F(top_left[channel])
-                bl = F(bottom_left[channel])
-                top_value = tl + (F(top_right[channel]) - tl) * x_lerp
-                bottom_value = bl + (F(bottom_right[channel]) - bl) * x_lerp
-                target[channel] = top_value + (bottom_value - top_value) * y_lerp
+            # Unsigned indices and no per-pixel views: Numba then emits no wraparound or view
+            # set-up, and the channel loop compiles to straight vector code.
+            b, t, bt = np.uint64(batch_index), np.uint64(top), np.uint64(bottom)
+            le, ri = np.uint64(left), np.uint64(right)
+            for channel in range(np.uint64(depth)):
+                tl = F(image[b, t, le, channel])
+                bl = F(image[b, bt, le, channel])
+                top_value = tl + (F(image[b, t, ri, channel]) - tl) * x_lerp
+                bottom_value = bl + (F(image[b, bt, ri, channel]) - bl) * x_lerp
+                destination[channel] = top_value + (bottom_value - top_value) * y_lerp
 
 
 @njit(cache=True)
@@ -376,20 +399,21 @@ def _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row
 
 
 @njit(cache=True)
-def _nearest_row(image, batch_index, row, columns, out, box, crop_y, extrapolation_value,
-                 out_half, F):
+def _nearest_row(image, batch_index, row, columns, target, extrapolation_value, out_half, F):
     depth = image.shape[3]
-    for crop_x in range(out.shape[2]):
+    for crop_x in range(target.shape[0]):
         column = columns[crop_x]
         if column < 0:
-            _fill_pixel(out, box, crop_y, crop_x, extrapolation_value, out_half)
-        elif out_half:
+            _fill_pixel(target, crop_x, extrapolation_value, out_half)
+            continue
+        destination = target[crop_x]
+        if out_half:
             for channel in range(depth):
                 value = F(image[batch_index, row, column, channel])
-                out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
+                destination[channel] = float_to_half_bits(value)
         else:
             for channel in range(depth):
-                out[box, crop_y, crop_x, channel] = F(image[batch_index, row, column, channel])
+                destination[channel] = F(image[batch_index, row, column, channel])
 
 
 @njit(cache=True, inline="always")
@@ -405,22 +429,23 @@ def _v2_sum(image, batch_index, top, bottom, left, right, channel,
 
 @njit(cache=True)
 def _v2_row(image, batch_index, top, bottom, y_weight, lefts, rights, x_weights,
-            out, box, crop_y, out_half, F):
+            target, out_half, F):
     depth = image.shape[3]
     y_complement = F(1) - y_weight
-    for crop_x in range(out.shape[2]):
+    for crop_x in range(target.shape[0]):
         left = lefts[crop_x]
         right = rights[crop_x]
         x_weight = x_weights[crop_x]
         x_complement = F(1) - x_weight
+        destination = target[crop_x]
         if out_half:
             for channel in range(depth):
                 value = _v2_sum(image, batch_index, top, bottom, left, right, channel,
                                 y_weight, y_complement, x_weight, x_complement, F)
-                out[box, crop_y, crop_x, channel] = float_to_half_bits(value)
+                destination[channel] = float_to_half_bits(value)
         else:
             for channel in range(depth):
-                out[box, crop_y, crop_x, channel] = _v2_sum(
+                destination[channel] = _v2_sum(
                     image, batch_index, top, bottom, left, right, channel,
                     y_weight, y_complement, x_weight, x_complement, F)
 
@@ -441,21 +466,7 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
     # few large crops still spread over the threads.
     band_height, bands = _split(crop_height, _ceil_div(_TARGET_TASKS, num_boxes), 1)
     nearest = method == NEAREST
-    # The column samples of a box are shared by all its crop rows (and bands): tabulated once
-    # per box up front, rather than allocated and filled by every task.
-    all_lefts = np.empty((num_boxes, crop_width), np.int64)
-    all_rights = np.empty((num_boxes, crop_width), np.int64)
-    all_x_lerps = np.empty((num_boxes, crop_width), boxes.dtype)
-    for box in prange(num_boxes):
-        x1, x2 = boxes[box, 1], boxes[box, 3]
-        if method == BILINEAR_V2:
-            first_column, window_width = _v2_window(x1, x2, width, F)
-            _v2_axis_table(first_column, window_width, width, crop_width, all_lefts[box],
-                           all_rights[box], all_x_lerps[box], F)
-        else:
-            x_start, x_step = _forward_axis(x1, x2, width, crop_width, F)
-            _axis_table(x_start, x_step, width, crop_width, nearest, all_lefts[box],
-                        all_rights[box], all_x_lerps[box], F)
+    all_lefts, all_rights, all_x_lerps = _column_tables(boxes, method, width, crop_width, F)
     for task in prange(num_boxes * bands):
         box = task // bands
         crop_row_begin = (task - box * bands) * band_height
@@ -469,7 +480,7 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
                 top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height,
                                                         crop_y, crop_height, F)
                 _v2_row(image, batch_index, top, bottom, y_weight, lefts, rights, x_lerps,
-                        out, box, crop_y, out_half, F)
+                        out[box, crop_y], out_half, F)
             continue
 
         y_start, y_step = _forward_axis(y1, y2, height, crop_height, F)
@@ -479,16 +490,17 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
             continue
         for crop_y in range(crop_row_begin, crop_row_end):
             in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
+            target = out[box, crop_y]
             if not _inside(in_y, height, F):
                 for crop_x in range(crop_width):
-                    _fill_pixel(out, box, crop_y, crop_x, extrapolation_value, out_half)
+                    _fill_pixel(target, crop_x, extrapolation_value, out_half)
             elif nearest:
                 _nearest_row(image, batch_index, np.int64(round_half_away(in_y)), lefts,
-                             out, box, crop_y, extrapolation_value, out_half, F)
+                             target, extrapolation_value, out_half, F)
             else:
                 top = np.floor(in_y)
                 _bilinear_row(image, batch_index, np.int64(top), np.int64(np.ceil(in_y)),
-                              in_y - top, lefts, rights, x_lerps, out, box, crop_y,
+                              in_y - top, lefts, rights, x_lerps, target,
                               extrapolation_value, out_half, F)
 
 
@@ -559,11 +571,9 @@ def _owns(index, begin, end):
 def _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate,
                     row_begin, row_end, column_begin, column_end, lefts, rights, x_lerps, F):
     """Scatter one box's bilinear or nearest gradient into the tile [rows) x [columns)."""
-    height, width = out.shape[1], out.shape[2]
-    crop_height, crop_width = grads.shape[1], grads.shape[2]
+    height, crop_height = out.shape[1], grads.shape[1]
     nearest = method == NEAREST
     y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
-    columns_ready = False
     for crop_y in range(crop_height):
         in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
         if not _inside(in_y, height, F):
@@ -581,10 +591,6 @@ def _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate
         owns_bottom = _owns(bottom, row_begin, row_end)
         if not (owns_top or owns_bottom):
             continue
-        if not columns_ready:
-            x_start, x_step = _forward_axis(boxes[box, 1], boxes[box, 3], width, crop_width, F)
-            _axis_table(x_start, x_step, width, crop_width, nearest, lefts, rights, x_lerps, F)
-            columns_ready = True
         if nearest:
             _grad_image_row_nearest(grads, box, crop_y, out, batch_index, top, lefts,
                                     column_begin, column_end, half_accumulate, F)
@@ -656,25 +662,24 @@ def _grad_image_row(grads, box, crop_y, out, batch_index, top, bottom, y_lerp,
             _grad_image_row3(grads[box, crop_y], out[batch_index, top], out[batch_index, bottom],
                              y_lerp, y_complement, lefts, rights, x_lerps, F)
             return
-        for crop_x in range(grads.shape[2]):
+        # Unsigned indices: no wraparound code, so the channel loop is straight vector code.
+        b, t, bt = np.uint64(batch_index), np.uint64(top), np.uint64(bottom)
+        n, y = np.uint64(box), np.uint64(crop_y)
+        for crop_x in range(np.uint64(grads.shape[2])):
             left = lefts[crop_x]
             if left < 0:
                 continue
-            right = rights[crop_x]
+            le, ri = np.uint64(left), np.uint64(rights[crop_x])
             x_lerp = x_lerps[crop_x]
             x_complement = F(1) - x_lerp
             for channel in range(np.uint64(out.shape[3])):
-                grad = grads[box, crop_y, crop_x, channel]
+                grad = grads[n, y, crop_x, channel]
                 top_grad = grad * y_complement
                 bottom_grad = grad * y_lerp
-                out[batch_index, top, left, channel] = (
-                    out[batch_index, top, left, channel] + top_grad * x_complement)
-                out[batch_index, top, right, channel] = (
-                    out[batch_index, top, right, channel] + top_grad * x_lerp)
-                out[batch_index, bottom, left, channel] = (
-                    out[batch_index, bottom, left, channel] + bottom_grad * x_complement)
-                out[batch_index, bottom, right, channel] = (
-                    out[batch_index, bottom, right, channel] + bottom_grad * x_lerp)
+                out[b, t, le, channel] = out[b, t, le, channel] + top_grad * x_complement
+                out[b, t, ri, channel] = out[b, t, ri, channel] + top_grad * x_lerp
+                out[b, bt, le, channel] = out[b, bt, le, channel] + bottom_grad * x_complement
+                out[b, bt, ri, channel] = out[b, bt, ri, channel] + bottom_grad * x_lerp
         return
     for crop_x in range(grads.shape[2]):
         left = lefts[crop_x]
@@ -700,10 +705,8 @@ def _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
                        row_begin, row_end, column_begin, column_end, lefts, rights, x_weights,
                        F):
     """Adjoint of bilinear_v2 for one box, restricted to the tile [rows) x [columns)."""
-    height, width = out.shape[1], out.shape[2]
-    crop_height, crop_width = grads.shape[1], grads.shape[2]
+    height, crop_height = out.shape[1], grads.shape[1]
     first_row, window_height = _v2_window(boxes[box, 0], boxes[box, 2], height, F)
-    columns_ready = False
     for crop_y in range(crop_height):
         top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height, crop_y,
                                                 crop_height, F)
@@ -711,13 +714,8 @@ def _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
         owns_bottom = _owns(bottom, row_begin, row_end)
         if not (owns_top or owns_bottom):
             continue
-        if not columns_ready:
-            first_column, window_width = _v2_window(boxes[box, 1], boxes[box, 3], width, F)
-            _v2_axis_table(first_column, window_width, width, crop_width, lefts, rights,
-                           x_weights, F)
-            columns_ready = True
         y_complement = F(1) - y_weight
-        for crop_x in range(crop_width):
+        for crop_x in range(grads.shape[2]):
             left = lefts[crop_x]
             right = rights[crop_x]
             owns_left = _owns(left, column_begin, column_end)
@@ -755,6 +753,7 @@ def grad_image(grads, boxes, box_indices, method, out, half_accumulate, F):
     band_height, row_bands = _split(height, _ceil_div(_TARGET_TILES, batch), _MIN_BAND)
     band_width, column_bands = _split(width, _ceil_div(_TARGET_TILES, batch * row_bands),
                                       _MIN_BAND)
+    all_lefts, all_rights, all_x_weights = _column_tables(boxes, method, width, crop_width, F)
     for tile in prange(batch * row_bands * column_bands):
         # The image index varies fastest so that each thread's share spans every image.
         batch_index = tile % batch
@@ -764,20 +763,17 @@ def grad_image(grads, boxes, box_indices, method, out, half_accumulate, F):
         row_end = min(row_begin + band_height, height)
         column_begin = column_band * band_width
         column_end = min(column_begin + band_width, width)
-        lefts = np.empty(crop_width, np.int64)
-        rights = np.empty(crop_width, np.int64)
-        x_lerps = np.empty(crop_width, boxes.dtype)
         for box in range(num_boxes):
             if box_indices[box] != batch_index:
                 continue
             if method == BILINEAR_V2:
                 _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
                                    row_begin, row_end, column_begin, column_end,
-                                   lefts, rights, x_lerps, F)
+                                   all_lefts[box], all_rights[box], all_x_weights[box], F)
             else:
                 _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate,
                                 row_begin, row_end, column_begin, column_end,
-                                lefts, rights, x_lerps, F)
+                                all_lefts[box], all_rights[box], all_x_weights[box], F)
 
 
 # ---------------------------------------------------------------------------------------------
