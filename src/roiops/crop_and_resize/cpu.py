@@ -13,9 +13,10 @@ Layout and parallelism:
 * Every array is indexed as a 4-D (or 2-D/1-D) array through its own strides, so transposed,
   Fortran-ordered and negative-stride views work unchanged; Numba compiles a separate
   specialization for contiguous inputs, where the innermost channel loop vectorizes.
-* All crop rows of a box share their column samples, so each task tabulates them once
-  (pixel indices and weights, in three small per-task arrays) instead of once per row: for a
-  depth of 3 the coordinate arithmetic otherwise costs more than the interpolation.
+* All crop rows of a box share their column samples, so ``_column_tables`` tabulates them
+  once per box (pixel indices and weights, ``[N, crop_width]``) for every task and tile,
+  instead of once per row: for a depth of 3 the coordinate arithmetic otherwise costs more
+  than the interpolation.
 * ``forward`` parallelizes over (box, band of crop rows): each task writes its own rows. For
   bilinear with small depths (``_MAX_BAND_DEPTH``) a task keeps the x-interpolated values of
   the last two pixel rows it used (TF's top/bottom values, which do not depend on whether a
