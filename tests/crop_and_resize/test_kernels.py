@@ -340,20 +340,22 @@ def test_strided_inputs_and_outputs_match_contiguous(method):
 # ---------------------------------------------------------------------------------------------
 
 def overlapping_case(rng, batch=2, height=37, width=29, depth=2, num_boxes=8, crop=(9, 7)):
-    """Many boxes over the same pixels, spanning several row bands of grad_image's tiling."""
+    """Many boxes over the same pixels. With one image, grad_image splits it into row bands
+    and some samples straddle two tiles; with two, each image is one tile."""
     image, boxes, _, grads = random_case(rng, batch, height, width, depth, num_boxes, crop)
     boxes[: num_boxes // 2] = boxes[0]  # identical boxes: every pixel gets repeated updates
     box_indices = np.zeros(num_boxes, np.int64)
-    box_indices[-2:] = 1
+    box_indices[-2:] = batch - 1
     grads *= 1000
     return image, boxes, box_indices, grads
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("method", [BILINEAR, NEAREST])
 @pytest.mark.parametrize("accumulate, half", [(F32, False), (np.float64, False), (F32, True)])
-def test_grad_image_equals_the_sequential_loop(method, accumulate, half):
+def test_grad_image_equals_the_sequential_loop(method, accumulate, half, batch):
     rng = np.random.default_rng(3)
-    image, boxes, box_indices, grads = overlapping_case(rng)
+    image, boxes, box_indices, grads = overlapping_case(rng, batch)
     got = run_grad_image(grads, boxes, box_indices, image.shape, method, accumulate, half)
     expected = sequential_grad_image(grads, boxes, box_indices, image.shape, method,
                                      accumulate, half)
@@ -372,11 +374,13 @@ def test_float64_accumulation_differs_from_float32():
     assert wide.dtype == np.float64 and not np.array_equal(wide.astype(F32), narrow)
 
 
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("half", [False, True])
-def test_grad_image_is_independent_of_the_thread_count(method, half):
+def test_grad_image_is_independent_of_the_thread_count(method, half, batch):
     rng = np.random.default_rng(5)
-    image, boxes, box_indices, grads = overlapping_case(rng, height=70, width=40, num_boxes=24)
+    image, boxes, box_indices, grads = overlapping_case(rng, batch, height=70, width=40,
+                                                        num_boxes=24)
     previous = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
