@@ -276,8 +276,7 @@ def _bilinear_row(image, batch_index, top, bottom, y_lerp, lefts, rights, x_lerp
                                 y_lerp, x_lerp, F)
                 destination[channel] = float_to_half_bits(value)
         else:
-            # Unsigned indices and no per-pixel views: Numba then emits no wraparound or view
-            # set-up, and the channel loop compiles to straight vector code.
+            # Unsigned indices: Numba emits no negative-index wraparound in the channel loop.
             b, t, bt = np.uint64(batch_index), np.uint64(top), np.uint64(bottom)
             le, ri = np.uint64(left), np.uint64(right)
             for channel in range(np.uint64(depth)):
@@ -663,24 +662,25 @@ def _grad_image_row(grads, box, crop_y, out, batch_index, top, bottom, y_lerp,
             _grad_image_row3(grads[box, crop_y], out[batch_index, top], out[batch_index, bottom],
                              y_lerp, y_complement, lefts, rights, x_lerps, F)
             return
-        # Unsigned indices: no wraparound code, so the channel loop is straight vector code.
-        b, t, bt = np.uint64(batch_index), np.uint64(top), np.uint64(bottom)
-        n, y = np.uint64(box), np.uint64(crop_y)
-        for crop_x in range(np.uint64(grads.shape[2])):
+        for crop_x in range(grads.shape[2]):
             left = lefts[crop_x]
             if left < 0:
                 continue
-            le, ri = np.uint64(left), np.uint64(rights[crop_x])
+            right = rights[crop_x]
             x_lerp = x_lerps[crop_x]
             x_complement = F(1) - x_lerp
             for channel in range(np.uint64(out.shape[3])):
-                grad = grads[n, y, crop_x, channel]
+                grad = grads[box, crop_y, crop_x, channel]
                 top_grad = grad * y_complement
                 bottom_grad = grad * y_lerp
-                out[b, t, le, channel] = out[b, t, le, channel] + top_grad * x_complement
-                out[b, t, ri, channel] = out[b, t, ri, channel] + top_grad * x_lerp
-                out[b, bt, le, channel] = out[b, bt, le, channel] + bottom_grad * x_complement
-                out[b, bt, ri, channel] = out[b, bt, ri, channel] + bottom_grad * x_lerp
+                out[batch_index, top, left, channel] = (
+                    out[batch_index, top, left, channel] + top_grad * x_complement)
+                out[batch_index, top, right, channel] = (
+                    out[batch_index, top, right, channel] + top_grad * x_lerp)
+                out[batch_index, bottom, left, channel] = (
+                    out[batch_index, bottom, left, channel] + bottom_grad * x_complement)
+                out[batch_index, bottom, right, channel] = (
+                    out[batch_index, bottom, right, channel] + bottom_grad * x_lerp)
         return
     for crop_x in range(grads.shape[2]):
         left = lefts[crop_x]
