@@ -106,6 +106,54 @@ def test_torchvision_roi_align_is_differentiable_for_boxes_lists():
     assert features.grad.abs().sum() > 0 and all(b.grad.shape == b.shape for b in boxes)
 
 
+def _half_case():
+    features = randn(2, 3, 8, 9).half().requires_grad_()
+    rois = torch.tensor(ROIS).half().requires_grad_()
+    grads = randn(3, 3, 2, 3, seed=1).half()
+    return features, rois, grads
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_torchvision_half_roi_align_is_differentiable(aligned):
+    # The input gradient is torchvision's own half backward, bit for bit; the boxes gradient
+    # is the native one at the half values (float32, rounded once).
+    features, rois, grads = _half_case()
+    out = torchvision.roi_align(features, rois, (2, 3), 0.7, 2, aligned)
+    out.backward(grads)
+    _same(features.grad, torchvision.roi_align_backward(*_np(grads, rois.detach()), (2, 3, 8, 9),
+                                                        (2, 3), 0.7, 2, aligned))
+    scale = float(np.float16(np.float32(0.7)))
+    expected = roiops.roi_align_grad_boxes(grads.float(), features.detach().float(),
+                                           rois.detach().float(), (2, 3), spatial_scale=scale,
+                                           sampling_ratio=2, aligned=aligned)
+    assert rois.grad.dtype == torch.half and rois.grad[:, 1:].abs().sum() > 0
+    assert_identical(rois.grad, expected.half())
+
+
+@pytest.mark.parametrize("roi_end_mode", [0, 1])
+def test_mindspore_half_roi_align_is_differentiable(roi_end_mode):
+    features, rois, grads = _half_case()
+    mindspore.ROIAlign(2, 3, 0.7, 2, roi_end_mode)(features, rois).backward(grads)
+    assert features.grad.dtype == rois.grad.dtype == torch.half
+    native = roiops.roi_align_grad_input(grads.float(), rois.detach().float(), (2, 3, 8, 9),
+                                         (2, 3), spatial_scale=float(np.float16(0.7)),
+                                         sampling_ratio=2, convention="mindspore",
+                                         roi_end_mode=roi_end_mode)
+    torch.testing.assert_close(features.grad.float(), native, rtol=1e-2, atol=1e-2)
+    if roi_end_mode == 1:  # then MindSpore's ROIAlignGrad primitive is the true adjoint
+        _same(features.grad, mindspore.ROIAlignGrad(2, 3, 0.7, 2)(*_np(grads, rois.detach()),
+                                                                   (2, 3, 8, 9)))
+    assert rois.grad[:, 1:].abs().sum() > 0 and not rois.grad[:, 0].any()
+
+
+def test_half_roi_align_refuses_double_backward():
+    features, rois, grads = _half_case()
+    out = torchvision.roi_align(features, rois, 2, 0.5, 2)
+    (first,) = torch.autograd.grad(out.float().sum(), features, create_graph=True)
+    with pytest.raises(RuntimeError, match="not twice differentiable"):
+        first.float().sum().backward()
+
+
 def test_native_modules():
     crop = roiops.nn.CropAndResize((3, 4), method="nearest", extrapolation_value=1.0)
     image, boxes = randn(2, 5, 6, 3), torch.tensor(BOXES)

@@ -4,9 +4,13 @@ Where a framework's arithmetic is the native one after a dtype cast, its entry p
 native custom op, so it is differentiable and traceable (TensorFlow/MindSpore
 ``CropAndResize``: image cast to float32; torchvision ``roi_align`` in float32/float64;
 MindSpore ``ROIAlign`` unless both tensors are float16). The rest reproduce arithmetic that
-no native op has (half accumulation, MindSpore's ROIAlignGrad geometry, ...): the gradient
-primitives and the half-arithmetic forwards run the NumPy layer on the host
-(:func:`host_call`) and return a tensor on the inputs' device, without autograd.
+no native op has (half accumulation, MindSpore's ROIAlignGrad geometry, ...) run the NumPy
+layer on the host (:func:`host_call`) and return a tensor on the inputs' device. The gradient
+primitives have no autograd. The half-arithmetic RoI Align forwards (torchvision float16,
+MindSpore ``ROIAlign`` with both tensors float16) do: the input gradient in the same half
+arithmetic (torchvision's ``_roi_align_backward``; MindSpore's ``ROIAlignGrad`` with the
+forward's ``roi_end_mode``, the true adjoint as in the native API), the boxes gradient of the
+native op computed in float32 from the half values and rounded once.
 """
 import inspect
 
@@ -14,8 +18,10 @@ import numpy as np
 import torch
 
 from .. import _checks
+from ..compat import mindspore as mindspore_compat
 from ..compat import torchvision as torchvision_compat
 from ..crop_and_resize.api import method_code
+from ..roi_align import api as roi_api
 from . import api, ops
 
 _IMAGE_DTYPES = tuple(d for d in api.IMAGE_DTYPES if d != torch.bfloat16)
@@ -93,7 +99,7 @@ def mindspore_roi_align(primitive, features, rois):
     _checks.require_dtype("features", features, _HALF_OR_SINGLE)
     _checks.require_dtype("rois", rois, _HALF_OR_SINGLE)
     if features.dtype == rois.dtype == torch.float16:
-        return host_call(primitive.__call__, features, rois)
+        return _MindSporeHalfROIAlign.apply(primitive, features, rois)
     api.check_input("features", features)
     api.check_rois(rois)
     scale = float(np.float32(primitive.spatial_scale))
@@ -130,8 +136,8 @@ def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_rat
     api.require_tensors(input=input, boxes=rois)
     _checks.require_dtype("input", input, _FLOAT_DTYPES)
     if input.dtype == torch.float16:
-        return host_call(torchvision_compat.roi_align, input, rois, output_size, spatial_scale,
-                         sampling_ratio, aligned)
+        return _TorchvisionHalfRoIAlign.apply(input, rois, output_size, spatial_scale,
+                                              sampling_ratio, aligned)
     scale = _checks.require_number("spatial_scale", spatial_scale)
     if input.dtype == torch.float32:  # torchvision converts the double scale to T once
         scale = float(np.float32(scale))
@@ -139,3 +145,119 @@ def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_rat
     _checks.require_shape("boxes", rois, ("K", 5))
     return api.roi_align(input, rois.to(input.dtype), output_size, spatial_scale=scale,
                          sampling_ratio=sampling_ratio, aligned=aligned)
+
+
+# --- autograd of the half-arithmetic RoI Align forwards ----------------------------------
+
+class _NoDoubleBackward(torch.autograd.Function):
+    """Ties a first-order gradient to the forward's inputs without a derivative of its own, so
+    that a double backward raises instead of silently seeing a constant."""
+
+    @staticmethod
+    def forward(ctx, gradient, *inputs):
+        return gradient.view_as(gradient)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            "the float16 roi_align of roiops.compat is not twice differentiable: double "
+            "backward through it is not supported (use create_graph=False, or detach the "
+            "first gradient)")
+
+
+def _first_order(gradients, ctx, grad):
+    """``gradients(ctx, grad)`` computed without a graph, marked once-differentiable when the
+    caller asked for one (``create_graph=True``)."""
+    with torch.no_grad():
+        results = gradients(ctx, grad)
+    if not torch.is_grad_enabled():
+        return results
+    saved = ctx.saved_tensors
+    return tuple(None if r is None else _NoDoubleBackward.apply(r, *saved) for r in results)
+
+
+def _half_boxes_gradient(grad, input, rois, output_size, scale, sampling_ratio, aligned,
+                         convention, roi_end_mode):
+    """The native boxes gradient at the half values, computed in float32, in ``rois.dtype``.
+
+    ``scale`` is the forward's (already rounded to half, so exact in float32).
+    """
+    gradient = ops.roi_align_grad_boxes(
+        grad.float(), input.float(), rois.half().float(), output_size, scale, sampling_ratio,
+        aligned, convention, roi_end_mode)
+    return gradient.half().to(rois.dtype)
+
+
+class _TorchvisionHalfRoIAlign(torch.autograd.Function):
+    """torchvision's float16 ``roi_align`` (host) with its half backward for the input."""
+
+    @staticmethod
+    def forward(ctx, input, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        result = host_call(torchvision_compat.roi_align, input, rois, output_size,
+                           spatial_scale, sampling_ratio, aligned)
+        ctx.save_for_backward(input, rois)
+        ctx.options = (output_size, spatial_scale, sampling_ratio, aligned)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _first_order(_TorchvisionHalfRoIAlign._gradients, ctx, grad)
+
+    @staticmethod
+    def _gradients(ctx, grad):
+        input, rois = ctx.saved_tensors
+        output_size, spatial_scale, sampling_ratio, aligned = ctx.options
+        grad_input = grad_rois = None
+        if ctx.needs_input_grad[0]:
+            grad_input = host_call(torchvision_compat.roi_align_backward, grad.half(), rois,
+                                   tuple(input.shape), output_size, spatial_scale,
+                                   sampling_ratio, aligned)
+        if ctx.needs_input_grad[1]:
+            # torchvision converts the double scale to float32 and then to half once
+            scale = float(np.float16(np.float32(spatial_scale)))
+            pair = _checks.size_pair("output_size", output_size, allow_int=True)
+            grad_rois = _half_boxes_gradient(grad, input, rois, pair, scale, sampling_ratio,
+                                             aligned, "torchvision", 1)
+        return grad_input, grad_rois, None, None, None, None
+
+
+def _mindspore_half_features_gradient(primitive, dy, rois, features_shape):
+    """NumPy: the half-arithmetic features gradient of ``primitive`` (its ``roi_end_mode``)."""
+    options = mindspore_compat._roi_options(primitive.pooled_height, primitive.pooled_width,
+                                            primitive.spatial_scale, primitive.sample_num,
+                                            primitive.roi_end_mode, half=True)
+    indices = roi_api.check_rois(rois, features_shape[0], options)
+    return roi_api.run_grad_input(dy, rois, indices, features_shape, options, np.float32,
+                                  np.float16, half_arithmetic=True)
+
+
+class _MindSporeHalfROIAlign(torch.autograd.Function):
+    """MindSpore's float16 ``ROIAlign`` (host) with the half-arithmetic features gradient."""
+
+    @staticmethod
+    def forward(ctx, primitive, features, rois):
+        result = host_call(primitive.__call__, features, rois)
+        ctx.save_for_backward(features, rois)
+        ctx.primitive = primitive
+        return result
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _first_order(_MindSporeHalfROIAlign._gradients, ctx, grad)
+
+    @staticmethod
+    def _gradients(ctx, grad):
+        features, rois = ctx.saved_tensors
+        primitive = ctx.primitive
+        grad_features = grad_rois = None
+        if ctx.needs_input_grad[1]:
+            grad_features = host_call(
+                lambda dy, boxes: _mindspore_half_features_gradient(
+                    primitive, dy, boxes, tuple(features.shape)),
+                grad.half(), rois)
+        if ctx.needs_input_grad[2]:
+            scale = float(np.float16(np.float32(primitive.spatial_scale)))
+            grad_rois = _half_boxes_gradient(
+                grad, features, rois, (primitive.pooled_height, primitive.pooled_width), scale,
+                primitive.sample_num, False, "mindspore", primitive.roi_end_mode)
+        return None, grad_features, grad_rois

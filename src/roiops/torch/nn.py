@@ -123,8 +123,9 @@ class MindSporeROIAlign(torch.nn.Module):
     """``mindspore.ops.ROIAlign`` as a module: ``forward(features, rois)``.
 
     MindSpore's constructor checks and arithmetic; see
-    :class:`roiops.compat.mindspore.ROIAlign`. Differentiable unless both tensors are
-    float16 (MindSpore's half arithmetic runs on the host without autograd).
+    :class:`roiops.compat.mindspore.ROIAlign`. Differentiable w.r.t. features and rois; with
+    both tensors float16 MindSpore's half arithmetic runs on the host, and so does its
+    features gradient (see :mod:`roiops.torch.compat`).
     """
 
     def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2,
