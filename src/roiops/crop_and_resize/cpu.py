@@ -70,8 +70,8 @@ _MAX_BAND_DEPTH = 16
 _TARGET_TASKS = 64
 # forward: outputs of at least this many bytes are written with streaming stores. Beyond the
 # cache the lines are evicted anyway, and a plain store would first read each one from memory
-# (a [512,14,14,256] float32 output went from 1.2-1.4x to 0.9-1.05x the time of a fill);
-# smaller outputs stay in cache for whatever reads them next.
+# (run alone, a [512,14,14,256] float32 forward went from about 1.25x to 0.9x the time of a
+# fill); smaller outputs stay in cache for whatever reads them next.
 _STREAM_MIN_BYTES = 16 << 20
 
 
@@ -429,7 +429,7 @@ def _bilinear_rows_streamed(image, batch_index, y_start, y_step, crop_row_begin,
     Each pixel is built in a small buffer that stays in L1, then streamed to ``out`` in
     ``STREAM_BYTES`` chunks; per element exactly ``_lerp2d``'s operations. This loop is kept
     apart from ``_bilinear_row`` on purpose: routing the same streaming through the shared row
-    functions measured 2-3x slower (the channel loop no longer vectorized).
+    functions measured 2-3x slower.
     """
     height, depth = image.shape[1], image.shape[3]
     crop_height, crop_width = out.shape[1], out.shape[2]
