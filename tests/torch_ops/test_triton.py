@@ -10,11 +10,16 @@ The kernels are called through the functions that ``roiops.torch.ops`` registers
 CPU op (NaN positions equal, NaN sign free), forward and input/image gradient, float32 and
 float64, both roi_align conventions, the three crop methods, both layouts; float16/bfloat16
 compute in float32 and round once, like the CPU op.
+
+The two box gradients sum in a different (fixed) order than the CPU's sequential loop, so
+they are compared with a tolerance (``_close``), and bit for bit on dyadic data where every
+addend and partial sum is exact in float32, so that any order gives the same bits.
 """
 import importlib.util
 import os
 import sys
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -58,6 +63,11 @@ def interpreted_kernels():
     patch.undo()
 
 
+def _seed(*parts):
+    """A seed per test case, the same in every run (``hash`` of a str is salted per process)."""
+    return zlib.crc32(repr(parts).encode())
+
+
 def _same(actual, expected):
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
@@ -85,7 +95,7 @@ ROI_CASES = [
 @pytest.mark.parametrize("case", ROI_CASES, ids=lambda c: "-".join(map(str, c)))
 def test_roi_align_matches_cpu(interpreted_kernels, dtype, case):
     convention, aligned, mode, ratio, scale = case
-    rng = np.random.default_rng(hash((str(dtype), case)) % 2**32)
+    rng = np.random.default_rng(_seed(dtype, case))
     batch, channels, height, width, pooled = 2, 3, 7, 5, (2, 3)
     x = torch.from_numpy(rng.standard_normal((batch, channels, height, width))).to(dtype)
     if dtype != torch.float64:  # non-contiguous input: strides are honoured
@@ -151,7 +161,7 @@ def test_checks_run_before_launch(interpreted_kernels):
 @pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
 @pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
 def test_crop_and_resize_matches_cpu(interpreted_kernels, dtype, method, data_format):
-    rng = np.random.default_rng(abs(hash((str(dtype), method, data_format))) % 2**32)
+    rng = np.random.default_rng(_seed(dtype, method, data_format))
     values = rng.standard_normal((2, 6, 5, 3)) * 10
     if not dtype.is_floating_point:
         values = rng.integers(0, 255, (2, 6, 5, 3))
@@ -214,6 +224,162 @@ def test_crop_and_resize_gradient_propagates_inf(interpreted_kernels):
                                              torch.float32, "NHWC"))
 
 
+# Box gradients: relative tolerance per compute/result dtype. float32/float64: a few hundred
+# addends summed in another order, each rounding contributing ~eps relative to the addends'
+# size; float16/bfloat16: the float32 results may round to neighbouring half values (1 ulp).
+_BOX_RTOL = {torch.float32: 1e-5, torch.float64: 1e-12, torch.float16: 1e-3,
+             torch.bfloat16: 8e-3}
+
+
+def _close(actual, expected):
+    """Equal within ``_BOX_RTOL``; the absolute part scales with the largest entry, since
+    cancellation can make an entry small while its rounding error is that of its addends."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    rtol = _BOX_RTOL[expected.dtype]
+    scale = expected.double().nan_to_num(posinf=0, neginf=0).abs().max().item()
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                                   torch.uint8])
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_crop_and_resize_grad_boxes_matches_cpu(interpreted_kernels, dtype, method,
+                                                data_format):
+    # Every method takes the bilinear box gradient; boxes flipped, partly outside, a point,
+    # and huge (NaN coordinates, skipped); crop size 1 on one axis and on both.
+    rng = np.random.default_rng(_seed("boxes", dtype, method, data_format))
+    values = rng.standard_normal((2, 6, 5, 3)) * 10
+    if not dtype.is_floating_point:
+        values = rng.integers(0, 255, (2, 6, 5, 3))
+    image = torch.from_numpy(values).to(dtype)
+    if data_format == "NCHW":
+        image = image.permute(0, 3, 1, 2)  # a strided view: the kernels read strides
+    box_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (5, 4))).to(box_dtype)
+    boxes[0] = torch.tensor([0.25, 0.5, 0.25, 0.5])
+    boxes[1] = torch.tensor([-3e38, 0.1, 3e38, 0.9])
+    indices = torch.from_numpy(rng.integers(0, 2, 5)).to(torch.int32)
+    result_dtype = dtype if dtype.is_floating_point else torch.float32
+    for crop in ([3, 4], [1, 1], [1, 5], [4, 1]):
+        shape = (5, *crop, 3) if data_format == "NHWC" else (5, 3, *crop)
+        grads = torch.from_numpy(rng.standard_normal(shape)).to(result_dtype)
+        args = (grads, image, boxes, indices, method, data_format)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf/NaN coordinates
+            expected = ops.crop_and_resize_grad_boxes(*args)
+            actual = ops._cuda_crop_and_resize_grad_boxes(*args)
+        _close(actual, expected)
+
+
+@pytest.mark.parametrize("crop", [[3, 3], [1, 3], [1, 1]])
+def test_crop_and_resize_grad_boxes_exact_on_dyadic_data(interpreted_kernels, crop):
+    # H - 1 = W - 1 = 4 and crop - 1 = 2: the ratio is 2, box edges in 1/16 make every
+    # coordinate, lerp and weight a multiple of 1/8; small integer pixels and grads keep every
+    # partial sum exact in float32, so the summation order cannot show.
+    rng = np.random.default_rng(5)
+    image = torch.from_numpy(rng.integers(-8, 9, (2, 5, 5, 3))).float()
+    boxes = torch.from_numpy(rng.integers(-6, 23, (6, 4)) / 16).float()  # outside, flipped
+    indices = torch.tensor([0, 1, 1, 0, 1, 0])
+    grads = torch.from_numpy(rng.integers(-4, 5, (6, *crop, 3))).float()
+    for method in ("bilinear", "nearest"):
+        args = (grads, image, boxes, indices, method, "NHWC")
+        _same(ops._cuda_crop_and_resize_grad_boxes(*args), ops.crop_and_resize_grad_boxes(*args))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16,
+                                   torch.bfloat16])
+@pytest.mark.parametrize("case", ROI_CASES + [("mindspore", False, 0, 2, 1.0)],
+                         ids=lambda c: "-".join(map(str, c)))
+def test_roi_align_grad_boxes_matches_cpu(interpreted_kernels, dtype, case):
+    convention, aligned, mode, ratio, scale = case
+    rng = np.random.default_rng(_seed("boxes", dtype, case))
+    batch, channels, height, width, pooled = 2, 3, 7, 5, (2, 3)
+    x = torch.from_numpy(rng.standard_normal((batch, channels, height, width))).to(dtype)
+    if dtype != torch.float64:  # non-contiguous input: strides are honoured
+        x = x.contiguous(memory_format=torch.channels_last)
+    rois = _rois(rng, 6, batch, -3.0, 9.0, torch.float64 if dtype == torch.float64
+                 else torch.float32)
+    rois[0, 1:] = torch.tensor([1.2, 1.3, 1.6, 1.5])  # below the minimum size (clamped)
+    grads = torch.from_numpy(rng.standard_normal((6, channels, *pooled))).to(dtype)
+    args = (grads, x, rois, list(pooled), scale, ratio, aligned, convention, mode)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN bins (0/0) under NumPy
+        expected = ops.roi_align_grad_boxes(*args)
+        actual = ops._cuda_roi_align_grad_boxes(*args)
+    _close(actual, expected)
+    assert not actual[:, 0].any()  # the batch index has no gradient
+
+
+@pytest.mark.parametrize("case", ROI_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_roi_align_grad_boxes_exact_on_dyadic_data(interpreted_kernels, case):
+    # Integer corners and roi sizes of -4 (flipped), 2, 4 or 8 pixels over 2 bins: bins,
+    # grids (2 or adaptive), counts and sample positions are powers of two or their small
+    # multiples, so every coordinate and weight is dyadic; small integer data then keeps every
+    # partial sum exact in float32, and the summation order cannot show.
+    convention, aligned, mode, _, _ = case
+    rng = np.random.default_rng(9)
+    x = torch.from_numpy(rng.integers(-8, 9, (2, 3, 6, 7))).float()
+    corners = rng.integers(-2, 8, (5, 2)).astype(np.float64)
+    sizes = rng.choice([-4.0, 2.0, 4.0, 8.0], (5, 2)) - (convention == "mindspore" and mode)
+    rois = torch.from_numpy(np.concatenate(
+        [rng.integers(0, 2, (5, 1)), corners, corners + sizes], axis=1)).float()
+    grads = torch.from_numpy(rng.integers(-4, 5, (5, 3, 2, 2))).float()
+    for ratio in (2, -1):
+        args = (grads, x, rois, [2, 2], 1.0, ratio, aligned, convention, mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = ops.roi_align_grad_boxes(*args)
+            actual = ops._cuda_roi_align_grad_boxes(*args)
+        _same(actual, expected)
+
+
+def test_roi_align_grad_boxes_edge_cases(interpreted_kernels):
+    # Height 1 (every sample pinned), a huge box with an adaptive grid, a box on the border,
+    # overflowing boxes (NaN coordinates, saturated grids), and MindSpore's empty grids.
+    x = torch.arange(2 * 3 * 1 * 4, dtype=torch.float32).reshape(2, 3, 1, 4) - 5
+    rois = torch.tensor([[1, -1e6, -1e6, 1e6, 1e6], [0, 0, 0, 3, 0], [1, 3, 0, 3, 0],
+                         [0, 2.5, -0.5, 1.5, 0.5], [1, -3e38, 0, 3e38, 1e38],
+                         [0, 3e38, 1, 3e38, 2]], dtype=torch.float32)
+    grads = torch.linspace(-1, 2, 6 * 3 * 1 * 2).reshape(6, 3, 1, 2)
+    for convention, aligned, mode in (("torchvision", False, 1), ("torchvision", True, 1),
+                                      ("mindspore", False, 0)):
+        args = (grads, x, rois, [1, 2], 1.0, -1, aligned, convention, mode)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = ops.roi_align_grad_boxes(*args)
+            actual = ops._cuda_roi_align_grad_boxes(*args)
+        _close(actual, expected)
+
+
+def test_grad_boxes_of_no_boxes(interpreted_kernels):
+    image = torch.zeros(1, 4, 4, 2)
+    actual = ops._cuda_crop_and_resize_grad_boxes(torch.zeros(0, 2, 2, 2), image,
+                                                  torch.zeros(0, 4), torch.zeros(0).int())
+    _same(actual, torch.zeros(0, 4))
+    x = torch.zeros(1, 2, 4, 4, dtype=torch.float64)
+    actual = ops._cuda_roi_align_grad_boxes(torch.zeros(0, 2, 2, 2, dtype=torch.float64), x,
+                                            torch.zeros(0, 5), [2, 2])
+    _same(actual, torch.zeros(0, 5, dtype=torch.float64))
+
+
+def test_grad_boxes_checks_run_before_launch(interpreted_kernels):
+    image = torch.zeros(1, 4, 4, 2)
+    with pytest.raises(ValueError, match="box_indices"):
+        ops._cuda_crop_and_resize_grad_boxes(torch.zeros(1, 2, 2, 2), image,
+                                             torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1]))
+    with pytest.raises(ValueError, match="depth"):
+        ops._cuda_crop_and_resize_grad_boxes(torch.zeros(1, 2, 2, 3), image,
+                                             torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([0]))
+    x = torch.zeros(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="batch index"):
+        ops._cuda_roi_align_grad_boxes(torch.zeros(1, 2, 2, 2), x,
+                                       torch.tensor([[3.0, 0, 0, 1, 1]]), [2, 2])
+    with pytest.raises(ValueError, match="grads"):
+        ops._cuda_roi_align_grad_boxes(torch.zeros(1, 2, 3, 2), x,
+                                       torch.tensor([[0.0, 0, 0, 1, 1]]), [2, 2])
+
+
 def _kernel_variants():
     """(kernel name, signature, constexprs) of every kernel and switch, float32 compute."""
     ints = ["channels", "height", "width", "pooled_h", "pooled_w", "sampling_ratio"]
@@ -223,11 +389,16 @@ def _kernel_variants():
     roi_grad = {"grads_ptr": "*fp32", "rois_ptr": "*fp32", "index_ptr": "*i64",
                 "scale_ptr": "*fp32", "out_ptr": "*fp32",
                 **{n: "i32" for n in ["num_rois"] + ints + ["g_k", "g_c", "g_h", "g_w"]}}
+    roi_grad_boxes = {"grads_ptr": "*fp32", "input_ptr": "*fp16", "rois_ptr": "*fp32",
+                      "index_ptr": "*i64", "scale_ptr": "*fp32", "out_ptr": "*fp32",
+                      **{n: "i32" for n in ints + ["g_k", "g_c", "g_h", "g_w",
+                                                   "s_n", "s_c", "s_h", "s_w"]}}
     for mindspore, aligned, mode in ((False, False, 1), (False, True, 1), (True, False, 0)):
         switches = {"MINDSPORE": mindspore, "ALIGNED": aligned, "ROI_END_MODE": mode,
                     "BLOCK_C": 32}
         yield "roiops.roi_align.cuda", "_forward_kernel", roi_forward, switches
         yield "roiops.roi_align.cuda", "_grad_input_kernel", roi_grad, switches
+        yield "roiops.roi_align.cuda", "_grad_boxes_kernel", roi_grad_boxes, switches
     sizes = ["num_boxes", "height", "width", "depth", "crop_h", "crop_w"]
     crop_forward = {"image_ptr": "*u8", "boxes_ptr": "*fp32", "index_ptr": "*i64",
                     "extrapolation_ptr": "*fp32", "out_ptr": "*fp32",
@@ -240,6 +411,12 @@ def _kernel_variants():
                {"METHOD": method, "BLOCK": 128})
         yield ("roiops.crop_and_resize.cuda", "_grad_image_kernel", crop_grad,
                {"METHOD": method, "BLOCK_D": 32})
+    crop_grad_boxes = {"grads_ptr": "*fp16", "image_ptr": "*u8", "boxes_ptr": "*fp32",
+                       "index_ptr": "*i64", "out_ptr": "*fp32",
+                       **{n: "i32" for n in sizes[1:] + ["g_n", "g_h", "g_w", "g_d",
+                                                         "i_b", "i_h", "i_w", "i_d"]}}
+    yield ("roiops.crop_and_resize.cuda", "_grad_boxes_kernel", crop_grad_boxes,
+           {"BLOCK": 128})
 
 
 def test_kernels_compile_for_sm90_without_fma_or_approximate_division():
@@ -303,6 +480,31 @@ def test_registered_cuda_crop_and_resize_matches_cpu(dtype, method):
     second = ops.crop_and_resize_grad_image(grads.cuda(), boxes.cuda(), indices.cuda(), *args)
     assert torch.equal(first, second)  # deterministic, run to run
     _same(first.cpu(), ops.crop_and_resize_grad_image(grads, boxes, indices, *args))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_registered_cuda_grad_boxes_match_cpu(dtype):
+    rng = np.random.default_rng(13)
+    box_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    image = torch.from_numpy(rng.standard_normal((2, 17, 13, 5))).to(dtype)
+    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (7, 4))).to(box_dtype)
+    indices = torch.from_numpy(rng.integers(0, 2, 7))
+    grads = torch.from_numpy(rng.standard_normal((7, 6, 9, 5))).to(dtype)
+    args = (grads, image, boxes, indices, "bilinear", "NHWC")
+    first = ops.crop_and_resize_grad_boxes(*(a.cuda() for a in args[:4]), *args[4:])
+    second = ops.crop_and_resize_grad_boxes(*(a.cuda() for a in args[:4]), *args[4:])
+    assert first.device.type == "cuda" and torch.equal(first, second)  # deterministic
+    _close(first.cpu(), ops.crop_and_resize_grad_boxes(*args))
+    for case in ROI_CASES:
+        x = torch.from_numpy(rng.standard_normal((2, 16, 13, 11))).to(dtype)
+        rois = _rois(rng, 9, 2, -3.0, 14.0, box_dtype)
+        grads = torch.from_numpy(rng.standard_normal((9, 16, 3, 4))).to(dtype)
+        options = ([3, 4], case[4], case[3], case[1], case[0], case[2])
+        first = ops.roi_align_grad_boxes(grads.cuda(), x.cuda(), rois.cuda(), *options)
+        second = ops.roi_align_grad_boxes(grads.cuda(), x.cuda(), rois.cuda(), *options)
+        assert first.device.type == "cuda" and torch.equal(first, second)
+        _close(first.cpu(), ops.roi_align_grad_boxes(grads, x, rois, *options))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

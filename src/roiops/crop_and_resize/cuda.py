@@ -1,8 +1,10 @@
-"""Triton kernels of crop_and_resize for CUDA tensors: forward and the image gradient.
+"""Triton kernels of crop_and_resize for CUDA tensors: forward and both gradients.
 
-They reproduce the Numba CPU kernels (``roiops.crop_and_resize.cpu``) operation for operation
-(semantics.md §2-§3, semantics-tensorflow.md §1-§2), so float32 and float64 results are
-bit-identical to the CPU ones (verified under the Triton interpreter, ``TRITON_INTERPRET=1``).
+The forward and the image gradient reproduce the Numba CPU kernels
+(``roiops.crop_and_resize.cpu``) operation for operation (semantics.md §2-§3,
+semantics-tensorflow.md §1-§2), so float32 and float64 results are bit-identical to the CPU
+ones (verified under the Triton interpreter, ``TRITON_INTERPRET=1``). The box gradient has
+the CPU's per-sample arithmetic but sums in another (fixed) order: equal within rounding.
 
 Compute type ``F``: float64 for float64 (images, or gradient results), float32 otherwise;
 images of any dtype are widened to ``F`` on load (exact for float16/bfloat16 and integers up
@@ -32,6 +34,12 @@ Design:
   *Cost*: ``B * ceil(D / BLOCK_D)`` programs, each scanning all boxes: parallelism is low
   for small depths (depth 3: one program per image), the price of a fixed order without
   atomics.
+- **Box gradient** (deterministic, no atomics): one program per box, lanes over blocks of
+  ``crop column x depth`` elements, crop rows scalar; TF's own coordinate recipe (§3.2: ratio
+  first). Each lane keeps partial sums of the four derivatives in F; one fixed-shape
+  ``tl.reduce`` per derivative at the end. The order differs from the CPU's sequential
+  (y, x, channel) sum, so results agree within F rounding, not bit for bit. A crop size of 1
+  forms each addend in float64 and rounds it to F (the CPU rounds the running sum instead).
 
 Verification without a GPU: the interpreter (NumPy: no fusion, exact division) checks the
 operation order; a compile-only test builds every variant for sm_90 and checks that the PTX
@@ -46,7 +54,7 @@ import triton.language as tl
 # TRITON_INTERPRET=1 after triton itself was imported without it, and a library ``@jit``
 # helper decorated then cannot run under the interpreter.
 
-__all__ = ["forward", "grad_image"]
+__all__ = ["forward", "grad_image", "grad_boxes"]
 
 BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2
 _METHODS = {"bilinear": BILINEAR, "nearest": NEAREST, "bilinear_v2": BILINEAR_V2}
@@ -317,6 +325,131 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                                          bottom_grad * x_lerp, mask)
 
 
+@triton.jit
+def _add_pair(a, b):
+    return a + b
+
+
+@triton.jit
+def _grad_boxes_axis(low, high, size, crop):
+    """(start, step, ratio) of the box gradient's samples (semantics.md §3.2): ``ratio =
+    (size-1)/(crop-1)`` first, then ``step = (high-low)*ratio``, not the forward's order; the
+    start and the crop-size-1 centre are the forward's."""
+    F = low.dtype
+    start, step = _axis(low, high, size, crop)
+    ratio = tl.full([], 0, F)
+    if crop > 1:
+        ratio = _div((size - 1).to(F), (crop - 1).to(F))
+        step = (high - low) * ratio
+    return start, step, ratio
+
+
+@triton.jit
+def _crop1_term(term, size):
+    """A crop-size-1 addend ``(term * 0.5) * (size - 1)``, formed in float64 as TF does (exact
+    there) and rounded once to F."""
+    wide = (term.to(tl.float64) * 0.5) * (size - 1).to(tl.float64)
+    return wide.to(term.dtype)
+
+
+@triton.jit(do_not_specialize=["height", "width", "depth", "crop_h", "crop_w",
+                               "g_n", "g_h", "g_w", "g_d", "i_b", "i_h", "i_w", "i_d"])
+def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
+                       height, width, depth, crop_h, crop_w,
+                       g_n, g_h, g_w, g_d, i_b, i_h, i_w, i_d, BLOCK: tl.constexpr):
+    # One program per box: its four sums are per-lane partial sums over (crop row, block of
+    # crop column x depth), reduced once at the end in a fixed tree: deterministic.
+    box = tl.program_id(0).to(tl.int64)
+    crop_h = _i64(crop_h)
+    crop_w = _i64(crop_w)
+    height = _i64(height)
+    width = _i64(width)
+    depth = _i64(depth)
+    F = out_ptr.dtype.element_ty
+    y1 = tl.load(boxes_ptr + box * 4)
+    x1 = tl.load(boxes_ptr + box * 4 + 1)
+    y2 = tl.load(boxes_ptr + box * 4 + 2)
+    x2 = tl.load(boxes_ptr + box * 4 + 3)
+    b = tl.load(index_ptr + box)
+    y_start, y_step, height_ratio = _grad_boxes_axis(y1, y2, height, crop_h)
+    x_start, x_step, width_ratio = _grad_boxes_axis(x1, x2, width, crop_w)
+    zeros = tl.full([BLOCK], 0, F)
+    d_y1 = zeros
+    d_x1 = zeros
+    d_y2 = zeros
+    d_x2 = zeros
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    for crop_y_i in range(crop_h):
+        crop_y = _i64(crop_y_i)
+        if crop_h > 1:
+            in_y = y_start + crop_y.to(F) * y_step
+        else:
+            in_y = y_start
+        if (in_y >= 0) & (in_y <= (height - 1).to(F)):
+            top_f = tl.floor(in_y)
+            top = top_f.to(tl.int64)
+            bottom = tl.ceil(in_y).to(tl.int64)
+            y_lerp = in_y - top_f
+            y_comp = 1 - y_lerp
+            # d in_y / d y2 and d in_y / d y1, the latter as (H-1) - y*r (TF's form).
+            y2_weight = crop_y.to(F) * height_ratio
+            y1_weight = (height - 1).to(F) - y2_weight
+            for first in range(0, crop_w * depth, BLOCK):
+                element = first + lanes
+                mask = element < crop_w * depth
+                crop_x = element // depth
+                channel = element % depth
+                if crop_w > 1:
+                    in_x = x_start + crop_x.to(F) * x_step
+                else:
+                    in_x = tl.broadcast_to(x_start, [BLOCK])
+                # Outside (or NaN) samples are skipped: they read pixel 0 under a false mask.
+                inside = mask & (in_x >= 0) & (in_x <= (width - 1).to(F))
+                safe_x = tl.where(inside, in_x, zeros)
+                left_f = tl.floor(safe_x)
+                left = left_f.to(tl.int64)
+                right = tl.ceil(safe_x).to(tl.int64)
+                x_lerp = safe_x - left_f
+                x_comp = 1 - x_lerp
+                x2_weight = crop_x.to(F) * width_ratio
+                x1_weight = (width - 1).to(F) - x2_weight
+                base = image_ptr + b * i_b + channel * i_d
+                top_left = tl.load(base + top * i_h + left * i_w, mask=inside, other=0).to(F)
+                top_right = tl.load(base + top * i_h + right * i_w, mask=inside, other=0).to(F)
+                bottom_left = tl.load(base + bottom * i_h + left * i_w, mask=inside,
+                                      other=0).to(F)
+                bottom_right = tl.load(base + bottom * i_h + right * i_w, mask=inside,
+                                       other=0).to(F)
+                g = tl.load(grads_ptr + box * g_n + crop_y * g_h + crop_x * g_w + channel * g_d,
+                            mask=inside, other=0).to(F)
+                grad_in_y = (x_comp * (bottom_left - top_left)
+                             + x_lerp * (bottom_right - top_right)) * g
+                grad_in_x = (y_comp * (top_right - top_left)
+                             + y_lerp * (bottom_right - bottom_left)) * g
+                if crop_h > 1:
+                    t_y1 = grad_in_y * y1_weight
+                    t_y2 = grad_in_y * y2_weight
+                else:
+                    t_y1 = _crop1_term(grad_in_y, height)
+                    t_y2 = t_y1
+                if crop_w > 1:
+                    t_x1 = grad_in_x * x1_weight
+                    t_x2 = grad_in_x * x2_weight
+                else:
+                    t_x1 = _crop1_term(grad_in_x, width)
+                    t_x2 = t_x1
+                # A skipped sample adds nothing, whatever its weights (the CPU skips it).
+                d_y1 = d_y1 + tl.where(inside, t_y1, zeros)
+                d_y2 = d_y2 + tl.where(inside, t_y2, zeros)
+                d_x1 = d_x1 + tl.where(inside, t_x1, zeros)
+                d_x2 = d_x2 + tl.where(inside, t_x2, zeros)
+    out = out_ptr + box * 4
+    tl.store(out, tl.reduce(d_y1, 0, _add_pair))
+    tl.store(out + 1, tl.reduce(d_x1, 0, _add_pair))
+    tl.store(out + 2, tl.reduce(d_y2, 0, _add_pair))
+    tl.store(out + 3, tl.reduce(d_x2, 0, _add_pair))
+
+
 def compute_dtype(dtype):
     """F: float64 for float64, float32 otherwise (API.md §2)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
@@ -372,3 +505,21 @@ def grad_image(grads, boxes, box_indices, image_shape, method, data_format, dtyp
     if data_format == "NCHW":
         total = total.permute(0, 3, 1, 2)
     return total.to(dtype).contiguous()
+
+
+def grad_boxes(grads, image, boxes, box_indices, data_format, out_dtype):
+    """``[N, 4]`` d/d[y1, x1, y2, x2] of ``out_dtype``: TF's bilinear box gradient for every
+    method, computed in F of the image dtype (grads rounded to F, as the CPU does)."""
+    grads_view = _nhwc(grads, data_format)
+    view = _nhwc(image, data_format)
+    num_boxes, crop_h, crop_w, depth = grads_view.shape
+    F = compute_dtype(image.dtype)
+    total = torch.zeros((num_boxes, 4), dtype=F, device=image.device)
+    if num_boxes and depth:
+        boxes_f = boxes.to(device=image.device, dtype=F).contiguous()
+        indices = box_indices.to(device=image.device, dtype=torch.int64).contiguous()
+        _grad_boxes_kernel[(num_boxes,)](grads_view, view, boxes_f, indices, total,
+                                         view.shape[1], view.shape[2], depth, crop_h, crop_w,
+                                         *grads_view.stride(), *view.stride(), BLOCK=_BLOCK,
+                                         enable_fp_fusion=False)
+    return total.to(out_dtype)

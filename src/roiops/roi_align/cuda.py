@@ -1,8 +1,9 @@
-"""Triton kernels of roi_align for CUDA tensors: forward and the deterministic input gradient.
+"""Triton kernels of roi_align for CUDA tensors: forward and the deterministic gradients.
 
-They reproduce the Numba CPU kernels (``roiops.roi_align.cpu``) operation for operation, so
-float32 and float64 results are bit-identical to the CPU ones (verified under the Triton
-interpreter, ``TRITON_INTERPRET=1``; see the limits below for real GPUs).
+The forward and the input gradient reproduce the Numba CPU kernels (``roiops.roi_align.cpu``)
+operation for operation, so float32 and float64 results are bit-identical to the CPU ones
+(verified under the Triton interpreter, ``TRITON_INTERPRET=1``; see the limits below for real
+GPUs). The box gradient sums in another fixed order: equal to the CPU within rounding.
 
 Compute type ``F``: float32 for float16/bfloat16/float32 storage (loads widen exactly, the
 result is rounded once on the store), float64 for float64. The rois are cast to ``F`` on the
@@ -41,6 +42,12 @@ Design:
   the work of its rois; parallelism is limited by ``N * C / BLOCK_C`` (e.g. 8 programs of
   32 channels for N = 1, C = 256), which is the price of a fixed order without atomics. A
   faster non-deterministic variant (atomics) is not provided.
+- **Box gradient** (deterministic, no atomics): one program per roi walks its blocks of
+  channels, then (ph, pw, iy, ix) with the forward's geometry helpers; each lane (a channel)
+  keeps partial sums of the four edge derivatives (semantics.md §5.3: per sample slope times
+  ``d c/d edge``), reduced by one fixed-shape ``tl.reduce`` each and divided by the count.
+  The CPU sums the slopes per sample row/column first and weights them after, so the two
+  agree within F rounding, not bit for bit. Parallelism is ``K`` programs.
 
 Verification without a GPU: the interpreter runs NumPy, which neither fuses nor
 approximates, so it checks the operation order but not the device arithmetic; a compile-only
@@ -56,7 +63,7 @@ import triton.language as tl
 # TRITON_INTERPRET=1 after triton itself was imported without it, and a library ``@jit``
 # helper decorated then cannot run under the interpreter.
 
-__all__ = ["forward", "grad_input"]
+__all__ = ["forward", "grad_input", "grad_boxes"]
 
 _BLOCK_C = 32
 _MAX_GRID = 2147483647
@@ -65,18 +72,21 @@ _MAX_GRID = 2147483647
 @triton.jit
 def _axis(low, high, scale, pooled, MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
           ROI_END_MODE: tl.constexpr, sampling_ratio):
-    """Start, bin size, grid size (int64) and the clamped flag of one roi axis, in F.
+    """Start, bin size, grid size (int64) and the clamped flag (the minimum size fired: the
+    size is the constant 1) of one roi axis, in F.
 
     torchvision: start/end = edge*s - off (off 0.5 if aligned), size >= 1 unless aligned,
     grid ceil(bin). MindSpore: start = low*s, end = (high + mode)*s, size >= 1 for mode 0
     (``not size > 1``, so NaN becomes 1), grid floor(bin).
     """
     one = tl.full([], 1, low.dtype)
+    clamped = tl.full([], 0, tl.int1)
     if MINDSPORE:
         start = low * scale
         end = (high + tl.full([], ROI_END_MODE, low.dtype)) * scale
         size = end - start
         if ROI_END_MODE == 0:
+            clamped = ~(size > one)  # NaN too, as the CPU's ``not size > 1``
             size = tl.where(size > one, size, one)
     else:
         if ALIGNED:
@@ -87,6 +97,7 @@ def _axis(low, high, scale, pooled, MINDSPORE: tl.constexpr, ALIGNED: tl.constex
         end = high * scale - offset
         size = end - start
         if not ALIGNED:
+            clamped = size < one
             size = tl.where(size < one, one, size)
     bin_size = _div(size, pooled.to(low.dtype))
     if MINDSPORE:
@@ -101,7 +112,7 @@ def _axis(low, high, scale, pooled, MINDSPORE: tl.constexpr, ALIGNED: tl.constex
     grid = tl.minimum(tl.maximum(grid, -2147483647), 2147483647)
     if sampling_ratio > 0:
         grid = tl.full([], 0, tl.int64) + sampling_ratio
-    return start, bin_size, grid
+    return start, bin_size, grid, clamped
 
 
 @triton.jit
@@ -187,15 +198,15 @@ def _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio,
     y1 = tl.load(base + 2)
     x2 = tl.load(base + 3)
     y2 = tl.load(base + 4)
-    x_start, x_bin, grid_w = _axis(x1, x2, scale, pooled_w, MINDSPORE, ALIGNED, ROI_END_MODE,
-                                   sampling_ratio)
-    y_start, y_bin, grid_h = _axis(y1, y2, scale, pooled_h, MINDSPORE, ALIGNED, ROI_END_MODE,
-                                   sampling_ratio)
+    x_start, x_bin, grid_w, x_clamped = _axis(x1, x2, scale, pooled_w, MINDSPORE, ALIGNED,
+                                              ROI_END_MODE, sampling_ratio)
+    y_start, y_bin, grid_h, y_clamped = _axis(y1, y2, scale, pooled_h, MINDSPORE, ALIGNED,
+                                              ROI_END_MODE, sampling_ratio)
     if MINDSPORE:
         count = grid_h.to(x1.dtype) * grid_w.to(x1.dtype)
     else:
         count = tl.maximum(grid_h * grid_w, 1).to(x1.dtype)
-    return y_start, y_bin, grid_h, x_start, x_bin, grid_w, count
+    return y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, y_clamped, x_clamped
 
 
 @triton.jit(do_not_specialize=["channels", "height", "width", "pooled_h", "pooled_w",
@@ -213,7 +224,7 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
     k = bin_id // (pooled_w * pooled_h)
     scale = tl.load(scale_ptr)
     F = scale.dtype
-    y_start, y_bin, grid_h, x_start, x_bin, grid_w, count = _roi_geometry(
+    y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
         ROI_END_MODE)
     channel = c_block * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
@@ -273,7 +284,7 @@ def _grad_input_kernel(grads_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
     for k in range(num_rois):
         k64 = _i64(k)
         if tl.load(index_ptr + k64) == b:
-            y_start, y_bin, grid_h, x_start, x_bin, grid_w, count = _roi_geometry(
+            y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
                 rois_ptr, k64, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
                 ROI_END_MODE)
             grid_h_f = grid_h.to(F)
@@ -307,6 +318,109 @@ def _grad_input_kernel(grads_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
                             p = image + (row_hi * w64 + col_hi) * channels
                             tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * lx), counts),
                                      mask=mask)
+
+
+@triton.jit
+def _moves(c, size):
+    """Whether a valid sample's coordinate moves with the box: neither clamped to 0 (the
+    margin ``[-1, 0]``) nor pinned to the last row, the two cases of ``_tap``."""
+    return (c > 0) & (c.to(tl.int64) < size - 1)
+
+
+@triton.jit
+def _edge_weights(p, i, grid_f, pooled, scale, clamped):
+    """``(d c/d low, d c/d high)`` of sample ``i`` of bin ``p``: ``s*(1 - a)`` and ``s*a`` with
+    ``a = (p + (i + 0.5)/grid) / pooled`` its position along the roi; ``s`` and 0 when the
+    minimum size fired (the size is the constant 1)."""
+    F = grid_f.dtype
+    a = _div(_i64(p).to(F) + _div(_i64(i).to(F) + 0.5, grid_f), _i64(pooled).to(F))
+    zero = tl.full([], 0, F)
+    return tl.where(clamped, scale, scale * (1 - a)), tl.where(clamped, zero, scale * a)
+
+
+@triton.jit
+def _add_pair(a, b):
+    return a + b
+
+
+@triton.jit(do_not_specialize=["channels", "height", "width", "pooled_h", "pooled_w",
+                              "sampling_ratio", "g_k", "g_c", "g_h", "g_w",
+                              "s_n", "s_c", "s_h", "s_w"])
+def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
+                       channels, height, width, pooled_h, pooled_w, sampling_ratio,
+                       g_k, g_c, g_h, g_w, s_n, s_c, s_h, s_w,
+                       MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
+                       ROI_END_MODE: tl.constexpr, BLOCK_C: tl.constexpr):
+    # One program per roi; lanes are channels. Each lane keeps partial sums of the four edge
+    # derivatives, reduced once at the end in a fixed tree: deterministic, no atomics.
+    k = tl.program_id(0).to(tl.int64)
+    scale = tl.load(scale_ptr)
+    F = scale.dtype
+    y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, y_clamped, x_clamped = (
+        _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE,
+                      ALIGNED, ROI_END_MODE))
+    grid_h_f = grid_h.to(F)
+    grid_w_f = grid_w.to(F)
+    h64 = height.to(tl.int64)
+    w64 = width.to(tl.int64)
+    b = tl.load(index_ptr + k)
+    zeros = tl.full([BLOCK_C], 0, F)
+    d_y1 = zeros
+    d_x1 = zeros
+    d_y2 = zeros
+    d_x2 = zeros
+    for first_channel in range(0, channels, BLOCK_C):
+        channel = first_channel + tl.arange(0, BLOCK_C).to(tl.int64)
+        mask = channel < channels
+        plane = input_ptr + b * s_n + channel * s_c
+        for ph in range(pooled_h):
+            y_base = y_start + _i64(ph).to(F) * y_bin
+            y_first, y_stop = _valid_range(y_base, y_bin, grid_h_f, grid_h, h64.to(F))
+            for pw in range(pooled_w):
+                x_base = x_start + _i64(pw).to(F) * x_bin
+                x_first, x_stop = _valid_range(x_base, x_bin, grid_w_f, grid_w, w64.to(F))
+                g = tl.load(grads_ptr + k * g_k + channel * g_c + ph * g_h + pw * g_w,
+                            mask=mask, other=0).to(F)
+                for iy in range(y_first, y_stop):
+                    y = _coordinate(y_base, y_bin, grid_h_f, iy)
+                    row_lo, row_hi, ly, hy = _tap(y, h64)
+                    y_moves = _moves(y, h64)
+                    y2_moves = y_moves & ~y_clamped
+                    y1_weight, y2_weight = _edge_weights(ph, iy, grid_h_f, pooled_h, scale,
+                                                         y_clamped)
+                    for ix in range(x_first, x_stop):
+                        x = _coordinate(x_base, x_bin, grid_w_f, ix)
+                        col_lo, col_hi, lx, hx = _tap(x, w64)
+                        x_moves = _moves(x, w64)
+                        x2_moves = x_moves & ~x_clamped
+                        x1_weight, x2_weight = _edge_weights(pw, ix, grid_w_f, pooled_w, scale,
+                                                             x_clamped)
+                        v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=mask,
+                                     other=0).to(F)
+                        v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=mask,
+                                     other=0).to(F)
+                        v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=mask,
+                                     other=0).to(F)
+                        v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=mask,
+                                     other=0).to(F)
+                        # d value/dy and d value/dx of the bilinear sample, times g.
+                        slope_y = g * (hx * (v3 - v1) + lx * (v4 - v2))
+                        slope_x = g * (hy * (v2 - v1) + ly * (v4 - v3))
+                        # A sample that does not move adds nothing (the CPU skips it, so an
+                        # inf pixel there must not add NaN); nor the high edge of a clamped
+                        # size.
+                        d_y1 = d_y1 + tl.where(y_moves, slope_y * y1_weight, zeros)
+                        d_y2 = d_y2 + tl.where(y2_moves, slope_y * y2_weight, zeros)
+                        d_x1 = d_x1 + tl.where(x_moves, slope_x * x1_weight, zeros)
+                        d_x2 = d_x2 + tl.where(x2_moves, slope_x * x2_weight, zeros)
+    # An empty grid has no gradient (also MindSpore's 0/0 bins).
+    has_samples = (grid_h > 0) & (grid_w > 0)
+    zero = tl.full([], 0, F)
+    out = out_ptr + k * 5
+    tl.store(out + 1, tl.where(has_samples, _div(tl.reduce(d_x1, 0, _add_pair), count), zero))
+    tl.store(out + 2, tl.where(has_samples, _div(tl.reduce(d_y1, 0, _add_pair), count), zero))
+    tl.store(out + 3, tl.where(has_samples, _div(tl.reduce(d_x2, 0, _add_pair), count), zero))
+    tl.store(out + 4, tl.where(has_samples, _div(tl.reduce(d_y2, 0, _add_pair), count), zero))
 
 
 def compute_dtype(dtype):
@@ -358,3 +472,19 @@ def grad_input(grads, rois, indices, input_shape, options):
                                  height, width, options.pooled_height, options.pooled_width,
                                  options.sampling_ratio, *grads.stride(), **_switches(options))
     return total.permute(0, 3, 1, 2).to(grads.dtype)
+
+
+def grad_boxes(grads, input, rois, indices, options):
+    """``[K, 5]`` of ``input.dtype``, d/d(batch_index, x1, y1, x2, y2) (column 0 is zero),
+    computed in F of the input dtype (grads rounded to F, as the CPU does)."""
+    _, channels, height, width = input.shape
+    F = compute_dtype(input.dtype)
+    total = torch.zeros((rois.shape[0], 5), dtype=F, device=input.device)
+    if grads.numel():
+        rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, input.device)
+        _grad_boxes_kernel[(rois.shape[0],)](grads, input, rois_f, indices, scale, total,
+                                             channels, height, width, options.pooled_height,
+                                             options.pooled_width, options.sampling_ratio,
+                                             *grads.stride(), *input.stride(),
+                                             **_switches(options))
+    return total.to(input.dtype)

@@ -21,11 +21,11 @@ on zero-copy views of the tensors, which also runs every data-dependent check of
 (non-finite boxes, batch indices out of range) with the NumPy messages.
 
 Devices: the CPU kernels are registered with ``device_types="cpu"``. CUDA tensors run the
-Triton kernels of ``roiops.roi_align.cuda`` and ``roiops.crop_and_resize.cuda`` for both
-forwards, ``roi_align_grad_input`` and ``crop_and_resize_grad_image`` (deterministic, equal
-to the CPU kernels bit for bit in float32/float64); the two box gradients still run the host
-round trip of :func:`_register_host_roundtrip`. The fake implementations and the autograd
-formulas are device independent.
+Triton kernels of ``roiops.roi_align.cuda`` and ``roiops.crop_and_resize.cuda`` for all six
+ops, all deterministic: the forwards, ``roi_align_grad_input`` and
+``crop_and_resize_grad_image`` equal the CPU kernels bit for bit in float32/float64; the two
+box gradients sum in a different fixed order and agree with the CPU within rounding. The
+fake implementations and the autograd formulas are device independent.
 
 Example:
     >>> import torch, roiops.torch.ops as ops
@@ -272,36 +272,15 @@ _GRADIENT_OPS = {
 for _name, _op in _GRADIENT_OPS.items():
     _op.register_autograd(_no_double_backward(_name),
                           setup_context=lambda ctx, inputs, output: None)
-
-
-# --- other devices ---------------------------------------------------------------------
-
-def _register_host_roundtrip(op, device_type):
-    """Placeholder kernel for ``device_type``: copy to the host, run the CPU kernel, copy back.
-
-    This is where device kernels plug in: a Triton/CUDA implementation replaces it with
-    ``op.register_kernel("cuda")(kernel)`` (the latest registration wins). Results are
-    identical to the CPU ones; it is correct, not fast.
-    """
-    def kernel(*args, **kwargs):
-        device = next(a.device for a in args if isinstance(a, Tensor))
-        to_host = [a.cpu() if isinstance(a, Tensor) else a for a in args]
-        return op(*to_host, **kwargs).to(device)  # dispatches to the CPU kernel
-
-    op.register_kernel(device_type)(kernel)
-
-
-for _op in (crop_and_resize, roi_align, *_GRADIENT_OPS.values()):
-    _register_host_roundtrip(_op, "cuda")
 del _name, _op
 
 
 # --- CUDA: Triton kernels --------------------------------------------------------------
 #
-# They replace the host round-trip above for the ops they cover (the latest registration
-# wins). triton is imported on the first CUDA call only, so roiops imports without it; the
-# data-dependent checks (non-finite rois, batch index range) run on a host copy of the
-# rois (K x 5 values, one small transfer) before any launch, with the CPU path's messages.
+# Every op's CUDA kernel. triton is imported on the first CUDA call only, so roiops imports
+# without it; the data-dependent checks (non-finite rois, batch index range) run on a host
+# copy of the rois (K x 5 values, one small transfer) before any launch, with the CPU path's
+# messages.
 
 def _metadata_array(tensor):
     """A zero-byte NumPy stand-in with ``tensor``'s shape and dtype, for the shape/dtype checks
@@ -376,8 +355,36 @@ def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, met
     return cuda.grad_image(grads, boxes, indices, image_shape, method, data_format, dtype)
 
 
+def _cuda_crop_and_resize_grad_boxes(grads, image, boxes, box_indices, method="bilinear",
+                                     data_format="NHWC"):
+    from ..crop_and_resize import cuda
+    view = crop_api.check_image("image", _metadata_array(image), data_format)
+    indices = _crop_indices(boxes, box_indices, view.shape[0])
+    grads_view = crop_api.check_grads(_metadata_array(grads), data_format, boxes.shape[0])
+    if grads_view.shape[3] != view.shape[3]:
+        raise ValueError(
+            f"grads depth must equal image depth {view.shape[3]}, got {grads_view.shape[3]}")
+    crop_api.method_code(method)
+    return cuda.grad_boxes(grads, image, boxes, indices, data_format,
+                           _result_dtype(image.dtype))
+
+
+def _cuda_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.0,
+                               sampling_ratio=-1, aligned=False, convention="torchvision",
+                               roi_end_mode=1):
+    from ..roi_align import cuda
+    options = _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention,
+                           roi_end_mode)
+    roi_api.check_input("input", _metadata_array(input))
+    indices = _roi_indices(rois, input.shape[0], options)
+    roi_api.check_grads(_metadata_array(grads), rois.shape[0], input.shape[1], options)
+    return cuda.grad_boxes(grads, input, rois, indices, options)
+
+
 # Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
 roi_align.register_kernel("cuda")(_cuda_roi_align)
 roi_align_grad_input.register_kernel("cuda")(_cuda_roi_align_grad_input)
+roi_align_grad_boxes.register_kernel("cuda")(_cuda_roi_align_grad_boxes)
 crop_and_resize.register_kernel("cuda")(_cuda_crop_and_resize)
 crop_and_resize_grad_image.register_kernel("cuda")(_cuda_crop_and_resize_grad_image)
+crop_and_resize_grad_boxes.register_kernel("cuda")(_cuda_crop_and_resize_grad_boxes)
