@@ -340,7 +340,7 @@ def test_strided_inputs_and_outputs_match_contiguous(method):
 def test_streamed_forward_equals_the_cached_path(image_dtype, F):
     """Outputs past the size threshold take streaming stores when they are aligned; an output
     one element off alignment takes the plain stores. Both give the same bits, including
-    extrapolated rows and columns and flipped boxes."""
+    extrapolated rows and columns and flipped boxes, and so does one thread."""
     rng = np.random.default_rng(7)
     depth = 64
     crop = (16, 16)
@@ -357,6 +357,14 @@ def test_streamed_forward_equals_the_cached_path(image_dtype, F):
     for out in (streamed, shifted):
         forward(image, boxes, box_indices, BILINEAR, F(-3), out, False, F)
     assert (streamed == -3).any() and bits_equal(streamed, shifted)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = np.empty(shape, F)
+        forward(image, boxes, box_indices, BILINEAR, F(-3), single, False, F)
+    finally:
+        numba.set_num_threads(previous)
+    assert _can_stream(single) and bits_equal(single, streamed)
 
 
 # ---------------------------------------------------------------------------------------------
