@@ -134,6 +134,41 @@ def test_roi_align_edge_cases(interpreted_kernels):
                   ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
 
 
+@pytest.mark.parametrize("tile", [(8, 8), (4, 5)], ids=lambda t: "x".join(map(str, t)))
+@pytest.mark.parametrize("case", ROI_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_roi_align_grad_input_tiles(interpreted_kernels, monkeypatch, tile, case):
+    # 19 x 21 pixels: several spatial tiles each way (the module's 8 x 8, and 4 x 5), each
+    # program applying only the corner adds inside its tile. Rois straddle tile borders, are
+    # reversed, reach outside the map (samples in the [-1, 0] margin), are pinned to the last
+    # row/column, sit on a tile corner, and repeat (grads x1000: any reordering of the adds to
+    # one element would show in the bits). Ownership must give each element exactly the CPU's
+    # adds in the CPU's order, and no skip of a roi, bin or sample may drop one.
+    import roiops.roi_align
+    monkeypatch.setattr(roiops.roi_align.cuda, "_TILE_H", tile[0])
+    monkeypatch.setattr(roiops.roi_align.cuda, "_TILE_W", tile[1])
+    convention, aligned, mode, ratio, scale = case
+    rng = np.random.default_rng(_seed("tiles", case))
+    shape = [2, 3, 19, 21]
+    across = [0, 6.3, 5.2, 17.7, 12.9]  # across tile rows and columns
+    reversed_ = [1, 20.5, 18.5, 14.2, 9.1]
+    boxes = [across, across, reversed_, reversed_,
+             [0, -1.8, -1.5, 3.0, 2.5],  # partly outside: the [-1, 0] margin
+             [1, 18.2, 16.4, 21.5, 19.6],  # the last row and column: pinned samples
+             [0, 7.5, 7.9, 8.5, 8.1],  # on a tile corner
+             [1, -5.0, 3.0, 30.0, 17.9], across]  # [batch, x1, y1, x2, y2] in map units
+    rois = torch.tensor(boxes, dtype=torch.float64)
+    rois[:, 1:] /= scale
+    overflow = torch.tensor([[1, -3e38, 2.0, 3e38, 9.0]], dtype=torch.float64)  # inf/NaN
+    rois = torch.cat([rois, overflow]).float()
+    args = ([3, 2], scale, ratio, aligned, convention, mode)
+    grads = torch.from_numpy(1000 * rng.standard_normal((len(rois), 3, 3, 2))).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = ops.roi_align_grad_input(grads, rois, shape, *args)
+        actual = ops._cuda_roi_align_grad_input(grads, rois, shape, *args)
+    _same(actual, expected)
+
+
 def test_checks_run_before_launch(interpreted_kernels):
     x = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match="batch index"):
@@ -222,6 +257,46 @@ def test_crop_and_resize_gradient_propagates_inf(interpreted_kernels):
                                                    torch.float32, "NHWC"),
               ops.crop_and_resize_grad_image(grads, boxes, indices, [1, 5, 4, 2], method,
                                              torch.float32, "NHWC"))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflowing box: inf/NaN samples
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
+@pytest.mark.parametrize("tile, data_format", [((8, 8), "NHWC"), ((8, 8), "NCHW"),
+                                               ((4, 5), "NHWC")],  # the layout is orthogonal
+                         ids=["8x8-NHWC", "8x8-NCHW", "4x5-NHWC"])
+def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile, data_format,
+                                          method):
+    # 19 x 21 pixels: several spatial tiles each way (the module's 8 x 8, and 4 x 5), each
+    # program applying only the updates inside its tile. Boxes straddle tile borders, are
+    # flipped, reach outside the image (extrapolated samples skipped), overflow (NaN
+    # samples), cover the whole image (samples on tile borders), lie below it; box 0 recurs
+    # as boxes 6 and 7, box 6 with gradients x1000, so any reordering of the adds to one
+    # element shows in the bits. No skip of a box, crop row or column may drop an add.
+    import roiops.crop_and_resize
+    monkeypatch.setattr(roiops.crop_and_resize.cuda, "_TILE_H", tile[0])
+    monkeypatch.setattr(roiops.crop_and_resize.cuda, "_TILE_W", tile[1])
+    rng = np.random.default_rng(_seed("tiles", tile, method, data_format))
+    boxes = torch.tensor([[0.3, 0.25, 0.62, 0.81],   # straddles tile rows and columns
+                          [0.9, 0.85, 0.15, 0.3],    # flipped on both axes
+                          [-0.3, 0.5, 0.55, 1.4],    # partly outside, top and right
+                          [0.0, 0.0, 1.0, 1.0],      # the whole image
+                          [0.4, 0.42, 0.4, 0.42],    # a point near tile borders
+                          [0.2, -3e38, 0.7, 3e38],   # overflow: NaN/inf columns, skipped
+                          [0.3, 0.25, 0.62, 0.81],
+                          [0.3, 0.25, 0.62, 0.81],
+                          [1.2, 0.1, 1.5, 0.9]])     # entirely below the image
+    indices = torch.tensor([0, 1, 0, 1, 0, 1, 0, 0, 1])
+    image_shape = [2, 19, 21, 3] if data_format == "NHWC" else [2, 3, 19, 21]
+    for crop in ([5, 6], [1, 4], [3, 1]):
+        shape = (9, *crop, 3) if data_format == "NHWC" else (9, 3, *crop)
+        grads = torch.from_numpy(rng.standard_normal(shape)).float()
+        grads[6] *= 1000
+        dtypes = [torch.float32, torch.float16] if crop == [5, 6] else [torch.float32]
+        for dtype in dtypes:
+            args = (grads, boxes, indices, image_shape, method, dtype, data_format)
+            expected = ops.crop_and_resize_grad_image(*args)
+            assert expected.abs().max() > 0
+            _same(ops._cuda_crop_and_resize_grad_image(*args), expected)
 
 
 # Box gradients: relative tolerance per compute/result dtype. float32/float64: a few hundred
@@ -397,7 +472,8 @@ def _kernel_variants():
         switches = {"MINDSPORE": mindspore, "ALIGNED": aligned, "ROI_END_MODE": mode,
                     "BLOCK_C": 32}
         yield "roiops.roi_align.cuda", "_forward_kernel", roi_forward, switches
-        yield "roiops.roi_align.cuda", "_grad_input_kernel", roi_grad, switches
+        yield ("roiops.roi_align.cuda", "_grad_input_kernel", roi_grad,
+               {**switches, "TILE_H": 8, "TILE_W": 8})
         yield "roiops.roi_align.cuda", "_grad_boxes_kernel", roi_grad_boxes, switches
     sizes = ["num_boxes", "height", "width", "depth", "crop_h", "crop_w"]
     crop_forward = {"image_ptr": "*u8", "boxes_ptr": "*fp32", "index_ptr": "*i64",
@@ -410,7 +486,7 @@ def _kernel_variants():
         yield ("roiops.crop_and_resize.cuda", "_forward_kernel", crop_forward,
                {"METHOD": method, "BLOCK": 128})
         yield ("roiops.crop_and_resize.cuda", "_grad_image_kernel", crop_grad,
-               {"METHOD": method, "BLOCK_D": 32})
+               {"METHOD": method, "BLOCK_D": 32, "TILE_H": 8, "TILE_W": 8})
     crop_grad_boxes = {"grads_ptr": "*fp16", "image_ptr": "*u8", "boxes_ptr": "*fp32",
                        "index_ptr": "*i64", "out_ptr": "*fp32",
                        **{n: "i32" for n in sizes[1:] + ["g_n", "g_h", "g_w", "g_d",

@@ -25,15 +25,24 @@ Design:
 - **Forward**: one program per (box, crop row, block of ``crop column x depth`` elements);
   the row's coordinate arithmetic is scalar, the columns' is per lane. Layouts are read and
   written through strides (NHWC or NCHW, any view).
-- **Image gradient** (deterministic, no atomics): one program per (image, block of depth
-  channels) owns those elements of the result and walks the boxes in ascending order, then
-  (crop row, crop column, corner) in the CPU's order, so every element receives exactly the
-  sequential sequence of ``+=``. Lanes are distinct channels: no two lanes of a program touch
+- **Image gradient** (deterministic, no atomics): one program per (image, spatial tile of
+  ``TILE_H x TILE_W`` pixels, block of depth channels) owns those elements of the result, as
+  the CPU's tiles do. It walks the boxes of its image in ascending order, then (crop row, crop
+  column, corner) in the CPU's order, and applies only the corner updates whose pixel lies in
+  its tile (an update's lane mask also requires owning its pixel), so every element receives
+  exactly the sequential sequence of ``+=``, whatever the tiling. Lanes are distinct channels: no two lanes of a program touch
   one address, and a repeated corner (a zero-weight add, which must still happen: an inf
   gradient turns it into NaN) is a read-modify-write ordered by program order in its thread.
-  *Cost*: ``B * ceil(D / BLOCK_D)`` programs, each scanning all boxes: parallelism is low
-  for small depths (depth 3: one program per image), the price of a fixed order without
-  atomics.
+  Skips only save time, never decide ownership: a box whose end samples (samples are
+  monotone in the crop index, flipped boxes decreasing) both lie on one side of the tile, a
+  crop row with neither its top nor its bottom pixel row in the tile, a crop column with
+  neither its left nor its right pixel column in it. A NaN end sample never skips a box
+  (its samples are all outside and skipped one by one, as everywhere).
+  *Cost*: ``B * ceil(H / TILE_H) * ceil(W / TILE_W) * ceil(D / BLOCK_D)`` programs (one
+  tile size, 8 x 8, for every depth; ``BLOCK_D`` shrinks to the next power of two of small
+  depths; one warp each), each scanning all box indices and, for boxes that reach its tile,
+  their crop rows and (for rows that reach it) crop columns, doing only the work that lands
+  in its tile.
 - **Box gradient** (deterministic, no atomics): one program per box, lanes over blocks of
   ``crop column x depth`` elements, crop rows scalar; TF's own coordinate recipe (§3.2: ratio
   first). Each lane keeps partial sums of the four derivatives in F; one fixed-shape
@@ -59,7 +68,12 @@ __all__ = ["forward", "grad_image", "grad_boxes"]
 BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2
 _METHODS = {"bilinear": BILINEAR, "nearest": NEAREST, "bilinear_v2": BILINEAR_V2}
 _BLOCK = 128
+# Image gradient: channels per program (at most; a power of two covering the depth when that
+# is smaller, e.g. 4 for RGB) and the spatial tile each program owns. One tile size for all
+# depths (not tuned on a device).
 _BLOCK_D = 32
+_TILE_H = 8
+_TILE_W = 8
 
 
 @triton.jit
@@ -226,22 +240,115 @@ def _add(p, value, mask):
     tl.store(p, tl.load(p, mask=mask) + value, mask=mask)
 
 
+@triton.jit
+def _sample(start, step, index, crop):
+    """The forward's sample coordinate ``start + index*step``; the centre itself for a crop
+    of 1 (adding ``0 * step`` could flip the sign of a zero)."""
+    coordinate = start
+    if crop > 1:
+        coordinate = start + index.to(start.dtype) * step
+    return coordinate
+
+
+@triton.jit
+def _span_misses(first, last, low, high):
+    """True when no sample between ``first`` and ``last`` (the end samples of a monotone axis,
+    either order) can touch a pixel in ``[low, high]``: both end samples lie below ``low``
+    (their ceil pixels do), or both above ``high``. Conservative: a NaN compares false, so
+    such a box is never skipped here (its samples are outside anyway and skipped one by
+    one). ``low``/``high`` round monotonically to F, so ``ceil < F(low)`` implies
+    ``ceil < low``."""
+    F = first.dtype
+    low_f = low.to(F)
+    high_f = high.to(F)
+    below = (tl.ceil(first) < low_f) & (tl.ceil(last) < low_f)
+    above = (tl.floor(first) > high_f) & (tl.floor(last) > high_f)
+    return below | above
+
+
+@triton.jit
+def _v2_span(first, length, size, crop, F: tl.constexpr):
+    """The lowest and the highest pixel that bilinear_v2 samples of one axis touch (both
+    pixels of a sample are non-decreasing in the crop index)."""
+    lowest, _, _ = _v2_axis(first, length, size, _i64(0), crop, F)
+    _, highest, _ = _v2_axis(first, length, size, crop - 1, crop, F)
+    return lowest, highest
+
+
+@triton.jit
+def _owns(index, low, high):
+    return (index >= low) & (index <= high)
+
+
+@triton.jit
+def _scatter_sample(image, width, depth, mask, g, top, bottom, left, right, y_weight,
+                    x_weight, owns_top, owns_bottom, owns_left, owns_right,
+                    METHOD: tl.constexpr):
+    """One sample's corner updates, in the CPU's corner order, each only where this program
+    owns the pixel. All four happen also where corners coincide (a zero-weight add: an inf
+    gradient turns it into NaN); lanes are distinct channels, so a repeated corner is a
+    read-modify-write ordered by program order in its thread."""
+    # ``where``, not ``mask & owned``: the interpreter splats a bool scalar to int64 lanes,
+    # which it then refuses as a mask.
+    top_left = tl.where(owns_top & owns_left, mask, False)
+    if METHOD == 1:
+        # (g * 1) * 1 == g exactly.
+        _add(image + (top * width + left) * depth, g, top_left)
+    else:
+        top_right = tl.where(owns_top & owns_right, mask, False)
+        bottom_left = tl.where(owns_bottom & owns_left, mask, False)
+        bottom_right = tl.where(owns_bottom & owns_right, mask, False)
+        if METHOD == 2:
+            y_comp = 1 - y_weight
+            x_comp = 1 - x_weight
+            # The forward's term order: TL, BR, TR, BL.
+            _add(image + (top * width + left) * depth, (g * y_comp) * x_comp, top_left)
+            _add(image + (bottom * width + right) * depth, (g * y_weight) * x_weight,
+                 bottom_right)
+            _add(image + (top * width + right) * depth, (g * y_comp) * x_weight, top_right)
+            _add(image + (bottom * width + left) * depth, (g * y_weight) * x_comp,
+                 bottom_left)
+        else:
+            x_comp = 1 - x_weight
+            y_comp = 1 - y_weight
+            top_grad = g * y_comp
+            bottom_grad = g * y_weight
+            _add(image + (top * width + left) * depth, top_grad * x_comp, top_left)
+            _add(image + (top * width + right) * depth, top_grad * x_weight, top_right)
+            _add(image + (bottom * width + left) * depth, bottom_grad * x_comp, bottom_left)
+            _add(image + (bottom * width + right) * depth, bottom_grad * x_weight,
+                 bottom_right)
+
+
 @triton.jit(do_not_specialize=["num_boxes", "height", "width", "depth", "crop_h", "crop_w",
                                "g_n", "g_h", "g_w", "g_d"])
 def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                        num_boxes, height, width, depth, crop_h, crop_w,
                        g_n, g_h, g_w, g_d,
-                       METHOD: tl.constexpr, BLOCK_D: tl.constexpr):
-    # One program owns image b, one block of channels: it alone writes those elements.
-    b = tl.program_id(0).to(tl.int64)
+                       METHOD: tl.constexpr, BLOCK_D: tl.constexpr,
+                       TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    # One program owns one tile of image b (rows [row0, row1], columns [col0, col1]) for one
+    # block of channels: it alone writes those elements. It walks the boxes, crop rows, crop
+    # columns and corners in the CPU's order and applies only the updates it owns, so each
+    # element receives the sequential sequence of += (whatever the tiling).
     crop_h = _i64(crop_h)
     crop_w = _i64(crop_w)
     height = _i64(height)
     width = _i64(width)
     depth = _i64(depth)
+    tiles_h = (height + TILE_H - 1) // TILE_H
+    tiles_w = (width + TILE_W - 1) // TILE_W
+    tile = tl.program_id(0).to(tl.int64)
+    b = tile // (tiles_h * tiles_w)
+    tile = tile % (tiles_h * tiles_w)
+    row0 = (tile // tiles_w) * TILE_H
+    col0 = (tile % tiles_w) * TILE_W
+    row1 = tl.minimum(row0 + TILE_H, height) - 1
+    col1 = tl.minimum(col0 + TILE_W, width) - 1
     channel = tl.program_id(1).to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
     mask = channel < depth
     F = out_ptr.dtype.element_ty
+    zero = _i64(0)
     # out is [B, H, W, D] contiguous in F.
     image = out_ptr + b * height * width * depth + channel
     for box_i in range(num_boxes):
@@ -251,78 +358,76 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
             x1 = tl.load(boxes_ptr + box * 4 + 1)
             y2 = tl.load(boxes_ptr + box * 4 + 2)
             x2 = tl.load(boxes_ptr + box * 4 + 3)
+            # A cheap test on the box's end samples skips boxes that cannot reach the tile:
+            # along each axis the samples are monotone in the crop index (non-decreasing, or
+            # non-increasing for a flipped box), so they lie between the first and the last.
             if METHOD == 2:
                 first_row, window_h = _v2_window(y1, y2, height)
                 first_col, window_w = _v2_window(x1, x2, width)
+                top_most, bottom_most = _v2_span(first_row, window_h, height, crop_h, F)
+                left_most, right_most = _v2_span(first_col, window_w, width, crop_w, F)
+                misses = ((bottom_most < row0) | (top_most > row1)
+                          | (right_most < col0) | (left_most > col1))
             else:
                 y_start, y_step = _axis(y1, y2, height, crop_h)
                 x_start, x_step = _axis(x1, x2, width, crop_w)
-            for crop_y_i in range(crop_h):
-                crop_y = _i64(crop_y_i)
-                if METHOD == 2:
-                    top, bottom, y_weight = _v2_axis(first_row, window_h, height, crop_y,
-                                                     crop_h, F)
-                    y_ok = True
-                else:
-                    if crop_h > 1:
-                        in_y = y_start + crop_y.to(F) * y_step
+                misses = (_span_misses(_sample(y_start, y_step, zero, crop_h),
+                                       _sample(y_start, y_step, crop_h - 1, crop_h), row0, row1)
+                          | _span_misses(_sample(x_start, x_step, zero, crop_w),
+                                         _sample(x_start, x_step, crop_w - 1, crop_w),
+                                         col0, col1))
+            if not misses:
+                for crop_y_i in range(crop_h):
+                    crop_y = _i64(crop_y_i)
+                    if METHOD == 2:
+                        top, bottom, y_weight = _v2_axis(first_row, window_h, height, crop_y,
+                                                         crop_h, F)
+                        y_ok = True
                     else:
-                        in_y = y_start
-                    y_ok = (in_y >= 0) & (in_y <= (height - 1).to(F))
-                if y_ok:
-                    if METHOD == 1:
-                        top = _round_half_away(in_y)
-                    elif METHOD == 0:
-                        top_f = tl.floor(in_y)
-                        top = top_f.to(tl.int64)
-                        bottom = tl.ceil(in_y).to(tl.int64)
-                        y_weight = in_y - top_f
-                    for crop_x_i in range(crop_w):
-                        crop_x = _i64(crop_x_i)
-                        g = tl.load(grads_ptr + box * g_n + crop_y * g_h + crop_x * g_w
-                                    + channel * g_d, mask=mask, other=0).to(F)
-                        if METHOD == 2:
-                            left, right, x_weight = _v2_axis(first_col, window_w, width,
-                                                             crop_x, crop_w, F)
-                            y_comp = 1 - y_weight
-                            x_comp = 1 - x_weight
-                            # The forward's term order: TL, BR, TR, BL.
-                            _add(image + (top * width + left) * depth, (g * y_comp) * x_comp,
-                                 mask)
-                            _add(image + (bottom * width + right) * depth,
-                                 (g * y_weight) * x_weight, mask)
-                            _add(image + (top * width + right) * depth, (g * y_comp) * x_weight,
-                                 mask)
-                            _add(image + (bottom * width + left) * depth,
-                                 (g * y_weight) * x_comp, mask)
-                        else:
-                            if crop_w > 1:
-                                in_x = x_start + crop_x.to(F) * x_step
-                            else:
-                                in_x = x_start
-                            if (in_x >= 0) & (in_x <= (width - 1).to(F)):
-                                if METHOD == 1:
-                                    # (g * 1) * 1 == g exactly.
-                                    column = _round_half_away(in_x)
-                                    _add(image + (top * width + column) * depth, g, mask)
+                        in_y = _sample(y_start, y_step, crop_y, crop_h)
+                        y_ok = (in_y >= 0) & (in_y <= (height - 1).to(F))
+                    if y_ok:
+                        if METHOD == 1:
+                            top = _round_half_away(in_y)
+                            bottom = top
+                            y_weight = tl.full([], 0, F)  # unused: nearest adds g as is
+                        elif METHOD == 0:
+                            top_f = tl.floor(in_y)
+                            top = top_f.to(tl.int64)
+                            bottom = tl.ceil(in_y).to(tl.int64)
+                            y_weight = in_y - top_f
+                        owns_top = _owns(top, row0, row1)
+                        owns_bottom = _owns(bottom, row0, row1)
+                        if owns_top | owns_bottom:
+                            for crop_x_i in range(crop_w):
+                                crop_x = _i64(crop_x_i)
+                                if METHOD == 2:
+                                    left, right, x_weight = _v2_axis(first_col, window_w, width,
+                                                                     crop_x, crop_w, F)
+                                    x_ok = True
                                 else:
-                                    left_f = tl.floor(in_x)
-                                    left = left_f.to(tl.int64)
-                                    right = tl.ceil(in_x).to(tl.int64)
-                                    x_lerp = in_x - left_f
-                                    x_comp = 1 - x_lerp
-                                    y_comp = 1 - y_weight
-                                    top_grad = g * y_comp
-                                    bottom_grad = g * y_weight
-                                    # All four adds, also where corners coincide.
-                                    _add(image + (top * width + left) * depth,
-                                         top_grad * x_comp, mask)
-                                    _add(image + (top * width + right) * depth,
-                                         top_grad * x_lerp, mask)
-                                    _add(image + (bottom * width + left) * depth,
-                                         bottom_grad * x_comp, mask)
-                                    _add(image + (bottom * width + right) * depth,
-                                         bottom_grad * x_lerp, mask)
+                                    in_x = _sample(x_start, x_step, crop_x, crop_w)
+                                    x_ok = (in_x >= 0) & (in_x <= (width - 1).to(F))
+                                if x_ok:
+                                    if METHOD == 1:
+                                        left = _round_half_away(in_x)
+                                        right = left
+                                        x_weight = tl.full([], 0, F)  # unused
+                                    elif METHOD == 0:
+                                        left_f = tl.floor(in_x)
+                                        left = left_f.to(tl.int64)
+                                        right = tl.ceil(in_x).to(tl.int64)
+                                        x_weight = in_x - left_f
+                                    owns_left = _owns(left, col0, col1)
+                                    owns_right = _owns(right, col0, col1)
+                                    if owns_left | owns_right:
+                                        g = tl.load(grads_ptr + box * g_n + crop_y * g_h
+                                                    + crop_x * g_w + channel * g_d, mask=mask,
+                                                    other=0).to(F)
+                                        _scatter_sample(image, width, depth, mask, g, top,
+                                                        bottom, left, right, y_weight, x_weight,
+                                                        owns_top, owns_bottom, owns_left,
+                                                        owns_right, METHOD)
 
 
 @triton.jit
@@ -497,11 +602,15 @@ def grad_image(grads, boxes, box_indices, image_shape, method, data_format, dtyp
     if num_boxes and total.numel():
         boxes_f = boxes.to(device=grads.device, dtype=F).contiguous()
         indices = box_indices.to(device=grads.device, dtype=torch.int64).contiguous()
-        grid = (batch, triton.cdiv(depth, _BLOCK_D))
+        block_d = min(_BLOCK_D, triton.next_power_of_2(depth))
+        # Tiles of each image, image-major: neighbouring programs share the same boxes' grads.
+        tiles = batch * triton.cdiv(height, _TILE_H) * triton.cdiv(width, _TILE_W)
+        grid = (tiles, triton.cdiv(depth, block_d))
+        # One warp: the loop is scalar bookkeeping around BLOCK_D-wide updates.
         _grad_image_kernel[grid](view, boxes_f, indices, total, num_boxes, height, width,
                                  depth, crop_h, crop_w, *view.stride(),
-                                 METHOD=_METHODS[method], BLOCK_D=_BLOCK_D,
-                                 enable_fp_fusion=False)
+                                 METHOD=_METHODS[method], BLOCK_D=block_d, TILE_H=_TILE_H,
+                                 TILE_W=_TILE_W, num_warps=1, enable_fp_fusion=False)
     if data_format == "NCHW":
         total = total.permute(0, 3, 1, 2)
     return total.to(dtype).contiguous()

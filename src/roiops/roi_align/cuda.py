@@ -30,18 +30,26 @@ Design:
   coordinates are monotonic in the sample index, so an adaptive grid of a huge box costs only
   the samples that land on the map (a grid can saturate at 2**31 - 1). Skipping an invalid
   sample is exact: it would add a signed zero to an accumulator that is never -0.
-- **Input gradient** (deterministic, no atomics): one program per (image, block of channels)
-  owns those planes of the result and walks the rois in ascending order, then (ph, pw, iy, ix,
-  corner 1..4): every element receives exactly the CPU kernel's adds in the CPU kernel's
-  (= torchvision's sequential) order, whatever the launch geometry. Lanes are distinct
-  channels, so no two lanes of one program touch the same address; the read-modify-write of a
-  pinned sample's repeated corner is ordered by program order within the owning thread.
+- **Input gradient** (deterministic, no atomics): one program per (image, tile of
+  ``TILE_H x TILE_W`` pixels, block of channels) owns those elements of the result. It walks
+  the image's rois in ascending order, then (ph, pw, iy, ix, corner 1..4), and applies only
+  the corner updates whose pixel lies in its tile (read-modify-writes under a branch that is
+  uniform per program): every element receives exactly the CPU kernel's adds in the CPU
+  kernel's (= torchvision's sequential) order, whatever the launch geometry. Lanes are
+  distinct channels, so no two lanes of one program touch the same address; the
+  read-modify-write of a pinned sample's repeated corner is ordered by program order within
+  the owning thread. Skipping is exact, not heuristic: a tile's window of coordinates (those
+  whose taps can reach it, ``_window``) bounds the samples of each bin by the forward's
+  bisection, and a roi whose first and last samples (which bound all of its computed
+  coordinates, ``_misses``) lie outside the window is not walked. Only speed depends on the
+  skips; a wrong skip would drop adds (the interpreter tests would see).
   The accumulator is an ``F`` buffer in channels-last memory (lanes are contiguous), rounded
   once to the gradient dtype at the end.
-  *Cost*: ``N * ceil(C / BLOCK_C)`` programs, each scanning all ``K`` roi indices and doing
-  the work of its rois; parallelism is limited by ``N * C / BLOCK_C`` (e.g. 8 programs of
-  32 channels for N = 1, C = 256), which is the price of a fixed order without atomics. A
-  faster non-deterministic variant (atomics) is not provided.
+  *Cost*: ``N * ceil(H / TILE_H) * ceil(W / TILE_W) * ceil(C / BLOCK_C)`` programs (e.g.
+  3952 for ``[2, 256, 100, 152]``), each scanning all ``K`` roi indices (geometry of the rois
+  of its image) but doing only the work that lands in its tile; a sample near a tile border
+  is visited by up to four programs, each doing the adds it owns. A faster
+  non-deterministic variant (atomics) is not provided.
 - **Box gradient** (deterministic, no atomics): one program per roi walks its blocks of
   channels, then (ph, pw, iy, ix) with the forward's geometry helpers; each lane (a channel)
   keeps partial sums of the four edge derivatives (semantics.md §5.3: per sample slope times
@@ -66,7 +74,9 @@ import triton.language as tl
 __all__ = ["forward", "grad_input", "grad_boxes"]
 
 _BLOCK_C = 32
-_MAX_GRID = 2147483647
+# The input gradient's tile: each program owns TILE_H x TILE_W pixels of one image.
+_TILE_H = 8
+_TILE_W = 8
 
 
 @triton.jit
@@ -163,16 +173,22 @@ def _first(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
 
 
 @triton.jit
-def _valid_range(bin_base, bin_size, grid_f, grid, size_f):
-    """``[first, stop)`` of the samples whose coordinate lies in ``[-1, size]``."""
-    lower = -tl.full([], 1, bin_base.dtype)
+def _sample_range(bin_base, bin_size, grid_f, grid, lower, upper):
+    """``[first, stop)`` of the samples whose coordinate lies in ``[lower, upper]``."""
     if bin_size >= 0:
         first = _first(bin_base, bin_size, grid_f, grid, lower, 0)
-        stop = _first(bin_base, bin_size, grid_f, grid, size_f, 1)
+        stop = _first(bin_base, bin_size, grid_f, grid, upper, 1)
     else:
-        first = _first(bin_base, bin_size, grid_f, grid, size_f, 2)
+        first = _first(bin_base, bin_size, grid_f, grid, upper, 2)
         stop = _first(bin_base, bin_size, grid_f, grid, lower, 3)
     return first, tl.maximum(first, stop)
+
+
+@triton.jit
+def _valid_range(bin_base, bin_size, grid_f, grid, size_f):
+    """``[first, stop)`` of the samples whose coordinate lies in ``[-1, size]``."""
+    return _sample_range(bin_base, bin_size, grid_f, grid, -tl.full([], 1, bin_base.dtype),
+                         size_f)
 
 
 @triton.jit
@@ -263,22 +279,63 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _window(first_row, tile, size, F):
+    """``[lower, upper]`` in F: the valid coordinates (``[-1, size]``) whose taps may reach
+    rows ``[first_row, first_row + tile)`` (or columns). ``_tap`` reads rows ``floor(c)`` and
+    ``floor(c) + 1``, except that ``[-1, 0]`` reads rows 0 and 1 and ``c >= size - 1`` only
+    ``size - 1``: so a reaching coordinate lies in ``[first_row - 1, last_row + 1]``, or in
+    ``[-1, ...]`` for a first row of 0 or 1. A superset is enough (ownership decides)."""
+    last_row = tl.minimum(first_row + tile, size) - 1
+    lower = tl.where(first_row <= 1, -1, first_row - 1).to(F)
+    upper = (last_row + 1).to(F)  # at most size
+    return lower, upper
+
+
+@triton.jit
+def _misses(start, bin_size, grid_f, grid, pooled, lower, upper):
+    """Whether no sample of a roi axis (all its bins) lies in ``[lower, upper]``.
+
+    A sample's coordinate ``fl(fl(start + fl(p*bin)) + fl(fl(c_i*bin)/grid))`` is monotonic in
+    the bin ``p`` and in the sample ``i`` together (every rounded operation is monotonic, and
+    both grow in the direction of ``bin``), so the first sample of the first bin and the last
+    sample of the last bin, computed by the same expressions as the sample loop, bound every
+    sample bit for bit (an empty grid has no sample to skip). NaN geometry never skips: its
+    comparisons are false."""
+    F = start.dtype
+    first = _coordinate(start + _i64(0).to(F) * bin_size, bin_size, grid_f, 0)
+    last = _coordinate(start + _i64(pooled - 1).to(F) * bin_size, bin_size, grid_f, grid - 1)
+    return ((first < lower) & (last < lower)) | ((first > upper) & (last > upper))
+
+
 @triton.jit(do_not_specialize=["num_rois", "channels", "height", "width", "pooled_h",
                               "pooled_w", "sampling_ratio", "g_k", "g_c", "g_h", "g_w"])
 def _grad_input_kernel(grads_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
                        num_rois, channels, height, width, pooled_h, pooled_w, sampling_ratio,
                        g_k, g_c, g_h, g_w,
                        MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-                       ROI_END_MODE: tl.constexpr, BLOCK_C: tl.constexpr):
-    # One program owns image b, channels of one block: it alone writes those elements.
-    b = tl.program_id(0).to(tl.int64)
+                       ROI_END_MODE: tl.constexpr, BLOCK_C: tl.constexpr,
+                       TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    # One program owns a tile of TILE_H x TILE_W pixels of image b, channels of one block: it
+    # alone writes those elements, so it needs no atomics. It walks the image's rois, bins and
+    # samples in the CPU's order and applies only the corner adds that land in its tile: each
+    # element receives exactly the CPU's adds in the CPU's order. The tile's coordinate
+    # windows only skip samples, bins and rois that cannot reach the tile.
+    h64 = height.to(tl.int64)
+    w64 = width.to(tl.int64)
+    tiles_x = (w64 + TILE_W - 1) // TILE_W
+    tiles_y = (h64 + TILE_H - 1) // TILE_H
+    tile = tl.program_id(0).to(tl.int64)
+    b = tile // (tiles_y * tiles_x)
+    row0 = (tile // tiles_x) % tiles_y * TILE_H
+    col0 = tile % tiles_x * TILE_W
     c_block = tl.program_id(1).to(tl.int64)
     scale = tl.load(scale_ptr)
     F = scale.dtype
     channel = c_block * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     mask = channel < channels
-    h64 = height.to(tl.int64)
-    w64 = width.to(tl.int64)
+    y_lower, y_upper = _window(row0, TILE_H, h64, F)
+    x_lower, x_upper = _window(col0, TILE_W, w64, F)
     # out is [N, H, W, C] in F: the lanes (channels) are contiguous.
     image = out_ptr + b * h64 * w64 * channels + channel
     for k in range(num_rois):
@@ -289,35 +346,62 @@ def _grad_input_kernel(grads_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
                 ROI_END_MODE)
             grid_h_f = grid_h.to(F)
             grid_w_f = grid_w.to(F)
-            counts = tl.broadcast_to(count, [BLOCK_C])
-            for ph in range(pooled_h):
-                y_base = y_start + _i64(ph).to(F) * y_bin
-                y_first, y_stop = _valid_range(y_base, y_bin, grid_h_f, grid_h, h64.to(F))
-                for pw in range(pooled_w):
-                    x_base = x_start + _i64(pw).to(F) * x_bin
-                    x_first, x_stop = _valid_range(x_base, x_bin, grid_w_f, grid_w, w64.to(F))
-                    g = tl.load(grads_ptr + k64 * g_k + channel * g_c + ph * g_h + pw * g_w,
-                                mask=mask, other=0).to(F)
-                    for iy in range(y_first, y_stop):
-                        y = _coordinate(y_base, y_bin, grid_h_f, iy)
-                        row_lo, row_hi, ly, hy = _tap(y, h64)
-                        for ix in range(x_first, x_stop):
-                            x = _coordinate(x_base, x_bin, grid_w_f, ix)
-                            col_lo, col_hi, lx, hx = _tap(x, w64)
-                            # Corner by corner, each a read-modify-write: a pinned
-                            # sample's corners are one pixel, and its adds land in order.
-                            p = image + (row_lo * w64 + col_lo) * channels
-                            tl.store(p, tl.load(p, mask=mask) + _div(g * (hy * hx), counts),
-                                     mask=mask)
-                            p = image + (row_lo * w64 + col_hi) * channels
-                            tl.store(p, tl.load(p, mask=mask) + _div(g * (hy * lx), counts),
-                                     mask=mask)
-                            p = image + (row_hi * w64 + col_lo) * channels
-                            tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * hx), counts),
-                                     mask=mask)
-                            p = image + (row_hi * w64 + col_hi) * channels
-                            tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * lx), counts),
-                                     mask=mask)
+            misses = _misses(y_start, y_bin, grid_h_f, grid_h, pooled_h, y_lower, y_upper)
+            misses = misses | _misses(x_start, x_bin, grid_w_f, grid_w, pooled_w, x_lower,
+                                      x_upper)
+            if not misses:
+                counts = tl.broadcast_to(count, [BLOCK_C])
+                for ph in range(pooled_h):
+                    y_base = y_start + _i64(ph).to(F) * y_bin
+                    # The samples of the bin that may reach the tile: a contiguous part of
+                    # the valid ones (the window lies in [-1, size]), in the same order.
+                    y_first, y_stop = _sample_range(y_base, y_bin, grid_h_f, grid_h, y_lower,
+                                                    y_upper)
+                    if y_first < y_stop:
+                        for pw in range(pooled_w):
+                            x_base = x_start + _i64(pw).to(F) * x_bin
+                            x_first, x_stop = _sample_range(x_base, x_bin, grid_w_f, grid_w,
+                                                            x_lower, x_upper)
+                            if x_first < x_stop:
+                                g = tl.load(grads_ptr + k64 * g_k + channel * g_c + ph * g_h
+                                            + pw * g_w, mask=mask, other=0).to(F)
+                                _scatter_bin(image, g, counts, mask, y_base, y_bin, grid_h_f,
+                                             y_first, y_stop, x_base, x_bin, grid_w_f,
+                                             x_first, x_stop, h64, w64, channels, row0, col0,
+                                             TILE_H, TILE_W)
+
+
+@triton.jit
+def _scatter_bin(image, g, counts, mask, y_base, y_bin, grid_h_f, y_first, y_stop,
+                 x_base, x_bin, grid_w_f, x_first, x_stop, h64, w64, channels, row0, col0,
+                 TILE_H: tl.constexpr, TILE_W: tl.constexpr):
+    """The corner adds of samples ``[y_first, y_stop) x [x_first, x_stop)`` of one bin that
+    land in the tile at ``(row0, col0)``."""
+    for iy in range(y_first, y_stop):
+        y = _coordinate(y_base, y_bin, grid_h_f, iy)
+        row_lo, row_hi, ly, hy = _tap(y, h64)
+        lo_row_owned = (row_lo >= row0) & (row_lo < row0 + TILE_H)
+        hi_row_owned = (row_hi >= row0) & (row_hi < row0 + TILE_H)
+        for ix in range(x_first, x_stop):
+            x = _coordinate(x_base, x_bin, grid_w_f, ix)
+            col_lo, col_hi, lx, hx = _tap(x, w64)
+            lo_col_owned = (col_lo >= col0) & (col_lo < col0 + TILE_W)
+            hi_col_owned = (col_hi >= col0) & (col_hi < col0 + TILE_W)
+            # Corner by corner, each a read-modify-write, of the corners in the tile only
+            # (a uniform branch: the ownership is scalar per program). A pinned sample's
+            # corners are one pixel, and its adds land in order.
+            if lo_row_owned & lo_col_owned:
+                p = image + (row_lo * w64 + col_lo) * channels
+                tl.store(p, tl.load(p, mask=mask) + _div(g * (hy * hx), counts), mask=mask)
+            if lo_row_owned & hi_col_owned:
+                p = image + (row_lo * w64 + col_hi) * channels
+                tl.store(p, tl.load(p, mask=mask) + _div(g * (hy * lx), counts), mask=mask)
+            if hi_row_owned & lo_col_owned:
+                p = image + (row_hi * w64 + col_lo) * channels
+                tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * hx), counts), mask=mask)
+            if hi_row_owned & hi_col_owned:
+                p = image + (row_hi * w64 + col_hi) * channels
+                tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * lx), counts), mask=mask)
 
 
 @triton.jit
@@ -467,10 +551,12 @@ def grad_input(grads, rois, indices, input_shape, options):
     total = torch.zeros((batch, height, width, channels), dtype=F, device=grads.device)
     if grads.numel() and total.numel():
         rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, grads.device)
-        grid = (batch, triton.cdiv(channels, _BLOCK_C))
+        tiles = triton.cdiv(height, _TILE_H) * triton.cdiv(width, _TILE_W)
+        grid = (batch * tiles, triton.cdiv(channels, _BLOCK_C))
         _grad_input_kernel[grid](grads, rois_f, indices, scale, total, rois.shape[0], channels,
                                  height, width, options.pooled_height, options.pooled_width,
-                                 options.sampling_ratio, *grads.stride(), **_switches(options))
+                                 options.sampling_ratio, *grads.stride(), TILE_H=_TILE_H,
+                                 TILE_W=_TILE_W, **_switches(options))
     return total.permute(0, 3, 1, 2).to(grads.dtype)
 
 
