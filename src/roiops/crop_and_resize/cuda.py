@@ -108,6 +108,16 @@ def _axis(low, high, size, crop):
 
 
 @triton.jit
+def _sample(start, step, index, crop):
+    """The forward's sample coordinate ``start + index*step``; the centre itself for a crop
+    of 1 (adding ``0 * step`` could flip the sign of a zero)."""
+    coordinate = start
+    if crop > 1:
+        coordinate = start + index.to(start.dtype) * step
+    return coordinate
+
+
+@triton.jit
 def _round_half_away(c):
     """C ``roundf`` for ``c >= 0``: ``c - floor(c)`` is exact, unlike ``c + 0.5``."""
     low = tl.floor(c)
@@ -190,10 +200,7 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
     else:
         y_start, y_step = _axis(y1, y2, height, crop_h)
         x_start, x_step = _axis(x1, x2, width, crop_w)
-        if crop_h > 1:
-            in_y = y_start + crop_y.to(F) * y_step
-        else:
-            in_y = y_start
+        in_y = _sample(y_start, y_step, crop_y, crop_h)
         if crop_w > 1:
             in_x = x_start + crop_x.to(F) * x_step
         else:
@@ -241,13 +248,24 @@ def _add(p, value, mask):
 
 
 @triton.jit
-def _sample(start, step, index, crop):
-    """The forward's sample coordinate ``start + index*step``; the centre itself for a crop
-    of 1 (adding ``0 * step`` could flip the sign of a zero)."""
-    coordinate = start
-    if crop > 1:
-        coordinate = start + index.to(start.dtype) * step
-    return coordinate
+def _taps(c, size, METHOD: tl.constexpr):
+    """(inside, low pixel, high pixel, weight of the high pixel) of a bilinear or nearest
+    sample coordinate: floor and ceil, or nearest's rounded pixel twice (its weight is unused:
+    nearest adds g as is). A conjunction, so that NaN is outside; no index is formed from an
+    outside coordinate (pixel 0 stands in)."""
+    F = c.dtype
+    inside = (c >= 0) & (c <= (size - 1).to(F))
+    safe = tl.where(inside, c, tl.full([], 0, F))
+    if METHOD == 1:
+        low = _round_half_away(safe)
+        high = low
+        weight = tl.full([], 0, F)
+    else:
+        low_f = tl.floor(safe)
+        low = low_f.to(tl.int64)
+        high = tl.ceil(safe).to(tl.int64)
+        weight = safe - low_f
+    return inside, low, high, weight
 
 
 @triton.jit
@@ -384,18 +402,9 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                                                          crop_h, F)
                         y_ok = True
                     else:
-                        in_y = _sample(y_start, y_step, crop_y, crop_h)
-                        y_ok = (in_y >= 0) & (in_y <= (height - 1).to(F))
+                        y_ok, top, bottom, y_weight = _taps(
+                            _sample(y_start, y_step, crop_y, crop_h), height, METHOD)
                     if y_ok:
-                        if METHOD == 1:
-                            top = _round_half_away(in_y)
-                            bottom = top
-                            y_weight = tl.full([], 0, F)  # unused: nearest adds g as is
-                        elif METHOD == 0:
-                            top_f = tl.floor(in_y)
-                            top = top_f.to(tl.int64)
-                            bottom = tl.ceil(in_y).to(tl.int64)
-                            y_weight = in_y - top_f
                         owns_top = _owns(top, row0, row1)
                         owns_bottom = _owns(bottom, row0, row1)
                         if owns_top | owns_bottom:
@@ -406,18 +415,9 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                                                                      crop_x, crop_w, F)
                                     x_ok = True
                                 else:
-                                    in_x = _sample(x_start, x_step, crop_x, crop_w)
-                                    x_ok = (in_x >= 0) & (in_x <= (width - 1).to(F))
+                                    x_ok, left, right, x_weight = _taps(
+                                        _sample(x_start, x_step, crop_x, crop_w), width, METHOD)
                                 if x_ok:
-                                    if METHOD == 1:
-                                        left = _round_half_away(in_x)
-                                        right = left
-                                        x_weight = tl.full([], 0, F)  # unused
-                                    elif METHOD == 0:
-                                        left_f = tl.floor(in_x)
-                                        left = left_f.to(tl.int64)
-                                        right = tl.ceil(in_x).to(tl.int64)
-                                        x_weight = in_x - left_f
                                     owns_left = _owns(left, col0, col1)
                                     owns_right = _owns(right, col0, col1)
                                     if owns_left | owns_right:
@@ -486,10 +486,7 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     for crop_y_i in range(crop_h):
         crop_y = _i64(crop_y_i)
-        if crop_h > 1:
-            in_y = y_start + crop_y.to(F) * y_step
-        else:
-            in_y = y_start
+        in_y = _sample(y_start, y_step, crop_y, crop_h)
         if (in_y >= 0) & (in_y <= (height - 1).to(F)):
             top_f = tl.floor(in_y)
             top = top_f.to(tl.int64)
