@@ -423,6 +423,18 @@ def _edge_weights(p, i, grid_f, pooled, scale, clamped):
 
 
 @triton.jit
+def _edge_sample(bin_base, bin_size, grid_f, i, size, p, pooled, scale, clamped):
+    """Sample ``i`` of bin ``p`` along one axis, for the box gradient: its taps (``_tap``),
+    whether it moves with the box (the low edge; the high edge also needs an unclamped size)
+    and its ``(d c/d low, d c/d high)`` (``_edge_weights``)."""
+    c = _coordinate(bin_base, bin_size, grid_f, i)
+    low, high, l, h = _tap(c, size)
+    moves = _moves(c, size)
+    low_weight, high_weight = _edge_weights(p, i, grid_f, pooled, scale, clamped)
+    return low, high, l, h, moves, moves & ~clamped, low_weight, high_weight
+
+
+@triton.jit
 def _add_pair(a, b):
     return a + b
 
@@ -466,19 +478,13 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, scale_ptr, out
                 g = tl.load(grads_ptr + k * g_k + channel * g_c + ph * g_h + pw * g_w,
                             mask=mask, other=0).to(F)
                 for iy in range(y_first, y_stop):
-                    y = _coordinate(y_base, y_bin, grid_h_f, iy)
-                    row_lo, row_hi, ly, hy = _tap(y, h64)
-                    y_moves = _moves(y, h64)
-                    y2_moves = y_moves & ~y_clamped
-                    y1_weight, y2_weight = _edge_weights(ph, iy, grid_h_f, pooled_h, scale,
-                                                         y_clamped)
+                    row_lo, row_hi, ly, hy, y_moves, y2_moves, y1_weight, y2_weight = (
+                        _edge_sample(y_base, y_bin, grid_h_f, iy, h64, ph, pooled_h, scale,
+                                     y_clamped))
                     for ix in range(x_first, x_stop):
-                        x = _coordinate(x_base, x_bin, grid_w_f, ix)
-                        col_lo, col_hi, lx, hx = _tap(x, w64)
-                        x_moves = _moves(x, w64)
-                        x2_moves = x_moves & ~x_clamped
-                        x1_weight, x2_weight = _edge_weights(pw, ix, grid_w_f, pooled_w, scale,
-                                                             x_clamped)
+                        col_lo, col_hi, lx, hx, x_moves, x2_moves, x1_weight, x2_weight = (
+                            _edge_sample(x_base, x_bin, grid_w_f, ix, w64, pw, pooled_w,
+                                         scale, x_clamped))
                         v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=mask,
                                      other=0).to(F)
                         v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=mask,
