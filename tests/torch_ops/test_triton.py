@@ -68,6 +68,15 @@ def _seed(*parts):
     return zlib.crc32(repr(parts).encode())
 
 
+def _cpu_and_cuda(name, *args):
+    """``ops.<name>`` (the CPU op) and ``ops._cuda_<name>`` (the interpreted kernels) on
+    ``args``, with NumPy's warnings about NaN/inf arithmetic (overflowing boxes, 0/0 bins)
+    silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return getattr(ops, name)(*args), getattr(ops, f"_cuda_{name}")(*args)
+
+
 def _same(actual, expected):
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
     torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
@@ -162,10 +171,7 @@ def test_roi_align_grad_input_tiles(interpreted_kernels, monkeypatch, tile, case
     rois = torch.cat([rois, overflow]).float()
     args = ([3, 2], scale, ratio, aligned, convention, mode)
     grads = torch.from_numpy(1000 * rng.standard_normal((len(rois), 3, 3, 2))).float()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        expected = ops.roi_align_grad_input(grads, rois, shape, *args)
-        actual = ops._cuda_roi_align_grad_input(grads, rois, shape, *args)
+    expected, actual = _cpu_and_cuda("roi_align_grad_input", grads, rois, shape, *args)
     _same(actual, expected)
 
 
@@ -340,10 +346,7 @@ def test_crop_and_resize_grad_boxes_matches_cpu(interpreted_kernels, dtype, meth
         shape = (5, *crop, 3) if data_format == "NHWC" else (5, 3, *crop)
         grads = torch.from_numpy(rng.standard_normal(shape)).to(result_dtype)
         args = (grads, image, boxes, indices, method, data_format)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # inf/NaN coordinates
-            expected = ops.crop_and_resize_grad_boxes(*args)
-            actual = ops._cuda_crop_and_resize_grad_boxes(*args)
+        expected, actual = _cpu_and_cuda("crop_and_resize_grad_boxes", *args)
         _close(actual, expected)
 
 
@@ -378,10 +381,7 @@ def test_roi_align_grad_boxes_matches_cpu(interpreted_kernels, dtype, case):
     rois[0, 1:] = torch.tensor([1.2, 1.3, 1.6, 1.5])  # below the minimum size (clamped)
     grads = torch.from_numpy(rng.standard_normal((6, channels, *pooled))).to(dtype)
     args = (grads, x, rois, list(pooled), scale, ratio, aligned, convention, mode)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # NaN bins (0/0) under NumPy
-        expected = ops.roi_align_grad_boxes(*args)
-        actual = ops._cuda_roi_align_grad_boxes(*args)
+    expected, actual = _cpu_and_cuda("roi_align_grad_boxes", *args)
     _close(actual, expected)
     assert not actual[:, 0].any()  # the batch index has no gradient
 
@@ -402,10 +402,7 @@ def test_roi_align_grad_boxes_exact_on_dyadic_data(interpreted_kernels, case):
     grads = torch.from_numpy(rng.integers(-4, 5, (5, 3, 2, 2))).float()
     for ratio in (2, -1):
         args = (grads, x, rois, [2, 2], 1.0, ratio, aligned, convention, mode)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            expected = ops.roi_align_grad_boxes(*args)
-            actual = ops._cuda_roi_align_grad_boxes(*args)
+        expected, actual = _cpu_and_cuda("roi_align_grad_boxes", *args)
         _same(actual, expected)
 
 
@@ -420,10 +417,7 @@ def test_roi_align_grad_boxes_edge_cases(interpreted_kernels):
     for convention, aligned, mode in (("torchvision", False, 1), ("torchvision", True, 1),
                                       ("mindspore", False, 0)):
         args = (grads, x, rois, [1, 2], 1.0, -1, aligned, convention, mode)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            expected = ops.roi_align_grad_boxes(*args)
-            actual = ops._cuda_roi_align_grad_boxes(*args)
+        expected, actual = _cpu_and_cuda("roi_align_grad_boxes", *args)
         _close(actual, expected)
 
 

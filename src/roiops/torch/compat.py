@@ -165,15 +165,24 @@ class _NoDoubleBackward(torch.autograd.Function):
             "first gradient)")
 
 
-def _first_order(gradients, ctx, grad):
-    """``gradients(ctx, grad)`` computed without a graph, marked once-differentiable when the
-    caller asked for one (``create_graph=True``)."""
-    with torch.no_grad():
-        results = gradients(ctx, grad)
-    if not torch.is_grad_enabled():
-        return results
-    saved = ctx.saved_tensors
-    return tuple(None if r is None else _NoDoubleBackward.apply(r, *saved) for r in results)
+class _HalfRoIAlign(torch.autograd.Function):
+    """A half-arithmetic RoI Align forward run on the host. Each subclass's ``forward`` sets
+    ``ctx.gradients(ctx, grad)``; the backward computes it without a graph and, when the
+    caller asked for one (``create_graph=True``), marks it once-differentiable."""
+
+    @staticmethod
+    def backward(ctx, grad):
+        with torch.no_grad():
+            results = ctx.gradients(ctx, grad)
+        if not torch.is_grad_enabled():
+            return results
+        saved = ctx.saved_tensors
+        return tuple(None if r is None else _NoDoubleBackward.apply(r, *saved) for r in results)
+
+
+def _half_scale(spatial_scale):
+    """The spatial scale as both frameworks' half kernels hold it: float32, then half."""
+    return float(np.float16(np.float32(spatial_scale)))
 
 
 def _half_boxes_gradient(grad, input, rois, output_size, scale, sampling_ratio, aligned,
@@ -188,7 +197,7 @@ def _half_boxes_gradient(grad, input, rois, output_size, scale, sampling_ratio, 
     return gradient.half().to(rois.dtype)
 
 
-class _TorchvisionHalfRoIAlign(torch.autograd.Function):
+class _TorchvisionHalfRoIAlign(_HalfRoIAlign):
     """torchvision's float16 ``roi_align`` (host) with its half backward for the input."""
 
     @staticmethod
@@ -197,14 +206,11 @@ class _TorchvisionHalfRoIAlign(torch.autograd.Function):
                            spatial_scale, sampling_ratio, aligned)
         ctx.save_for_backward(input, rois)
         ctx.options = (output_size, spatial_scale, sampling_ratio, aligned)
+        ctx.gradients = _TorchvisionHalfRoIAlign.gradients
         return result
 
     @staticmethod
-    def backward(ctx, grad):
-        return _first_order(_TorchvisionHalfRoIAlign._gradients, ctx, grad)
-
-    @staticmethod
-    def _gradients(ctx, grad):
+    def gradients(ctx, grad):
         input, rois = ctx.saved_tensors
         output_size, spatial_scale, sampling_ratio, aligned = ctx.options
         grad_input = grad_rois = None
@@ -213,10 +219,9 @@ class _TorchvisionHalfRoIAlign(torch.autograd.Function):
                                    tuple(input.shape), output_size, spatial_scale,
                                    sampling_ratio, aligned)
         if ctx.needs_input_grad[1]:
-            # torchvision converts the double scale to float32 and then to half once
-            scale = float(np.float16(np.float32(spatial_scale)))
             pair = _checks.size_pair("output_size", output_size, allow_int=True)
-            grad_rois = _half_boxes_gradient(grad, input, rois, pair, scale, sampling_ratio,
+            grad_rois = _half_boxes_gradient(grad, input, rois, pair,
+                                             _half_scale(spatial_scale), sampling_ratio,
                                              aligned, "torchvision", 1)
         return grad_input, grad_rois, None, None, None, None
 
@@ -231,7 +236,7 @@ def _mindspore_half_features_gradient(primitive, dy, rois, features_shape):
                                   np.float16, half_arithmetic=True)
 
 
-class _MindSporeHalfROIAlign(torch.autograd.Function):
+class _MindSporeHalfROIAlign(_HalfRoIAlign):
     """MindSpore's float16 ``ROIAlign`` (host) with the half-arithmetic features gradient."""
 
     @staticmethod
@@ -239,14 +244,11 @@ class _MindSporeHalfROIAlign(torch.autograd.Function):
         result = host_call(primitive.__call__, features, rois)
         ctx.save_for_backward(features, rois)
         ctx.primitive = primitive
+        ctx.gradients = _MindSporeHalfROIAlign.gradients
         return result
 
     @staticmethod
-    def backward(ctx, grad):
-        return _first_order(_MindSporeHalfROIAlign._gradients, ctx, grad)
-
-    @staticmethod
-    def _gradients(ctx, grad):
+    def gradients(ctx, grad):
         features, rois = ctx.saved_tensors
         primitive = ctx.primitive
         grad_features = grad_rois = None
@@ -256,8 +258,8 @@ class _MindSporeHalfROIAlign(torch.autograd.Function):
                     primitive, dy, boxes, tuple(features.shape)),
                 grad.half(), rois)
         if ctx.needs_input_grad[2]:
-            scale = float(np.float16(np.float32(primitive.spatial_scale)))
             grad_rois = _half_boxes_gradient(
-                grad, features, rois, (primitive.pooled_height, primitive.pooled_width), scale,
+                grad, features, rois, (primitive.pooled_height, primitive.pooled_width),
+                _half_scale(primitive.spatial_scale),
                 primitive.sample_num, False, "mindspore", primitive.roi_end_mode)
         return None, grad_features, grad_rois
