@@ -197,12 +197,9 @@ def test_checks_run_before_launch(interpreted_kernels):
                                              torch.tensor([2]), [1, 4, 4, 1])
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
-                                   torch.uint8])
-@pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
-@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
-def test_crop_and_resize_matches_cpu(interpreted_kernels, dtype, method, data_format):
-    rng = np.random.default_rng(_seed(dtype, method, data_format))
+def _crop_case(rng, dtype, data_format):
+    """(image [2,6,5,3] of ``dtype`` as ``data_format``, 5 boxes, int32 indices): boxes flipped
+    and partly outside, box 0 a point (pixel centres and edges)."""
     values = rng.standard_normal((2, 6, 5, 3)) * 10
     if not dtype.is_floating_point:
         values = rng.integers(0, 255, (2, 6, 5, 3))
@@ -210,9 +207,19 @@ def test_crop_and_resize_matches_cpu(interpreted_kernels, dtype, method, data_fo
     if data_format == "NCHW":
         image = image.permute(0, 3, 1, 2)  # a strided view: the kernels read strides
     box_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (5, 4))).to(box_dtype)  # flipped, outside
-    boxes[0] = torch.tensor([0.25, 0.5, 0.25, 0.5])  # a point: pixel centres and edges
+    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (5, 4))).to(box_dtype)
+    boxes[0] = torch.tensor([0.25, 0.5, 0.25, 0.5])
     indices = torch.from_numpy(rng.integers(0, 2, 5)).to(torch.int32)
+    return image, boxes, indices
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                                   torch.uint8])
+@pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
+@pytest.mark.parametrize("data_format", ["NHWC", "NCHW"])
+def test_crop_and_resize_matches_cpu(interpreted_kernels, dtype, method, data_format):
+    rng = np.random.default_rng(_seed(dtype, method, data_format))
+    image, boxes, indices = _crop_case(rng, dtype, data_format)
     for crop in ([3, 4], [1, 1], [1, 5]):
         expected = ops.crop_and_resize(image, boxes, indices, crop, method, -0.5, data_format)
         _same(ops._cuda_crop_and_resize(image, boxes, indices, crop, method, -0.5, data_format),
@@ -330,17 +337,8 @@ def test_crop_and_resize_grad_boxes_matches_cpu(interpreted_kernels, dtype, meth
     # Every method takes the bilinear box gradient; boxes flipped, partly outside, a point,
     # and huge (NaN coordinates, skipped); crop size 1 on one axis and on both.
     rng = np.random.default_rng(_seed("boxes", dtype, method, data_format))
-    values = rng.standard_normal((2, 6, 5, 3)) * 10
-    if not dtype.is_floating_point:
-        values = rng.integers(0, 255, (2, 6, 5, 3))
-    image = torch.from_numpy(values).to(dtype)
-    if data_format == "NCHW":
-        image = image.permute(0, 3, 1, 2)  # a strided view: the kernels read strides
-    box_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (5, 4))).to(box_dtype)
-    boxes[0] = torch.tensor([0.25, 0.5, 0.25, 0.5])
+    image, boxes, indices = _crop_case(rng, dtype, data_format)
     boxes[1] = torch.tensor([-3e38, 0.1, 3e38, 0.9])
-    indices = torch.from_numpy(rng.integers(0, 2, 5)).to(torch.int32)
     result_dtype = dtype if dtype.is_floating_point else torch.float32
     for crop in ([3, 4], [1, 1], [1, 5], [4, 1]):
         shape = (5, *crop, 3) if data_format == "NHWC" else (5, 3, *crop)

@@ -486,12 +486,8 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     for crop_y_i in range(crop_h):
         crop_y = _i64(crop_y_i)
-        in_y = _sample(y_start, y_step, crop_y, crop_h)
-        if (in_y >= 0) & (in_y <= (height - 1).to(F)):
-            top_f = tl.floor(in_y)
-            top = top_f.to(tl.int64)
-            bottom = tl.ceil(in_y).to(tl.int64)
-            y_lerp = in_y - top_f
+        y_ok, top, bottom, y_lerp = _taps(_sample(y_start, y_step, crop_y, crop_h), height, 0)
+        if y_ok:
             y_comp = 1 - y_lerp
             # d in_y / d y2 and d in_y / d y1, the latter as (H-1) - y*r (TF's form).
             y2_weight = crop_y.to(F) * height_ratio
@@ -506,12 +502,8 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
                 else:
                     in_x = tl.broadcast_to(x_start, [BLOCK])
                 # Outside (or NaN) samples are skipped: they read pixel 0 under a false mask.
-                inside = mask & (in_x >= 0) & (in_x <= (width - 1).to(F))
-                safe_x = tl.where(inside, in_x, zeros)
-                left_f = tl.floor(safe_x)
-                left = left_f.to(tl.int64)
-                right = tl.ceil(safe_x).to(tl.int64)
-                x_lerp = safe_x - left_f
+                inside_x, left, right, x_lerp = _taps(in_x, width, 0)
+                inside = mask & inside_x
                 x_comp = 1 - x_lerp
                 x2_weight = crop_x.to(F) * width_ratio
                 x1_weight = (width - 1).to(F) - x2_weight

@@ -391,17 +391,23 @@ def _scatter_bin(image, g, counts, mask, y_base, y_bin, grid_h_f, y_first, y_sto
             # (a uniform branch: the ownership is scalar per program). A pinned sample's
             # corners are one pixel, and its adds land in order.
             if lo_row_owned & lo_col_owned:
-                p = image + (row_lo * w64 + col_lo) * channels
-                tl.store(p, tl.load(p, mask=mask) + _div(g * (hy * hx), counts), mask=mask)
+                _add(image + (row_lo * w64 + col_lo) * channels, _div(g * (hy * hx), counts),
+                     mask)
             if lo_row_owned & hi_col_owned:
-                p = image + (row_lo * w64 + col_hi) * channels
-                tl.store(p, tl.load(p, mask=mask) + _div(g * (hy * lx), counts), mask=mask)
+                _add(image + (row_lo * w64 + col_hi) * channels, _div(g * (hy * lx), counts),
+                     mask)
             if hi_row_owned & lo_col_owned:
-                p = image + (row_hi * w64 + col_lo) * channels
-                tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * hx), counts), mask=mask)
+                _add(image + (row_hi * w64 + col_lo) * channels, _div(g * (ly * hx), counts),
+                     mask)
             if hi_row_owned & hi_col_owned:
-                p = image + (row_hi * w64 + col_hi) * channels
-                tl.store(p, tl.load(p, mask=mask) + _div(g * (ly * lx), counts), mask=mask)
+                _add(image + (row_hi * w64 + col_hi) * channels, _div(g * (ly * lx), counts),
+                     mask)
+
+
+@triton.jit
+def _add(p, value, mask):
+    """``*p += value`` on the lanes of ``mask`` (a read-modify-write, in program order)."""
+    tl.store(p, tl.load(p, mask=mask) + value, mask=mask)
 
 
 @triton.jit
