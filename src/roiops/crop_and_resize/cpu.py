@@ -41,6 +41,11 @@ Layout and parallelism:
 Sample coordinates that are NaN (finite boxes whose arithmetic overflows, e.g. ``y2 = 3e38``)
 count as out of range: extrapolated in the forward, skipped in the gradients, never used as an
 index. bilinear_v2 never extrapolates, so there a NaN window edge truncates to index 0.
+
+Every pixel index that comes from a float coordinate is clamped to ``[0, size - 1]`` in integer
+arithmetic (``_pixel``), once per row or per column table entry, never trusted from the float
+inside test: in float32, ``size - 1`` rounds up to ``size`` or beyond for some sizes from
+2**24 on, so an accepted coordinate can floor to a pixel past the edge.
 """
 import numpy as np
 from numba import njit, prange
@@ -139,6 +144,33 @@ def _inside(coordinate, size, F):
 
 
 @njit(cache=True, inline="always")
+def _pixel(index, size):
+    """``index`` clamped to a real pixel, ``[0, size - 1]``.
+
+    The inside test compares in ``F``, where ``F(size - 1)`` can round up to ``size`` (float32
+    from 2**24 on: 16777219 becomes 16777220), so a coordinate it accepts can floor or ceil to
+    ``size``. Such a sample reads, and its gradient writes, the nearest real pixel instead of
+    the memory past the edge. For sizes below 2**24 the clamp never changes an index.
+    """
+    return _clamp(index, 0, size - 1)
+
+
+@njit(cache=True, inline="always")
+def _axis_sample(coordinate, size, nearest, F):
+    """(low pixel, high pixel, weight of the high pixel) of a coordinate that is inside.
+
+    Bilinear: floor and ceil, weight ``coordinate - floor``; ``nearest``: the roundf pixel
+    twice, weight 0. The pixels are clamped (``_pixel``), the weight is not.
+    """
+    if nearest:
+        pixel = _pixel(np.int64(round_half_away(coordinate)), size)
+        return pixel, pixel, F(0)
+    low = np.floor(coordinate)
+    return (_pixel(np.int64(low), size), _pixel(np.int64(np.ceil(coordinate)), size),
+            coordinate - low)
+
+
+@njit(cache=True, inline="always")
 def _window_edge(value, F):
     """C-style truncation of a bilinear_v2 window edge, made total: NaN -> 0, clamped."""
     if not (value == value):
@@ -190,20 +222,12 @@ def _axis_table(start, step, size, crop_size, nearest, lows, highs, lerps, F):
     """
     for index in range(crop_size):
         coordinate = _coordinate(start, step, index, crop_size, F)
-        if not _inside(coordinate, size, F):
+        if _inside(coordinate, size, F):
+            lows[index], highs[index], lerps[index] = _axis_sample(coordinate, size, nearest, F)
+        else:
             lows[index] = -1
             highs[index] = -1
             lerps[index] = F(0)
-        elif nearest:
-            pixel = np.int64(round_half_away(coordinate))
-            lows[index] = pixel
-            highs[index] = pixel
-            lerps[index] = F(0)
-        else:
-            low = np.floor(coordinate)
-            lows[index] = np.int64(low)
-            highs[index] = np.int64(np.ceil(coordinate))
-            lerps[index] = coordinate - low
 
 
 @njit(cache=True)
@@ -357,10 +381,7 @@ def _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row
                 for channel in range(np.uint64(depth)):
                     out_row[crop_x, channel] = extrapolation_value
             continue
-        top_f = np.floor(in_y)
-        top = np.int64(top_f)
-        bottom = np.int64(np.ceil(in_y))
-        y_lerp = in_y - top_f
+        top, bottom, y_lerp = _axis_sample(in_y, height, False, F)
         # Slot of the top row, then of the bottom row, (re)computing what is missing.
         if row0 == top:
             top_slot = 0
@@ -439,10 +460,8 @@ def _bilinear_rows_streamed(image, batch_index, y_start, y_step, crop_row_begin,
         top = bottom = np.uint64(0)
         y_lerp = F(0)
         if row_inside:
-            top_f = np.floor(in_y)
-            top = np.uint64(top_f)
-            bottom = np.uint64(np.ceil(in_y))
-            y_lerp = in_y - top_f
+            row_top, row_bottom, y_lerp = _axis_sample(in_y, height, False, F)
+            top, bottom = np.uint64(row_top), np.uint64(row_bottom)
         target = out[box, crop_y]
         for crop_x in range(crop_width):
             left = lefts[crop_x]
@@ -579,14 +598,14 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
             if not _inside(in_y, height, F):
                 for crop_x in range(crop_width):
                     _fill_pixel(target, crop_x, extrapolation_value, out_half)
-            elif nearest:
-                _nearest_row(image, batch_index, np.int64(round_half_away(in_y)), lefts,
-                             target, extrapolation_value, out_half, F)
             else:
-                top = np.floor(in_y)
-                _bilinear_row(image, batch_index, np.int64(top), np.int64(np.ceil(in_y)),
-                              in_y - top, lefts, rights, x_lerps, target,
-                              extrapolation_value, out_half, F)
+                top, bottom, y_lerp = _axis_sample(in_y, height, nearest, F)
+                if nearest:
+                    _nearest_row(image, batch_index, top, lefts, target, extrapolation_value,
+                                 out_half, F)
+                else:
+                    _bilinear_row(image, batch_index, top, bottom, y_lerp, lefts, rights,
+                                  x_lerps, target, extrapolation_value, out_half, F)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -663,15 +682,7 @@ def _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate
         in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
         if not _inside(in_y, height, F):
             continue
-        if nearest:
-            top = np.int64(round_half_away(in_y))
-            bottom = top
-            y_lerp = F(0)
-        else:
-            top_f = np.floor(in_y)
-            top = np.int64(top_f)
-            bottom = np.int64(np.ceil(in_y))
-            y_lerp = in_y - top_f
+        top, bottom, y_lerp = _axis_sample(in_y, height, nearest, F)
         owns_top = _owns(top, row_begin, row_end)
         owns_bottom = _owns(bottom, row_begin, row_end)
         if not (owns_top or owns_bottom):
@@ -906,10 +917,7 @@ def grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F):
             in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
             if not _inside(in_y, height, F):
                 continue
-            top_f = np.floor(in_y)
-            top = np.int64(top_f)
-            bottom = np.int64(np.ceil(in_y))
-            y_lerp = in_y - top_f
+            top, bottom, y_lerp = _axis_sample(in_y, height, False, F)
             y_complement = one - y_lerp
             # d in_y / d y2 and d in_y / d y1 (the latter as (H-1) - y*r, not (1 - y/(ch-1))*(H-1)).
             y2_weight = F(crop_y) * height_ratio
