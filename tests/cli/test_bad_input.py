@@ -115,12 +115,16 @@ def test_missing_required_flags_and_command_exit_2(dataset, capsys):
     assert main(["frobnicate"]) == 2
 
 
-def test_contact_sheet_over_an_input_is_refused(dataset, capsys, tree_hashes):
-    before = tree_hashes(dataset / "images")
-    assert run(dataset, dataset / "coco.json", "--contact-sheet",
-               str(dataset / "images" / "street.png")) == 2
+def test_contact_sheet_over_an_input_or_among_the_images_is_refused(dataset, capsys,
+                                                                    tree_hashes):
+    before = tree_hashes(dataset / "images", dataset / "coco.json")
+    assert run(dataset, dataset / "coco.json", "--contact-sheet", str(dataset / "coco.json")) == 2
     assert "would overwrite an input file" in capsys.readouterr().err
-    assert tree_hashes(dataset / "images") == before
+    for sheet in (dataset / "images" / "street.png", dataset / "images" / "new" / "sheet.png"):
+        assert run(dataset, dataset / "coco.json", "--contact-sheet", str(sheet)) == 2
+        assert "is inside --images" in capsys.readouterr().err
+    assert tree_hashes(dataset / "images", dataset / "coco.json") == before
+    assert not (dataset / "out").exists()
 
 
 def test_sixteen_bit_images_are_refused_not_clipped(dataset, capsys):

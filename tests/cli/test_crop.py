@@ -194,13 +194,18 @@ def test_no_progress_bar_when_not_a_terminal(dataset, capsys):
     assert "\r" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("image_format", ["png", "npz"])
-def test_input_files_are_never_written(dataset, tree_hashes, image_format):
-    """Even with the output folder the images folder, and a second (resuming) run."""
-    before = tree_hashes(dataset / "images", dataset / "coco.json")
-    for _ in range(2):
-        assert main(["crop", str(dataset / "coco.json"), "--images", str(dataset / "images"),
-                     "--out", str(dataset / "images"), "--format", image_format,
-                     "--workers", "1"]) == 0
-    after = tree_hashes(dataset / "images", dataset / "coco.json")
-    assert {k: v for k, v in after.items() if k in before} == before
+def test_input_files_are_never_written(dataset, tree_hashes):
+    """An image read from --out (--allow-outside-images) that an output name would replace is
+    refused, on a second (resuming) run too; the annotation file in --out is not replaced."""
+    out = dataset / "out"
+    out.mkdir()
+    (out / "street_1.png").write_bytes((dataset / "images" / "street.png").read_bytes())
+    # row 1's output would be out/street_1.png, the image of row 2
+    (out / "crops.npz").write_text("image,x1,y1,x2,y2\nstreet.png,0,0,4,4\n"
+                                   "../out/street_1.png,0,0,4,4\n")
+    before = tree_hashes(out)
+    for image_format, status in (("png", 1), ("png", 1), ("npz", 2)):
+        assert main(["crop", str(out / "crops.npz"), "--images", str(dataset / "images"),
+                     "--out", str(out), "--format", image_format, "--workers", "1",
+                     "--allow-outside-images"]) == status
+    assert {k: v for k, v in tree_hashes(out).items() if k in before} == before

@@ -53,7 +53,10 @@ def load(path):
         raise AnnotationFileError(f"cannot read annotation file {path}: {_reason(error)}") from None
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         return _load_coco(path, text)
-    return _load_csv(path, text)
+    try:
+        return _load_csv(path, text)
+    except csv.Error as error:  # e.g. a field longer than the csv module's limit
+        raise AnnotationFileError(f"{path}: cannot read it as CSV: {error}") from None
 
 
 def _reason(error):
@@ -65,6 +68,9 @@ def _load_coco(path, text):
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise AnnotationFileError(f"{path}: not valid JSON: {error}") from None
+    except RecursionError:
+        raise AnnotationFileError(f"{path}: JSON nested too deeply to read (a COCO file nests "
+                                  "a few levels)") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
             data.get("annotations"), list):
         raise AnnotationFileError(

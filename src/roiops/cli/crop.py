@@ -6,23 +6,32 @@ worker with one Numba thread) and their results come back in annotation order, s
 the .npz and the contact sheet are the same for any number of workers. Bad items (an image that
 cannot be read, a malformed annotation, a box outside its image) print one line each and the
 run goes on; :class:`UsageError` (an unreadable annotation file, an output that would replace an
-input) stops it before any work.
+input, crops too large for the memory) stops it before any work.
+
+Outputs are written atomically and never through a link (:mod:`.files`). Pool workers exit as
+soon as the main process closes their lifeline pipe: when it stops them early (Ctrl-C, SIGTERM)
+or when it dies, even by ``kill -9``.
 """
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numba
 import numpy as np
+from PIL import Image
 
 import roiops
 
 from . import annotations as annotation_files
-from . import imageio, sheet
+from . import files, imageio, memory, sheet
 from .boxes import BoxError, sample_box
 from .errors import UsageError
 from .progress import Progress
@@ -30,6 +39,13 @@ from .progress import Progress
 NPZ_NAME = "crops.npz"
 STAGES = ("decode", "crop", "encode")
 IMAGES_PER_WORKER = 16
+# The float32 crops of one crop_and_resize call stay under this (the boxes of an image with
+# many or large crops are cropped in groups), so a worker's memory does not grow with the
+# number of boxes of an image. Boxes are cropped independently: grouping changes no bit.
+CALL_BYTES = 64 * 2 ** 20
+FLOAT_CROP_BYTES = 3 * 4  # per crop pixel: float32 RGB
+# Escaped in messages (names from an annotation file may hold any character): one error, one line.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,18 @@ class Item:
 
 
 @dataclass
+class ImageTask:
+    """One image for a worker: where to report it, the file to read, its items to crop."""
+
+    path: str                # the image as --images and the annotation name it, for messages
+    source: Path             # the resolved file to read
+    items: list
+    options: CropOptions
+    keep_crops: bool         # npz: return the float32 crops instead of writing files
+    thumb_limit: int         # return contact sheet cells for item numbers below this
+
+
+@dataclass
 class ImageResult:
     """What a worker did with one image."""
 
@@ -72,7 +100,7 @@ class ImageResult:
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     crops: dict = field(default_factory=dict)     # number -> float32 crop (npz only)
     boxes: dict = field(default_factory=dict)     # number -> sampled [y1, x1, y2, x2] (npz)
-    thumbs: dict = field(default_factory=dict)    # number -> uint8 crop (contact sheet)
+    thumbs: dict = field(default_factory=dict)    # number -> contact sheet cell (uint8)
 
 
 @dataclass
@@ -117,63 +145,110 @@ def output_name(annotation, extension):
     return "_".join(parts) + "." + extension
 
 
-def crop_image(task):
-    """Decode one image, crop its boxes with one crop_and_resize call, write or keep the crops.
+def boxes_per_call(size):
+    """How many crops of ``size`` one crop_and_resize call makes (at least one)."""
+    return max(1, CALL_BYTES // (size[0] * size[1] * FLOAT_CROP_BYTES))
 
-    ``task`` is ``(path, items, options, keep_crops, thumb_limit)``: with ``keep_crops`` (npz)
-    the float32 crops come back instead of being written; uint8 copies of the crops whose
-    item number is below ``thumb_limit`` come back for the contact sheet.
+
+def worker_bytes(size, image_format, boxes_per_image):
+    """The most memory a worker holds for crops of ``size`` at once (the decoded image, bounded
+    by Pillow's decompression bomb limit, is not counted).
+
+    PNG and JPEG: one call's float32 crops, rounded in place, and their uint8 copies, plus
+    Pillow's copy of the crop being encoded (4 bytes a pixel). npz: all float32 crops of the
+    image with the largest number of boxes and their pickled copy on the way back, plus a
+    rounded copy of one crop (its contact sheet cell).
     """
-    path, items, options, keep_crops, thumb_limit = task
+    pixels = size[0] * size[1]
+    if image_format == "npz":
+        return (2 * boxes_per_image * FLOAT_CROP_BYTES + FLOAT_CROP_BYTES + 3) * pixels
+    return (boxes_per_call(size) * (FLOAT_CROP_BYTES + 3) + 4) * pixels
+
+
+def npz_bytes(size, count):
+    """The memory the main process needs for ``crops.npz`` with ``count`` crops: the crops
+    received from the workers, those of the crops.npz being resumed, and the stacked array
+    written (three float32 copies of every crop)."""
+    return 3 * count * size[0] * size[1] * FLOAT_CROP_BYTES
+
+
+def crop_image(task):
+    """Decode one image, crop its boxes with crop_and_resize, write or keep the crops.
+
+    With ``task.keep_crops`` (npz) the float32 crops come back instead of being written;
+    contact sheet cells of the items numbered below ``task.thumb_limit`` come back too.
+    """
     result = ImageResult()
     clock = time.perf_counter()
     try:
-        pixels = imageio.read_rgb(path)
+        pixels = imageio.read_rgb(task.source)
     except imageio.ImageError as error:
-        count = len(items)
-        result.problems.append(f"{path}: {error} ({count} box{'es' * (count != 1)} not cropped)")
-        result.failed = count
+        result.problems.append(f"{task.path}: {error} ({not_cropped(len(task.items))})")
+        result.failed = len(task.items)
         return result
     finally:
         result.timings["decode"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    height, width = pixels.shape[:2]
+    good, boxes = _sample_boxes(task, pixels.shape[:2], result)
+    result.timings["crop"] += time.perf_counter() - clock
+    step = boxes_per_call(task.options.size)
+    for start in range(0, len(good), step):
+        items, item_boxes = good[start:start + step], boxes[start:start + step]
+        clock = time.perf_counter()
+        crops = roiops.crop_and_resize(
+            pixels[None], item_boxes, np.zeros(len(items), np.int64), task.options.size,
+            method=task.options.method, extrapolation_value=task.options.extrapolation_value)
+        result.timings["crop"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        if task.keep_crops:
+            _keep(task, items, item_boxes, crops, result)
+        else:
+            _write(task, items, imageio.to_uint8(crops, in_place=True), result)
+        result.timings["encode"] += time.perf_counter() - clock
+    return result
+
+
+def _sample_boxes(task, shape, result):
+    """The items whose boxes can be cropped and their crop_and_resize boxes ([n, 4] float32);
+    a problem line for each of the others."""
     good, boxes = [], []
-    for item in items:
+    for item in task.items:
         try:
-            boxes.append(sample_box(item.annotation.box, height, width,
-                                    normalized=options.normalized, margin=options.margin,
-                                    square=options.square))
+            boxes.append(sample_box(item.annotation.box, *shape,
+                                    normalized=task.options.normalized,
+                                    margin=task.options.margin, square=task.options.square))
             good.append(item)
         except BoxError as error:
-            result.problems.append(f"{item.annotation.where}: {error} (image {path})")
+            result.problems.append(f"{item.annotation.where}: {error} (image {task.path})")
             result.failed += 1
-    crops = roiops.crop_and_resize(
-        pixels[None], np.array(boxes, np.float32).reshape(-1, 4), np.zeros(len(good), np.int64),
-        options.size, method=options.method, extrapolation_value=options.extrapolation_value)
-    result.timings["crop"] = time.perf_counter() - clock
+    return good, np.array(boxes, np.float32).reshape(-1, 4)
 
-    clock = time.perf_counter()
-    if keep_crops:
-        for item, box, crop in zip(good, boxes, crops):
-            result.crops[item.number], result.boxes[item.number] = crop, box
-            result.written.append(item.number)
-            if item.number < thumb_limit:
-                result.thumbs[item.number] = imageio.to_uint8(crop)
-    else:
-        for item, crop in zip(good, imageio.to_uint8(crops)):
-            try:
-                imageio.write_image(crop, item.output, options.image_format)
-            except OSError as error:
-                result.problems.append(f"{item.output}: cannot write: {error}")
-                result.failed += 1
-                continue
-            result.written.append(item.number)
-            if item.number < thumb_limit:
-                result.thumbs[item.number] = crop
-    result.timings["encode"] = time.perf_counter() - clock
-    return result
+
+def _keep(task, items, boxes, crops, result):
+    for item, box, crop in zip(items, boxes, crops):
+        result.crops[item.number], result.boxes[item.number] = crop, box
+        result.written.append(item.number)
+        if item.number < task.thumb_limit:
+            result.thumbs[item.number] = sheet.fit_cell(imageio.to_uint8(crop),
+                                                        *task.options.size)
+
+
+def _write(task, items, crops, result):
+    for item, crop in zip(items, crops):
+        try:
+            imageio.write_image(crop, item.output, task.options.image_format)
+        except OSError as error:
+            result.problems.append(f"{item.output}: cannot write: {error}")
+            result.failed += 1
+            continue
+        result.written.append(item.number)
+        if item.number < task.thumb_limit:
+            result.thumbs[item.number] = sheet.fit_cell(crop, *task.options.size)
+
+
+def not_cropped(count):
+    return f"{count} box{'es' * (count != 1)} not cropped"
 
 
 def default_workers():
@@ -192,9 +267,26 @@ def warm_up():
     roiops.crop_and_resize(image, np.zeros((1, 4), np.float32), np.zeros(1, np.int64), (1, 1))
 
 
-def _init_worker():
+def _init_worker(lifeline):
+    # The main process handles Ctrl-C (sent to the whole process group) and stops the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True,
+                     name="roiops-lifeline").start()
     numba.set_num_threads(1)
     warm_up()
+
+
+def _exit_with_parent(lifeline):
+    """Exit this worker at once when the main process closes the other end of ``lifeline``
+    (it stops the workers) or dies (the system closes it, even after ``kill -9``), once the
+    file being written, if any, is in place."""
+    try:
+        while True:
+            lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    files.WRITING.acquire()
+    os._exit(1)
 
 
 def _map_images(tasks, workers):
@@ -215,48 +307,94 @@ def _map_images(tasks, workers):
         finally:
             numba.set_num_threads(threads)
         return
+    yield from _map_in_pool(tasks, workers)
+
+
+def _map_in_pool(tasks, workers):
+    """``crop_image`` over ``tasks`` in ``workers`` processes, results in order.
+
+    Only this process holds the sending end of the workers' lifeline (a pipe created here is
+    not inherited, and the fork server and the resource tracker are started with only the file
+    descriptors they need): closing it, or this process dying, ends every worker. When the run
+    stops early (an interruption, an error) the lifeline is closed first, so that the workers
+    do not finish the queued images.
+    """
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if context.get_start_method() == "forkserver":
         context.set_forkserver_preload([__name__])
+    lifeline, keep_alive = context.Pipe(duplex=False)
     chunksize = max(1, min(8, len(tasks) // (workers * 4)))
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                initializer=_init_worker) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
+                                                  initializer=_init_worker,
+                                                  initargs=(lifeline,))
+    try:
         yield from pool.map(crop_image, tasks, chunksize=chunksize)
+    except BaseException:
+        keep_alive.close()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        keep_alive.close()
+        lifeline.close()
+
+
+class ImagePathError(Exception):
+    """An image name that is not read (the message says why)."""
+
+
+def _resolve(path, flag):
+    """``path`` resolved (links followed); a usage error naming ``flag`` if it cannot be."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python < 3.13)
+        raise UsageError(f"{flag} {path}: cannot resolve the path: {error}") from None
+
+
+def _as_written(path):
+    """The file that writing ``path`` replaces: its folder resolved, not a link at ``path``
+    itself (it is replaced, not followed)."""
+    return path.parent.resolve() / path.name
 
 
 class CropJob:
     """One ``roiops crop`` run; :meth:`run` does it and returns the :class:`Summary`."""
 
     def __init__(self, annotations, images, out, options, *, contact_sheet=None, workers=None,
-                 stderr=None, progress=None):
+                 allow_outside_images=False, stderr=None, progress=None):
         self.annotations_path = Path(annotations)
         self.images = Path(images)
         self.out = Path(out)
         self.options = options
         self.contact_sheet = Path(contact_sheet) if contact_sheet else None
         self.workers = workers
+        self.allow_outside_images = allow_outside_images
         self.stderr = sys.stderr if stderr is None else stderr
         self.progress_enabled = progress
         self.summary = Summary()
         self.thumbs = {}
         self._progress = None
+        self._images_root = None     # --images, resolved
+        self._memory_workers = None  # the most workers the memory holds (default --workers)
 
     def run(self):
         start = time.perf_counter()
         annotations, problems = annotation_files.load(self.annotations_path)
         items = [Item(number, annotation) for number, annotation in enumerate(annotations)]
+        self._check_folders()
+        self._check_memory(items)
         protected = self._protected_paths(items)
         self._prepare_out(protected)
         for line in problems:
             self._error(line)
         self.summary.failed += len(problems)
+        sources, items = self._image_sources(items)
         npz = self.options.image_format == "npz"
         previous = self._load_previous_npz() if npz else {}
         todo = self._plan(items, protected, previous)
-        tasks = self._tasks(todo)
+        tasks = self._tasks(todo, sources)
         self.summary.workers = self._worker_count(len(tasks))
-        results = self._collect(tasks, sum(len(task[1]) for task in tasks))
+        results = self._collect(tasks, sum(len(task.items) for task in tasks))
         if npz:
             self._write_npz(items, results, previous)
         if self.contact_sheet:
@@ -264,31 +402,124 @@ class CropJob:
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 
+    # -- checks before any work --------------------------------------------------------------
+
+    def _check_folders(self):
+        """--images must be a folder, and nothing is written in it: --out may not be it or a
+        folder inside it (a folder containing it is fine), nor may --contact-sheet be in it."""
+        if not self.images.is_dir():
+            problem = "is not a folder" if self.images.exists() else "no such folder"
+            raise UsageError(f"--images {self.images}: {problem}")
+        self._images_root = _resolve(self.images, "--images")
+        out = _resolve(self.out, "--out")
+        if out == self._images_root:
+            raise UsageError(f"--out {self.out} is the --images folder: crops would be written "
+                             "among the images; choose an output folder outside it")
+        if out.is_relative_to(self._images_root):
+            raise UsageError(f"--out {self.out} is inside --images {self.images}: crops would be "
+                             "written among the images; choose an output folder outside it")
+        if self.contact_sheet:
+            folder = _resolve(self.contact_sheet.parent, "--contact-sheet")
+            if folder.is_relative_to(self._images_root):
+                raise UsageError(f"--contact-sheet {self.contact_sheet} is inside --images "
+                                 f"{self.images}: nothing is written there")
+
+    def _check_memory(self, items):
+        """Refuse a --size (or --workers) whose crops cannot fit in the memory available, before
+        anything is allocated; cap the default number of workers to what fits."""
+        available = memory.available()
+        if available is None or not items:
+            return
+        size, image_format = self.options.size, self.options.image_format
+        per_image = {}
+        for item in items:
+            per_image[item.annotation.image] = per_image.get(item.annotation.image, 0) + 1
+        worker = worker_bytes(size, image_format, max(per_image.values()))
+        main = npz_bytes(size, len(items)) if image_format == "npz" else 0
+        what = (f"{len(items)} crops in crops.npz and a worker's crops" if main else
+                "the crops of one worker")
+        shown = f"--size {size[0]}x{size[1]}"
+        if worker + main > available:
+            raise UsageError(f"{shown} needs {memory.describe(worker + main)} for {what}, more "
+                             f"than the {memory.describe(available)} of memory available; "
+                             "choose a smaller --size")
+        fit = (available - main) // worker
+        used = min(self.workers or 1, len(per_image))
+        if self.workers is None:
+            self._memory_workers = fit
+        elif used > fit:
+            need = memory.describe(main + worker * used)
+            raise UsageError(f"--workers {self.workers} with {shown} need {need}, more than the "
+                             f"{memory.describe(available)} of memory available ("
+                             f"{memory.describe(worker)} per worker); use --workers {fit} or "
+                             "fewer")
+
     # -- planning ---------------------------------------------------------------------------
 
     def _worker_count(self, images):
         """``--workers`` (at most one per image); by default one per CPU, but at most one per
-        ``IMAGES_PER_WORKER`` images, since starting a worker costs about as much as that."""
+        ``IMAGES_PER_WORKER`` images, since starting a worker costs about as much as that, and
+        no more than the memory holds."""
         if self.workers is not None:
             return max(1, min(self.workers, images))
-        return max(1, min(default_workers(), images // IMAGES_PER_WORKER))
+        count = min(default_workers(), images // IMAGES_PER_WORKER)
+        if self._memory_workers is not None:
+            count = min(count, self._memory_workers)
+        return max(1, count)
 
     def _protected_paths(self, items):
-        """The input files (never written): the annotation file and every image it names."""
-        paths = {self.annotations_path.resolve()}
-        names = {item.annotation.image for item in items}
-        paths.update((self.images / name).resolve() for name in names)
+        """The input files (never written): the annotation file and every image it names, each
+        as named (its folder resolved) and as resolved."""
+        named = {self.annotations_path}
+        named.update(self.images / item.annotation.image for item in items)
+        paths = set()
+        for path in named:
+            with contextlib.suppress(OSError, RuntimeError, ValueError):  # unresolvable: unread
+                paths.update((path.resolve(), path.parent.resolve() / path.name))
         return paths
 
     def _prepare_out(self, protected):
-        if self.contact_sheet and self.contact_sheet.resolve() in protected:
+        if self.contact_sheet and _as_written(self.contact_sheet) in protected:
             raise UsageError(f"--contact-sheet {self.contact_sheet} would overwrite an input file")
-        if (self.out / NPZ_NAME).resolve() in protected and self.options.image_format == "npz":
+        if (self.options.image_format == "npz"
+                and _as_written(self.out / NPZ_NAME) in protected):
             raise UsageError(f"{self.out / NPZ_NAME} would overwrite an input file")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"cannot create output folder {self.out}: {error}") from None
+
+    def _image_sources(self, items):
+        """``(sources, items)``: the file to read for each image name, and the items whose image
+        may be read. An image name that cannot be read (outside --images without
+        --allow-outside-images, a NUL byte) is an error for each of its boxes, one line."""
+        by_image = {}
+        for item in items:
+            by_image.setdefault(item.annotation.image, []).append(item)
+        sources, readable = {}, []
+        for name, image_items in by_image.items():
+            try:
+                sources[name] = self._image_source(name)
+                readable += image_items
+            except ImagePathError as error:
+                self._error(f"{self.images / name}: {error} ({not_cropped(len(image_items))})")
+                self.summary.failed += len(image_items)
+        readable.sort(key=lambda item: item.number)
+        return sources, readable
+
+    def _image_source(self, name):
+        """The resolved file of the image ``name``, inside --images unless allowed otherwise."""
+        if "\0" in name:
+            raise ImagePathError("the image name contains a NUL byte")
+        try:
+            path = (self.images / name).resolve()
+        except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python < 3.13)
+            raise ImagePathError(f"cannot resolve the path: {error}") from None
+        if not self.allow_outside_images and not path.is_relative_to(self._images_root):
+            raise ImagePathError(f"outside --images (the file is {path}); paths in the "
+                                 "annotations stay inside --images unless "
+                                 "--allow-outside-images is given")
+        return path
 
     def _plan(self, items, protected, previous):
         """The items to crop now; count and collect (for the sheet) those already done."""
@@ -307,10 +538,10 @@ class CropJob:
                            "used by another annotation (ids must be unique per image)")
                 continue
             names.add(item.output.name)
-            if item.output.resolve() in protected:
+            if _as_written(item.output) in protected:
                 self._fail(f"{item.annotation.where}: output {item.output} would overwrite an "
                            "input file")
-            elif not self.options.overwrite and imageio.is_written(item.output):
+            elif not self.options.overwrite and files.is_written(item.output):
                 self._skip(item, item.output)
             else:
                 todo.append(item)
@@ -323,20 +554,23 @@ class CropJob:
             return
         if isinstance(crop, Path):
             try:
-                self.thumbs[item.number] = imageio.read_rgb(crop)
+                crop = imageio.read_rgb(crop)
             except imageio.ImageError as error:
                 self._error(f"{crop}: {error} (left out of the contact sheet)")
+                return
         else:
-            self.thumbs[item.number] = imageio.to_uint8(crop)
+            crop = imageio.to_uint8(crop)
+        self.thumbs[item.number] = sheet.fit_cell(crop, *self.options.size)
 
-    def _tasks(self, todo):
+    def _tasks(self, todo, sources):
         """One task per image, in the order images first appear in the annotations."""
         by_image = {}
         for item in todo:
             by_image.setdefault(item.annotation.image, []).append(item)
         keep_crops = self.options.image_format == "npz"
         thumb_limit = sheet.MAX_CROPS if self.contact_sheet else 0
-        return [(str(self.images / image), image_items, self.options, keep_crops, thumb_limit)
+        return [ImageTask(str(self.images / image), sources[image], image_items, self.options,
+                          keep_crops, thumb_limit)
                 for image, image_items in by_image.items()]
 
     # -- running ----------------------------------------------------------------------------
@@ -345,19 +579,14 @@ class CropJob:
         results = []
         self._progress = Progress(total, label="roiops crop ", stream=self.stderr,
                                   enabled=self.progress_enabled)
+        # closing(): on an interruption the workers stop now, not when the traceback is freed.
+        mapped = contextlib.closing(_map_images(tasks, self.summary.workers))
         try:
-            for (_, items, *_), result in zip(tasks, _map_images(tasks, self.summary.workers)):
-                for line in result.problems:
-                    self._error(line)
-                self.summary.failed += result.failed
-                for stage in STAGES:
-                    self.summary.timings[stage] += result.timings[stage]
-                self.thumbs.update(result.thumbs)
-                if self.options.image_format != "npz":
-                    self.summary.written += len(result.written)
-                    result.crops = None
-                results.append(result)
-                self._progress.update(len(items))
+            with mapped as results_in_order:
+                for task, result in zip(tasks, results_in_order):
+                    self._count(result)
+                    results.append(result)
+                    self._progress.update(len(task.items))
         finally:
             self._progress.close()
             self._progress = None
@@ -365,13 +594,24 @@ class CropJob:
             self.summary.outputs.append(("crops", str(self.out)))
         return results
 
+    def _count(self, result):
+        for line in result.problems:
+            self._error(line)
+        self.summary.failed += result.failed
+        for stage in STAGES:
+            self.summary.timings[stage] += result.timings[stage]
+        self.thumbs.update(result.thumbs)
+        if self.options.image_format != "npz":
+            self.summary.written += len(result.written)
+            result.crops = None
+
     # -- npz --------------------------------------------------------------------------------
 
     def _load_previous_npz(self):
         """Crops of an earlier run's crops.npz by (image, id), if resuming; {} otherwise."""
         path = self.out / NPZ_NAME
-        if self.options.overwrite or not path.exists():
-            return {}
+        if self.options.overwrite or not files.is_written(path):
+            return {}  # a link named crops.npz is not read: it is replaced
         try:
             with np.load(path) as data:
                 stored = {key: data[key] for key in data.files}
@@ -417,16 +657,12 @@ class CropJob:
             "sampled_box": np.array([row[2] for row in rows], np.float32).reshape(-1, 4),
             **self.options.settings(),
         }
-        temporary = self.out / f"{NPZ_NAME}.part{os.getpid()}.npz"
         try:
-            np.savez(temporary, **arrays)
-            os.replace(temporary, path)
+            files.write_atomically(path, lambda file: np.savez(file, **arrays))
             self.summary.written += len(crops)
         except OSError as error:
             self._error(f"{path}: cannot write: {error}")
             self.summary.failed += len(crops)
-        finally:
-            temporary.unlink(missing_ok=True)
         self.summary.timings["encode"] += time.perf_counter() - clock
 
     # -- contact sheet and messages ---------------------------------------------------------
@@ -434,9 +670,12 @@ class CropJob:
     def _write_contact_sheet(self):
         clock = time.perf_counter()
         crops = [self.thumbs[number] for number in sorted(self.thumbs)]
+        image = sheet.contact_sheet(crops, *self.options.size)
+        image_format = Image.registered_extensions().get(self.contact_sheet.suffix.lower(), "PNG")
         try:
             self.contact_sheet.parent.mkdir(parents=True, exist_ok=True)
-            sheet.contact_sheet(crops, *self.options.size).save(self.contact_sheet)
+            files.write_atomically(self.contact_sheet,
+                                   lambda file: image.save(file, format=image_format))
             self.summary.outputs.append(("contact sheet", str(self.contact_sheet)))
         except OSError as error:
             self._error(f"{self.contact_sheet}: cannot write the contact sheet: {error}")
@@ -448,7 +687,7 @@ class CropJob:
         self.summary.failed += 1
 
     def _error(self, line):
-        text = f"error: {line}"
+        text = "error: " + CONTROL_CHARACTERS.sub(lambda match: ascii(match[0])[1:-1], line)
         if self._progress is not None:
             self._progress.write(text)
         else:

@@ -5,14 +5,17 @@ expanded, alpha dropped, CMYK converted). Images of more than 8 bits per channel
 rather than silently clipped. Crops are float32 (crop_and_resize's output for integer images);
 :func:`to_uint8` rounds them half to even and clips them to ``[0, 255]`` for PNG and JPEG.
 """
-import io
 import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import files
+
 JPEG_QUALITY = 95
 PNG_COMPRESS_LEVEL = 1  # fast; PNG is lossless at any level
+SAVE_OPTIONS = {"png": {"format": "PNG", "compress_level": PNG_COMPRESS_LEVEL},
+                "jpg": {"format": "JPEG", "quality": JPEG_QUALITY}}
 _WIDE_MODES = {"I", "F"}
 
 
@@ -42,32 +45,19 @@ def read_rgb(path):
         raise ImageError(f"cannot decode: {error}") from None
 
 
-def to_uint8(crops):
-    """float crops to uint8: rounded (half to even) and clipped to ``[0, 255]``."""
-    return np.clip(np.rint(crops), 0, 255).astype(np.uint8)
+def to_uint8(crops, in_place=False):
+    """float crops to uint8: rounded (half to even) and clipped to ``[0, 255]``.
+
+    ``in_place`` rounds and clips ``crops`` itself, which saves a float copy when the float
+    crops are not needed any more.
+    """
+    rounded = np.rint(crops, out=crops if in_place else None)
+    np.clip(rounded, 0, 255, out=rounded)
+    return rounded.astype(np.uint8)
 
 
 def write_image(array, path, image_format):
-    """Write a uint8 ``[h, w, 3]`` crop as PNG or JPEG.
-
-    The file is encoded in memory and written with a single ``write``, so a run that is killed
-    leaves either no file, an empty one (which a resume redoes, see :func:`is_written`) or the
-    whole file; never a truncated image that a resume would take for finished. (A temporary
-    file renamed into place would also do, but costs a quarter more per crop on some file
-    systems.)
-    """
-    buffer = io.BytesIO()
-    if image_format == "png":
-        Image.fromarray(array).save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-    else:
-        Image.fromarray(array).save(buffer, "JPEG", quality=JPEG_QUALITY)
-    with open(path, "wb") as file:
-        file.write(buffer.getbuffer())
-
-
-def is_written(path):
-    """Whether a crop file from an earlier run is there (an empty file does not count)."""
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
+    """Write a uint8 ``[h, w, 3]`` crop as PNG or JPEG, atomically (:mod:`.files`): a run
+    that is killed never leaves a partial image that a resume would take for finished."""
+    image = Image.fromarray(array)
+    files.write_atomically(path, lambda file: image.save(file, **SAVE_OPTIONS[image_format]))

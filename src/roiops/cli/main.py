@@ -1,16 +1,20 @@
 """The ``roiops`` command: ``demo``, ``crop`` and ``bench`` (API.md §5; guide: docs/cli.md).
 
 Exit status: 0 when every item succeeded, 1 when any item failed (each failure printed on one
-line), 2 for a usage error (a bad flag, an unreadable annotation file).
+line), 2 for a usage error (a bad flag, an unreadable annotation file), 130 after Ctrl-C and 143
+after SIGTERM.
 """
 import argparse
+import contextlib
 import math
 import os
+import signal
 import sys
+import threading
 
 import roiops
 
-from .errors import UsageError
+from .errors import Terminated, UsageError
 
 METHODS = ("bilinear", "nearest", "bilinear_v2")
 FORMATS = ("png", "jpg", "npz")
@@ -35,7 +39,9 @@ roiops.crop_and_resize (TensorFlow's semantics, exactly).
 
 ANNOTATIONS is a COCO JSON file ("images", "annotations" with "bbox" [x, y, w, h] in pixels,
 "categories") or a CSV with a header image,x1,y1,x2,y2[,label] (pixels, or with --normalized
-crop_and_resize's normalized coordinates). Image paths are relative to --images.
+crop_and_resize's normalized coordinates). Image paths are relative to --images; a path that
+leaves it (../x.png, an absolute path, a link to a file elsewhere) is an error for its boxes
+unless --allow-outside-images. --out may not be --images or a folder inside it.
 
 Box convention: pixel boxes are in pixel-edge coordinates (pixel i covers [i, i+1), so
 [0, 0, W, H] is the whole image; COCO [x, y, w, h] is x1=x, x2=x+w). The crop's corner samples
@@ -51,7 +57,8 @@ Output: <image stem>_<annotation id or CSV row>_<label>.<png|jpg> in --out (labe
 to letters, digits, '.', '-' and '_'), or one --out/crops.npz with the arrays crops, image, id,
 label, box (the annotation's x1,y1,x2,y2), sampled_box (the crop_and_resize [y1,x1,y2,x2]) and
 the settings. Existing outputs are skipped (a second run resumes) unless --overwrite. Input
-files are never written."""
+files are never written; outputs are written atomically and replace links instead of writing
+through them. A --size whose crops cannot fit in the memory available is refused."""
 
 CROP_EXAMPLES = """\
 examples:
@@ -62,7 +69,8 @@ examples:
   roiops crop boxes.csv --normalized --images images/ --out crops/ --method nearest
 
 exit status: 0 every crop written or skipped, 1 some item failed (one line each on stderr),
-2 usage error (bad flag, unreadable annotation file)"""
+2 usage error (bad flag, unreadable annotation file, missing --images, --out inside --images,
+--size too large for the memory), 130 Ctrl-C, 143 SIGTERM"""
 
 
 def size(text):
@@ -151,6 +159,9 @@ def build_parser():
                            "and at most one per 16 images)")
     crop.add_argument("--overwrite", action="store_true",
                       help="replace existing outputs instead of skipping them")
+    crop.add_argument("--allow-outside-images", action="store_true",
+                      help="read image paths of the annotations that leave --images (../, "
+                           "absolute paths, links to files elsewhere) instead of refusing them")
     crop.set_defaults(handler=run_crop)
 
     bench = commands.add_parser(
@@ -181,7 +192,8 @@ def run_crop(args):
                           square=args.square, normalized=args.normalized,
                           image_format=args.image_format, overwrite=args.overwrite)
     summary = CropJob(args.annotations, args.images, args.out, options,
-                      contact_sheet=args.contact_sheet, workers=args.workers).run()
+                      contact_sheet=args.contact_sheet, workers=args.workers,
+                      allow_outside_images=args.allow_outside_images).run()
     for line in summary.lines():
         print(line)
     return summary.exit_status
@@ -193,6 +205,26 @@ def run_bench(args):
     return bench.run(chart=args.chart, repeats=args.repeats)
 
 
+@contextlib.contextmanager
+def _sigterm_stops():
+    """While the command runs, SIGTERM raises :class:`Terminated`, so that it stops as on Ctrl-C:
+    workers stopped, temporary files removed, one message. (Only the main thread can set
+    signal handlers; elsewhere SIGTERM keeps its handler.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the cleanup
+    raise Terminated
+
+
 def main(argv=None):
     """Run the ``roiops`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit
     status."""
@@ -202,13 +234,17 @@ def main(argv=None):
     except SystemExit as stop:  # --help, --version, or a usage error (status 2)
         return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
     try:
-        return args.handler(args)
+        with _sigterm_stops():
+            return args.handler(args)
     except UsageError as error:
         print(f"roiops {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"roiops {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"roiops {args.command}: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:  # e.g. `roiops demo | head`: stop quietly, as other commands do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

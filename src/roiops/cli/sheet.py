@@ -16,6 +16,18 @@ def cell_size(crop_height, crop_width, max_cell=MAX_CELL):
     return max(1, round(crop_height * scale)), max(1, round(crop_width * scale))
 
 
+def fit_cell(crop, crop_height, crop_width):
+    """A uint8 crop as its contact sheet cell shows it: reduced to :func:`cell_size` if larger.
+
+    Workers reduce crops before sending them back, so a sheet of large crops costs little
+    memory.
+    """
+    cell_h, cell_w = cell_size(crop_height, crop_width)
+    if crop.shape[:2] == (cell_h, cell_w):
+        return crop
+    return np.asarray(Image.fromarray(crop).resize((cell_w, cell_h), Image.Resampling.BOX))
+
+
 def sheet_size(count, crop_height, crop_width):
     """``(height, width)`` of the sheet for ``count`` crops: ``ceil(sqrt(count))`` columns, cells
     of :func:`cell_size`, ``PAD`` pixels around and between them."""
@@ -27,7 +39,8 @@ def sheet_size(count, crop_height, crop_width):
 
 
 def contact_sheet(crops, crop_height, crop_width):
-    """An RGB image of the first ``MAX_CROPS`` uint8 crops (``[h, w, 3]`` arrays), row by row.
+    """An RGB image of the first ``MAX_CROPS`` uint8 crops (``[h, w, 3]`` arrays, full size or
+    already reduced by :func:`fit_cell`), row by row.
 
     Crops larger than ``MAX_CELL`` pixels are shown reduced. An empty list gives a sheet with
     one blank cell.
@@ -38,9 +51,7 @@ def contact_sheet(crops, crop_height, crop_width):
     columns = (width - PAD) // (cell_w + PAD)
     sheet = np.full((height, width, 3), BACKGROUND, np.uint8)
     for number, crop in enumerate(crops):
-        if crop.shape[:2] != (cell_h, cell_w):
-            crop = np.asarray(Image.fromarray(crop).resize((cell_w, cell_h),
-                                                           Image.Resampling.BOX))
+        crop = fit_cell(crop, crop_height, crop_width)
         top = PAD + (number // columns) * (cell_h + PAD)
         left = PAD + (number % columns) * (cell_w + PAD)
         sheet[top:top + cell_h, left:left + cell_w] = crop
