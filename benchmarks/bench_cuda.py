@@ -1,22 +1,29 @@
-"""roiops's Triton kernels on a GPU: roi_align vs torchvision's CUDA kernels, crop_and_resize
-vs the memory-bandwidth floor, float32, side by side in one process.
+"""roiops's Triton kernels on a GPU: roi_align against torchvision's CUDA kernels (its atomic
+backward and its deterministic mode), crop_and_resize against the copy-bandwidth floor,
+float32, side by side in one process.
 
-    PYTHONPATH=src python3 benchmarks/bench_cuda.py [--repeats 25] [--device cuda]
+    PYTHONPATH=src:benchmarks python3 benchmarks/bench_cuda.py [--repeats 25]
+    PYTHONPATH=src:benchmarks python3 benchmarks/bench_cuda.py --sweep
 
 Needs torch with CUDA, triton and torchvision (the device machine's image has them; roiops
 runs from the checkout). ``--device cpu`` runs the same script on the CPU kernels, as a smoke
-test where there is no GPU.
+test where there is no GPU (no sweep, no memory figures).
 
-Each call is timed from before the launch to after ``torch.cuda.synchronize()``, contenders
-alternate in a seeded random order each round, and the tables give medians. roi_align
-forward+backward is each library's autograd (input gradient; roiops's backward is the
-deterministic one). The floor of a crop_and_resize operator is the bytes it must move (below)
-over the device's copy bandwidth, measured here as a device-to-device copy of 1 GiB counting
-the bytes read and written:
+Timing: every call is timed from before the launch to after ``torch.cuda.synchronize()``,
+contenders taking turns in a seeded random order (``harness.median_seconds``); the tables
+give medians. That is what a user's call costs, host work included: roiops copies the boxes
+to the host to check them, a device sync per call. ``--sweep`` times the kernels alone
+(``triton.testing.do_bench``: CUDA events, median, L2 flushed between calls) for each
+launch shape of ``roiops.<op>.cuda.LAUNCH``.
 
-- forward: the output written;
-- GradImage: the gradients read and the image-sized result written;
-- GradBoxes: the gradients and the image read.
+- roi_align: the forward; the input gradient alone (roiops's deterministic kernel against
+  torchvision's ``_roi_align_backward``, atomic); forward+backward through autograd, also for
+  torchvision under ``torch.use_deterministic_algorithms(True)`` (a pure-PyTorch path), with
+  the peak memory each allocates above the inputs.
+- crop_and_resize: forward, GradImage and GradBoxes against the floor: the bytes an operator
+  must move over the device's copy bandwidth (a 1 GiB device-to-device copy, counting the
+  bytes read and written). Forward: the output written; GradImage: the gradients read and
+  the image-sized result written; GradBoxes: the gradients and the image read.
 """
 import argparse
 
@@ -39,11 +46,38 @@ CROP_WORKLOADS = [
 ]
 SAMPLING_RATIO = 2
 
+# Launch shapes tried by --sweep, per kernel (the first of each list is the module's default
+# at the time of writing; each list also holds shapes with one warp per 32 lanes).
+ROI_SWEEP = {
+    "forward": [dict(BLOCK_C=c, num_warps=w) for c, w in
+                [(32, 4), (32, 1), (64, 2), (64, 1), (128, 4), (128, 2), (256, 8), (256, 4)]],
+    "grad_input": [dict(BLOCK_C=c, TILE_H=h, TILE_W=tw, num_warps=w) for c, h, tw, w in
+                   [(32, 8, 8, 4), (32, 8, 8, 1), (64, 8, 8, 2), (128, 8, 8, 4),
+                    (256, 8, 8, 8), (32, 16, 16, 1), (64, 16, 16, 2), (32, 4, 4, 1),
+                    (32, 4, 8, 1), (32, 32, 32, 1)]],
+    "grad_boxes": [dict(BLOCK_C=c, num_warps=w) for c, w in
+                   [(32, 4), (32, 1), (64, 2), (128, 4), (256, 8), (256, 4)]],
+}
+CROP_SWEEP = {
+    "forward": [dict(BLOCK=b, num_warps=w) for b, w in
+                [(128, 4), (128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8)]],
+    "grad_image": [dict(BLOCK_D=d, TILE_H=h, TILE_W=tw, num_warps=w) for d, h, tw, w in
+                   [(32, 8, 8, 1), (32, 8, 8, 4), (64, 8, 8, 2), (128, 8, 8, 4),
+                    (256, 8, 8, 8), (32, 16, 16, 1), (32, 4, 4, 1), (32, 32, 32, 1)]],
+    "grad_boxes": [dict(BLOCK=b, num_warps=w) for b, w in
+                   [(128, 4), (128, 1), (256, 2), (512, 4), (1024, 8), (2048, 8)]],
+}
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead, time the kernels under every launch shape of ROI_SWEEP "
+                             "and CROP_SWEEP")
+    parser.add_argument("--skip-deterministic", action="store_true",
+                        help="leave out torchvision's deterministic mode")
     return parser.parse_args()
 
 
@@ -66,6 +100,18 @@ def copy_bandwidth(device, repeats):
     return 2 * source.numel() * source.element_size() / seconds
 
 
+def peak_bytes(device, fn):
+    """Bytes ``fn`` allocates at its peak above what was allocated before it ran."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
 def make_rois(count, image_size, generator, device):
     height, width = image_size
     x1 = torch.rand(count, generator=generator, dtype=torch.float64) * width * 0.8
@@ -78,14 +124,23 @@ def make_rois(count, image_size, generator, device):
     return torch.stack([index, x1, y1, x2, y2], dim=1).float().to(device)
 
 
-def bench_roi_align(device, repeats, generator):
-    from torchvision.ops import roi_align as tv_roi_align
+def roi_inputs(workload, generator, device):
+    _, shape, scale, count, pooled, image_size = workload
+    features = torch.randn(shape, generator=generator).to(device)
+    rois = make_rois(count, image_size, generator, device)
+    grads = torch.randn((count, shape[1], pooled, pooled), generator=generator).to(device)
+    return features, rois, grads
 
-    for title, shape, scale, count, pooled, image_size in ROI_WORKLOADS:
-        features = torch.randn(shape, generator=generator).to(device)
-        rois = make_rois(count, image_size, generator, device)
-        grads = torch.randn((count, shape[1], pooled, pooled), generator=generator).to(device)
+
+def bench_roi_align(device, repeats, generator, deterministic):
+    from torchvision.ops import roi_align as tv_roi_align
+    import roiops.torch.ops as ops
+
+    for workload in ROI_WORKLOADS:
+        title, shape, scale, count, pooled, _ = workload
+        features, rois, grads = roi_inputs(workload, generator, device)
         leaf = features.clone().requires_grad_()
+        options = ([pooled, pooled], scale, SAMPLING_RATIO, True, "torchvision", 1)
 
         def roiops_forward():
             return roiops.roi_align(features, rois, pooled, spatial_scale=scale,
@@ -93,6 +148,13 @@ def bench_roi_align(device, repeats, generator):
 
         def tv_forward():
             return tv_roi_align(features, rois, pooled, scale, SAMPLING_RATIO, True)
+
+        def roiops_backward():
+            return ops.roi_align_grad_input(grads, rois, list(shape), *options)
+
+        def tv_backward():
+            return torch.ops.torchvision._roi_align_backward(
+                grads, rois, scale, pooled, pooled, *shape, SAMPLING_RATIO, True)
 
         def roiops_both():
             leaf.grad = None
@@ -103,28 +165,56 @@ def bench_roi_align(device, repeats, generator):
             leaf.grad = None
             tv_roi_align(leaf, rois, pooled, scale, SAMPLING_RATIO, True).backward(grads)
 
+        def tv_deterministic_both():
+            torch.use_deterministic_algorithms(True)
+            try:
+                tv_both()
+            finally:
+                torch.use_deterministic_algorithms(False)
+
         forward = median_seconds({"torchvision": synchronized(device, tv_forward),
                                   "roiops": synchronized(device, roiops_forward)}, repeats)
         report(f"roi_align forward: {title}", forward, ["torchvision"])
-        both = median_seconds({"torchvision": synchronized(device, tv_both),
-                               "roiops (deterministic backward)": synchronized(device, roiops_both)},
-                              repeats)
-        report(f"roi_align forward+backward: {title}", both, ["torchvision"])
+        backward = median_seconds(
+            {"torchvision (atomic)": synchronized(device, tv_backward),
+             "roiops (deterministic)": synchronized(device, roiops_backward)}, repeats)
+        report(f"roi_align input gradient alone: {title}", backward, ["torchvision (atomic)"])
+        both_contenders = {"torchvision": synchronized(device, tv_both),
+                           "roiops (deterministic backward)": synchronized(device, roiops_both)}
+        if deterministic:
+            both_contenders["torchvision, deterministic mode"] = synchronized(
+                device, tv_deterministic_both)
+        both = median_seconds(both_contenders, repeats)
+        notes = []
+        if device.type == "cuda":
+            base = {"torchvision": tv_both, "roiops (deterministic backward)": roiops_both}
+            if deterministic:
+                base["torchvision, deterministic mode"] = tv_deterministic_both
+            peaks = ", ".join(f"{name} {peak_bytes(device, fn) / 2**20:.0f} MiB"
+                              for name, fn in base.items())
+            notes.append(f"Peak memory above the inputs: {peaks}.")
+        report(f"roi_align forward+backward: {title}", both, ["torchvision"], notes)
+
+
+def crop_inputs(workload, generator, device):
+    _, image_shape, count, crop_size = workload
+    image = torch.rand(image_shape, generator=generator).to(device)
+    start = torch.rand((count, 2), generator=generator) * 0.7
+    boxes = torch.cat([start, start + 0.1 + torch.rand((count, 2), generator=generator) * 0.2],
+                      dim=1).to(device)
+    indices = torch.randint(0, image_shape[0], (count,), generator=generator,
+                            dtype=torch.int32).to(device)
+    grads = torch.randn((count, *crop_size, image_shape[3]), generator=generator).to(device)
+    return image, boxes, indices, grads
 
 
 def bench_crop_and_resize(device, repeats, generator, bandwidth):
-    for title, image_shape, count, crop_size in CROP_WORKLOADS:
-        image = torch.rand(image_shape, generator=generator).to(device)
-        start = torch.rand((count, 2), generator=generator) * 0.7
-        boxes = torch.cat([start, start + 0.1 + torch.rand((count, 2), generator=generator) * 0.2],
-                          dim=1).to(device)
-        indices = torch.randint(0, image_shape[0], (count,), generator=generator,
-                                dtype=torch.int32).to(device)
-        out_shape = (count, *crop_size, image_shape[3])
-        grads = torch.randn(out_shape, generator=generator).to(device)
+    for workload in CROP_WORKLOADS:
+        title, image_shape, count, crop_size = workload
+        image, boxes, indices, grads = crop_inputs(workload, generator, device)
         item = 4
-        output_bytes = int(np.prod(out_shape)) * item
-        image_bytes = int(np.prod(image_shape)) * item
+        output_bytes = grads.numel() * item
+        image_bytes = image.numel() * item
         operators = [
             ("forward", output_bytes,
              lambda: roiops.crop_and_resize(image, boxes, indices, crop_size)),
@@ -142,6 +232,103 @@ def bench_crop_and_resize(device, repeats, generator, bandwidth):
                   f"roiops / floor = {seconds / floor:.2f}")
 
 
+def _kernel_milliseconds(fn):
+    from triton.testing import do_bench
+    return do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def _sweep_table(title, module, kernel, shapes, fn):
+    """Time ``fn`` (a kernel call) under each launch shape of ``kernel``; restore the default."""
+    default = dict(module.LAUNCH[kernel])
+    print(f"\n### {title}\n\n| launch shape | kernel median ms |\n|---|---|")
+    try:
+        for shape in shapes:
+            module.LAUNCH[kernel] = dict(shape)
+            try:
+                milliseconds = f"{_kernel_milliseconds(fn):.3f}"
+            except Exception as error:  # a shape the compiler refuses (registers, shared memory)
+                milliseconds = f"failed: {type(error).__name__}: {str(error)[:80]}"
+            label = ", ".join(f"{k}={v}" for k, v in shape.items())
+            print(f"| {label} | {milliseconds} |", flush=True)
+    finally:
+        module.LAUNCH[kernel] = default
+
+
+def sweep(device, generator):
+    """The kernels alone (no checks, no host round trip) under each launch shape."""
+    from roiops.crop_and_resize import cuda as crop_cuda
+    from roiops.roi_align import api as roi_api
+    from roiops.roi_align import cuda as roi_cuda
+
+    for workload in ROI_WORKLOADS[:1]:
+        title, shape, scale, count, pooled, image_size = workload
+        features, rois, grads = roi_inputs(workload, generator, device)
+        indices = rois[:, 0].long()
+        options = roi_api.Options((pooled, pooled), scale, SAMPLING_RATIO, True,
+                                  "torchvision", 1)
+        _sweep_table(f"roi_align forward kernel: {title}", roi_cuda, "forward",
+                     ROI_SWEEP["forward"],
+                     lambda: roi_cuda.forward(features, rois, indices, options))
+        _sweep_table(f"roi_align input gradient kernel: {title}", roi_cuda, "grad_input",
+                     ROI_SWEEP["grad_input"],
+                     lambda: roi_cuda.grad_input(grads, rois, indices, shape, options))
+        _sweep_table(f"roi_align box gradient kernel: {title}", roi_cuda, "grad_boxes",
+                     ROI_SWEEP["grad_boxes"],
+                     lambda: roi_cuda.grad_boxes(grads, features, rois, indices, options))
+        # The input gradient's cost of walking the rois: every roi a 1-pixel box in one corner
+        # of image 0, so every tile walks all rois and (but for one) applies nothing.
+        corner = rois.clone()
+        corner[:, 0] = 0
+        corner[:, 1:] = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
+        corner_indices = torch.zeros_like(indices)
+        print(f"\nroi_align input gradient, the rois in one corner (walk cost): "
+              f"{_kernel_milliseconds(lambda: roi_cuda.grad_input(grads, corner, corner_indices, shape, options)):.3f} ms")  # noqa: E501
+    for workload in CROP_WORKLOADS:
+        title, image_shape, count, crop_size = workload
+        image, boxes, indices, grads = crop_inputs(workload, generator, device)
+        indices = indices.long()
+        _sweep_table(f"crop_and_resize forward kernel: {title}", crop_cuda, "forward",
+                     CROP_SWEEP["forward"],
+                     lambda: crop_cuda.forward(image, boxes, indices, crop_size, "bilinear",
+                                               0.0, "NHWC", torch.float32))
+        _sweep_table(f"crop_and_resize GradImage kernel: {title}", crop_cuda, "grad_image",
+                     CROP_SWEEP["grad_image"],
+                     lambda: crop_cuda.grad_image(grads, boxes, indices, image_shape,
+                                                  "bilinear", "NHWC", torch.float32))
+        _sweep_table(f"crop_and_resize GradBoxes kernel: {title}", crop_cuda, "grad_boxes",
+                     CROP_SWEEP["grad_boxes"],
+                     lambda: crop_cuda.grad_boxes(grads, image, boxes, indices, "NHWC",
+                                                  torch.float32))
+
+
+def resource_report():
+    """Registers, spills and shared memory of every compiled kernel variant (Triton's
+    compiled-kernel cache), to read alongside the sweep."""
+    from roiops.crop_and_resize import cuda as crop_cuda
+    from roiops.roi_align import cuda as roi_cuda
+
+    print("\n### Compiled kernels\n\n| kernel | variant | warps | registers | spills | "
+          "shared bytes |\n|---|---|---|---|---|---|")
+    for module in (roi_cuda, crop_cuda):
+        for name in ("_forward_kernel", "_grad_input_kernel", "_grad_image_kernel",
+                     "_grad_boxes_kernel"):
+            kernel = getattr(module, name, None)
+            if kernel is None:
+                continue
+            for cache in getattr(kernel, "device_caches", {}).values():
+                for compiled in cache[0].values():
+                    try:
+                        compiled._init_handles()
+                        meta = compiled.metadata
+                        constants = {k: v for k, v in dict(getattr(meta, "constants", {})).items()
+                                     if isinstance(v, (int, bool))}
+                        print(f"| {module.__name__.split('.')[1]}.{name} | {constants} | "
+                              f"{meta.num_warps} | {compiled.n_regs} | {compiled.n_spills} | "
+                              f"{meta.shared} |")
+                    except Exception as error:  # a report, never a failure
+                        print(f"| {name} | unreadable: {type(error).__name__} | | | | |")
+
+
 def main():
     args = parse_args()
     device = torch.device(args.device)
@@ -156,11 +343,14 @@ def main():
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"## roiops on {name}, float32\n")
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-          f"triton {triton_version}, roiops {roiops.__version__}, "
-          f"deterministic algorithms: {torch.are_deterministic_algorithms_enabled()}")
+          f"triton {triton_version}, roiops {roiops.__version__}, numpy {np.__version__}")
+    if args.sweep:
+        sweep(device, generator)
+        resource_report()
+        return
     bandwidth = copy_bandwidth(device, args.repeats)
-    print(f"\ndevice-to-device copy: {bandwidth / 1e9:.0f} GB/s (read + written)")
-    bench_roi_align(device, args.repeats, generator)
+    print(f"\ndevice-to-device copy: {bandwidth / 1e9:.0f} GB/s (read + written)", flush=True)
+    bench_roi_align(device, args.repeats, generator, not args.skip_deterministic)
     bench_crop_and_resize(device, args.repeats, generator, bandwidth)
 
 

@@ -153,8 +153,9 @@ def test_roi_align_grad_input_tiles(interpreted_kernels, monkeypatch, tile, case
     # one element would show in the bits). Ownership must give each element exactly the CPU's
     # adds in the CPU's order, and no skip of a roi, bin or sample may drop one.
     import roiops.roi_align
-    monkeypatch.setattr(roiops.roi_align.cuda, "_TILE_H", tile[0])
-    monkeypatch.setattr(roiops.roi_align.cuda, "_TILE_W", tile[1])
+    monkeypatch.setitem(roiops.roi_align.cuda.LAUNCH, "grad_input",
+                        {**roiops.roi_align.cuda.LAUNCH["grad_input"], "TILE_H": tile[0],
+                         "TILE_W": tile[1]})
     convention, aligned, mode, ratio, scale = case
     rng = np.random.default_rng(_seed("tiles", case))
     shape = [2, 3, 19, 21]
@@ -286,8 +287,9 @@ def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile
     # as boxes 6 and 7, box 6 with gradients x1000, so any reordering of the adds to one
     # element shows in the bits. No skip of a box, crop row or column may drop an add.
     import roiops.crop_and_resize
-    monkeypatch.setattr(roiops.crop_and_resize.cuda, "_TILE_H", tile[0])
-    monkeypatch.setattr(roiops.crop_and_resize.cuda, "_TILE_W", tile[1])
+    monkeypatch.setitem(roiops.crop_and_resize.cuda.LAUNCH, "grad_image",
+                        {**roiops.crop_and_resize.cuda.LAUNCH["grad_image"], "TILE_H": tile[0],
+                         "TILE_W": tile[1]})
     rng = np.random.default_rng(_seed("tiles", tile, method, data_format))
     boxes = torch.tensor([[0.3, 0.25, 0.62, 0.81],   # straddles tile rows and columns
                           [0.9, 0.85, 0.15, 0.3],    # flipped on both axes

@@ -67,13 +67,16 @@ __all__ = ["forward", "grad_image", "grad_boxes"]
 
 BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2
 _METHODS = {"bilinear": BILINEAR, "nearest": NEAREST, "bilinear_v2": BILINEAR_V2}
-_BLOCK = 128
-# Image gradient: channels per program (at most; a power of two covering the depth when that
-# is smaller, e.g. 4 for RGB) and the spatial tile each program owns. One tile size for all
-# depths (not tuned on a device).
-_BLOCK_D = 32
-_TILE_H = 8
-_TILE_W = 8
+# Launch shapes per kernel: lanes per program (BLOCK: crop column x depth elements; BLOCK_D:
+# channels, at most: a power of two covering the depth when that is smaller, e.g. 4 for
+# RGB), the image gradient's tile (each program owns TILE_H x TILE_W pixels of one image) and
+# warps per program. Only speed depends on them (the tests vary them);
+# benchmarks/bench_cuda.py --sweep times the alternatives.
+LAUNCH = {
+    "forward": {"BLOCK": 128, "num_warps": 4},
+    "grad_image": {"BLOCK_D": 32, "TILE_H": 8, "TILE_W": 8, "num_warps": 1},
+    "grad_boxes": {"BLOCK": 128, "num_warps": 4},
+}
 
 
 @triton.jit
@@ -205,28 +208,14 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
             in_x = x_start + crop_x.to(F) * x_step
         else:
             in_x = tl.broadcast_to(x_start, [BLOCK])
-        # A conjunction, so that NaN is outside; -0.0 is inside.
         # Scalars broadcast to the lanes (not "+ zeros": that would turn -0.0 into +0.0).
-        in_y = tl.broadcast_to(in_y, [BLOCK])
-        inside_y = (in_y >= 0) & (in_y <= (height - 1).to(F))
-        inside = inside_y & (in_x >= 0) & (in_x <= (width - 1).to(F))
-        # Outside lanes read pixel 0 (masked anyway): no index is formed from a NaN.
-        safe_y = tl.where(inside_y, in_y, tl.full([BLOCK], 0, F))
-        safe_x = tl.where(inside, in_x, tl.full([BLOCK], 0, F))
+        inside_y, top, bottom, y_lerp = _taps(tl.broadcast_to(in_y, [BLOCK]), height, METHOD)
+        inside_x, left, right, x_lerp = _taps(in_x, width, METHOD)
+        inside = inside_y & inside_x
         load_mask = mask & inside
         if METHOD == 1:
-            row = _round_half_away(safe_y)
-            column = _round_half_away(safe_x)
-            value = tl.load(base + row * i_h + column * i_w, mask=load_mask, other=0).to(F)
+            value = tl.load(base + top * i_h + left * i_w, mask=load_mask, other=0).to(F)
         else:
-            top_f = tl.floor(safe_y)
-            top = top_f.to(tl.int64)
-            bottom = tl.ceil(safe_y).to(tl.int64)
-            y_lerp = safe_y - top_f
-            left_f = tl.floor(safe_x)
-            left = left_f.to(tl.int64)
-            right = tl.ceil(safe_x).to(tl.int64)
-            x_lerp = safe_x - left_f
             top_left = tl.load(base + top * i_h + left * i_w, mask=load_mask, other=0).to(F)
             top_right = tl.load(base + top * i_h + right * i_w, mask=load_mask, other=0).to(F)
             bottom_left = tl.load(base + bottom * i_h + left * i_w, mask=load_mask,
@@ -251,19 +240,25 @@ def _add(p, value, mask):
 def _taps(c, size, METHOD: tl.constexpr):
     """(inside, low pixel, high pixel, weight of the high pixel) of a bilinear or nearest
     sample coordinate: floor and ceil, or nearest's rounded pixel twice (its weight is unused:
-    nearest adds g as is). A conjunction, so that NaN is outside; no index is formed from an
-    outside coordinate (pixel 0 stands in)."""
+    nearest adds g as is). A conjunction, so that NaN is outside and -0.0 inside; no index is
+    formed from an outside coordinate (pixel 0 stands in).
+
+    The pixels are clamped to ``size - 1`` in integer arithmetic: from ``size = 2**24 + 3`` on,
+    ``float32(size - 1)`` can round up to ``size``, so the float test lets a coordinate through
+    whose floor, ceil or rounding is ``size`` (one past the edge). It reads the last pixel
+    instead; below 2**24 the clamp never fires."""
     F = c.dtype
-    inside = (c >= 0) & (c <= (size - 1).to(F))
+    last = size - 1
+    inside = (c >= 0) & (c <= last.to(F))
     safe = tl.where(inside, c, tl.full([], 0, F))
     if METHOD == 1:
-        low = _round_half_away(safe)
+        low = tl.minimum(_round_half_away(safe), last)
         high = low
         weight = tl.full([], 0, F)
     else:
         low_f = tl.floor(safe)
-        low = low_f.to(tl.int64)
-        high = tl.ceil(safe).to(tl.int64)
+        low = tl.minimum(low_f.to(tl.int64), last)
+        high = tl.minimum(tl.ceil(safe).to(tl.int64), last)
         weight = safe - low_f
     return inside, low, high, weight
 
@@ -572,10 +567,11 @@ def forward(image, boxes, box_indices, crop_size, method, extrapolation_value, d
         indices = box_indices.to(device=image.device, dtype=torch.int64).contiguous()
         extrapolation = torch.tensor([extrapolation_value], dtype=F, device=image.device)
         out_view = _nhwc(out, data_format)
-        grid = (num_boxes * crop_h, triton.cdiv(crop_w * depth, _BLOCK))
+        launch = LAUNCH["forward"]
+        grid = (num_boxes * crop_h, triton.cdiv(crop_w * depth, launch["BLOCK"]))
         _forward_kernel[grid](view, boxes_f, indices, extrapolation, out, num_boxes, height,
                               width, depth, crop_h, crop_w, *view.stride(), *out_view.stride(),
-                              METHOD=_METHODS[method], BLOCK=_BLOCK, enable_fp_fusion=False)
+                              METHOD=_METHODS[method], enable_fp_fusion=False, **launch)
     return out.to(out_dtype)
 
 
@@ -591,15 +587,15 @@ def grad_image(grads, boxes, box_indices, image_shape, method, data_format, dtyp
     if num_boxes and total.numel():
         boxes_f = boxes.to(device=grads.device, dtype=F).contiguous()
         indices = box_indices.to(device=grads.device, dtype=torch.int64).contiguous()
-        block_d = min(_BLOCK_D, triton.next_power_of_2(depth))
+        launch = dict(LAUNCH["grad_image"])
+        launch["BLOCK_D"] = min(launch["BLOCK_D"], triton.next_power_of_2(depth))
         # Tiles of each image, image-major: neighbouring programs share the same boxes' grads.
-        tiles = batch * triton.cdiv(height, _TILE_H) * triton.cdiv(width, _TILE_W)
-        grid = (tiles, triton.cdiv(depth, block_d))
-        # One warp: the loop is scalar bookkeeping around BLOCK_D-wide updates.
+        tiles = batch * triton.cdiv(height, launch["TILE_H"]) * triton.cdiv(width,
+                                                                            launch["TILE_W"])
+        grid = (tiles, triton.cdiv(depth, launch["BLOCK_D"]))
         _grad_image_kernel[grid](view, boxes_f, indices, total, num_boxes, height, width,
                                  depth, crop_h, crop_w, *view.stride(),
-                                 METHOD=_METHODS[method], BLOCK_D=block_d, TILE_H=_TILE_H,
-                                 TILE_W=_TILE_W, num_warps=1, enable_fp_fusion=False)
+                                 METHOD=_METHODS[method], enable_fp_fusion=False, **launch)
     if data_format == "NCHW":
         total = total.permute(0, 3, 1, 2)
     return total.to(dtype).contiguous()
@@ -618,6 +614,6 @@ def grad_boxes(grads, image, boxes, box_indices, data_format, out_dtype):
         indices = box_indices.to(device=image.device, dtype=torch.int64).contiguous()
         _grad_boxes_kernel[(num_boxes,)](grads_view, view, boxes_f, indices, total,
                                          view.shape[1], view.shape[2], depth, crop_h, crop_w,
-                                         *grads_view.stride(), *view.stride(), BLOCK=_BLOCK,
-                                         enable_fp_fusion=False)
+                                         *grads_view.stride(), *view.stride(),
+                                         enable_fp_fusion=False, **LAUNCH["grad_boxes"])
     return total.to(out_dtype)

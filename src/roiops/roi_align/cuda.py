@@ -73,10 +73,14 @@ import triton.language as tl
 
 __all__ = ["forward", "grad_input", "grad_boxes"]
 
-_BLOCK_C = 32
-# The input gradient's tile: each program owns TILE_H x TILE_W pixels of one image.
-_TILE_H = 8
-_TILE_W = 8
+# Launch shapes per kernel: channels per program (BLOCK_C), the input gradient's tile (each
+# program owns TILE_H x TILE_W pixels of one image) and warps per program. Only speed depends
+# on them (the tests vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
+LAUNCH = {
+    "forward": {"BLOCK_C": 32, "num_warps": 4},
+    "grad_input": {"BLOCK_C": 32, "TILE_H": 8, "TILE_W": 8, "num_warps": 4},
+    "grad_boxes": {"BLOCK_C": 32, "num_warps": 4},
+}
 
 
 @triton.jit
@@ -531,9 +535,10 @@ def _common(rois, indices, spatial_scale, F, device):
     return rois_f, indices, scale
 
 
-def _switches(options):
+def _switches(options, kernel):
+    """The convention's constexprs and ``kernel``'s launch shape (``LAUNCH``)."""
     return dict(MINDSPORE=options.mindspore, ALIGNED=options.aligned,
-                ROI_END_MODE=options.roi_end_mode, BLOCK_C=_BLOCK_C, enable_fp_fusion=False)
+                ROI_END_MODE=options.roi_end_mode, enable_fp_fusion=False, **LAUNCH[kernel])
 
 
 def forward(input, rois, indices, options):
@@ -550,9 +555,10 @@ def forward(input, rois, indices, options):
         return out.to(input.dtype)
     F = compute_dtype(input.dtype)
     rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, input.device)
-    grid = (num_rois * ph * pw, triton.cdiv(channels, _BLOCK_C))
+    grid = (num_rois * ph * pw, triton.cdiv(channels, LAUNCH["forward"]["BLOCK_C"]))
     _forward_kernel[grid](input, rois_f, indices, scale, out, channels, height, width, ph, pw,
-                          options.sampling_ratio, *input.stride(), **_switches(options))
+                          options.sampling_ratio, *input.stride(),
+                          **_switches(options, "forward"))
     return out.to(input.dtype)
 
 
@@ -563,12 +569,13 @@ def grad_input(grads, rois, indices, input_shape, options):
     total = torch.zeros((batch, height, width, channels), dtype=F, device=grads.device)
     if grads.numel() and total.numel():
         rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, grads.device)
-        tiles = triton.cdiv(height, _TILE_H) * triton.cdiv(width, _TILE_W)
-        grid = (batch * tiles, triton.cdiv(channels, _BLOCK_C))
+        launch = LAUNCH["grad_input"]
+        tiles = triton.cdiv(height, launch["TILE_H"]) * triton.cdiv(width, launch["TILE_W"])
+        grid = (batch * tiles, triton.cdiv(channels, launch["BLOCK_C"]))
         _grad_input_kernel[grid](grads, rois_f, indices, scale, total, rois.shape[0], channels,
                                  height, width, options.pooled_height, options.pooled_width,
-                                 options.sampling_ratio, *grads.stride(), TILE_H=_TILE_H,
-                                 TILE_W=_TILE_W, **_switches(options))
+                                 options.sampling_ratio, *grads.stride(),
+                                 **_switches(options, "grad_input"))
     return total.permute(0, 3, 1, 2).to(grads.dtype)
 
 
@@ -584,5 +591,5 @@ def grad_boxes(grads, input, rois, indices, options):
                                              channels, height, width, options.pooled_height,
                                              options.pooled_width, options.sampling_ratio,
                                              *grads.stride(), *input.stride(),
-                                             **_switches(options))
+                                             **_switches(options, "grad_boxes"))
     return total.to(input.dtype)
