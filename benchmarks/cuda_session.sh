@@ -29,13 +29,13 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
       numba.__version__)"
 } > "$out/machine.log" 2>&1
 cat "$out/machine.log"
-stage check 200 python3 benchmarks/check_cuda.py --check "$cases" --report "$out/check.json"
+stage check 150 python3 benchmarks/check_cuda.py --check "$cases" --report "$out/check.json"
 tail -3 "$out/check.log"
-stage bench 150 python3 benchmarks/bench_cuda.py --repeats 15
+stage bench 120 python3 benchmarks/bench_cuda.py --repeats 15
 for extra in "$@"; do
   case $extra in
-    sweep) stage sweep 200 python3 benchmarks/bench_cuda.py --sweep ;;
-    tests) stage tests 150 python3 -m pytest tests/torch_ops -q -k cuda -p no:cacheprovider \
+    sweep) stage sweep 180 python3 benchmarks/bench_cuda.py --sweep ;;
+    tests) stage tests 120 python3 -m pytest tests/torch_ops -q -k cuda -p no:cacheprovider \
              -n 8 ;;
   esac
 done
