@@ -6,6 +6,26 @@ are handed to the kernels as their uint16 bit pattern, which the kernels write d
 """
 import numpy as np
 
+from . import _checks
+
+
+def native_byte_order(*values):
+    """``values`` with every array (also inside a list or tuple) in native byte order.
+
+    Big-endian data (``'>f4'`` on a little-endian machine) is converted, a copy of that input
+    only; everything else is returned as it is, for the checks to judge. The kernels, the
+    dtype rules and the output dtypes then see native dtypes only.
+    """
+    def native(value):
+        if isinstance(value, np.ndarray) and not value.dtype.isnative:
+            return value.astype(value.dtype.newbyteorder("="))
+        if isinstance(value, (list, tuple)):
+            return type(value)(native(v) for v in value)
+        return value
+
+    converted = tuple(native(v) for v in values)
+    return converted[0] if len(values) == 1 else converted
+
 
 def native_compute_type(dtype):
     """API.md §2: float64 for float64 data, float32 for everything else."""
@@ -37,12 +57,15 @@ def kernel_output(array):
     return array, False
 
 
-def allocate_output(shape, dtype, out):
-    """A fresh ``np.empty`` result, or ``out`` after checking it (API.md §2 ``out=``)."""
+def check_out(out, shape, dtype, inputs):
+    """ValueError unless ``out`` can hold the result (API.md §2 ``out=``).
+
+    ``inputs`` maps names to the input arrays: ``out`` must not share memory with any of them
+    (the kernels would read values they already overwrote). The test is on memory bounds,
+    so an ``out`` interleaved with an input is refused too.
+    """
     dtype = np.dtype(dtype)
-    if out is None:
-        return np.empty(shape, dtype)
-    if not isinstance(out, np.ndarray):
+    if not isinstance(out, np.ndarray) or _checks.unsupported_subclass(out):
         raise ValueError(f"out must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
         raise ValueError(
@@ -52,7 +75,10 @@ def allocate_output(shape, dtype, out):
         )
     if not out.flags.writeable:
         raise ValueError("out must be writeable")
-    return out
+    for name, array in inputs.items():
+        if np.may_share_memory(out, array):
+            raise ValueError(f"out must not share memory with {name} (the result would "
+                             f"overwrite the values it is computed from)")
 
 
 def nhwc_view(array, data_format):

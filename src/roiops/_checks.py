@@ -1,9 +1,12 @@
-"""Argument validation shared by every entry point (API.md §3).
+"""Argument validation shared by every entry point (API.md §3; docs/errors.md lists the rules).
 
-Every check runs before any kernel, raises the documented exception type and names the
-argument, what was expected and what was given.
+Every check runs before any allocation or kernel, raises the documented exception type and
+names the argument, what was expected and what was given.
 """
+import math
 import numbers
+import operator
+import os
 import sys
 
 import numpy as np
@@ -13,6 +16,20 @@ IMAGE_DTYPES = (
     np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64),
     np.dtype(np.uint8), np.dtype(np.uint16),
 ) + FLOAT_DTYPES
+
+# Samples per bin axis. A bin averages sampling_ratio**2 bilinear samples, so the work grows
+# with its square; 1024 already resolves a 1024-pixel bin at every pixel, and more samples
+# cannot change a bilinear average meaningfully (30,000 took minutes for one small roi).
+MAX_SAMPLING_RATIO = 1024
+# The largest size of an array dimension and of an array in bytes (NumPy's and torch's index
+# type): larger sizes cannot be allocated at all, whatever the memory.
+MAX_INDEX = sys.maxsize
+
+
+def describe(value):
+    """``repr(value)``, shortened when it is long (a 10**400 would fill the screen)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:24]}...{text[-12:]} ({len(text)} characters)"
 
 
 def any_tensor(*values):
@@ -24,10 +41,25 @@ def any_tensor(*values):
     return torch is not None and any(isinstance(v, torch.Tensor) for v in values)
 
 
+def unsupported_subclass(value):
+    """The name of an ndarray subclass whose meaning the kernels would drop, else None.
+
+    A masked array's mask would be ignored and an ``np.matrix`` changes what indexing means;
+    other subclasses (``np.memmap``) are plain arrays to the kernels.
+    """
+    if isinstance(value, (np.ma.MaskedArray, np.matrix)):
+        return type(value).__name__
+    return None
+
+
 def require_array(name, value):
-    """The argument as a NumPy array; TypeError for anything that is not an array."""
+    """The argument as a NumPy array; TypeError for anything that is not a plain array."""
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(value).__name__}")
+    subclass = unsupported_subclass(value)
+    if subclass:
+        raise TypeError(f"{name} must be a plain numpy.ndarray, got {subclass} (convert it "
+                        f"with np.asarray, after filling masked values if any)")
     return value
 
 
@@ -38,14 +70,19 @@ def require_dtype(name, array, allowed):
 
 
 def float_dtype(name, value):
-    """A float16/32/64 NumPy dtype from anything ``np.dtype`` accepts or a torch dtype."""
+    """A float16/32/64 NumPy dtype from anything ``np.dtype`` accepts or a torch dtype.
+
+    ``None`` is refused: ``np.dtype(None)`` would silently mean float64.
+    """
     text = str(value)
     try:
-        dtype = np.dtype(text.removeprefix("torch.") if text.startswith("torch.") else value)
-    except TypeError:
+        dtype = None if value is None else np.dtype(
+            text.removeprefix("torch.") if text.startswith("torch.") else value)
+    except (TypeError, ValueError):
         dtype = None
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be float16, float32 or float64, got {value!r}")
+    # ``dtype in FLOAT_DTYPES`` would be true for None: NumPy compares None equal to float64.
+    if dtype is None or dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float16, float32 or float64, got {describe(value)}")
     return dtype
 
 
@@ -70,9 +107,17 @@ def require_length(name, array, length, other):
         )
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def size_pair(name, value, allow_int=False):
-    """A pair of positive Python ints from an int (if ``allow_int``) or a length-2 sequence."""
-    if allow_int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    """A pair of positive Python ints from an int (if ``allow_int``) or a length-2 sequence.
+
+    Each size is at most ``MAX_INDEX`` (an array dimension); whether the result fits in
+    memory is :func:`require_memory`'s to say.
+    """
+    if allow_int and _is_int(value):
         items = (value, value)
     else:
         try:
@@ -82,30 +127,96 @@ def size_pair(name, value, allow_int=False):
     if (
         items is None
         or len(items) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items)
-        or not all(v > 0 for v in items)
+        or not all(_is_int(v) and 0 < v <= MAX_INDEX for v in items)
     ):
         kind = "an int or two positive ints" if allow_int else "two positive ints"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
+        raise ValueError(f"{name} must be {kind} (at most 2**63 - 1), got {describe(value)}")
     return int(items[0]), int(items[1])
+
+
+def array_shape(name, value, description):
+    """A shape argument (``image_shape``, ``input_shape``) as a tuple of Python ints.
+
+    ``description`` says what it holds, e.g. ``"(B, H, W, D)"``. TypeError unless it is a
+    sequence of ints (a str, a float or a bool is never truncated into one); ValueError for
+    the wrong length or an entry outside ``[0, 2**63)``.
+    """
+    length = description.count(",") + 1
+    wanted = f"{name} must be {length} non-negative ints {description}"
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{wanted}, got the {type(value).__name__} {describe(value)}")
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{wanted}, got {type(value).__name__} {describe(value)}") from None
+    for item in items:
+        if isinstance(item, (bool, np.bool_)):
+            raise TypeError(f"{wanted}, got {describe(value)}: {item!r} is a bool")
+        try:
+            operator.index(item)  # ints, NumPy ints, torch SymInts; never floats or strs
+        except TypeError:
+            raise TypeError(f"{wanted}, got {describe(value)}: {describe(item)} is a "
+                            f"{type(item).__name__}") from None
+    dims = tuple(operator.index(item) for item in items)
+    if len(dims) != length or not all(0 <= d <= MAX_INDEX for d in dims):
+        raise ValueError(f"{wanted}, got {describe(value)}")
+    return dims
 
 
 def require_choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+        raise ValueError(f"{name} must be one of {listed}, got {describe(value)}")
 
 
 def require_int(name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if not _is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {describe(value)}")
     return int(value)
 
 
+def require_sampling_ratio(name, value):
+    """An int in ``[-2**63, MAX_SAMPLING_RATIO]`` (``<= 0``: the adaptive grid)."""
+    ratio = require_int(name, value)
+    if ratio > MAX_SAMPLING_RATIO:
+        raise ValueError(
+            f"{name} must be at most {MAX_SAMPLING_RATIO} samples per bin axis (the work grows "
+            f"with its square, and more samples cannot change a bilinear average), "
+            f"got {describe(value)}")
+    if ratio < -MAX_INDEX - 1:
+        raise ValueError(f"{name} must be at least -2**63 (any value <= 0 picks the samples "
+                         f"from the roi size), got {describe(value)}")
+    return ratio
+
+
 def require_number(name, value):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    return float(value)
+    """A real number as a Python float; ValueError for one beyond float64's range (10**400)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} "
+                        f"{describe(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be a real number within float64's range, got "
+                         f"{describe(value)}") from None
+
+
+def representable(name, value, *dtypes):
+    """``value`` rounded to each of ``dtypes`` in turn, as a Python float.
+
+    ValueError if a finite ``value`` overflows to inf on the way (``1e39`` in float32): the
+    caller asked for a number, not an infinity. Non-finite values pass through unchanged;
+    each caller decides whether they are allowed.
+    """
+    rounded = value
+    with np.errstate(over="ignore"):
+        for dtype in dtypes:
+            rounded = np.dtype(dtype).type(rounded)
+    if math.isfinite(value) and not math.isfinite(rounded):
+        names = " then ".join(str(np.dtype(d)) for d in dtypes)
+        raise ValueError(f"{name} must stay finite when rounded to {names} (as it is "
+                         f"computed), got {describe(value)}, which becomes {float(rounded)}")
+    return float(rounded)
 
 
 def require_positive_image_size(name, height, width):
@@ -137,3 +248,46 @@ def require_indices_in_range(name, indices, batch, shown=None):
         raise ValueError(
             f"{name} must be in [0, {batch}) (the batch size), row {row} is {value.item()!r}"
         )
+
+
+def _bytes_text(count):
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.3g} {unit} ({count} bytes)"
+    return f"{count} bytes"
+
+
+def memory_limit(device=None):
+    """(bytes, where): the total memory of ``device``'s kind of memory.
+
+    ``device`` is None or a torch device: a CUDA device's total memory, otherwise the total
+    physical memory of this machine (``MAX_INDEX`` where the system does not say).
+    """
+    if device is not None and device.type == "cuda":
+        torch = sys.modules["torch"]  # a CUDA device implies torch is imported
+        return torch.cuda.get_device_properties(device).total_memory, f"the device {device}"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine"
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return MAX_INDEX, "this machine's address space"
+
+
+def require_memory(name, value, buffers, device=None):
+    """ValueError naming the size argument ``name`` (given as ``value``) when the arrays a call
+    would allocate cannot exist: ``buffers`` are ``(shape, itemsize)`` pairs (the result and
+    any result-sized buffer of the path), in Python ints so nothing overflows.
+
+    Run before any allocation: an array beyond ``MAX_INDEX`` bytes (even an empty one, counting
+    its non-zero dimensions as NumPy does) or all of them together beyond the total memory.
+    """
+    for shape, itemsize in buffers:
+        if math.prod(d for d in shape if d) * itemsize > MAX_INDEX:
+            raise ValueError(f"{name} {describe(value)} asks for an array of shape "
+                             f"{describe(tuple(shape))}, larger than any array can be "
+                             f"(2**63 - 1 bytes)")
+    needed = sum(math.prod(shape) * itemsize for shape, itemsize in buffers)
+    limit, where = memory_limit(device)
+    if needed > limit:
+        raise ValueError(f"{name} {describe(value)} needs {_bytes_text(needed)} for the result "
+                         f"and its working buffers, more than the {_bytes_text(limit)} of "
+                         f"memory of {where}")

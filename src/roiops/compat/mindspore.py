@@ -16,7 +16,7 @@ Example:
 """
 import numpy as np
 
-from .. import _checks
+from .. import _arrays, _checks
 from ..crop_and_resize import api as crop_api
 from ..roi_align import api as roi_api
 
@@ -48,6 +48,7 @@ class CropAndResize:
     def __init__(self, method="bilinear", extrapolation_value=0.0):
         _require_type("method", method, str, "a str")
         _require_type("extrapolation_value", extrapolation_value, float, "a float")
+        _checks.representable("extrapolation_value", extrapolation_value, np.float32)
         crop_api.method_code(method)
         self.method = method
         self.extrapolation_value = extrapolation_value
@@ -58,6 +59,7 @@ class CropAndResize:
             return torch_compat.crop_and_resize(x, boxes, box_index, crop_size, self.method,
                                                 self.extrapolation_value,
                                                 ("x", "boxes", "box_index"), crop_api.METHODS)
+        x, boxes, box_index = _arrays.native_byte_order(x, boxes, box_index)
         view = crop_api.check_image("x", x, "NHWC")
         indices = _check_ms_boxes(boxes, box_index, view.shape[0])
         crop_size = _checks.size_pair("crop_size", crop_size)
@@ -82,7 +84,8 @@ class CropAndResizeGradImage:
         if _checks.any_tensor(grads, boxes, box_index):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.host_call(self.__call__, grads, boxes, box_index, image_size)
-        shape = crop_api.check_image_shape(image_size, "NHWC")
+        grads, boxes, box_index = _arrays.native_byte_order(grads, boxes, box_index)
+        shape = crop_api.check_image_shape(image_size, "NHWC", "image_size")
         indices = _check_ms_boxes(boxes, box_index, shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
         view = crop_api.check_grads(grads, "NHWC", boxes.shape[0])
@@ -91,7 +94,8 @@ class CropAndResizeGradImage:
                              f"got {shape[3]}")
         return crop_api.run_grad_image(view, boxes, indices, shape, self.method, "NHWC",
                                        np.float32, self.dtype,
-                                       half_accumulate=self.dtype == np.float16)
+                                       half_accumulate=self.dtype == np.float16,
+                                       size_name="image_size")
 
 
 class CropAndResizeGradBoxes:
@@ -110,6 +114,8 @@ class CropAndResizeGradBoxes:
         if _checks.any_tensor(grads, image, boxes, box_index):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.host_call(self.__call__, grads, image, boxes, box_index)
+        grads, image, boxes, box_index = _arrays.native_byte_order(grads, image, boxes,
+                                                                   box_index)
         view = crop_api.check_image("image", image, "NHWC")
         indices = _check_ms_boxes(boxes, box_index, view.shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
@@ -124,11 +130,27 @@ class CropAndResizeGradBoxes:
 def _roi_options(pooled_height, pooled_width, spatial_scale, sample_num, roi_end_mode,
                  half):
     """Options in MindSpore's arithmetic: the scale is stored as float32, then as T."""
-    scale = np.float32(spatial_scale)
-    if half:
-        scale = np.float16(scale)
-    return roi_api.Options((pooled_height, pooled_width), float(scale), sample_num, False,
+    dtypes = (np.float32, np.float16) if half else (np.float32,)
+    scale = _checks.representable("spatial_scale", spatial_scale, *dtypes)
+    return roi_api.Options((pooled_height, pooled_width), scale, sample_num, False,
                            "mindspore", roi_end_mode)
+
+
+def _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num,
+                          roi_end_mode=1):
+    """The constructor checks of ROIAlign and ROIAlignGrad: MindSpore's types, roiops' bounds."""
+    for name, value in (("pooled_height", pooled_height), ("pooled_width", pooled_width),
+                        ("sample_num", sample_num), ("roi_end_mode", roi_end_mode)):
+        _require_type(name, value, int, "an int")
+    _require_type("spatial_scale", spatial_scale, float, "a float")
+    _checks.representable("spatial_scale", spatial_scale, np.float32)
+    _checks.require_sampling_ratio("sample_num", sample_num)
+    if roi_end_mode not in (0, 1):
+        raise ValueError(f"roi_end_mode must be 0 or 1, got {roi_end_mode}")
+
+
+# The pooled size's name in messages about the result's size.
+_POOLED_SIZE = "pooled_height, pooled_width"
 
 
 def _half_mode(first, second, first_name, second_name):
@@ -152,12 +174,8 @@ class ROIAlign:
 
     def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2,
                  roi_end_mode=1):
-        for name, value in (("pooled_height", pooled_height), ("pooled_width", pooled_width),
-                            ("sample_num", sample_num), ("roi_end_mode", roi_end_mode)):
-            _require_type(name, value, int, "an int")
-        _require_type("spatial_scale", spatial_scale, float, "a float")
-        if roi_end_mode not in (0, 1):
-            raise ValueError(f"roi_end_mode must be 0 or 1, got {roi_end_mode}")
+        _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num,
+                              roi_end_mode)
         self.pooled_height, self.pooled_width = pooled_height, pooled_width
         self.spatial_scale, self.sample_num = spatial_scale, sample_num
         self.roi_end_mode = roi_end_mode
@@ -166,13 +184,14 @@ class ROIAlign:
         if _checks.any_tensor(features, rois):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.mindspore_roi_align(self, features, rois)
+        features, rois = _arrays.native_byte_order(features, rois)
         half = _half_mode(features, rois, "features", "rois")
         options = _roi_options(self.pooled_height, self.pooled_width, self.spatial_scale,
                                self.sample_num, self.roi_end_mode, half)
         roi_api.check_input("features", features)
         indices = roi_api.check_rois(rois, features.shape[0], options)
         return roi_api.run_forward(features, rois, indices, options, np.float32,
-                                   features.dtype, half_arithmetic=half)
+                                   features.dtype, half_arithmetic=half, size_name=_POOLED_SIZE)
 
 
 class ROIAlignGrad:
@@ -185,10 +204,7 @@ class ROIAlignGrad:
     """
 
     def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2):
-        for name, value in (("pooled_height", pooled_height), ("pooled_width", pooled_width),
-                            ("sample_num", sample_num)):
-            _require_type(name, value, int, "an int")
-        _require_type("spatial_scale", spatial_scale, float, "a float")
+        _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num)
         self.pooled_height, self.pooled_width = pooled_height, pooled_width
         self.spatial_scale, self.sample_num = spatial_scale, sample_num
 
@@ -196,11 +212,12 @@ class ROIAlignGrad:
         if _checks.any_tensor(dy, rois):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.host_call(self.__call__, dy, rois, xdiff_shape)
+        dy, rois = _arrays.native_byte_order(dy, rois)
         half = _half_mode(dy, rois, "dy", "rois")
         options = _roi_options(self.pooled_height, self.pooled_width, self.spatial_scale,
                                self.sample_num, 1, half)
-        shape = roi_api.check_input_shape(xdiff_shape)
+        shape = roi_api.check_input_shape(xdiff_shape, "xdiff_shape")
         indices = roi_api.check_rois(rois, shape[0], options)
         roi_api.check_grads(dy, rois.shape[0], shape[1], options)
         return roi_api.run_grad_input(dy, rois, indices, shape, options, np.float32, dy.dtype,
-                                      half_arithmetic=half)
+                                      half_arithmetic=half, size_name="xdiff_shape")

@@ -21,7 +21,7 @@ Example:
 """
 import numpy as np
 
-from .. import _checks
+from .. import _arrays, _checks
 from ..crop_and_resize import api
 
 _METHODS = ("bilinear", "nearest")
@@ -48,6 +48,7 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
         return torch_compat.crop_and_resize(image, boxes, box_indices, crop_size, method,
                                             extrapolation_value, ("image", "boxes", "box_ind"),
                                             _METHODS)
+    image, boxes, box_indices = _arrays.native_byte_order(image, boxes, box_indices)
     view = api.check_image("image", image, "NHWC")
     indices = _check_tf_boxes(boxes, box_indices, view.shape[0])
     crop_size = _checks.size_pair("crop_size", crop_size)
@@ -80,7 +81,8 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
                                           box_ind, image_size, T, method)
         dtype = _checks.float_dtype("T", T)
         api.method_code(method, _METHODS)
-        shape = api.check_image_shape(image_size, "NHWC")
+        grads, boxes, box_ind = _arrays.native_byte_order(grads, boxes, box_ind)
+        shape = api.check_image_shape(image_size, "NHWC", "image_size")
         indices = _check_tf_boxes(boxes, box_ind, shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads),
                               (np.dtype(np.float32),))
@@ -89,7 +91,8 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
             raise ValueError(f"image_size depth must equal grads depth {view.shape[3]}, "
                              f"got {shape[3]}")
         return api.run_grad_image(view, boxes, indices, shape, method, "NHWC", np.float32,
-                                  dtype, half_accumulate=dtype == np.float16)
+                                  dtype, half_accumulate=dtype == np.float16,
+                                  size_name="image_size")
 
     @staticmethod
     def CropAndResizeGradBoxes(grads, image, boxes, box_ind, method="bilinear"):  # noqa: N802
@@ -102,6 +105,7 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
             return torch_compat.host_call(raw_ops.CropAndResizeGradBoxes, grads, image, boxes,
                                           box_ind, method)
         api.method_code(method, ("bilinear",))
+        grads, image, boxes, box_ind = _arrays.native_byte_order(grads, image, boxes, box_ind)
         view = api.check_image("image", image, "NHWC")
         indices = _check_tf_boxes(boxes, box_ind, view.shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads),

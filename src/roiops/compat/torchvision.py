@@ -57,7 +57,7 @@ def _prepare(data, name, rois, output_size, spatial_scale, sampling_ratio, align
     half = data.dtype == np.float16
     scale = _checks.require_number("spatial_scale", spatial_scale)
     if data.dtype != np.float64:  # torchvision converts the double scale to T once
-        scale = float(np.float32(scale).astype(data.dtype))
+        scale = _checks.representable("spatial_scale", scale, np.float32, data.dtype)
     options = api.Options(output_size, scale, sampling_ratio, aligned, "torchvision", 1)
     _checks.require_array("boxes", rois)
     _checks.require_dtype("boxes", rois, _checks.FLOAT_DTYPES)
@@ -76,6 +76,7 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
         from ..torch import compat as torch_compat  # torch is optional: imported on first use
         return torch_compat.torchvision_roi_align(input, boxes, output_size, spatial_scale,
                                                   sampling_ratio, aligned)
+    input, boxes = _arrays.native_byte_order(input, boxes)
     rois = _rois(boxes)
     options, rois, F, half = _prepare(input, "input", rois, output_size, spatial_scale,
                                       sampling_ratio, aligned)
@@ -95,6 +96,7 @@ def roi_align_backward(grad_output, boxes, input_shape, output_size, spatial_sca
         from ..torch import compat as torch_compat  # torch is optional: imported on first use
         return torch_compat.host_call(roi_align_backward, grad_output, boxes, input_shape,
                                       output_size, spatial_scale, sampling_ratio, aligned)
+    grad_output, boxes = _arrays.native_byte_order(grad_output, boxes)
     rois = _rois(boxes)
     options, rois, F, half = _prepare(grad_output, "grad_output", rois, output_size,
                                       spatial_scale, sampling_ratio, aligned)

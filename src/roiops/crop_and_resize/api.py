@@ -24,9 +24,9 @@ def check_boxes(boxes, box_indices, batch):
     _checks.require_shape("box_indices", box_indices, ("num_boxes",))
     _checks.require_length("box_indices", box_indices, boxes.shape[0], "box")
     _checks.require_finite_rows("boxes", boxes)
-    indices = box_indices.astype(np.int64)
-    _checks.require_indices_in_range("box_indices", indices, batch)
-    return indices
+    # On the values given: a uint64 2**63 would wrap to a negative int64.
+    _checks.require_indices_in_range("box_indices", box_indices, batch)
+    return box_indices.astype(np.int64)
 
 
 def check_image(name, image, data_format, dtypes=_checks.IMAGE_DTYPES):
@@ -61,14 +61,34 @@ def method_code(method, allowed=METHODS):
     return _METHOD_CODES[method]
 
 
+def forward_shape(num_boxes, crop_size, depth, data_format):
+    crop_height, crop_width = crop_size
+    return ((num_boxes, crop_height, crop_width, depth) if data_format == "NHWC"
+            else (num_boxes, depth, crop_height, crop_width))
+
+
+def check_forward_run(crop_size, extrapolation_value, shape, out_dtype, F, fresh_result=True,
+                      column_tables=True, device=None):
+    """The checks that need the compute type ``F`` and the result ``shape``; before allocating.
+
+    Memory: the result (unless written into ``out``) and the CPU kernel's per-box column
+    tables (two int64 indices and a weight in ``F`` per crop column).
+    """
+    _checks.representable("extrapolation_value", extrapolation_value, F)
+    buffers = [(shape, np.dtype(out_dtype).itemsize)] if fresh_result else []
+    if column_tables:
+        buffers.append(((shape[0], crop_size[1]), 16 + np.dtype(F).itemsize))
+    _checks.require_memory("crop_size", crop_size, buffers, device)
+
+
 def run_forward(image, boxes, box_indices, crop_size, method, extrapolation_value,
                 data_format, F, out_dtype, out=None):
-    """Kernel call for validated arguments; ``image`` is the NHWC view."""
+    """Kernel call for validated arguments (``out`` too); ``image`` is the NHWC view."""
     num_boxes, depth = boxes.shape[0], image.shape[3]
-    crop_height, crop_width = crop_size
-    shape = ((num_boxes, crop_height, crop_width, depth) if data_format == "NHWC"
-             else (num_boxes, depth, crop_height, crop_width))
-    result = _arrays.allocate_output(shape, out_dtype, out)
+    shape = forward_shape(num_boxes, crop_size, depth, data_format)
+    check_forward_run(crop_size, extrapolation_value, shape, out_dtype, F,
+                      fresh_result=out is None, column_tables=bool(num_boxes and depth))
+    result = np.empty(shape, out_dtype) if out is None else out
     target, out_half = _arrays.kernel_output(_arrays.nhwc_view(result, data_format))
     if num_boxes and depth:
         cpu.forward(_arrays.kernel_input(image, F), boxes.astype(F, copy=False), box_indices,
@@ -76,19 +96,37 @@ def run_forward(image, boxes, box_indices, crop_size, method, extrapolation_valu
     return result
 
 
+def grad_image_accumulator(out_dtype):
+    """The dtype the image gradient is summed in: float64 for float64 results, else float32."""
+    return np.dtype(np.float64 if np.dtype(out_dtype) == np.float64 else np.float32)
+
+
+def check_grad_image_run(image_shape, out_dtype, data_format, size_name="image_shape",
+                         device=None):
+    """Memory for the image gradient (NHWC ``image_shape``), before allocating: the
+    accumulator and, unless it already is the result, the result."""
+    accumulate = grad_image_accumulator(out_dtype)
+    buffers = [(image_shape, accumulate.itemsize)]
+    if np.dtype(out_dtype) != accumulate or data_format == "NCHW":
+        buffers.append((image_shape, np.dtype(out_dtype).itemsize))
+    batch, height, width, depth = image_shape
+    given = image_shape if data_format == "NHWC" else (batch, depth, height, width)
+    _checks.require_memory(size_name, given, buffers, device)
+
+
 def run_grad_image(grads, boxes, box_indices, image_shape, method, data_format, F,
-                   out_dtype, half_accumulate=False):
-    """Kernel call for validated arguments; ``grads`` is the NHWC view, ``image_shape`` NHWC.
+                   out_dtype, half_accumulate=False, size_name="image_shape"):
+    """Kernel call for validated arguments; ``grads`` is the NHWC view, ``image_shape`` NHWC
+    (named ``size_name`` in messages).
 
     The kernel accumulates in float64 for float64 results and in float32 otherwise; a float16
     result is the float32 sum rounded once, or with ``half_accumulate`` the peers' half sum
     (every addend and every add rounded to half).
     """
+    check_grad_image_run(image_shape, out_dtype, data_format, size_name)
     out_dtype = np.dtype(out_dtype)
-    accumulate = np.float64 if out_dtype == np.float64 else np.float32
-    batch, height, width, depth = image_shape
-    total = np.zeros((batch, height, width, depth), accumulate)
-    if boxes.shape[0] and depth:
+    total = np.zeros(image_shape, grad_image_accumulator(out_dtype))
+    if boxes.shape[0] and image_shape[3]:
         cpu.grad_image(_arrays.kernel_input(grads, F), boxes.astype(F, copy=False), box_indices,
                        _METHOD_CODES[method], total, half_accumulate, F)
     if data_format == "NCHW":
@@ -152,25 +190,28 @@ def crop_and_resize(image, boxes, box_indices, crop_size, *, method="bilinear",
                                          extrapolation_value=extrapolation_value,
                                          data_format=data_format, out=out)
 
+    image, boxes, box_indices = _arrays.native_byte_order(image, boxes, box_indices)
     view = check_image("image", image, data_format)
     indices = check_boxes(boxes, box_indices, view.shape[0])
     crop_size = _checks.size_pair("crop_size", crop_size)
     method_code(method)
     extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
     F = _arrays.native_compute_type(image.dtype)
+    out_dtype = _arrays.native_output_dtype(image.dtype)
+    if out is not None:
+        shape = forward_shape(boxes.shape[0], crop_size, view.shape[3], data_format)
+        _arrays.check_out(out, shape, out_dtype,
+                          {"image": image, "boxes": boxes, "box_indices": box_indices})
     return run_forward(view, boxes, indices, crop_size, method, extrapolation_value,
-                       data_format, F, _arrays.native_output_dtype(image.dtype), out)
+                       data_format, F, out_dtype, out)
 
 
-def check_image_shape(image_shape, data_format):
-    try:
-        dims = tuple(int(v) for v in image_shape)
-    except (TypeError, ValueError):
-        dims = None
-    if dims is None or len(dims) != 4 or any(v < 0 for v in dims):
-        raise ValueError(f"image_shape must be 4 non-negative ints, got {image_shape!r}")
+def check_image_shape(image_shape, data_format, name="image_shape"):
+    """The image shape as NHWC Python ints (``name`` is the argument's name in messages)."""
+    order = "(B, H, W, D)" if data_format == "NHWC" else "(B, D, H, W)"
+    dims = _checks.array_shape(name, image_shape, order)
     nhwc = dims if data_format == "NHWC" else (dims[0], dims[2], dims[3], dims[1])
-    _checks.require_positive_image_size("image_shape", nhwc[1], nhwc[2])
+    _checks.require_positive_image_size(name, nhwc[1], nhwc[2])
     return nhwc
 
 
@@ -207,6 +248,7 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method
                                                     method=method, dtype=dtype,
                                                     data_format=data_format)
 
+    grads, boxes, box_indices = _arrays.native_byte_order(grads, boxes, box_indices)
     _checks.require_choice("data_format", data_format, DATA_FORMATS)
     shape = check_image_shape(image_shape, data_format)
     indices = check_boxes(boxes, box_indices, shape[0])
@@ -246,6 +288,8 @@ def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, *, method="bili
         return torch_api.crop_and_resize_grad_boxes(grads, image, boxes, box_indices,
                                                     method=method, data_format=data_format)
 
+    grads, image, boxes, box_indices = _arrays.native_byte_order(grads, image, boxes,
+                                                                 box_indices)
     view = check_image("image", image, data_format)
     indices = check_boxes(boxes, box_indices, view.shape[0])
     grads_view = check_grads(grads, data_format, boxes.shape[0])

@@ -26,7 +26,7 @@ class Options:
         # A comparison, not np.isfinite: torch.compile traces it, also for a symbolic float.
         if not -math.inf < self.spatial_scale < math.inf:
             raise ValueError(f"spatial_scale must be finite, got {spatial_scale!r}")
-        self.sampling_ratio = _checks.require_int("sampling_ratio", sampling_ratio)
+        self.sampling_ratio = _checks.require_sampling_ratio("sampling_ratio", sampling_ratio)
         if not isinstance(aligned, (bool, np.bool_)):
             raise TypeError(f"aligned must be a bool, got {type(aligned).__name__}")
         self.aligned = bool(aligned)
@@ -92,9 +92,43 @@ def check_grads(grads, num_rois, channels, options):
                          f"pooled_width] = {expected}, got {grads.shape}")
 
 
-def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=False, out=None):
-    shape = (rois.shape[0], input.shape[1], options.pooled_height, options.pooled_width)
-    result = _arrays.allocate_output(shape, out_dtype, out)
+def forward_shape(num_rois, channels, options):
+    return (num_rois, channels, options.pooled_height, options.pooled_width)
+
+
+def check_compute_type(options, F):
+    """ValueError if the spatial scale overflows the compute type ``F`` (1e39 in float32)."""
+    _checks.representable("spatial_scale", options.spatial_scale, F)
+
+
+def check_forward_run(options, shape, out_dtype, F, fresh_result=True, size_name="output_size",
+                      device=None):
+    """The checks that need ``F`` and the result ``shape``, before allocating the result."""
+    check_compute_type(options, F)
+    buffers = [(shape, np.dtype(out_dtype).itemsize)] if fresh_result else []
+    _checks.require_memory(size_name, (options.pooled_height, options.pooled_width), buffers,
+                           device)
+
+
+def check_grad_input_run(options, input_shape, out_dtype, F, size_name="input_shape",
+                         device=None):
+    """The checks that need ``F`` and the gradient's size, before allocating: the
+    accumulator in ``F`` and, when ``out_dtype`` differs, the result."""
+    check_compute_type(options, F)
+    buffers = [(input_shape, np.dtype(F).itemsize)]
+    if np.dtype(out_dtype) != np.dtype(F):
+        buffers.append((input_shape, np.dtype(out_dtype).itemsize))
+    _checks.require_memory(size_name, input_shape, buffers, device)
+
+
+def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=False, out=None,
+                size_name="output_size"):
+    """Kernel call for validated arguments (``out`` too); ``size_name`` names the pooled size
+    in messages."""
+    shape = forward_shape(rois.shape[0], input.shape[1], options)
+    check_forward_run(options, shape, out_dtype, F, fresh_result=out is None,
+                      size_name=size_name)
+    result = np.empty(shape, out_dtype) if out is None else out
     target, out_half = _arrays.kernel_output(result)
     if result.size:
         cpu.forward(_arrays.kernel_input(input, F), rois.astype(F, copy=False), indices,
@@ -103,13 +137,15 @@ def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=Fal
 
 
 def run_grad_input(grads, rois, indices, input_shape, options, F, out_dtype,
-                   half_arithmetic=False):
-    """The input gradient, ``input_shape`` ``[N, C, H, W]`` stored channels-last.
+                   half_arithmetic=False, size_name="input_shape"):
+    """The input gradient, ``input_shape`` ``[N, C, H, W]`` (named ``size_name`` in messages)
+    stored channels-last.
 
     Channels-last memory lets the kernel accumulate the dense case (four taps of a sample
     contiguous over channels) directly in the result, with no result-sized temporary; the
     values do not depend on the layout.
     """
+    check_grad_input_run(options, input_shape, out_dtype, F, size_name)
     batch, channels, height, width = input_shape
     channels_last = np.zeros((batch, height, width, channels), F)
     total = channels_last.transpose(0, 3, 1, 2)
@@ -120,6 +156,7 @@ def run_grad_input(grads, rois, indices, input_shape, options, F, out_dtype,
 
 
 def run_grad_boxes(grads, input, rois, indices, options, F, out_dtype):
+    check_compute_type(options, F)
     total = np.zeros((rois.shape[0], 5), F)
     if grads.size:
         cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(input, F),
@@ -174,9 +211,13 @@ def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1,
 
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
+    input, rois = _arrays.native_byte_order(input, rois)
     check_input("input", input)
     indices = check_rois(rois, input.shape[0], options)
     F = _arrays.native_compute_type(input.dtype)
+    if out is not None:
+        _arrays.check_out(out, forward_shape(rois.shape[0], input.shape[1], options),
+                          input.dtype, {"input": input, "rois": rois})
     return run_forward(input, rois, indices, options, F, input.dtype, out=out)
 
 
@@ -219,6 +260,7 @@ def roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale
 
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
+    grads, rois = _arrays.native_byte_order(grads, rois)
     input_shape = check_input_shape(input_shape)
     indices = check_rois(rois, input_shape[0], options)
     check_grads(grads, rois.shape[0], input_shape[1], options)
@@ -258,6 +300,7 @@ def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
 
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
+    grads, input, rois = _arrays.native_byte_order(grads, input, rois)
     check_input("input", input)
     indices = check_rois(rois, input.shape[0], options)
     check_grads(grads, rois.shape[0], input.shape[1], options)
@@ -265,13 +308,8 @@ def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
     return run_grad_boxes(grads, input, rois, indices, options, F, input.dtype)
 
 
-def check_input_shape(input_shape):
-    try:
-        dims = tuple(int(v) for v in input_shape)
-    except (TypeError, ValueError):
-        dims = None
-    if dims is None or len(dims) != 4 or any(v < 0 for v in dims):
-        raise ValueError(f"input_shape must be 4 non-negative ints (N, C, H, W), "
-                         f"got {input_shape!r}")
-    _checks.require_positive_image_size("input_shape", dims[2], dims[3])
+def check_input_shape(input_shape, name="input_shape"):
+    """The input shape as Python ints (``name`` is the argument's name in messages)."""
+    dims = _checks.array_shape(name, input_shape, "(N, C, H, W)")
+    _checks.require_positive_image_size(name, dims[2], dims[3])
     return dims

@@ -22,12 +22,20 @@ IMAGE_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
                 torch.uint16) + FLOAT_DTYPES
 
 
+def require_dense(name, tensor):
+    """TypeError for a sparse (or other non-strided) tensor: the kernels read strided memory."""
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {tensor.layout} "
+                        f"(call .to_dense() first)")
+
+
 def require_tensors(**named):
-    """TypeError unless every array argument is a tensor; ValueError for mixed devices."""
+    """TypeError unless every array argument is a dense tensor; ValueError for mixed devices."""
     for name, value in named.items():
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor like the other array arguments, "
                             f"got {type(value).__name__}")
+        require_dense(name, value)
     devices = {value.device for value in named.values()}
     if len(devices) > 1:
         where = ", ".join(f"{name} on {value.device}" for name, value in named.items())

@@ -44,6 +44,11 @@ def host_call(fn, *args):
             if isinstance(item, torch.Tensor):
                 tensors[name if item is value else f"{name}[{i}]"] = item
     api.require_tensors(**tensors)
+    for name, tensor in tensors.items():
+        if tensor.device.type == "meta":
+            raise ValueError(f"{name} must hold values: "
+                             f"{getattr(fn, '__qualname__', fn)} computes on the host from "
+                             f"them, got a tensor on meta")
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors.values()):
         raise RuntimeError(
             f"{getattr(fn, '__qualname__', fn)} reproduces its framework's arithmetic on the "
@@ -120,6 +125,7 @@ def boxes_to_rois(boxes):
     for i, item in enumerate(boxes):
         if not isinstance(item, torch.Tensor):
             raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(item).__name__}")
+        api.require_dense(f"boxes[{i}]", item)
         _checks.require_dtype(f"boxes[{i}]", item, _FLOAT_DTYPES)
         _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
     ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
@@ -140,7 +146,7 @@ def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_rat
                                               sampling_ratio, aligned)
     scale = _checks.require_number("spatial_scale", spatial_scale)
     if input.dtype == torch.float32:  # torchvision converts the double scale to T once
-        scale = float(np.float32(scale))
+        scale = _checks.representable("spatial_scale", scale, np.float32)
     _checks.require_dtype("boxes", rois, _FLOAT_DTYPES)
     _checks.require_shape("boxes", rois, ("K", 5))
     return api.roi_align(input, rois.to(input.dtype), output_size, spatial_scale=scale,

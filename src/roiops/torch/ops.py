@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .. import _checks
+from .. import _arrays, _checks
 from ..crop_and_resize import api as crop_api
 from ..roi_align import api as roi_api
 
@@ -300,6 +300,11 @@ def _crop_indices(boxes, box_indices, batch):
                                                  batch))
 
 
+def _compute_type(dtype):
+    """The NumPy compute type of a torch dtype (API.md §2), for the checks that need it."""
+    return _arrays.native_compute_type(_numpy_dtype(dtype))
+
+
 def _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention, roi_end_mode):
     return roi_api.Options(tuple(output_size), spatial_scale, sampling_ratio, aligned,
                            convention, roi_end_mode)
@@ -312,6 +317,9 @@ def _cuda_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=
                            roi_end_mode)
     roi_api.check_input("input", _metadata_array(input))
     indices = _roi_indices(rois, input.shape[0], options)
+    shape = roi_api.forward_shape(rois.shape[0], input.shape[1], options)
+    roi_api.check_forward_run(options, shape, _numpy_dtype(input.dtype),
+                              _compute_type(input.dtype), device=input.device)
     return cuda.forward(input, rois, indices, options)
 
 
@@ -324,6 +332,8 @@ def _cuda_roi_align_grad_input(grads, rois, input_shape, output_size, spatial_sc
     input_shape = roi_api.check_input_shape(input_shape)
     indices = _roi_indices(rois, input_shape[0], options)
     roi_api.check_grads(_metadata_array(grads), rois.shape[0], input_shape[1], options)
+    roi_api.check_grad_input_run(options, input_shape, _numpy_dtype(grads.dtype),
+                                 _compute_type(grads.dtype), device=grads.device)
     return cuda.grad_input(grads, rois, indices, input_shape, options).contiguous(
         memory_format=torch.channels_last)
 
@@ -336,8 +346,13 @@ def _cuda_crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear
     crop_size = _checks.size_pair("crop_size", tuple(crop_size))
     crop_api.method_code(method)
     extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
+    out_dtype = _result_dtype(image.dtype)
+    shape = crop_api.forward_shape(boxes.shape[0], crop_size, view.shape[3], data_format)
+    crop_api.check_forward_run(crop_size, extrapolation_value, shape, _numpy_dtype(out_dtype),
+                               _compute_type(image.dtype), column_tables=False,
+                               device=image.device)
     return cuda.forward(image, boxes, indices, crop_size, method, extrapolation_value,
-                        data_format, _result_dtype(image.dtype))
+                        data_format, out_dtype)
 
 
 def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="bilinear",
@@ -351,7 +366,8 @@ def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, met
         raise ValueError(f"image_shape depth must equal grads depth {view.shape[3]}, "
                          f"got {shape[3]}")
     crop_api.method_code(method)
-    _checks.float_dtype("dtype", _numpy_dtype(dtype))
+    crop_api.check_grad_image_run(shape, _checks.float_dtype("dtype", _numpy_dtype(dtype)),
+                                  data_format, device=grads.device)
     return cuda.grad_image(grads, boxes, indices, image_shape, method, data_format, dtype)
 
 
@@ -378,6 +394,7 @@ def _cuda_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.
     roi_api.check_input("input", _metadata_array(input))
     indices = _roi_indices(rois, input.shape[0], options)
     roi_api.check_grads(_metadata_array(grads), rois.shape[0], input.shape[1], options)
+    roi_api.check_compute_type(options, _compute_type(input.dtype))
     return cuda.grad_boxes(grads, input, rois, indices, options)
 
 
