@@ -89,9 +89,7 @@ class CropAndResizeGradImage:
         indices = _check_ms_boxes(boxes, box_index, shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
         view = crop_api.check_grads(grads, "NHWC", boxes.shape[0])
-        if view.shape[3] != shape[3]:
-            raise ValueError(f"image_size depth must equal grads depth {view.shape[3]}, "
-                             f"got {shape[3]}")
+        crop_api.require_same_depth("image_size", shape[3], "grads", view.shape[3])
         return crop_api.run_grad_image(view, boxes, indices, shape, self.method, "NHWC",
                                        np.float32, self.dtype,
                                        half_accumulate=self.dtype == np.float16,
@@ -120,9 +118,7 @@ class CropAndResizeGradBoxes:
         indices = _check_ms_boxes(boxes, box_index, view.shape[0])
         _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
         grads_view = crop_api.check_grads(grads, "NHWC", boxes.shape[0])
-        if grads_view.shape[3] != view.shape[3]:
-            raise ValueError(f"grads depth must equal image depth {view.shape[3]}, "
-                             f"got {grads_view.shape[3]}")
+        crop_api.require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
         return crop_api.run_grad_boxes(grads_view, view, boxes, indices, np.float32,
                                        np.float32, crop1_in_double=False)
 
@@ -143,6 +139,7 @@ def _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num
                         ("sample_num", sample_num), ("roi_end_mode", roi_end_mode)):
         _require_type(name, value, int, "an int")
     _require_type("spatial_scale", spatial_scale, float, "a float")
+    _checks.size_pair("pooled_height, pooled_width", (pooled_height, pooled_width))
     _checks.representable("spatial_scale", spatial_scale, np.float32)
     _checks.require_sampling_ratio("sample_num", sample_num)
     if roi_end_mode not in (0, 1):

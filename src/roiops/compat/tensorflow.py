@@ -87,9 +87,7 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
         _checks.require_dtype("grads", _checks.require_array("grads", grads),
                               (np.dtype(np.float32),))
         view = api.check_grads(grads, "NHWC", boxes.shape[0])
-        if view.shape[3] != shape[3]:
-            raise ValueError(f"image_size depth must equal grads depth {view.shape[3]}, "
-                             f"got {shape[3]}")
+        api.require_same_depth("image_size", shape[3], "grads", view.shape[3])
         return api.run_grad_image(view, boxes, indices, shape, method, "NHWC", np.float32,
                                   dtype, half_accumulate=dtype == np.float16,
                                   size_name="image_size")
@@ -111,8 +109,6 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
         _checks.require_dtype("grads", _checks.require_array("grads", grads),
                               (np.dtype(np.float32),))
         grads_view = api.check_grads(grads, "NHWC", boxes.shape[0])
-        if grads_view.shape[3] != view.shape[3]:
-            raise ValueError(f"grads depth must equal image depth {view.shape[3]}, "
-                             f"got {grads_view.shape[3]}")
+        api.require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
         return api.run_grad_boxes(grads_view, view, boxes, indices, np.float32, np.float32,
                                   crop1_in_double=True)

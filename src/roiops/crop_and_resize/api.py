@@ -56,6 +56,12 @@ def check_grads(grads, data_format, num_boxes):
     return view
 
 
+def require_same_depth(name, depth, other, other_depth):
+    """ValueError unless ``name``'s depth equals ``other``'s (the gradients' consistency)."""
+    if depth != other_depth:
+        raise ValueError(f"{name} depth must equal {other} depth {other_depth}, got {depth}")
+
+
 def method_code(method, allowed=METHODS):
     _checks.require_choice("method", method, allowed)
     return _METHOD_CODES[method]
@@ -153,7 +159,8 @@ def crop_and_resize(image, boxes, box_indices, crop_size, *, method="bilinear",
 
     Args:
         image: ``[B, H, W, D]`` (``data_format="NHWC"``) or ``[B, D, H, W]`` (``"NCHW"``);
-            int8, int16, int32, int64, uint8, uint16, float16, float32 or float64.
+            int8, int16, int32, int64, uint8, uint16, float16, float32 or float64 (arrays of
+            either byte order: non-native ones are converted).
         boxes: ``[N, 4]`` float rows ``[y1, x1, y2, x2]`` in normalized coordinates: ``y``
             maps to ``y * (H - 1)``. ``y1 > y2`` flips the crop; coordinates outside
             ``[0, 1]`` sample outside the image (``extrapolation_value`` there).
@@ -171,9 +178,13 @@ def crop_and_resize(image, boxes, box_indices, crop_size, *, method="bilinear",
         image's float dtype, float32 for integer images.
 
     Raises:
-        TypeError: a non-array argument or an unsupported dtype.
+        TypeError: a non-array argument (a masked array or ``np.matrix`` too) or an
+            unsupported dtype.
         ValueError: wrong shapes, non-positive sizes, unknown options, non-finite boxes or a
-            box index outside ``[0, B)``; ``out`` of the wrong shape, dtype or layout.
+            box index outside ``[0, B)``; an ``extrapolation_value`` that overflows the
+            compute type; a result larger than the machine's memory; ``out`` of the wrong
+            shape, dtype or layout, or sharing memory with an input. docs/errors.md lists
+            every rule.
 
     Example:
         >>> import numpy as np, roiops
@@ -253,8 +264,7 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method
     shape = check_image_shape(image_shape, data_format)
     indices = check_boxes(boxes, box_indices, shape[0])
     view = check_grads(grads, data_format, boxes.shape[0])
-    if view.shape[3] != shape[3]:
-        raise ValueError(f"image_shape depth must equal grads depth {view.shape[3]}, got {shape[3]}")
+    require_same_depth("image_shape", shape[3], "grads", view.shape[3])
     method_code(method)
     out_dtype = grads.dtype if dtype is None else _checks.float_dtype("dtype", dtype)
     F = _arrays.native_compute_type(out_dtype)
@@ -293,9 +303,7 @@ def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, *, method="bili
     view = check_image("image", image, data_format)
     indices = check_boxes(boxes, box_indices, view.shape[0])
     grads_view = check_grads(grads, data_format, boxes.shape[0])
-    if grads_view.shape[3] != view.shape[3]:
-        raise ValueError(
-            f"grads depth must equal image depth {view.shape[3]}, got {grads_view.shape[3]}")
+    require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
     method_code(method)
     F = _arrays.native_compute_type(image.dtype)
     return run_grad_boxes(grads_view, view, boxes, indices, F,

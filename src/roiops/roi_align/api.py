@@ -178,9 +178,10 @@ def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1,
             (multiplied by ``spatial_scale`` to reach the feature map).
         output_size: ``(pooled_height, pooled_width)`` or one int for both.
         spatial_scale: feature-map size over image size, e.g. 1/16.
-        sampling_ratio: samples per bin along each axis; ``<= 0`` picks it from the roi size
-            (torchvision ``ceil(roi/bins)``, MindSpore ``floor(roi/bins)``, which can give
-            NaN for rois smaller than the output: MindSpore's own result).
+        sampling_ratio: samples per bin along each axis, at most 1024 (the work grows with
+            its square; more cannot change a bilinear average); ``<= 0`` picks it from the
+            roi size (torchvision ``ceil(roi/bins)``, MindSpore ``floor(roi/bins)``, which
+            can give NaN for rois smaller than the output: MindSpore's own result).
         aligned: torchvision only: shift boxes by -0.5 pixel (pixel centres at .5).
         convention: ``"torchvision"`` or ``"mindspore"``.
         roi_end_mode: MindSpore only: 1 adds one pixel to the end coordinates before scaling.
@@ -190,9 +191,13 @@ def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1,
         ``[K, C, pooled_height, pooled_width]`` of ``input.dtype``.
 
     Raises:
-        TypeError: non-array arguments, unsupported dtypes, non-int ``sampling_ratio``.
+        TypeError: non-array arguments (masked arrays and ``np.matrix`` too), unsupported
+            dtypes, non-int ``sampling_ratio``.
         ValueError: wrong shapes, non-positive sizes, unknown or mismatched options,
-            non-finite rois, batch indices outside the batch.
+            ``sampling_ratio`` above 1024, a ``spatial_scale`` that overflows the compute
+            type, non-finite rois, batch indices outside the batch, a result larger than the
+            machine's memory, ``out`` sharing memory with an input. docs/errors.md lists
+            every rule.
 
     Example:
         >>> import numpy as np, roiops

@@ -116,8 +116,7 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method
     shape = crop_api.check_image_shape(image_shape, data_format)
     check_boxes(boxes, box_indices)
     depth = check_grads(grads, data_format, boxes.shape[0])
-    if depth != shape[3]:
-        raise ValueError(f"image_shape depth must equal grads depth {depth}, got {shape[3]}")
+    crop_api.require_same_depth("image_shape", shape[3], "grads", depth)
     crop_api.method_code(method)
     dtype = grads.dtype if dtype is None else float_dtype("dtype", dtype)
     dims = [int(v) for v in image_shape]  # validated above, in data_format order
@@ -132,8 +131,7 @@ def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, *, method="bili
     _, depth = check_image("image", image, data_format)
     check_boxes(boxes, box_indices)
     grads_depth = check_grads(grads, data_format, boxes.shape[0])
-    if grads_depth != depth:
-        raise ValueError(f"grads depth must equal image depth {depth}, got {grads_depth}")
+    crop_api.require_same_depth("grads", grads_depth, "image", depth)
     crop_api.method_code(method)
     return ops.crop_and_resize_grad_boxes(grads, image, boxes, box_indices, method, data_format)
 

@@ -362,9 +362,7 @@ def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, met
     shape = crop_api.check_image_shape(image_shape, data_format)
     indices = _crop_indices(boxes, box_indices, shape[0])
     view = crop_api.check_grads(_metadata_array(grads), data_format, boxes.shape[0])
-    if view.shape[3] != shape[3]:
-        raise ValueError(f"image_shape depth must equal grads depth {view.shape[3]}, "
-                         f"got {shape[3]}")
+    crop_api.require_same_depth("image_shape", shape[3], "grads", view.shape[3])
     crop_api.method_code(method)
     crop_api.check_grad_image_run(shape, _checks.float_dtype("dtype", _numpy_dtype(dtype)),
                                   data_format, device=grads.device)
@@ -377,9 +375,7 @@ def _cuda_crop_and_resize_grad_boxes(grads, image, boxes, box_indices, method="b
     view = crop_api.check_image("image", _metadata_array(image), data_format)
     indices = _crop_indices(boxes, box_indices, view.shape[0])
     grads_view = crop_api.check_grads(_metadata_array(grads), data_format, boxes.shape[0])
-    if grads_view.shape[3] != view.shape[3]:
-        raise ValueError(
-            f"grads depth must equal image depth {view.shape[3]}, got {grads_view.shape[3]}")
+    crop_api.require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
     crop_api.method_code(method)
     return cuda.grad_boxes(grads, image, boxes, indices, data_format,
                            _result_dtype(image.dtype))
