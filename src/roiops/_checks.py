@@ -214,8 +214,8 @@ def representable(name, value, *dtypes):
             rounded = np.dtype(dtype).type(rounded)
     if math.isfinite(value) and not math.isfinite(rounded):
         names = " then ".join(str(np.dtype(d)) for d in dtypes)
-        raise ValueError(f"{name} must stay finite when rounded to {names} (as it is "
-                         f"computed), got {describe(value)}, which becomes {float(rounded)}")
+        raise ValueError(f"{name} must stay finite when rounded to {names}, the type it is "
+                         f"computed in; got {describe(value)}, which rounds to {float(rounded)}")
     return float(rounded)
 
 
