@@ -122,3 +122,109 @@ def test_torchvision_backward_is_the_native_gradient():
         tv.roi_align_backward(grad, ROIS.astype(np.float64), FEATURES.shape, 2, 0.5, -1, True),
         roiops.roi_align_grad_input(grad, ROIS, FEATURES.shape, 2, spatial_scale=0.5,
                                     aligned=True))
+
+
+# --- issue 13: hostile arguments through the compat layers ---------------------------------
+
+GRADS = RNG.standard_normal((2, 3, 4, 3)).astype(np.float32)
+DY = RNG.standard_normal((2, 3, 2, 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # dtypes NumPy cannot parse
+    (lambda: tf.raw_ops.CropAndResizeGradImage(GRADS, BOXES, BOX_IND, IMAGE.shape, T="bogus"),
+     TypeError, "T must be float16, float32 or float64, got 'bogus'"),
+    (lambda: tf.raw_ops.CropAndResizeGradImage(GRADS, BOXES, BOX_IND, IMAGE.shape, T=None),
+     TypeError, "T must be float16, float32 or float64, got None"),
+    (lambda: ms.CropAndResizeGradImage(12345), TypeError,
+     "T must be float16, float32 or float64, got 12345"),
+    # sample_num / sampling_ratio bound
+    (lambda: ms.ROIAlign(2, 2, 0.5, 1025), ValueError, "sample_num must be at most 1024"),
+    (lambda: ms.ROIAlign(2, 2, 0.5, 2**63), ValueError, "sample_num must be at most 1024"),
+    (lambda: ms.ROIAlignGrad(2, 2, 0.5, 10**400), ValueError, "sample_num must be at most"),
+    (lambda: tv.roi_align(FEATURES, ROIS, 2, 1.0, 2**63), ValueError,
+     "sampling_ratio must be at most 1024"),
+    (lambda: tv.RoIAlign(2, 1.0, 1025)(FEATURES, ROIS), ValueError,
+     "sampling_ratio must be at most 1024"),
+    # floats that overflow the framework's type
+    (lambda: tf.crop_and_resize(IMAGE, BOXES, BOX_IND, (3, 4), extrapolation_value=1e300),
+     ValueError, "extrapolation_value must stay finite when rounded to float32"),
+    (lambda: tf.crop_and_resize(IMAGE.astype(np.float64), BOXES, BOX_IND, (3, 4),
+                                extrapolation_value=-1e39),
+     ValueError, "extrapolation_value must stay finite"),  # TensorFlow computes in float32
+    (lambda: ms.CropAndResize("bilinear", 1e300), ValueError,
+     "extrapolation_value must stay finite when rounded to float32"),
+    (lambda: ms.ROIAlign(2, 2, 1e39), ValueError,
+     "spatial_scale must stay finite when rounded to float32"),
+    (lambda: ms.ROIAlign(2, 2, 1e5)(FEATURES.astype(np.float16), ROIS.astype(np.float16)),
+     ValueError, "spatial_scale must stay finite when rounded to float32 then float16"),
+    (lambda: tv.roi_align(FEATURES.astype(np.float16), ROIS, 2, 1e5), ValueError,
+     "spatial_scale must stay finite when rounded to float32 then float16"),
+    (lambda: tv.roi_align(FEATURES, ROIS, 2, 10**400), ValueError,
+     "spatial_scale must be a real number within float64's range"),
+    # shapes
+    (lambda: tf.raw_ops.CropAndResizeGradImage(GRADS, BOXES, BOX_IND, "2673", T=np.float32),
+     TypeError, "image_size must be 4 non-negative ints"),
+    (lambda: ms.CropAndResizeGradImage(np.float32)(GRADS, BOXES, BOX_IND, (2, 6.0, 7, 3)),
+     TypeError, "image_size must be 4 non-negative ints (B, H, W, D), got (2, 6.0, 7, 3)"),
+    (lambda: ms.ROIAlignGrad(2, 2, 0.5)(DY, ROIS, "2391"), TypeError,
+     "xdiff_shape must be 4 non-negative ints"),
+    (lambda: tv.roi_align_backward(DY, ROIS, (2, 3, 9, "11"), 2), TypeError,
+     "input_shape must be 4 non-negative ints"),
+    (lambda: ms.ROIAlign(0, 2, 0.5), ValueError, "pooled_height, pooled_width must be two"),
+    # sizes beyond memory, named as the framework names them
+    (lambda: tf.crop_and_resize(IMAGE, BOXES, BOX_IND, (2**40, 1)), ValueError,
+     "crop_size (1099511627776, 1) needs"),
+    (lambda: tf.raw_ops.CropAndResizeGradImage(GRADS, BOXES, BOX_IND, (2, 2**40, 7, 3),
+                                               T=np.float16),
+     ValueError, "image_size (2, 1099511627776, 7, 3) needs"),
+    (lambda: ms.ROIAlign(2**20, 2**20, 0.5)(FEATURES, ROIS), ValueError,
+     "pooled_height, pooled_width (1048576, 1048576) needs"),
+    (lambda: ms.ROIAlignGrad(2, 2, 0.5)(DY, ROIS, (2, 3, 2**40, 11)), ValueError,
+     "xdiff_shape (2, 3, 1099511627776, 11) needs"),
+    (lambda: tv.roi_align(FEATURES, ROIS, 2**20), ValueError, "output_size (1048576, 1048576)"),
+    # arrays whose meaning the kernels would drop
+    (lambda: tf.crop_and_resize(np.ma.masked_array(IMAGE), BOXES, BOX_IND, (3, 4)), TypeError,
+     "image must be a plain numpy.ndarray"),
+    (lambda: ms.CropAndResize()(IMAGE, np.asmatrix(BOXES), BOX_IND, (3, 4)), TypeError,
+     "boxes must be a plain numpy.ndarray"),
+    (lambda: tv.roi_align(FEATURES, np.asmatrix(ROIS), 2), TypeError,
+     "boxes must be a plain numpy.ndarray, got matrix"),
+    (lambda: tv.roi_align(FEATURES, [np.ma.masked_array(ROIS[:, 1:])], 2), TypeError,
+     "boxes[0] must be a plain numpy.ndarray"),
+])
+def test_compat_layers_refuse_hostile_arguments(call, error, words):
+    inputs = [IMAGE, BOXES, BOX_IND, FEATURES, ROIS, GRADS, DY]
+    before = [a.copy() for a in inputs]
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)
+    for a, b in zip(inputs, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def big_endian(array):
+    return array.astype(array.dtype.newbyteorder(">" if np.little_endian else "<"))
+
+
+def test_compat_layers_take_big_endian_arrays():
+    np.testing.assert_array_equal(
+        tf.crop_and_resize(big_endian(IMAGE), big_endian(BOXES), big_endian(BOX_IND), (3, 4)),
+        tf.crop_and_resize(IMAGE, BOXES, BOX_IND, (3, 4)))
+    np.testing.assert_array_equal(
+        tf.raw_ops.CropAndResizeGradImage(big_endian(GRADS), big_endian(BOXES),
+                                          big_endian(BOX_IND), IMAGE.shape, T=np.float16),
+        tf.raw_ops.CropAndResizeGradImage(GRADS, BOXES, BOX_IND, IMAGE.shape, T=np.float16))
+    np.testing.assert_array_equal(
+        ms.CropAndResizeGradBoxes()(big_endian(GRADS), big_endian(IMAGE), big_endian(BOXES),
+                                    big_endian(BOX_IND)),
+        ms.CropAndResizeGradBoxes()(GRADS, IMAGE, BOXES, BOX_IND))
+    # both float16: MindSpore's half arithmetic, whatever the byte order
+    half, half_rois = FEATURES.astype(np.float16), ROIS.astype(np.float16)
+    np.testing.assert_array_equal(
+        ms.ROIAlign(2, 3, 0.5, 2)(big_endian(half), big_endian(half_rois)),
+        ms.ROIAlign(2, 3, 0.5, 2)(half, half_rois))
+    listed = [ROIS[ROIS[:, 0] == i, 1:] for i in range(2)]
+    np.testing.assert_array_equal(
+        tv.roi_align(big_endian(half), [big_endian(b) for b in listed], (2, 3), 0.5, 2, True),
+        tv.roi_align(half, listed, (2, 3), 0.5, 2, True))
