@@ -5,6 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import roiops  # noqa: E402
+import roiops.nn  # noqa: E402
 from roiops.compat import mindspore, tensorflow, torchvision  # noqa: E402
 from torch_cases import BOX_INDICES, BOXES, ROIS, randn  # noqa: E402
 
@@ -97,3 +98,111 @@ def test_host_only_compat_paths_refuse_tensors_that_require_grad():
         primitive(dy, torch.tensor(ROIS), (2, 3, 8, 9))
     with torch.no_grad():
         assert primitive(dy, torch.tensor(ROIS), (2, 3, 8, 9)).shape == (2, 3, 8, 9)
+
+
+# --- issue 13: hostile arguments on tensors -------------------------------------------------
+
+GRADS = randn(3, 3, 4, 3)
+POOLED = randn(3, 3, 2, 3)
+
+
+def meta(tensor):
+    return tensor.to("meta")
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # sparse tensors: the kernels read strided memory
+    (lambda: crop(image=IMAGE.to_sparse()), TypeError,
+     "image must be a dense (strided) tensor, got layout torch.sparse_coo"),
+    (lambda: roi(rois=torch.tensor(ROIS).to_sparse()), TypeError, "rois must be a dense"),
+    (lambda: torchvision.roi_align(FEATURES, [torch.tensor(BOXES).to_sparse()], 2), TypeError,
+     "boxes[0] must be a dense (strided) tensor"),
+    (lambda: tensorflow.raw_ops.CropAndResizeGradBoxes(
+        GRADS.to_sparse(), IMAGE, torch.tensor(BOXES), torch.tensor(BOX_INDICES).int()),
+     TypeError, "grads must be a dense"),
+    # meta tensors where the values are computed on the host
+    (lambda: tensorflow.raw_ops.CropAndResizeGradImage(
+        meta(GRADS), meta(torch.tensor(BOXES)), meta(torch.tensor(BOX_INDICES).int()),
+        (2, 5, 6, 3), torch.float32), ValueError, "grads must hold values"),
+    (lambda: mindspore.ROIAlignGrad(2, 3, 0.5)(meta(POOLED), meta(torch.tensor(ROIS)),
+                                               (2, 3, 8, 9)), ValueError, "dy must hold values"),
+    (lambda: torchvision.roi_align(meta(FEATURES.half()), meta(torch.tensor(ROIS).half()), 2),
+     ValueError, "input must hold values"),
+    # sizes, ratios, floats and dtypes: the NumPy rules
+    (lambda: crop(crop_size=(2**40, 1)), ValueError, "crop_size (1099511627776, 1) needs"),
+    (lambda: crop(crop_size=(10**400, 1)), ValueError, "crop_size must be two positive ints"),
+    (lambda: roi(output_size=(2**20, 2**20)), ValueError, "output_size (1048576, 1048576) needs"),
+    (lambda: roiops.roi_align_grad_input(POOLED, torch.tensor(ROIS), (2, 3, 2**40, 9), (2, 3)),
+     ValueError, "input_shape (2, 3, 1099511627776, 9) needs"),
+    (lambda: roiops.crop_and_resize_grad_image(GRADS, torch.tensor(BOXES),
+                                               torch.tensor(BOX_INDICES), "2563"),
+     TypeError, "image_shape must be 4 non-negative ints"),
+    (lambda: roiops.crop_and_resize_grad_image(GRADS, torch.tensor(BOXES),
+                                               torch.tensor(BOX_INDICES), (2, 5, 6, 3),
+                                               dtype="foo"),
+     TypeError, "dtype must be float16, float32 or float64, got 'foo'"),
+    (lambda: roi(sampling_ratio=2**63), ValueError, "sampling_ratio must be at most 1024"),
+    (lambda: roiops.nn.RoIAlign(2, sampling_ratio=1025), ValueError,
+     "sampling_ratio must be at most 1024"),
+    (lambda: roi(spatial_scale=1e39), ValueError,
+     "spatial_scale must stay finite when rounded to float32"),
+    (lambda: torchvision.roi_align(FEATURES, torch.tensor(ROIS), 2, 1e39), ValueError,
+     "spatial_scale must stay finite when rounded to float32"),
+    (lambda: crop(extrapolation_value=1e300), ValueError,
+     "extrapolation_value must stay finite when rounded to float32"),
+    (lambda: crop(box_indices=torch.tensor([0, 2**63, 1], dtype=torch.uint64)), ValueError,
+     "row 1 is 9223372036854775808"),
+])
+def test_hostile_tensor_arguments_are_refused(call, error, words):
+    with pytest.raises(error) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_native_ops_on_meta_tensors_infer_shapes():
+    # no values are read: meta tensors are a shape computation, not an error
+    crops = crop(image=meta(IMAGE), boxes=meta(torch.tensor(BOXES)),
+                 box_indices=meta(torch.tensor(BOX_INDICES)))
+    assert crops.device.type == "meta" and crops.shape == (3, 3, 4, 3)
+    grad = roiops.roi_align_grad_input(meta(POOLED), meta(torch.tensor(ROIS)), (2, 3, 8, 9),
+                                       (2, 3))
+    assert grad.device.type == "meta" and grad.shape == (2, 3, 8, 9)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda ops: ops._cuda_crop_and_resize(IMAGE, torch.tensor(BOXES), torch.tensor(BOX_INDICES),
+                                           [2**40, 1]), "crop_size (1099511627776, 1) needs"),
+    (lambda ops: ops._cuda_crop_and_resize(IMAGE, torch.tensor(BOXES), torch.tensor(BOX_INDICES),
+                                           [3, 4], extrapolation_value=1e300),
+     "extrapolation_value must stay finite"),
+    (lambda ops: ops._cuda_crop_and_resize_grad_image(
+        GRADS, torch.tensor(BOXES), torch.tensor(BOX_INDICES), [2, 2**40, 6, 3]),
+     "image_shape (2, 1099511627776, 6, 3) needs"),
+    (lambda ops: ops._cuda_roi_align(FEATURES, torch.tensor(ROIS), [2**20, 2**20]),
+     "output_size (1048576, 1048576) needs"),
+    (lambda ops: ops._cuda_roi_align(FEATURES, torch.tensor(ROIS), [2, 3], 1e39),
+     "spatial_scale must stay finite"),
+    (lambda ops: ops._cuda_roi_align_grad_input(POOLED, torch.tensor(ROIS), [2, 3, 2**40, 9],
+                                                [2, 3]),
+     "input_shape (2, 3, 1099511627776, 9) needs"),
+    (lambda ops: ops._cuda_roi_align_grad_boxes(POOLED, FEATURES, torch.tensor(ROIS), [2, 3],
+                                                -1e39), "spatial_scale must stay finite"),
+])
+def test_cuda_path_checks_run_before_allocating(call, words):
+    pytest.importorskip("triton")
+    from roiops.torch import ops
+    with pytest.raises(ValueError) as info:
+        call(ops)
+    assert words in str(info.value)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_results_are_checked_against_the_device_memory():
+    device = torch.device("cuda")
+    total = torch.cuda.get_device_properties(device).total_memory
+    side = int((total // 4) ** 0.5) + 2  # a float32 [1, 1, side, side] result exceeds it
+    with pytest.raises(ValueError) as info:
+        roiops.roi_align(FEATURES[:1, :1].to(device), torch.tensor(ROIS[:1], device=device),
+                         (side, side))
+    assert f"output_size ({side}, {side}) needs" in str(info.value)
+    assert f"({total} bytes) of memory of the device cuda" in str(info.value)
