@@ -14,7 +14,9 @@ or when it dies, even by ``kill -9``.
 """
 import concurrent.futures
 import contextlib
+import math
 import multiprocessing
+import multiprocessing.util
 import os
 import re
 import signal
@@ -151,18 +153,21 @@ def boxes_per_call(size):
 
 
 def worker_bytes(size, image_format, boxes_per_image):
-    """The most memory a worker holds for crops of ``size`` at once (the decoded image, bounded
-    by Pillow's decompression bomb limit, is not counted).
+    """About the most memory a worker holds for crops of ``size`` at once (the decoded image,
+    bounded by Pillow's decompression bomb limit, is not counted).
 
     PNG and JPEG: one call's float32 crops, rounded in place, and their uint8 copies, plus
-    Pillow's copy of the crop being encoded (4 bytes a pixel). npz: all float32 crops of the
-    image with the largest number of boxes and their pickled copy on the way back, plus a
-    rounded copy of one crop (its contact sheet cell).
+    Pillow's copies of the crop being encoded (its bytes, then 4 bytes a pixel). npz: all
+    float32 crops of the image with the most boxes and their pickled copy on the way back, plus
+    a rounded copy of one crop. Both: the contact sheet cells that go back.
     """
     pixels = size[0] * size[1]
+    cells = sheet.MAX_CROPS * math.prod(sheet.cell_size(*size)) * 3
     if image_format == "npz":
-        return (2 * boxes_per_image * FLOAT_CROP_BYTES + FLOAT_CROP_BYTES + 3) * pixels
-    return (boxes_per_call(size) * (FLOAT_CROP_BYTES + 3) + 4) * pixels
+        per_pixel = 2 * boxes_per_image * FLOAT_CROP_BYTES + FLOAT_CROP_BYTES + 3
+    else:
+        per_pixel = boxes_per_call(size) * (FLOAT_CROP_BYTES + 3) + 3 + 4
+    return per_pixel * pixels + cells
 
 
 def npz_bytes(size, count):
@@ -194,18 +199,7 @@ def crop_image(task):
     result.timings["crop"] += time.perf_counter() - clock
     step = boxes_per_call(task.options.size)
     for start in range(0, len(good), step):
-        items, item_boxes = good[start:start + step], boxes[start:start + step]
-        clock = time.perf_counter()
-        crops = roiops.crop_and_resize(
-            pixels[None], item_boxes, np.zeros(len(items), np.int64), task.options.size,
-            method=task.options.method, extrapolation_value=task.options.extrapolation_value)
-        result.timings["crop"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        if task.keep_crops:
-            _keep(task, items, item_boxes, crops, result)
-        else:
-            _write(task, items, imageio.to_uint8(crops, in_place=True), result)
-        result.timings["encode"] += time.perf_counter() - clock
+        _crop_group(task, pixels, good[start:start + step], boxes[start:start + step], result)
     return result
 
 
@@ -223,6 +217,22 @@ def _sample_boxes(task, shape, result):
             result.problems.append(f"{item.annotation.where}: {error} (image {task.path})")
             result.failed += 1
     return good, np.array(boxes, np.float32).reshape(-1, 4)
+
+
+def _crop_group(task, pixels, items, boxes, result):
+    """Crop ``boxes`` with one crop_and_resize call; keep or write the crops. (A function, so
+    that a group's crops are freed before the next group's are made.)"""
+    clock = time.perf_counter()
+    crops = roiops.crop_and_resize(
+        pixels[None], boxes, np.zeros(len(items), np.int64), task.options.size,
+        method=task.options.method, extrapolation_value=task.options.extrapolation_value)
+    result.timings["crop"] += time.perf_counter() - clock
+    clock = time.perf_counter()
+    if task.keep_crops:
+        _keep(task, items, boxes, crops, result)
+    else:
+        _write(task, items, imageio.to_uint8(crops, in_place=True), result)
+    result.timings["encode"] += time.perf_counter() - clock
 
 
 def _keep(task, items, boxes, crops, result):
@@ -286,6 +296,9 @@ def _exit_with_parent(lifeline):
     except (EOFError, OSError):
         pass
     files.WRITING.acquire()
+    # What a worker process runs when it ends normally: its finalizers unregister the
+    # semaphores it made (Numba makes one), else the resource tracker reports them as leaked.
+    multiprocessing.util._exit_function()
     os._exit(1)
 
 
@@ -583,7 +596,8 @@ class CropJob:
         mapped = contextlib.closing(_map_images(tasks, self.summary.workers))
         try:
             with mapped as results_in_order:
-                for task, result in zip(tasks, results_in_order):
+                # strict: the results are read to their end, so that the pool ends normally
+                for task, result in zip(tasks, results_in_order, strict=True):
                     self._count(result)
                     results.append(result)
                     self._progress.update(len(task.items))
