@@ -89,6 +89,8 @@ def test_bad_coco_items(dataset, capsys):
     ('{"images": []}', "not a COCO file"),
     ("file,left,top\na.png,1,2\n", "needs a header"),
     ("", "needs a header"),
+    ('{"images": ' + "[" * 200_000, "nested too deeply"),  # was a RecursionError traceback
+    ("image,x1,y1,x2,y2\n" + "a" * 200_000 + ".png,0,0,4,4\n", "cannot read it as CSV"),
 ])
 def test_unreadable_annotation_file_is_a_usage_error(dataset, capsys, content, message):
     annotations = dataset / ("ann.json" if content and content.startswith("{") else "ann.csv")
@@ -97,6 +99,7 @@ def test_unreadable_annotation_file_is_a_usage_error(dataset, capsys, content, m
     assert run(dataset, annotations) == 2
     err = capsys.readouterr().err
     assert err.startswith("roiops crop: error:") and message in err
+    assert len(err.splitlines()) == 1
     assert not (dataset / "out").exists() or not any((dataset / "out").iterdir())
 
 
@@ -132,3 +135,82 @@ def test_sixteen_bit_images_are_refused_not_clipped(dataset, capsys):
     (dataset / "deep.csv").write_text("image,x1,y1,x2,y2\ndeep.png,0,0,4,4\n")
     assert run(dataset, dataset / "deep.csv") == 1
     assert "more than 8 bits per channel" in capsys.readouterr().err
+
+
+def test_image_paths_leaving_images_are_refused_per_image(dataset, capsys, tree_hashes):
+    """``..``, an absolute path and a link to a file elsewhere: one line per image, the run
+    goes on; --allow-outside-images reads them."""
+    secret = dataset / "secret.png"
+    secret.write_bytes((dataset / "images" / "street.png").read_bytes())
+    (dataset / "images" / "link.png").symlink_to(secret)
+    annotations = dataset / "paths.csv"
+    annotations.write_text(
+        "image,x1,y1,x2,y2,label\n"
+        "../secret.png,0,0,4,4,a\n"
+        f"{secret},0,0,4,4,b\n"
+        "link.png,0,0,4,4,c\n"
+        "street.png,0,0,4,4,d\n"
+        "../images/gray.png,0,0,4,4,e\n"   # leaves and comes back: inside
+        "../secret.png,1,1,5,5,f\n")
+    before = tree_hashes(dataset / "images", secret)
+    assert run(dataset, annotations) == 1
+    captured = capsys.readouterr()
+    lines = error_lines(captured.err)
+    assert len(lines) == 3, captured.err
+    for line, (name, boxes) in zip(lines, [("../secret.png", 2), (str(secret), 1),
+                                           ("link.png", 1)]):
+        assert name in line and "outside --images" in line, line
+        assert f"({boxes} box{'es' * (boxes > 1)} not cropped)" in line, line
+    assert "2 written, 0 skipped, 4 failed" in captured.out
+    assert sorted(p.name for p in (dataset / "out").iterdir()) == ["gray_5_e.png",
+                                                                   "street_4_d.png"]
+    assert run(dataset, annotations, "--allow-outside-images") == 0
+    assert "4 written, 2 skipped, 0 failed" in capsys.readouterr().out
+    assert tree_hashes(dataset / "images", secret) == before
+
+
+def test_nul_and_newline_in_image_names_are_item_errors_on_one_line(dataset, capsys):
+    data = json.loads((dataset / "coco.json").read_text())
+    data["images"] += [{"id": 50, "file_name": "street\x00.png"},
+                       {"id": 51, "file_name": "two\nlines.png"}]
+    data["annotations"] += [{"id": 60, "image_id": 50, "bbox": [0, 0, 4, 4]},
+                            {"id": 61, "image_id": 51, "bbox": [0, 0, 4, 4]}]
+    (dataset / "names.json").write_text(json.dumps(data))
+    assert run(dataset, dataset / "names.json") == 1  # was a traceback
+    captured = capsys.readouterr()
+    lines = error_lines(captured.err)
+    assert len(lines) == 2 and len(captured.err.splitlines()) == 2, captured.err
+    assert "street\\x00.png" in lines[0] and "NUL byte" in lines[0]
+    assert "two\\nlines.png" in lines[1] and "no such file" in lines[1]
+    assert "5 written, 0 skipped, 2 failed" in captured.out
+
+
+def test_out_may_not_be_images_or_inside_it(dataset, capsys, tree_hashes):
+    images = dataset / "images"
+    (dataset / "images_link").symlink_to(images)
+    before = tree_hashes(images)
+    for out, words in [(images, "is the --images folder"),
+                       (dataset / "images_link", "is the --images folder"),
+                       (images / "crops", "is inside --images")]:
+        assert main(["crop", str(dataset / "coco.json"), "--images", str(images), "--out",
+                     str(out), "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"roiops crop: error: --out {out} {words}"), err
+    assert tree_hashes(images) == before and not (images / "crops").exists()
+    # A folder that contains --images is fine: the crops go next to it, not into it.
+    assert main(["crop", str(dataset / "coco.json"), "--images", str(images), "--out",
+                 str(dataset), "--workers", "1", "--size", "4"]) == 0
+    assert tree_hashes(images) == before and len(list(dataset.glob("*.png"))) == 5
+
+
+@pytest.mark.parametrize("make, problem", [(None, "no such folder"),
+                                           ("file", "is not a folder")])
+def test_missing_images_folder_is_one_usage_error(dataset, capsys, make, problem):
+    images = dataset / "imgs"
+    if make == "file":
+        images.write_text("")
+    assert main(["crop", str(dataset / "coco.json"), "--images", str(images), "--out",
+                 str(dataset / "out"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"roiops crop: error: --images {images}: {problem}"]
+    assert not (dataset / "out").exists()
