@@ -1,7 +1,8 @@
 """The ``roiops crop`` job: annotations in, one crop per box out (files or one .npz).
 
 The work is split by image: a worker decodes an image, crops all its boxes with one
-:func:`roiops.crop_and_resize` call and encodes the crops. Images go to a process pool (each
+:func:`roiops.crop_and_resize` call (or one per group of ``CALL_BYTES`` of crops) and encodes
+the crops. Images go to a process pool (each
 worker with one Numba thread) and their results come back in annotation order, so messages,
 the .npz and the contact sheet are the same for any number of workers. Bad items (an image that
 cannot be read, a malformed annotation, a box outside its image) print one line each and the
