@@ -230,7 +230,10 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
                     c = F(0)
                     moves = False
                 row = np.int64(c)  # c >= 0: truncation is floor
-                if row >= last:  # pinned to the last row, coordinate reset to it
+                # Pinned to the last row, coordinate reset to it. Compared as integers: the
+                # float bound F(size) rounds up past size for some sizes from 2**24 on, so a
+                # valid c can truncate to size or beyond; its sample reads the last pixel.
+                if row >= last:
                     row = last
                     row_next = last
                     c = _h(F(last), half)
