@@ -75,7 +75,9 @@ def busy_run(tmp_path):
                "--workers", str(WORKERS)]
     with open(stderr, "w") as err:
         # Files, not pipes: the processes that must exit must not keep a test's pipe open.
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        # Its own process group, so that a test can signal the group as a terminal does.
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err,
+                                   start_new_session=True)
     family = {}
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -122,10 +124,17 @@ def test_kill_9_of_the_main_process_ends_every_process_below_it(busy_run):
     (signal.SIGTERM, 143, "roiops crop: terminated"),
     (signal.SIGINT, 130, "roiops crop: interrupted"),
 ])
-def test_sigterm_and_sigint_stop_with_one_message(busy_run, signal_number, status, message):
+@pytest.mark.parametrize("to_group", [False, True], ids=["main", "group"])
+def test_sigterm_and_sigint_stop_with_one_message(busy_run, signal_number, status, message,
+                                                  to_group):
+    """Sent to the main process alone (``kill``) or to its whole group (Ctrl-C in a terminal,
+    ``kill -TERM -PGID``, service managers)."""
     process, family, out, stderr = busy_run
     assert process.poll() is None
-    process.send_signal(signal_number)
+    if to_group:
+        os.killpg(process.pid, signal_number)
+    else:
+        process.send_signal(signal_number)
     assert process.wait(timeout=GONE_SECONDS) == status
     assert wait_until_gone(family) == []
     # The resource tracker, the last to exit, would print leaked semaphores here.

@@ -2,9 +2,9 @@
 
 The work is split by image: a worker decodes an image, crops all its boxes with one
 :func:`roiops.crop_and_resize` call (or one per group of ``CALL_BYTES`` of crops) and encodes
-the crops. Images go to a process pool (each
-worker with one Numba thread) and their results come back in annotation order, so messages,
-the .npz and the contact sheet are the same for any number of workers. Bad items (an image that
+the crops. Images go to a process pool (each worker with one Numba thread) and their results
+come back in annotation order, so messages, the .npz and the contact sheet are the same for any
+number of workers. Bad items (an image that
 cannot be read, a malformed annotation, a box outside its image) print one line each and the
 run goes on; :class:`UsageError` (an unreadable annotation file, an output that would replace an
 input, crops too large for the memory) stops it before any work.
@@ -279,8 +279,10 @@ def warm_up():
 
 
 def _init_worker(lifeline):
-    # The main process handles Ctrl-C (sent to the whole process group) and stops the workers.
+    # Ctrl-C, and often SIGTERM, go to the whole process group: the main process handles them
+    # and stops the workers through the lifeline, after the files being written.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True,
                      name="roiops-lifeline").start()
     numba.set_num_threads(1)
