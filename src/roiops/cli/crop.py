@@ -460,10 +460,11 @@ class CropJob:
                              f"than the {memory.describe(available)} of memory available; "
                              "choose a smaller --size")
         fit = (available - main) // worker
-        used = min(self.workers or 1, len(per_image))
         if self.workers is None:
             self._memory_workers = fit
-        elif used > fit:
+            return
+        used = min(self.workers, len(per_image))
+        if used > fit:
             need = memory.describe(main + worker * used)
             raise UsageError(f"--workers {self.workers} with {shown} need {need}, more than the "
                              f"{memory.describe(available)} of memory available ("
