@@ -246,6 +246,7 @@ def grad_input(input_shape=FEATURES.shape, **options):
     (lambda: crop(box_indices=np.array([0, 2**63], np.uint64)), ValueError,
      "row 1 is 9223372036854775808"),
 ])
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_hostile_arguments_are_refused(call, error, words):
     with pytest.raises(error) as info:
         call()

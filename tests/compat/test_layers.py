@@ -193,6 +193,7 @@ DY = RNG.standard_normal((2, 3, 2, 2)).astype(np.float32)
     (lambda: tv.roi_align(FEATURES, [np.ma.masked_array(ROIS[:, 1:])], 2), TypeError,
      "boxes[0] must be a plain numpy.ndarray"),
 ])
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_compat_layers_refuse_hostile_arguments(call, error, words):
     inputs = [IMAGE, BOXES, BOX_IND, FEATURES, ROIS, GRADS, DY]
     before = [a.copy() for a in inputs]
