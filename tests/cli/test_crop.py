@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 import roiops
+from roiops.cli import crop as crop_module
 from roiops.cli.main import main
 
 SIZE = (12, 10)
@@ -209,3 +210,16 @@ def test_input_files_are_never_written(dataset, tree_hashes):
                      "--out", str(out), "--format", image_format, "--workers", "1",
                      "--allow-outside-images"]) == status
     assert {k: v for k, v in tree_hashes(out).items() if k in before} == before
+
+
+def test_boxes_cropped_in_groups_give_the_same_bits(dataset, monkeypatch):
+    """An image's boxes go to crop_and_resize in groups bounded in bytes (memory); one box per
+    call gives the same crops as all boxes in one call."""
+    crops = []
+    for call_bytes in (crop_module.CALL_BYTES, 1):
+        monkeypatch.setattr(crop_module, "CALL_BYTES", call_bytes)
+        assert crop(dataset, "--format", "npz", "--overwrite") == 0
+        with np.load(dataset / "out" / "crops.npz") as data:
+            crops.append(data["crops"])
+    assert crop_module.boxes_per_call(SIZE) == 1
+    np.testing.assert_array_equal(crops[0], crops[1])
