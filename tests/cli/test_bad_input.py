@@ -90,6 +90,7 @@ def test_bad_coco_items(dataset, capsys):
     ("file,left,top\na.png,1,2\n", "needs a header"),
     ("", "needs a header"),
     ('{"images": ' + "[" * 200_000, "nested too deeply"),  # was a RecursionError traceback
+    ('{"images": [], "annotations": [' + "9" * 5000 + "]}", "not valid JSON"),  # int digits
     ("image,x1,y1,x2,y2\n" + "a" * 200_000 + ".png,0,0,4,4\n", "cannot read it as CSV"),
 ])
 def test_unreadable_annotation_file_is_a_usage_error(dataset, capsys, content, message):
@@ -106,6 +107,7 @@ def test_unreadable_annotation_file_is_a_usage_error(dataset, capsys, content, m
 @pytest.mark.parametrize("flags", [
     ["--size", "0"], ["--size", "3x"], ["--method", "bicubic"], ["--margin", "-1"],
     ["--workers", "0"], ["--format", "gif"], ["--extrapolation-value", "nan"], ["--bogus"],
+    ["--extrapolation-value", "1e39"],  # finite, but inf in float32: was a library traceback
 ])
 def test_bad_flags_exit_2(dataset, capsys, flags):
     assert run(dataset, dataset / "coco.json", *flags) == 2
@@ -213,4 +215,43 @@ def test_missing_images_folder_is_one_usage_error(dataset, capsys, make, problem
                  str(dataset / "out"), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == [f"roiops crop: error: --images {images}: {problem}"]
+    assert not (dataset / "out").exists()
+
+
+def test_extreme_values_are_item_errors(dataset, capsys):
+    """Values JSON holds but the crops cannot (each was a traceback): one line each."""
+    data = json.loads((dataset / "coco.json").read_text())
+    data["images"].append({"id": 70, "file_name": "\ud800.png"})  # a lone surrogate
+    data["annotations"] += [
+        {"id": 2 ** 63, "image_id": 1, "bbox": [0, 0, 4, 4]},     # beyond crops.npz's int64
+        {"id": 31, "image_id": 1, "bbox": [0, 0, 10 ** 400, 4]},  # beyond float
+        {"id": 32, "image_id": 1, "bbox": [1e308, 0, 1e308, 4]},  # x + w overflows
+        {"id": 33, "image_id": 1, "bbox": [0, 0, 1e300, 4]},      # beyond float32
+        {"id": 34, "image_id": 70, "bbox": [0, 0, 4, 4]},
+    ]
+    (dataset / "extreme.json").write_text(json.dumps(data))
+    assert run(dataset, dataset / "extreme.json", "--format", "npz") == 1
+    captured = capsys.readouterr()
+    lines = error_lines(captured.err)
+    assert len(lines) == 5 and len(captured.err.splitlines()) == 5, captured.err
+    for line, words in zip(lines, [("annotation 9223372036854775808", "id must be between"),
+                                   ("annotation 31", "bbox is not finite"),
+                                   ("annotation 32", "x + w or y + h is not finite"),
+                                   ("\\ud800.png", "not valid Unicode"),
+                                   ("annotation 33", "box too large to crop")]):
+        assert all(word in line for word in words), line
+    assert "5 written, 0 skipped, 5 failed" in captured.out
+
+
+@pytest.mark.parametrize("flags, limit", [
+    (["--size", "1x65501", "--format", "jpg"], "a JPG crop can be at most 65500"),
+    (["--size", f"{2 ** 24 + 1}x1"], "a PNG crop can be at most 16777216"),
+    (["--size", f"1x{2 ** 24 + 1}", "--format", "npz", "--contact-sheet", "s.png"],
+     "a crop shown on the contact sheet can be at most 16777216"),
+])
+def test_sizes_the_encoders_cannot_take_are_usage_errors(dataset, capsys, flags, limit):
+    """Was a MemoryError or OSError traceback from Pillow."""
+    assert run(dataset, dataset / "coco.json", *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("roiops crop: error: --size ") and limit in err
     assert not (dataset / "out").exists()

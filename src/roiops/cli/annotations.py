@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import UsageError
 
 CSV_COLUMNS = ("image", "x1", "y1", "x2", "y2")
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 class AnnotationFileError(UsageError):
@@ -66,7 +67,7 @@ def _reason(error):
 def _load_coco(path, text):
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # JSONDecodeError, or an integer of over 4300 digits
         raise AnnotationFileError(f"{path}: not valid JSON: {error}") from None
     except RecursionError:
         raise AnnotationFileError(f"{path}: JSON nested too deeply to read (a COCO file nests "
@@ -103,12 +104,16 @@ def _load_coco(path, text):
 def _coco_annotation(item, ident, where, images, categories):
     if not isinstance(ident, int) or isinstance(ident, bool):
         raise ValueError(f"id must be an integer, got {ident!r}")
+    if not INT64_MIN <= ident <= INT64_MAX:  # crops.npz stores ids as int64
+        raise ValueError(f"id must be between -2**63 and 2**63 - 1, got {ident}")
     if _key(item.get("image_id")) not in images:
         raise ValueError(f"image_id {item.get('image_id')!r} names no image in 'images'")
     bbox = item.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
         raise ValueError(f"bbox must be [x, y, w, h], got {bbox!r}")
     x, y, w, h = (_number("bbox", v) for v in bbox)
+    if not math.isfinite(x + w) or not math.isfinite(y + h):
+        raise ValueError(f"bbox x + w or y + h is not finite: {bbox!r}")
     label = ""
     if "category_id" in item:
         category = _key(item["category_id"])
@@ -165,6 +170,8 @@ def _number(name, value):
         number = float(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} is not a number: {value!r}") from None
+    except OverflowError:  # an integer beyond float range, e.g. 10**400 in JSON
+        raise ValueError(f"{name} is not finite: {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} is not finite: {value!r}")
     return number

@@ -94,6 +94,13 @@ def _resize_span(span, length):
 
 def _normalize(ys, xs, height, width):
     """Pixel-index coordinates to crop_and_resize's ``[y1, x1, y2, x2]`` (``v / (size - 1)``;
-    a one-pixel dimension maps everything to 0)."""
+    a one-pixel dimension maps everything to 0). BoxError if a coordinate overflows float32
+    (a huge box, or a huge --margin)."""
     dy, dx = max(height - 1, 1), max(width - 1, 1)
-    return np.array([ys[0] / dy, xs[0] / dx, ys[1] / dy, xs[1] / dx], np.float32)
+    box = [ys[0] / dy, xs[0] / dx, ys[1] / dy, xs[1] / dx]
+    with np.errstate(over="ignore"):
+        normalized = np.array(box, np.float32)
+    if not np.isfinite(normalized).all():
+        raise BoxError(f"box too large to crop: its normalized coordinates [y1, x1, y2, x2] = "
+                       f"{[float(v) for v in box]} overflow float32")
+    return normalized

@@ -19,7 +19,6 @@ import math
 import multiprocessing
 import multiprocessing.util
 import os
-import re
 import signal
 import sys
 import threading
@@ -47,8 +46,10 @@ IMAGES_PER_WORKER = 16
 # number of boxes of an image. Boxes are cropped independently: grouping changes no bit.
 CALL_BYTES = 64 * 2 ** 20
 FLOAT_CROP_BYTES = 3 * 4  # per crop pixel: float32 RGB
-# Escaped in messages (names from an annotation file may hold any character): one error, one line.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# The longest crop side an encoder takes: JPEG's own limit (libjpeg), and for PNG (and the
+# contact sheet, made with Pillow from the crops) a bound well inside Pillow's (about 89
+# million pixels a row). npz has none.
+MAX_SIDE = {"jpg": 65500, "png": 2 ** 24}
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ class CropJob:
         annotations, problems = annotation_files.load(self.annotations_path)
         items = [Item(number, annotation) for number, annotation in enumerate(annotations)]
         self._check_folders()
+        self._check_size()
         self._check_memory(items)
         protected = self._protected_paths(items)
         self._prepare_out(protected)
@@ -439,6 +441,18 @@ class CropJob:
             if folder.is_relative_to(self._images_root):
                 raise UsageError(f"--contact-sheet {self.contact_sheet} is inside --images "
                                  f"{self.images}: nothing is written there")
+
+    def _check_size(self):
+        """--size within what the output format (and the contact sheet) can encode."""
+        height, width = self.options.size
+        limits = [(f"a {self.options.image_format.upper()} crop",
+                   MAX_SIDE.get(self.options.image_format))]
+        if self.contact_sheet:
+            limits.append(("a crop shown on the contact sheet", MAX_SIDE["png"]))
+        for what, limit in limits:
+            if limit is not None and max(height, width) > limit:
+                raise UsageError(f"--size {height}x{width}: {what} can be at most {limit} "
+                                 "pixels on a side")
 
     def _check_memory(self, items):
         """Refuse a --size (or --workers) whose crops cannot fit in the memory available, before
@@ -528,6 +542,11 @@ class CropJob:
         """The resolved file of the image ``name``, inside --images unless allowed otherwise."""
         if "\0" in name:
             raise ImagePathError("the image name contains a NUL byte")
+        try:
+            os.fsencode(name)
+        except UnicodeEncodeError:  # e.g. a lone surrogate escaped in JSON ("\ud800")
+            raise ImagePathError("the image name cannot be a file name (not valid "
+                                 "Unicode)") from None
         try:
             path = (self.images / name).resolve()
         except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python < 3.13)
@@ -705,7 +724,9 @@ class CropJob:
         self.summary.failed += 1
 
     def _error(self, line):
-        text = "error: " + CONTROL_CHARACTERS.sub(lambda match: ascii(match[0])[1:-1], line)
+        """Print ``error: line``; characters that are not printable (a newline or a lone
+        surrogate in a name from the annotations) are escaped, so that an error is one line."""
+        text = "error: " + "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
         if self._progress is not None:
             self._progress.write(text)
         else:

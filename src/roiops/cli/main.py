@@ -12,11 +12,14 @@ import signal
 import sys
 import threading
 
+import numpy as np
+
 import roiops
 
 from .errors import Terminated, UsageError
 
 METHODS = ("bilinear", "nearest", "bilinear_v2")
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 FORMATS = ("png", "jpg", "npz")
 
 DESCRIPTION = """\
@@ -95,6 +98,15 @@ def finite_float(text):
     return value
 
 
+def float32_value(text):
+    """A finite number that stays finite in float32, the type the crops are computed in."""
+    value = finite_float(text)
+    if abs(value) > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(f"expected a number that float32 holds (at most "
+                                         f"{FLOAT32_MAX:.7g} in magnitude), got {text!r}")
+    return value
+
+
 def non_negative_float(text):
     value = finite_float(text)
     if value < 0:
@@ -141,7 +153,7 @@ def build_parser():
                       help="crop size: 64 means 64x64, 32x48 is 32 high, 48 wide (default: 64)")
     crop.add_argument("--method", choices=METHODS, default="bilinear",
                       help="sampling method (default: %(default)s)")
-    crop.add_argument("--extrapolation-value", type=finite_float, default=0.0, metavar="V",
+    crop.add_argument("--extrapolation-value", type=float32_value, default=0.0, metavar="V",
                       help="value of samples outside the image (default: 0)")
     crop.add_argument("--margin", type=non_negative_float, default=0.0, metavar="F",
                       help="grow each box by F times its size on every side (0.1 = 10%%)")
