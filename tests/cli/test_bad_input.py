@@ -255,3 +255,14 @@ def test_sizes_the_encoders_cannot_take_are_usage_errors(dataset, capsys, flags,
     err = capsys.readouterr().err
     assert err.startswith("roiops crop: error: --size ") and limit in err
     assert not (dataset / "out").exists()
+
+
+@pytest.mark.parametrize("name, flags", [("crops.npz", ["--format", "npz"]),
+                                         ("street_7_cat.png", [])])
+def test_contact_sheet_named_as_an_output_is_refused(dataset, capsys, name, flags):
+    """It would replace that output (and a resume would take the sheet for a crop)."""
+    sheet = dataset / "out" / name
+    assert main(["crop", str(dataset / "coco.json"), "--images", str(dataset / "images"),
+                 "--out", str(dataset / "out"), "--contact-sheet", str(sheet), *flags]) == 2
+    assert "is also the name of an output" in capsys.readouterr().err
+    assert not (dataset / "out").exists()

@@ -402,7 +402,7 @@ class CropJob:
         self._check_size()
         self._check_memory(items)
         protected = self._protected_paths(items)
-        self._prepare_out(protected)
+        self._prepare_out(protected, items)
         for line in problems:
             self._error(line)
         self.summary.failed += len(problems)
@@ -509,9 +509,12 @@ class CropJob:
                 paths.update((path.resolve(), path.parent.resolve() / path.name))
         return paths
 
-    def _prepare_out(self, protected):
+    def _prepare_out(self, protected, items):
         if self.contact_sheet and _as_written(self.contact_sheet) in protected:
             raise UsageError(f"--contact-sheet {self.contact_sheet} would overwrite an input file")
+        if self.contact_sheet and self._sheet_is_an_output(items):
+            raise UsageError(f"--contact-sheet {self.contact_sheet} is also the name of an "
+                             f"output in --out {self.out}")
         if (self.options.image_format == "npz"
                 and _as_written(self.out / NPZ_NAME) in protected):
             raise UsageError(f"{self.out / NPZ_NAME} would overwrite an input file")
@@ -519,6 +522,15 @@ class CropJob:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"cannot create output folder {self.out}: {error}") from None
+
+    def _sheet_is_an_output(self, items):
+        if _as_written(self.contact_sheet).parent != self.out.resolve():
+            return False
+        if self.options.image_format == "npz":
+            return self.contact_sheet.name == NPZ_NAME
+        return any(self.contact_sheet.name == output_name(item.annotation,
+                                                          self.options.image_format)
+                   for item in items)
 
     def _image_sources(self, items):
         """``(sources, items)``: the file to read for each image name, and the items whose image
