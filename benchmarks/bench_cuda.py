@@ -47,25 +47,26 @@ CROP_WORKLOADS = [
 SAMPLING_RATIO = 2
 
 # Launch shapes tried by --sweep, per kernel (the first of each list is the module's default
-# at the time of writing; each list also holds shapes with one warp per 32 lanes).
+# at the time of writing).
 ROI_SWEEP = {
-    "forward": [dict(BLOCK_C=c, num_warps=w) for c, w in
-                [(32, 4), (32, 1), (64, 2), (64, 1), (128, 4), (128, 2), (256, 8), (256, 4)]],
-    "grad_input": [dict(BLOCK_C=c, TILE_H=h, TILE_W=tw, num_warps=w) for c, h, tw, w in
-                   [(32, 8, 8, 4), (32, 8, 8, 1), (64, 8, 8, 2), (128, 8, 8, 4),
-                    (256, 8, 8, 8), (32, 16, 16, 1), (64, 16, 16, 2), (32, 4, 4, 1),
-                    (32, 4, 8, 1), (32, 32, 32, 1)]],
-    "grad_boxes": [dict(BLOCK_C=c, num_warps=w) for c, w in
-                   [(32, 4), (32, 1), (64, 2), (128, 4), (256, 8), (256, 4)]],
+    "forward": [{"LANES": lanes, "num_warps": warps} for lanes, warps in
+                [(256, 4), (128, 4), (128, 2), (256, 2), (512, 4), (512, 8), (1024, 8),
+                 (64, 2)]],
+    "grad_input": [{"BLOCK_C": c, "UNROLL": u, "num_warps": w} for c, u, w in
+                   [(128, 4, 4), (256, 4, 8), (256, 8, 8), (64, 4, 2), (32, 4, 1),
+                    (128, 1, 4), (128, 8, 4), (64, 8, 2)]],
+    "grad_boxes": [{"BLOCK_C": c, "num_warps": w} for c, w in
+                   [(128, 4), (32, 1), (64, 2), (256, 8), (256, 4)]],
 }
 CROP_SWEEP = {
-    "forward": [dict(BLOCK=b, num_warps=w) for b, w in
-                [(128, 4), (128, 1), (256, 2), (512, 4), (1024, 4), (1024, 8), (2048, 8)]],
-    "grad_image": [dict(BLOCK_D=d, TILE_H=h, TILE_W=tw, num_warps=w) for d, h, tw, w in
-                   [(32, 8, 8, 1), (32, 8, 8, 4), (64, 8, 8, 2), (128, 8, 8, 4),
-                    (256, 8, 8, 8), (32, 16, 16, 1), (32, 4, 4, 1), (32, 32, 32, 1)]],
-    "grad_boxes": [dict(BLOCK=b, num_warps=w) for b, w in
-                   [(128, 4), (128, 1), (256, 2), (512, 4), (1024, 8), (2048, 8)]],
+    "forward": [{"LANES": lanes, "BLOCK_D": d, "num_warps": w} for lanes, d, w in
+                [(256, 64, 4), (512, 64, 4), (1024, 64, 8), (256, 32, 2), (512, 128, 4),
+                 (128, 32, 1), (1024, 256, 8), (2048, 256, 8)]],
+    "grad_image": [{"BLOCK_D": d, "TILE_H": h, "TILE_W": tw, "num_warps": w} for d, h, tw, w in
+                   [(32, 4, 8, 4), (32, 8, 8, 4), (32, 8, 8, 8), (16, 4, 4, 2), (64, 4, 4, 4),
+                    (32, 2, 4, 2), (32, 4, 4, 2), (8, 8, 8, 4), (32, 4, 8, 2)]],
+    "grad_boxes": [{"BLOCK": b, "num_warps": w} for b, w in
+                   [(128, 4), (256, 2), (512, 4), (1024, 8)]],
 }
 
 
@@ -275,13 +276,13 @@ def sweep(device, generator):
         _sweep_table(f"roi_align box gradient kernel: {title}", roi_cuda, "grad_boxes",
                      ROI_SWEEP["grad_boxes"],
                      lambda: roi_cuda.grad_boxes(grads, features, rois, indices, options))
-        # The input gradient's cost of walking the rois: every roi a 1-pixel box in one corner
-        # of image 0, so every tile walks all rois and (but for one) applies nothing.
+        # A hot spot: every roi a 1-pixel box in one corner of image 0, so that all the adds
+        # land on 4 pixels (a tile-owning kernel serializes them all in one program).
         corner = rois.clone()
         corner[:, 0] = 0
         corner[:, 1:] = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
         corner_indices = torch.zeros_like(indices)
-        print(f"\nroi_align input gradient, the rois in one corner (walk cost): "
+        print(f"\nroi_align input gradient, every roi on one corner (hot spot): "
               f"{_kernel_milliseconds(lambda: roi_cuda.grad_input(grads, corner, corner_indices, shape, options)):.3f} ms")  # noqa: E501
     for workload in CROP_WORKLOADS:
         title, image_shape, count, crop_size = workload
@@ -310,11 +311,8 @@ def resource_report():
     print("\n### Compiled kernels\n\n| kernel | variant | warps | registers | spills | "
           "shared bytes |\n|---|---|---|---|---|---|")
     for module in (roi_cuda, crop_cuda):
-        for name in ("_forward_kernel", "_grad_input_kernel", "_grad_image_kernel",
-                     "_grad_boxes_kernel"):
-            kernel = getattr(module, name, None)
-            if kernel is None:
-                continue
+        for name in sorted(vars(module)):
+            kernel = getattr(module, name)
             for cache in getattr(kernel, "device_caches", {}).values():
                 for compiled in cache[0].values():
                     try:

@@ -143,28 +143,28 @@ def test_roi_align_edge_cases(interpreted_kernels):
                   ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
 
 
-@pytest.mark.parametrize("tile", [(8, 8), (4, 5)], ids=lambda t: "x".join(map(str, t)))
+@pytest.mark.parametrize("launch", [{"BLOCK_C": 128, "UNROLL": 4}, {"BLOCK_C": 2, "UNROLL": 3}],
+                         ids=["default", "narrow"])
 @pytest.mark.parametrize("case", ROI_CASES, ids=lambda c: "-".join(map(str, c)))
-def test_roi_align_grad_input_tiles(interpreted_kernels, monkeypatch, tile, case):
-    # 19 x 21 pixels: several spatial tiles each way (the module's 8 x 8, and 4 x 5), each
-    # program applying only the corner adds inside its tile. Rois straddle tile borders, are
-    # reversed, reach outside the map (samples in the [-1, 0] margin), are pinned to the last
-    # row/column, sit on a tile corner, and repeat (grads x1000: any reordering of the adds to
-    # one element would show in the bits). Ownership must give each element exactly the CPU's
-    # adds in the CPU's order, and no skip of a roi, bin or sample may drop one.
+def test_roi_align_grad_input_hard_rois(interpreted_kernels, monkeypatch, launch, case):
+    # 19 x 21 pixels. Rois straddle each other, are reversed, reach outside the map (samples
+    # in the [-1, 0] margin), are pinned to the last row/column (corners that coincide), sit
+    # between pixels, repeat (grads x1000: any reordering of the adds to one element would
+    # show in the bits), and overflow (NaN/inf samples, none valid). Every pixel's records
+    # must be summed in the CPU's order, whatever the channel block and unrolling (a channel
+    # block of 2 splits the 3 channels).
     import roiops.roi_align
     monkeypatch.setitem(roiops.roi_align.cuda.LAUNCH, "grad_input",
-                        {**roiops.roi_align.cuda.LAUNCH["grad_input"], "TILE_H": tile[0],
-                         "TILE_W": tile[1]})
+                        {**roiops.roi_align.cuda.LAUNCH["grad_input"], **launch})
     convention, aligned, mode, ratio, scale = case
-    rng = np.random.default_rng(_seed("tiles", case))
+    rng = np.random.default_rng(_seed("hard rois", case))
     shape = [2, 3, 19, 21]
-    across = [0, 6.3, 5.2, 17.7, 12.9]  # across tile rows and columns
+    across = [0, 6.3, 5.2, 17.7, 12.9]
     reversed_ = [1, 20.5, 18.5, 14.2, 9.1]
     boxes = [across, across, reversed_, reversed_,
              [0, -1.8, -1.5, 3.0, 2.5],  # partly outside: the [-1, 0] margin
              [1, 18.2, 16.4, 21.5, 19.6],  # the last row and column: pinned samples
-             [0, 7.5, 7.9, 8.5, 8.1],  # on a tile corner
+             [0, 7.5, 7.9, 8.5, 8.1],  # between pixels
              [1, -5.0, 3.0, 30.0, 17.9], across]  # [batch, x1, y1, x2, y2] in map units
     rois = torch.tensor(boxes, dtype=torch.float64)
     rois[:, 1:] /= scale
@@ -276,20 +276,21 @@ def test_crop_and_resize_gradient_propagates_inf(interpreted_kernels):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflowing box: inf/NaN samples
 @pytest.mark.parametrize("method", ["bilinear", "nearest", "bilinear_v2"])
 @pytest.mark.parametrize("tile, data_format", [((8, 8), "NHWC"), ((8, 8), "NCHW"),
-                                               ((4, 5), "NHWC")],  # the layout is orthogonal
-                         ids=["8x8-NHWC", "8x8-NCHW", "4x5-NHWC"])
+                                               ((2, 4), "NHWC")],  # the layout is orthogonal
+                         ids=["8x8-NHWC", "8x8-NCHW", "2x4-NHWC"])
 def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile, data_format,
                                           method):
-    # 19 x 21 pixels: several spatial tiles each way (the module's 8 x 8, and 4 x 5), each
-    # program applying only the updates inside its tile. Boxes straddle tile borders, are
+    # 19 x 21 pixels: several tiles each way (8 x 8 and 2 x 4; the channel block of 4 keeps
+    # them that size), each program gathering the adds of its pixels. Boxes straddle tile
+    # borders, are
     # flipped, reach outside the image (extrapolated samples skipped), overflow (NaN
     # samples), cover the whole image (samples on tile borders), lie below it; box 0 recurs
     # as boxes 6 and 7, box 6 with gradients x1000, so any reordering of the adds to one
     # element shows in the bits. No skip of a box, crop row or column may drop an add.
     import roiops.crop_and_resize
     monkeypatch.setitem(roiops.crop_and_resize.cuda.LAUNCH, "grad_image",
-                        {**roiops.crop_and_resize.cuda.LAUNCH["grad_image"], "TILE_H": tile[0],
-                         "TILE_W": tile[1]})
+                        {**roiops.crop_and_resize.cuda.LAUNCH["grad_image"], "BLOCK_D": 4,
+                         "TILE_H": tile[0], "TILE_W": tile[1]})
     rng = np.random.default_rng(_seed("tiles", tile, method, data_format))
     boxes = torch.tensor([[0.3, 0.25, 0.62, 0.81],   # straddles tile rows and columns
                           [0.9, 0.85, 0.15, 0.3],    # flipped on both axes
@@ -452,35 +453,48 @@ def test_grad_boxes_checks_run_before_launch(interpreted_kernels):
 def _kernel_variants():
     """(kernel name, signature, constexprs) of every kernel and switch, float32 compute."""
     ints = ["channels", "height", "width", "pooled_h", "pooled_w", "sampling_ratio"]
+    geometry = ["scale_bits", "height", "width", "pooled_h", "pooled_w", "sampling_ratio"]
     roi_forward = {"input_ptr": "*fp16", "rois_ptr": "*fp32", "index_ptr": "*i64",
-                   "scale_ptr": "*fp32", "out_ptr": "*fp16",
+                   "out_ptr": "*fp16", "scale_bits": "i32",
                    **{n: "i32" for n in ints + ["s_n", "s_c", "s_h", "s_w"]}}
-    roi_grad = {"grads_ptr": "*fp32", "rois_ptr": "*fp32", "index_ptr": "*i64",
-                "scale_ptr": "*fp32", "out_ptr": "*fp32",
-                **{n: "i32" for n in ["num_rois"] + ints + ["g_k", "g_c", "g_h", "g_w"]}}
+    roi_plan = {"rois_ptr": "*fp32", "scale_bits": "i32", "y_first_ptr": "*i64",
+                "y_count_ptr": "*i64", "x_first_ptr": "*i64", "x_count_ptr": "*i64",
+                "divisor_ptr": "*fp32", **{n: "i32" for n in geometry[1:]}}
+    roi_records = {"rois_ptr": "*fp32", "index_ptr": "*i64", "scale_bits": "i32",
+                   "y_first_ptr": "*i64", "y_count_ptr": "*i64", "x_first_ptr": "*i64",
+                   "x_count_ptr": "*i64", "offset_ptr": "*i64", "pixel_ptr": "*i32",
+                   "weight_ptr": "*fp32", "bin_ptr": "*i32",
+                   **{n: "i32" for n in geometry[1:]}}
+    roi_sum = {"start_ptr": "*i64", "weight_ptr": "*fp32", "bin_ptr": "*i32",
+               "divisor_ptr": "*fp32", "grads_ptr": "*fp16", "out_ptr": "*fp32",
+               "channels": "i32", "bins": "i32"}
     roi_grad_boxes = {"grads_ptr": "*fp32", "input_ptr": "*fp16", "rois_ptr": "*fp32",
-                      "index_ptr": "*i64", "scale_ptr": "*fp32", "out_ptr": "*fp32",
+                      "index_ptr": "*i64", "out_ptr": "*fp32", "scale_bits": "i32",
                       **{n: "i32" for n in ints + ["g_k", "g_c", "g_h", "g_w",
                                                    "s_n", "s_c", "s_h", "s_w"]}}
     for mindspore, aligned, mode in ((False, False, 1), (False, True, 1), (True, False, 0)):
         switches = {"MINDSPORE": mindspore, "ALIGNED": aligned, "ROI_END_MODE": mode,
-                    "BLOCK_C": 32}
-        yield "roiops.roi_align.cuda", "_forward_kernel", roi_forward, switches
-        yield ("roiops.roi_align.cuda", "_grad_input_kernel", roi_grad,
-               {**switches, "TILE_H": 8, "TILE_W": 8})
-        yield "roiops.roi_align.cuda", "_grad_boxes_kernel", roi_grad_boxes, switches
+                    "FLOAT64": False}
+        yield ("roiops.roi_align.cuda", "_forward_kernel", roi_forward,
+               {**switches, "BLOCK_C": 4, "BLOCK_BINS": 64})
+        yield ("roiops.roi_align.cuda", "_plan_kernel", roi_plan, {**switches, "BLOCK_P": 8})
+        yield ("roiops.roi_align.cuda", "_records_kernel", roi_records,
+               {**switches, "BLOCK_BINS": 64})
+        yield ("roiops.roi_align.cuda", "_grad_boxes_kernel", roi_grad_boxes,
+               {**switches, "BLOCK_C": 32})
+    yield "roiops.roi_align.cuda", "_sum_records_kernel", roi_sum, {"UNROLL": 4, "BLOCK_C": 128}
     sizes = ["num_boxes", "height", "width", "depth", "crop_h", "crop_w"]
     crop_forward = {"image_ptr": "*u8", "boxes_ptr": "*fp32", "index_ptr": "*i64",
-                    "extrapolation_ptr": "*fp32", "out_ptr": "*fp32",
+                    "out_ptr": "*fp32", "extrapolation_bits": "i32",
                     **{n: "i32" for n in sizes + ["i_b", "i_h", "i_w", "i_d",
                                                   "o_n", "o_h", "o_w", "o_d"]}}
     crop_grad = {"grads_ptr": "*fp16", "boxes_ptr": "*fp32", "index_ptr": "*i64",
                  "out_ptr": "*fp32", **{n: "i32" for n in sizes + ["g_n", "g_h", "g_w", "g_d"]}}
     for method in (0, 1, 2):
         yield ("roiops.crop_and_resize.cuda", "_forward_kernel", crop_forward,
-               {"METHOD": method, "BLOCK": 128})
+               {"METHOD": method, "FLOAT64": False, "BLOCK_X": 4, "BLOCK_D": 64})
         yield ("roiops.crop_and_resize.cuda", "_grad_image_kernel", crop_grad,
-               {"METHOD": method, "BLOCK_D": 32, "TILE_H": 8, "TILE_W": 8})
+               {"METHOD": method, "BLOCK_D": 32, "TILE_H": 4, "TILE_W": 8})
     crop_grad_boxes = {"grads_ptr": "*fp16", "image_ptr": "*u8", "boxes_ptr": "*fp32",
                        "index_ptr": "*i64", "out_ptr": "*fp32",
                        **{n: "i32" for n in sizes[1:] + ["g_n", "g_h", "g_w", "g_d",

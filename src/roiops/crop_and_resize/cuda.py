@@ -54,6 +54,8 @@ Verification without a GPU: the interpreter (NumPy: no fusion, exact division) c
 operation order; a compile-only test builds every variant for sm_90 and checks that the PTX
 has no ``fma`` and no approximate division. Running on a device, and speed, need a GPU.
 """
+import struct
+
 import torch
 import triton
 import triton.language as tl
@@ -67,14 +69,14 @@ __all__ = ["forward", "grad_image", "grad_boxes"]
 
 BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2
 _METHODS = {"bilinear": BILINEAR, "nearest": NEAREST, "bilinear_v2": BILINEAR_V2}
-# Launch shapes per kernel: lanes per program (BLOCK: crop column x depth elements; BLOCK_D:
-# channels, at most: a power of two covering the depth when that is smaller, e.g. 4 for
-# RGB), the image gradient's tile (each program owns TILE_H x TILE_W pixels of one image) and
-# warps per program. Only speed depends on them (the tests vary them);
-# benchmarks/bench_cuda.py --sweep times the alternatives.
+# Launch shapes per kernel, powers of two: lanes per program (LANES, or BLOCK for the box
+# gradient's crop column x depth elements), channels per program (BLOCK_D, at most: the next
+# power of two of a smaller depth, e.g. 4 for RGB), the image gradient's tile of pixels per
+# program (grown for small depths, ``_tile``) and warps per program. Only speed depends on
+# them (the tests vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
 LAUNCH = {
-    "forward": {"BLOCK": 128, "num_warps": 4},
-    "grad_image": {"BLOCK_D": 32, "TILE_H": 8, "TILE_W": 8, "num_warps": 1},
+    "forward": {"LANES": 256, "BLOCK_D": 64, "num_warps": 4},
+    "grad_image": {"BLOCK_D": 32, "TILE_H": 4, "TILE_W": 8, "num_warps": 4},
     "grad_boxes": {"BLOCK": 128, "num_warps": 4},
 }
 
@@ -111,10 +113,22 @@ def _axis(low, high, size, crop):
 
 
 @triton.jit
+def _float_arg(bits, FLOAT64: tl.constexpr):
+    """A float argument passed as its bit pattern (``float_bits``): a float64 scalar arrives
+    exactly (Triton would type a Python float as float32), and no device tensor (an H2D
+    copy, a sync) is needed to carry it."""
+    if FLOAT64:
+        return bits.to(tl.int64).to(tl.float64, bitcast=True)
+    else:
+        return bits.to(tl.int32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
 def _sample(start, step, index, crop):
-    """The forward's sample coordinate ``start + index*step``; the centre itself for a crop
-    of 1 (adding ``0 * step`` could flip the sign of a zero)."""
-    coordinate = start
+    """The forward's sample coordinate ``start + index*step`` for the crop indices ``index``
+    (any shape); the centre itself for a crop of 1 (adding ``0 * step`` could flip the sign
+    of a zero)."""
+    coordinate = tl.broadcast_to(start, index.shape)
     if crop > 1:
         coordinate = start + index.to(start.dtype) * step
     return coordinate
@@ -157,12 +171,17 @@ def _v2_axis(first, length, size, index, crop, F: tl.constexpr):
     return low, high, weight
 
 
-@triton.jit(do_not_specialize=["num_boxes", "height", "width", "depth", "crop_h", "crop_w",
-                               "i_b", "i_h", "i_w", "i_d", "o_n", "o_h", "o_w", "o_d"])
-def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
+@triton.jit(do_not_specialize=["extrapolation_bits", "num_boxes", "height", "width", "depth",
+                               "crop_h", "crop_w", "i_b", "i_h", "i_w", "i_d",
+                               "o_n", "o_h", "o_w", "o_d"])
+def _forward_kernel(image_ptr, boxes_ptr, index_ptr, out_ptr, extrapolation_bits,
                     num_boxes, height, width, depth, crop_h, crop_w,
                     i_b, i_h, i_w, i_d, o_n, o_h, o_w, o_d,
-                    METHOD: tl.constexpr, BLOCK: tl.constexpr):
+                    METHOD: tl.constexpr, FLOAT64: tl.constexpr, BLOCK_X: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
+    # One program per (box, crop row, block of crop columns, block of channels); the lanes
+    # are a [BLOCK_X, BLOCK_D] tile of the crop row, channels along the fast axis. The row's
+    # arithmetic is scalar, a column's is shared by its channels.
     row_id = tl.program_id(0).to(tl.int64)
     crop_h = _i64(crop_h)
     crop_w = _i64(crop_w)
@@ -171,18 +190,18 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
     depth = _i64(depth)
     box = row_id // crop_h
     crop_y = row_id % crop_h
-    element = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
-    mask = element < crop_w * depth
-    crop_x = element // depth
-    channel = element % depth
-    extrapolation = tl.load(extrapolation_ptr)
+    crop_x = (tl.program_id(1).to(tl.int64) * BLOCK_X
+              + tl.arange(0, BLOCK_X).to(tl.int64))[:, None]
+    channel = (tl.program_id(2).to(tl.int64) * BLOCK_D
+               + tl.arange(0, BLOCK_D).to(tl.int64))[None, :]
+    mask = (crop_x < crop_w) & (channel < depth)
+    extrapolation = _float_arg(extrapolation_bits, FLOAT64)
     F = extrapolation.dtype
     y1 = tl.load(boxes_ptr + box * 4)
     x1 = tl.load(boxes_ptr + box * 4 + 1)
     y2 = tl.load(boxes_ptr + box * 4 + 2)
     x2 = tl.load(boxes_ptr + box * 4 + 3)
-    b = tl.load(index_ptr + box)
-    base = image_ptr + b * i_b + channel * i_d
+    base = image_ptr + tl.load(index_ptr + box) * i_b + channel * i_d
     if METHOD == 2:
         first_row, window_h = _v2_window(y1, y2, height)
         first_col, window_w = _v2_window(x1, x2, width)
@@ -203,15 +222,12 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
     else:
         y_start, y_step = _axis(y1, y2, height, crop_h)
         x_start, x_step = _axis(x1, x2, width, crop_w)
-        in_y = _sample(y_start, y_step, crop_y, crop_h)
-        if crop_w > 1:
-            in_x = x_start + crop_x.to(F) * x_step
-        else:
-            in_x = tl.broadcast_to(x_start, [BLOCK])
-        # Scalars broadcast to the lanes (not "+ zeros": that would turn -0.0 into +0.0).
-        inside_y, top, bottom, y_lerp = _taps(tl.broadcast_to(in_y, [BLOCK]), height, METHOD)
-        inside_x, left, right, x_lerp = _taps(in_x, width, METHOD)
-        inside = inside_y & inside_x
+        inside_y, top, bottom, y_lerp = _taps(_sample(y_start, y_step, crop_y, crop_h), height,
+                                              METHOD)
+        inside_x, left, right, x_lerp = _taps(_sample(x_start, x_step, crop_x, crop_w), width,
+                                              METHOD)
+        # ``where``, not ``&``: the interpreter splats a scalar bool to int64.
+        inside = tl.where(inside_y, inside_x, False)
         load_mask = mask & inside
         if METHOD == 1:
             value = tl.load(base + top * i_h + left * i_w, mask=load_mask, other=0).to(F)
@@ -226,14 +242,9 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, extrapolation_ptr, out_ptr,
             top_value = top_left + (top_right - top_left) * x_lerp
             bottom_value = bottom_left + (bottom_right - bottom_left) * x_lerp
             value = top_value + (bottom_value - top_value) * y_lerp
-        value = tl.where(inside, value, tl.broadcast_to(extrapolation, [BLOCK]))
+        value = tl.where(inside, value, extrapolation)
     out = out_ptr + box * o_n + crop_y * o_h + crop_x * o_w + channel * o_d
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _add(p, value, mask):
-    tl.store(p, tl.load(p, mask=mask) + value, mask=mask)
 
 
 @triton.jit
@@ -254,7 +265,7 @@ def _taps(c, size, METHOD: tl.constexpr):
     if METHOD == 1:
         low = tl.minimum(_round_half_away(safe), last)
         high = low
-        weight = tl.full([], 0, F)
+        weight = tl.full(c.shape, 0, F)
     else:
         low_f = tl.floor(safe)
         low = tl.minimum(low_f.to(tl.int64), last)
@@ -289,48 +300,103 @@ def _v2_span(first, length, size, crop, F: tl.constexpr):
 
 
 @triton.jit
-def _owns(index, low, high):
-    return (index >= low) & (index <= high)
+def _maximum(a, b):
+    return tl.maximum(a, b)
 
 
 @triton.jit
-def _scatter_sample(image, width, depth, mask, g, top, bottom, left, right, y_weight,
-                    x_weight, owns_top, owns_bottom, owns_left, owns_right,
-                    METHOD: tl.constexpr):
-    """One sample's corner updates, in the CPU's corner order, each only where this program
-    owns the pixel. All four happen also where corners coincide (a zero-weight add: an inf
-    gradient turns it into NaN); lanes are distinct channels, so a repeated corner is a
-    read-modify-write ordered by program order in its thread."""
-    # ``where``, not ``mask & owned``: the interpreter splats a bool scalar to int64 lanes,
-    # which it then refuses as a mask.
-    top_left = tl.where(owns_top & owns_left, mask, False)
-    if METHOD == 1:
-        # (g * 1) * 1 == g exactly.
-        _add(image + (top * width + left) * depth, g, top_left)
+def _largest(x):
+    """The largest element of ``x`` (``tl.max`` is a library helper: see the note above)."""
+    return tl.reduce(x, None, _maximum)
+
+
+@triton.jit
+def _holds(key, bound, RELATION: tl.constexpr):
+    """``key`` stands in RELATION to ``bound`` (0: >, 1: >=, 2: <, 3: <=)."""
+    if RELATION == 0:
+        holds = key > bound
+    elif RELATION == 1:
+        holds = key >= bound
+    elif RELATION == 2:
+        holds = key < bound
     else:
-        top_right = tl.where(owns_top & owns_right, mask, False)
-        bottom_left = tl.where(owns_bottom & owns_left, mask, False)
-        bottom_right = tl.where(owns_bottom & owns_right, mask, False)
-        if METHOD == 2:
-            y_comp = 1 - y_weight
-            x_comp = 1 - x_weight
-            # The forward's term order: TL, BR, TR, BL.
-            _add(image + (top * width + left) * depth, (g * y_comp) * x_comp, top_left)
-            _add(image + (bottom * width + right) * depth, (g * y_weight) * x_weight,
-                 bottom_right)
-            _add(image + (top * width + right) * depth, (g * y_comp) * x_weight, top_right)
-            _add(image + (bottom * width + left) * depth, (g * y_weight) * x_comp,
-                 bottom_left)
+        holds = key <= bound
+    return holds
+
+
+@triton.jit
+def _sample_key(start, step, index, crop, first_w, length_w, size, METHOD: tl.constexpr,
+                HIGH: tl.constexpr):
+    """What ``_first_index`` bisects on, monotone in the crop index: bilinear and nearest, the
+    sample coordinate in float64 (exact); bilinear_v2, its high (``HIGH``) or low pixel."""
+    if METHOD == 2:
+        low, high, _ = _v2_axis(first_w, length_w, size, index, crop, start.dtype)
+        if HIGH:
+            key = high
         else:
-            x_comp = 1 - x_weight
-            y_comp = 1 - y_weight
-            top_grad = g * y_comp
-            bottom_grad = g * y_weight
-            _add(image + (top * width + left) * depth, top_grad * x_comp, top_left)
-            _add(image + (top * width + right) * depth, top_grad * x_weight, top_right)
-            _add(image + (bottom * width + left) * depth, bottom_grad * x_comp, bottom_left)
-            _add(image + (bottom * width + right) * depth, bottom_grad * x_weight,
-                 bottom_right)
+            key = low
+    else:
+        key = _sample(start, step, index, crop).to(tl.float64)
+    return key
+
+
+@triton.jit
+def _first_index(start, step, crop, first_w, length_w, size, bound, METHOD: tl.constexpr,
+                 HIGH: tl.constexpr, RELATION: tl.constexpr):
+    """Per lane of ``bound``: the first crop index in ``[0, crop)`` whose key (``_sample_key``)
+    stands in RELATION to the lane's bound; ``crop`` if none. Bisection, valid because the key
+    is monotone in the index and RELATION false then true along it."""
+    low = tl.full(bound.shape, 0, tl.int64)
+    high = low + crop
+    while _largest((low < high).to(tl.int32)) > 0:
+        active = low < high
+        middle = (low + high) // 2
+        key = _sample_key(start, step, middle, crop, first_w, length_w, size, METHOD, HIGH)
+        holds = _holds(key, bound, RELATION)
+        high = tl.where(active & holds, middle, high)
+        low = tl.where(active & ~holds, middle + 1, low)
+    return low
+
+
+@triton.jit
+def _touching(start, step, crop, first_w, length_w, size, pixel, METHOD: tl.constexpr):
+    """``(first, count)`` per pixel of ``pixel`` (a row or column index per lane): the crop
+    indices whose samples may touch the pixel, a contiguous range (the taps are monotone in
+    the index). Exact for bilinear_v2; for bilinear and nearest the samples whose coordinate
+    lies in ``(pixel - 1, pixel + 1)`` (above ``pixel - 1`` for the last pixel, which the
+    clamp of ``_taps`` also reaches), a superset that the caller's tap test narrows."""
+    if METHOD == 2:
+        first = _first_index(start, step, crop, first_w, length_w, size, pixel, 2, True, 1)
+        stop = _first_index(start, step, crop, first_w, length_w, size, pixel, 2, False, 0)
+    else:
+        lower = (pixel - 1).to(tl.float64)
+        upper = tl.where(pixel >= size - 1, tl.full([], float("inf"), tl.float64),
+                         (pixel + 1).to(tl.float64))
+        if step >= 0:  # coordinates non-decreasing in the crop index
+            first = _first_index(start, step, crop, first_w, length_w, size, lower, METHOD,
+                                 False, 0)
+            stop = _first_index(start, step, crop, first_w, length_w, size, upper, METHOD,
+                                False, 1)
+        else:
+            first = _first_index(start, step, crop, first_w, length_w, size, upper, METHOD,
+                                 False, 2)
+            stop = _first_index(start, step, crop, first_w, length_w, size, lower, METHOD,
+                                False, 3)
+    return first, tl.maximum(stop - first, 0)
+
+
+@triton.jit
+def _lane_taps(start, step, crop, first_w, length_w, size, index, ok, METHOD: tl.constexpr):
+    """``(inside, low pixel, high pixel, weight)`` of crop indices ``index`` (any method);
+    lanes without ``ok`` are outside."""
+    F = start.dtype
+    if METHOD == 2:
+        low, high, weight = _v2_axis(first_w, length_w, size, index, crop, F)
+        inside = ok
+    else:
+        inside, low, high, weight = _taps(_sample(start, step, index, crop), size, METHOD)
+        inside = inside & ok
+    return inside, low, high, weight
 
 
 @triton.jit(do_not_specialize=["num_boxes", "height", "width", "depth", "crop_h", "crop_w",
@@ -340,10 +406,11 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                        g_n, g_h, g_w, g_d,
                        METHOD: tl.constexpr, BLOCK_D: tl.constexpr,
                        TILE_H: tl.constexpr, TILE_W: tl.constexpr):
-    # One program owns one tile of image b (rows [row0, row1], columns [col0, col1]) for one
-    # block of channels: it alone writes those elements. It walks the boxes, crop rows, crop
-    # columns and corners in the CPU's order and applies only the updates it owns, so each
-    # element receives the sequential sequence of += (whatever the tiling).
+    # One program per (image, tile of TILE_H x TILE_W pixels, block of channels); a lane per
+    # element of the tile, accumulating in registers. Each lane gathers the adds that land on
+    # its pixel, in the CPU's order: boxes ascending, then the crop rows, then the crop
+    # columns whose samples touch its row and column (contiguous ranges, found by bisection),
+    # then the corners. No atomics, no read-modify-write of memory.
     crop_h = _i64(crop_h)
     crop_w = _i64(crop_w)
     height = _i64(height)
@@ -358,12 +425,13 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
     col0 = (tile % tiles_w) * TILE_W
     row1 = tl.minimum(row0 + TILE_H, height) - 1
     col1 = tl.minimum(col0 + TILE_W, width) - 1
+    row = row0 + tl.arange(0, TILE_H).to(tl.int64)  # [TILE_H]
+    col = col0 + tl.arange(0, TILE_W).to(tl.int64)  # [TILE_W]
     channel = tl.program_id(1).to(tl.int64) * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
-    mask = channel < depth
     F = out_ptr.dtype.element_ty
-    zero = _i64(0)
-    # out is [B, H, W, D] contiguous in F.
-    image = out_ptr + b * height * width * depth + channel
+    zero = tl.full([], 0, F)
+    acc = tl.full([TILE_H, TILE_W, BLOCK_D], 0, F)
+    channel_3d = channel[None, None, :]
     for box_i in range(num_boxes):
         box = _i64(box_i)
         if tl.load(index_ptr + box) == b:
@@ -372,57 +440,86 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
             y2 = tl.load(boxes_ptr + box * 4 + 2)
             x2 = tl.load(boxes_ptr + box * 4 + 3)
             # A cheap test on the box's end samples skips boxes that cannot reach the tile:
-            # along each axis the samples are monotone in the crop index (non-decreasing, or
-            # non-increasing for a flipped box), so they lie between the first and the last.
+            # along each axis the samples are monotone in the crop index.
             if METHOD == 2:
                 first_row, window_h = _v2_window(y1, y2, height)
                 first_col, window_w = _v2_window(x1, x2, width)
+                y_start = y1  # unused by bilinear_v2, but for its type
+                y_step = y1
+                x_start = x1
+                x_step = x1
                 top_most, bottom_most = _v2_span(first_row, window_h, height, crop_h, F)
                 left_most, right_most = _v2_span(first_col, window_w, width, crop_w, F)
                 misses = ((bottom_most < row0) | (top_most > row1)
                           | (right_most < col0) | (left_most > col1))
             else:
+                first_row = _i64(0)  # bilinear_v2's windows, unused here
+                window_h = _i64(0)
+                first_col = _i64(0)
+                window_w = _i64(0)
                 y_start, y_step = _axis(y1, y2, height, crop_h)
                 x_start, x_step = _axis(x1, x2, width, crop_w)
-                misses = (_span_misses(_sample(y_start, y_step, zero, crop_h),
+                misses = (_span_misses(_sample(y_start, y_step, _i64(0), crop_h),
                                        _sample(y_start, y_step, crop_h - 1, crop_h), row0, row1)
-                          | _span_misses(_sample(x_start, x_step, zero, crop_w),
+                          | _span_misses(_sample(x_start, x_step, _i64(0), crop_w),
                                          _sample(x_start, x_step, crop_w - 1, crop_w),
                                          col0, col1))
             if not misses:
-                for crop_y_i in range(crop_h):
-                    crop_y = _i64(crop_y_i)
-                    if METHOD == 2:
-                        top, bottom, y_weight = _v2_axis(first_row, window_h, height, crop_y,
-                                                         crop_h, F)
-                        y_ok = True
-                    else:
-                        y_ok, top, bottom, y_weight = _taps(
-                            _sample(y_start, y_step, crop_y, crop_h), height, METHOD)
-                    if y_ok:
-                        owns_top = _owns(top, row0, row1)
-                        owns_bottom = _owns(bottom, row0, row1)
-                        if owns_top | owns_bottom:
-                            for crop_x_i in range(crop_w):
-                                crop_x = _i64(crop_x_i)
-                                if METHOD == 2:
-                                    left, right, x_weight = _v2_axis(first_col, window_w, width,
-                                                                     crop_x, crop_w, F)
-                                    x_ok = True
-                                else:
-                                    x_ok, left, right, x_weight = _taps(
-                                        _sample(x_start, x_step, crop_x, crop_w), width, METHOD)
-                                if x_ok:
-                                    owns_left = _owns(left, col0, col1)
-                                    owns_right = _owns(right, col0, col1)
-                                    if owns_left | owns_right:
-                                        g = tl.load(grads_ptr + box * g_n + crop_y * g_h
-                                                    + crop_x * g_w + channel * g_d, mask=mask,
-                                                    other=0).to(F)
-                                        _scatter_sample(image, width, depth, mask, g, top,
-                                                        bottom, left, right, y_weight, x_weight,
-                                                        owns_top, owns_bottom, owns_left,
-                                                        owns_right, METHOD)
+                y_first, y_count = _touching(y_start, y_step, crop_h, first_row, window_h,
+                                             height, row, METHOD)
+                x_first, x_count = _touching(x_start, x_step, crop_w, first_col, window_w,
+                                             width, col, METHOD)
+                y_count = tl.where(row < height, y_count, 0)  # a partial tile's spare lanes
+                x_count = tl.where(col < width, x_count, 0)
+                for ty in range(_largest(y_count)):
+                    crop_y = y_first + ty
+                    y_in, top, bottom, y_weight = _lane_taps(y_start, y_step, crop_h, first_row,
+                                                             window_h, height, crop_y,
+                                                             ty < y_count, METHOD)
+                    hit_top = (y_in & (top == row))[:, None, None]
+                    hit_bottom = (y_in & (bottom == row))[:, None, None]
+                    y_weight = y_weight[:, None, None]
+                    for tx in range(_largest(x_count)):
+                        crop_x = x_first + tx
+                        x_in, left, right, x_weight = _lane_taps(x_start, x_step, crop_w,
+                                                                 first_col, window_w, width,
+                                                                 crop_x, tx < x_count, METHOD)
+                        hit_left = (x_in & (left == col))[None, :, None]
+                        hit_right = (x_in & (right == col))[None, :, None]
+                        x_weight = x_weight[None, :, None]
+                        touched = (hit_top | hit_bottom) & (hit_left | hit_right)
+                        g = tl.load(grads_ptr + box * g_n + crop_y[:, None, None] * g_h
+                                    + crop_x[None, :, None] * g_w + channel_3d * g_d,
+                                    mask=touched & (channel_3d < depth), other=0).to(F)
+                        # The CPU's corner order; a corner adds only on its own pixel, where
+                        # corners coincide each still adds (an inf gradient makes NaN).
+                        if METHOD == 1:
+                            acc = acc + tl.where(hit_top & hit_left, g, zero)
+                        elif METHOD == 2:
+                            y_comp = 1 - y_weight
+                            x_comp = 1 - x_weight
+                            acc = acc + tl.where(hit_top & hit_left, (g * y_comp) * x_comp, zero)
+                            acc = acc + tl.where(hit_bottom & hit_right,
+                                                 (g * y_weight) * x_weight, zero)
+                            acc = acc + tl.where(hit_top & hit_right, (g * y_comp) * x_weight,
+                                                 zero)
+                            acc = acc + tl.where(hit_bottom & hit_left, (g * y_weight) * x_comp,
+                                                 zero)
+                        else:
+                            top_grad = g * (1 - y_weight)
+                            bottom_grad = g * y_weight
+                            x_comp = 1 - x_weight
+                            acc = acc + tl.where(hit_top & hit_left, top_grad * x_comp, zero)
+                            acc = acc + tl.where(hit_top & hit_right, top_grad * x_weight, zero)
+                            acc = acc + tl.where(hit_bottom & hit_left, bottom_grad * x_comp,
+                                                 zero)
+                            acc = acc + tl.where(hit_bottom & hit_right, bottom_grad * x_weight,
+                                                 zero)
+    # out is [B, H, W, D] contiguous in F; every element of the tile is written once.
+    out = (out_ptr + ((b * height + row[:, None, None]) * width + col[None, :, None]) * depth
+           + channel_3d)
+    inside = (row[:, None, None] < height) & (col[None, :, None] < width) & (channel_3d < depth)
+    tl.store(out, acc, mask=inside)
 
 
 @triton.jit
@@ -544,16 +641,28 @@ def compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def float_bits(value, F):
+    """``value`` rounded to ``F`` and passed as its bit pattern, a signed int (``_float_arg``)."""
+    if F == torch.float64:
+        return struct.unpack("<q", struct.pack("<d", value))[0]
+    return struct.unpack("<i", struct.pack("<f", value))[0]
+
+
 def _nhwc(tensor, data_format):
     """``tensor`` seen as ``[N, H, W, D]`` (a view: strides do the rest)."""
     return tensor if data_format == "NHWC" else tensor.permute(0, 2, 3, 1)
+
+
+def _channel_block(depth, block):
+    """Channels per program: ``block``, or the next power of two covering a smaller depth."""
+    return min(block, triton.next_power_of_2(depth))
 
 
 def forward(image, boxes, box_indices, crop_size, method, extrapolation_value, data_format,
             out_dtype):
     """Crops of ``out_dtype`` (float32 for integer images), laid out as ``data_format``."""
     view = _nhwc(image, data_format)
-    batch, height, width, depth = view.shape
+    _, height, width, depth = view.shape
     crop_h, crop_w = crop_size
     num_boxes = boxes.shape[0]
     shape = ((num_boxes, crop_h, crop_w, depth) if data_format == "NHWC"
@@ -565,14 +674,32 @@ def forward(image, boxes, box_indices, crop_size, method, extrapolation_value, d
         F = compute_dtype(image.dtype)
         boxes_f = boxes.to(device=image.device, dtype=F).contiguous()
         indices = box_indices.to(device=image.device, dtype=torch.int64).contiguous()
-        extrapolation = torch.tensor([extrapolation_value], dtype=F, device=image.device)
         out_view = _nhwc(out, data_format)
-        launch = LAUNCH["forward"]
-        grid = (num_boxes * crop_h, triton.cdiv(crop_w * depth, launch["BLOCK"]))
-        _forward_kernel[grid](view, boxes_f, indices, extrapolation, out, num_boxes, height,
-                              width, depth, crop_h, crop_w, *view.stride(), *out_view.stride(),
-                              METHOD=_METHODS[method], enable_fp_fusion=False, **launch)
+        launch = dict(LAUNCH["forward"])
+        block_d = _channel_block(depth, launch.pop("BLOCK_D"))
+        block_x = max(launch.pop("LANES") // block_d, 1)
+        grid = (num_boxes * crop_h, triton.cdiv(crop_w, block_x), triton.cdiv(depth, block_d))
+        _forward_kernel[grid](view, boxes_f, indices, out, float_bits(extrapolation_value, F),
+                              num_boxes, height, width, depth, crop_h, crop_w, *view.stride(),
+                              *out_view.stride(), METHOD=_METHODS[method],
+                              FLOAT64=F == torch.float64, BLOCK_X=block_x, BLOCK_D=block_d,
+                              enable_fp_fusion=False, **launch)
     return out.to(out_dtype)
+
+
+def _tile(depth_block, launch):
+    """The image gradient's tile for a channel block: ``TILE_H x TILE_W`` of ``launch``, grown
+    (width first) while the block is narrower than ``launch["BLOCK_D"]``, so that a program
+    keeps about as many lanes for small depths (RGB) as for deep feature maps."""
+    tile_h, tile_w = launch["TILE_H"], launch["TILE_W"]
+    spare = launch["BLOCK_D"] // depth_block
+    while spare > 1:
+        if tile_w <= tile_h:
+            tile_w *= 2
+        else:
+            tile_h *= 2
+        spare //= 2
+    return tile_h, tile_w
 
 
 def grad_image(grads, boxes, box_indices, image_shape, method, data_format, dtype):
@@ -583,19 +710,20 @@ def grad_image(grads, boxes, box_indices, image_shape, method, data_format, dtyp
     batch, height, width = (shape[0], shape[1], shape[2]) if data_format == "NHWC" else (
         shape[0], shape[2], shape[3])
     F = compute_dtype(dtype)
-    total = torch.zeros((batch, height, width, depth), dtype=F, device=grads.device)
-    if num_boxes and total.numel():
+    total = torch.empty((batch, height, width, depth), dtype=F, device=grads.device)
+    if not num_boxes:
+        total.zero_()
+    elif total.numel():
         boxes_f = boxes.to(device=grads.device, dtype=F).contiguous()
         indices = box_indices.to(device=grads.device, dtype=torch.int64).contiguous()
         launch = dict(LAUNCH["grad_image"])
-        launch["BLOCK_D"] = min(launch["BLOCK_D"], triton.next_power_of_2(depth))
-        # Tiles of each image, image-major: neighbouring programs share the same boxes' grads.
-        tiles = batch * triton.cdiv(height, launch["TILE_H"]) * triton.cdiv(width,
-                                                                            launch["TILE_W"])
-        grid = (tiles, triton.cdiv(depth, launch["BLOCK_D"]))
-        _grad_image_kernel[grid](view, boxes_f, indices, total, num_boxes, height, width,
-                                 depth, crop_h, crop_w, *view.stride(),
-                                 METHOD=_METHODS[method], enable_fp_fusion=False, **launch)
+        block_d = _channel_block(depth, launch["BLOCK_D"])
+        tile_h, tile_w = _tile(block_d, launch)
+        tiles = batch * triton.cdiv(height, tile_h) * triton.cdiv(width, tile_w)
+        _grad_image_kernel[(tiles, triton.cdiv(depth, block_d))](
+            view, boxes_f, indices, total, num_boxes, height, width, depth, crop_h, crop_w,
+            *view.stride(), METHOD=_METHODS[method], BLOCK_D=block_d, TILE_H=tile_h,
+            TILE_W=tile_w, num_warps=launch["num_warps"], enable_fp_fusion=False)
     if data_format == "NCHW":
         total = total.permute(0, 3, 1, 2)
     return total.to(dtype).contiguous()

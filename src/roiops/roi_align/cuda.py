@@ -62,6 +62,8 @@ approximates, so it checks the operation order but not the device arithmetic; a 
 test (tests/torch_ops/test_triton.py) builds every kernel variant for sm_90 and checks that the
 PTX has no ``fma`` and no approximate division. Running on a device, and speed, need a GPU.
 """
+import struct
+
 import torch
 import triton
 import triton.language as tl
@@ -77,9 +79,9 @@ __all__ = ["forward", "grad_input", "grad_boxes"]
 # program owns TILE_H x TILE_W pixels of one image) and warps per program. Only speed depends
 # on them (the tests vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
 LAUNCH = {
-    "forward": {"BLOCK_C": 32, "num_warps": 4},
-    "grad_input": {"BLOCK_C": 32, "TILE_H": 8, "TILE_W": 8, "num_warps": 4},
-    "grad_boxes": {"BLOCK_C": 32, "num_warps": 4},
+    "forward": {"LANES": 256, "num_warps": 4},
+    "grad_input": {"BLOCK_C": 128, "UNROLL": 4, "num_warps": 4},
+    "grad_boxes": {"BLOCK_C": 128, "num_warps": 4},
 }
 
 
@@ -229,190 +231,262 @@ def _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio,
     return y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, y_clamped, x_clamped
 
 
-@triton.jit(do_not_specialize=["channels", "height", "width", "pooled_h", "pooled_w",
-                              "sampling_ratio", "s_n", "s_c", "s_h", "s_w"])
-def _forward_kernel(input_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
+@triton.jit
+def _float_arg(bits, FLOAT64: tl.constexpr):
+    """A float argument passed as its bit pattern (``float_bits``): a float64 scalar arrives
+    exactly (Triton would type a Python float as float32), and no device tensor (an H2D
+    copy, a sync) is needed to carry it."""
+    if FLOAT64:
+        return bits.to(tl.int64).to(tl.float64, bitcast=True)
+    else:
+        return bits.to(tl.int32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _maximum(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _largest(x):
+    """The largest element of ``x`` (``tl.max`` is a library helper: see the note above)."""
+    return tl.reduce(x, None, _maximum)
+
+
+@triton.jit
+def _lane_first(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
+    """``_first`` for a tensor of bins at once (lanes): the first sample index in ``[0, grid)``
+    whose coordinate stands in RELATION to ``bound`` (0: >=, 1: >, 2: <=, 3: <), bisected
+    until every lane has converged."""
+    low = tl.full(bin_base.shape, 0, tl.int64)
+    high = low + tl.maximum(grid, 0)
+    while _largest((low < high).to(tl.int32)) > 0:
+        active = low < high
+        middle = (low + high) // 2
+        c = _coordinate(bin_base, bin_size, grid_f, middle)
+        if RELATION == 0:
+            holds = c >= bound
+        elif RELATION == 1:
+            holds = c > bound
+        elif RELATION == 2:
+            holds = c <= bound
+        else:
+            holds = c < bound
+        high = tl.where(active & holds, middle, high)
+        low = tl.where(active & ~holds, middle + 1, low)
+    return low
+
+
+@triton.jit
+def _lane_valid_range(bin_base, bin_size, grid_f, grid, size_f):
+    """``(first, count)`` per lane: the samples of each bin whose coordinate lies in
+    ``[-1, size]`` (``_valid_range`` for a tensor of bins)."""
+    lower = -tl.full([], 1, bin_base.dtype)
+    if bin_size >= 0:
+        first = _lane_first(bin_base, bin_size, grid_f, grid, lower, 0)
+        stop = _lane_first(bin_base, bin_size, grid_f, grid, size_f, 1)
+    else:
+        first = _lane_first(bin_base, bin_size, grid_f, grid, size_f, 2)
+        stop = _lane_first(bin_base, bin_size, grid_f, grid, lower, 3)
+    return first, tl.maximum(stop - first, 0)
+
+
+@triton.jit
+def _lane_sample(bin_base, bin_size, grid_f, first, count, t, size):
+    """Sample ``first + t`` of each lane's bin: ``(ok, low, high, frac, comp)``, where ``ok``
+    says the lane has a ``t``-th valid sample; the taps of the others are pixel 0."""
+    c = _coordinate(bin_base, bin_size, grid_f, first + t)
+    ok = t < count
+    row_lo, row_hi, frac, comp = _tap(tl.where(ok, c, tl.full([], 0, c.dtype)), size)
+    return ok, row_lo, row_hi, frac, comp
+
+
+@triton.jit
+def _bin_bases(start, bin_size, p):
+    """``start + p * bin``: the first edge of bin ``p`` (any shape of ``p``)."""
+    return start + p.to(start.dtype) * bin_size
+
+
+@triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
+                               "pooled_w", "sampling_ratio", "s_n", "s_c", "s_h", "s_w"])
+def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
                     channels, height, width, pooled_h, pooled_w, sampling_ratio,
                     s_n, s_c, s_h, s_w,
                     MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-                    ROI_END_MODE: tl.constexpr, BLOCK_C: tl.constexpr):
-    # Program ids in int64: every offset below is 64-bit.
-    bin_id = tl.program_id(0).to(tl.int64)
-    c_block = tl.program_id(1).to(tl.int64)
-    pw = bin_id % pooled_w
-    ph = (bin_id // pooled_w) % pooled_h
-    k = bin_id // (pooled_w * pooled_h)
-    scale = tl.load(scale_ptr)
+                    ROI_END_MODE: tl.constexpr, FLOAT64: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_BINS: tl.constexpr):
+    # One program per (roi, block of channels, block of bins); the lanes are a
+    # [BLOCK_C, BLOCK_BINS] tile of the roi's output, bins along the fast axis, so that the
+    # lanes of one channel read neighbouring pixels of one plane. The geometry of the roi is
+    # scalar; each lane has its own bin and valid samples.
+    k = tl.program_id(0).to(tl.int64)
+    scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
         ROI_END_MODE)
-    channel = c_block * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
-    mask = channel < channels
-    b = tl.load(index_ptr + k)
-    plane = input_ptr + b * s_n + channel * s_c
+    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
+               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
+    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
+              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
+    bins = _i64(pooled_h) * pooled_w
+    in_roi = bin_id < bins
+    ph = bin_id // pooled_w
+    pw = bin_id % pooled_w
+    mask = (channel < channels) & in_roi
+    h64 = _i64(height)
+    w64 = _i64(width)
     grid_h_f = grid_h.to(F)
     grid_w_f = grid_w.to(F)
-    y_base = y_start + ph.to(F) * y_bin
-    x_base = x_start + pw.to(F) * x_bin
-    h64 = height.to(tl.int64)
-    w64 = width.to(tl.int64)
-    y_first, y_stop = _valid_range(y_base, y_bin, grid_h_f, grid_h, h64.to(F))
-    x_first, x_stop = _valid_range(x_base, x_bin, grid_w_f, grid_w, w64.to(F))
-    acc = tl.full([BLOCK_C], 0, F)
-    for iy in range(y_first, y_stop):
-        y = _coordinate(y_base, y_bin, grid_h_f, iy)
-        row_lo, row_hi, ly, hy = _tap(y, h64)
-        for ix in range(x_first, x_stop):
-            x = _coordinate(x_base, x_bin, grid_w_f, ix)
-            col_lo, col_hi, lx, hx = _tap(x, w64)
+    y_base = _bin_bases(y_start, y_bin, ph)
+    x_base = _bin_bases(x_start, x_bin, pw)
+    y_first, y_count = _lane_valid_range(y_base, y_bin, grid_h_f, grid_h, h64.to(F))
+    x_first, x_count = _lane_valid_range(x_base, x_bin, grid_w_f, grid_w, w64.to(F))
+    y_count = tl.where(in_roi, y_count, 0)  # lanes past the last bin sample nothing
+    x_count = tl.where(in_roi, x_count, 0)
+    plane = input_ptr + tl.load(index_ptr + k) * s_n + channel * s_c
+    acc = tl.full([BLOCK_C, BLOCK_BINS], 0, F)
+    # The CPU's order: valid y samples ascending, then valid x samples ascending. A lane past
+    # its count adds +0.0, which changes no sum (the accumulator is never -0.0).
+    for ty in range(_largest(y_count)):
+        y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h_f, y_first,
+                                                    y_count, ty, h64)
+        for tx in range(_largest(x_count)):
+            x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w_f, x_first,
+                                                        x_count, tx, w64)
+            ok = mask & y_ok & x_ok
             w1 = hy * hx
             w2 = hy * lx
             w3 = ly * hx
             w4 = ly * lx
-            v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=mask, other=0).to(F)
-            v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=mask, other=0).to(F)
-            v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=mask, other=0).to(F)
-            v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=mask, other=0).to(F)
+            v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=ok, other=0).to(F)
+            v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=ok, other=0).to(F)
+            v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=ok, other=0).to(F)
+            v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=ok, other=0).to(F)
             term = w1 * v1 + w2 * v2
             term = term + w3 * v3
             term = term + w4 * v4
-            acc = acc + term
-    value = _div(acc, tl.broadcast_to(count, [BLOCK_C]))
-    out = out_ptr + ((k * channels + channel) * pooled_h + ph) * pooled_w + pw
+            acc = acc + tl.where(ok, term, tl.full([], 0, F))
+    value = _div(acc, tl.broadcast_to(count, [BLOCK_C, BLOCK_BINS]))
+    out = out_ptr + (k * channels + channel) * bins + bin_id
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit
-def _window(first_row, tile, size, F):
-    """``[lower, upper]`` in F: the valid coordinates (``[-1, size]``) whose taps may reach
-    rows ``[first_row, first_row + tile)`` (or columns). ``_tap`` reads rows ``floor(c)`` and
-    ``floor(c) + 1``, except that ``[-1, 0]`` reads rows 0 and 1 and ``c >= size - 1`` only
-    ``size - 1``: so a reaching coordinate lies in ``[first_row - 1, last_row + 1]``, or in
-    ``[-1, ...]`` for a first row of 0 or 1. A superset is enough (ownership decides)."""
-    last_row = tl.minimum(first_row + tile, size) - 1
-    lower = tl.where(first_row <= 1, -1, first_row - 1).to(F)
-    upper = (last_row + 1).to(F)  # at most size
-    return lower, upper
+# --- input gradient: every corner add as a record, sorted by pixel, summed per pixel --------
 
-
-@triton.jit
-def _misses(start, bin_size, grid_f, grid, pooled, lower, upper):
-    """Whether no sample of a roi axis (all its bins) lies in ``[lower, upper]``.
-
-    A sample's coordinate ``fl(fl(start + fl(p*bin)) + fl(fl(c_i*bin)/grid))`` is monotonic in
-    the bin ``p`` and in the sample ``i`` together (every rounded operation is monotonic, and
-    both grow in the direction of ``bin``), so the first sample of the first bin and the last
-    sample of the last bin, computed by the same expressions as the sample loop, bound every
-    sample bit for bit (an empty grid has no sample to skip). NaN geometry never skips: its
-    comparisons are false."""
-    F = start.dtype
-    first = _coordinate(start + _i64(0).to(F) * bin_size, bin_size, grid_f, 0)
-    last = _coordinate(start + _i64(pooled - 1).to(F) * bin_size, bin_size, grid_f, grid - 1)
-    return ((first < lower) & (last < lower)) | ((first > upper) & (last > upper))
-
-
-@triton.jit(do_not_specialize=["num_rois", "channels", "height", "width", "pooled_h",
-                              "pooled_w", "sampling_ratio", "g_k", "g_c", "g_h", "g_w"])
-def _grad_input_kernel(grads_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
-                       num_rois, channels, height, width, pooled_h, pooled_w, sampling_ratio,
-                       g_k, g_c, g_h, g_w,
-                       MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-                       ROI_END_MODE: tl.constexpr, BLOCK_C: tl.constexpr,
-                       TILE_H: tl.constexpr, TILE_W: tl.constexpr):
-    # One program owns a tile of TILE_H x TILE_W pixels of image b, channels of one block: it
-    # alone writes those elements, so it needs no atomics. It walks the image's rois, bins and
-    # samples in the CPU's order and applies only the corner adds that land in its tile: each
-    # element receives exactly the CPU's adds in the CPU's order. The tile's coordinate
-    # windows only skip samples, bins and rois that cannot reach the tile.
-    h64 = height.to(tl.int64)
-    w64 = width.to(tl.int64)
-    tiles_x = (w64 + TILE_W - 1) // TILE_W
-    tiles_y = (h64 + TILE_H - 1) // TILE_H
-    tile = tl.program_id(0).to(tl.int64)
-    b = tile // (tiles_y * tiles_x)
-    row0 = (tile // tiles_x) % tiles_y * TILE_H
-    col0 = tile % tiles_x * TILE_W
-    c_block = tl.program_id(1).to(tl.int64)
-    scale = tl.load(scale_ptr)
+@triton.jit(do_not_specialize=["scale_bits", "pooled_h", "pooled_w", "sampling_ratio",
+                               "height", "width"])
+def _plan_kernel(rois_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr,
+                 divisor_ptr, height, width, pooled_h, pooled_w, sampling_ratio,
+                 MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr, ROI_END_MODE: tl.constexpr,
+                 FLOAT64: tl.constexpr, BLOCK_P: tl.constexpr):
+    # One program per roi: the valid samples of each of its rows of bins ([K, PH] tables) and
+    # columns of bins ([K, PW]), and its divisor.
+    k = tl.program_id(0).to(tl.int64)
+    scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
-    channel = c_block * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
+    y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
+        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
+        ROI_END_MODE)
+    p = tl.arange(0, BLOCK_P).to(tl.int64)
+    y_first, y_count = _lane_valid_range(_bin_bases(y_start, y_bin, p), y_bin, grid_h.to(F),
+                                         grid_h, _i64(height).to(F))
+    x_first, x_count = _lane_valid_range(_bin_bases(x_start, x_bin, p), x_bin, grid_w.to(F),
+                                         grid_w, _i64(width).to(F))
+    tl.store(y_first_ptr + k * pooled_h + p, y_first, mask=p < pooled_h)
+    tl.store(y_count_ptr + k * pooled_h + p, y_count, mask=p < pooled_h)
+    tl.store(x_first_ptr + k * pooled_w + p, x_first, mask=p < pooled_w)
+    tl.store(x_count_ptr + k * pooled_w + p, x_count, mask=p < pooled_w)
+    tl.store(divisor_ptr + k, count)
+
+
+@triton.jit(do_not_specialize=["scale_bits", "height", "width", "pooled_h", "pooled_w",
+                               "sampling_ratio"])
+def _records_kernel(rois_ptr, index_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr,
+                    x_count_ptr, offset_ptr, pixel_ptr, weight_ptr, bin_ptr,
+                    height, width, pooled_h, pooled_w, sampling_ratio,
+                    MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr, ROI_END_MODE: tl.constexpr,
+                    FLOAT64: tl.constexpr, BLOCK_BINS: tl.constexpr):
+    # One program per (roi, block of bins), a lane per bin: the lane writes its bin's records
+    # at the bin's offset, in the CPU's order (valid y sample, valid x sample, corner 1..4):
+    # the pixel (flat over the batch), the weight w_i and the bin (flat over all rois).
+    k = tl.program_id(0).to(tl.int64)
+    scale = _float_arg(scale_bits, FLOAT64)
+    F = scale.dtype
+    y_start, y_bin, grid_h, x_start, x_bin, grid_w, _, _, _ = _roi_geometry(
+        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
+        ROI_END_MODE)
+    bin_id = tl.program_id(1).to(tl.int64) * BLOCK_BINS + tl.arange(0, BLOCK_BINS).to(tl.int64)
+    bins = _i64(pooled_h) * pooled_w
+    in_roi = bin_id < bins
+    ph = tl.where(in_roi, bin_id // pooled_w, 0)
+    pw = tl.where(in_roi, bin_id % pooled_w, 0)
+    h64 = _i64(height)
+    w64 = _i64(width)
+    y_first = tl.load(y_first_ptr + k * pooled_h + ph)
+    y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
+    x_first = tl.load(x_first_ptr + k * pooled_w + pw)
+    x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
+    slot = tl.load(offset_ptr + k * bins + bin_id, mask=in_roi, other=0) * 4
+    image = tl.load(index_ptr + k) * h64 * w64
+    flat_bin = k * bins + bin_id
+    y_base = _bin_bases(y_start, y_bin, ph)
+    x_base = _bin_bases(x_start, x_bin, pw)
+    for ty in range(_largest(y_count)):
+        y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h.to(F), y_first,
+                                                    y_count, ty, h64)
+        for tx in range(_largest(x_count)):
+            x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w.to(F), x_first,
+                                                        x_count, tx, w64)
+            ok = y_ok & x_ok
+            at = slot + (ty * x_count + tx) * 4
+            _record(pixel_ptr, weight_ptr, bin_ptr, at, image + row_lo * w64 + col_lo,
+                    hy * hx, flat_bin, ok)
+            _record(pixel_ptr, weight_ptr, bin_ptr, at + 1, image + row_lo * w64 + col_hi,
+                    hy * lx, flat_bin, ok)
+            _record(pixel_ptr, weight_ptr, bin_ptr, at + 2, image + row_hi * w64 + col_lo,
+                    ly * hx, flat_bin, ok)
+            _record(pixel_ptr, weight_ptr, bin_ptr, at + 3, image + row_hi * w64 + col_hi,
+                    ly * lx, flat_bin, ok)
+
+
+@triton.jit
+def _record(pixel_ptr, weight_ptr, bin_ptr, at, pixel, weight, flat_bin, ok):
+    tl.store(pixel_ptr + at, pixel.to(pixel_ptr.dtype.element_ty), mask=ok)
+    tl.store(weight_ptr + at, weight, mask=ok)
+    tl.store(bin_ptr + at, flat_bin.to(bin_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit(do_not_specialize=["channels", "bins"])
+def _sum_records_kernel(start_ptr, weight_ptr, bin_ptr, divisor_ptr, grads_ptr, out_ptr,
+                        channels, bins, UNROLL: tl.constexpr, BLOCK_C: tl.constexpr):
+    # One program per (pixel, block of channels): the pixel's records, sorted in the CPU's
+    # order, summed in registers: ``acc += (g * w) / divisor`` per record, exactly the CPU's
+    # adds to this element in its order. No atomics, no read-modify-write of memory.
+    pixel = tl.program_id(0).to(tl.int64)
+    channel = tl.program_id(1).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
     mask = channel < channels
-    y_lower, y_upper = _window(row0, TILE_H, h64, F)
-    x_lower, x_upper = _window(col0, TILE_W, w64, F)
-    # out is [N, H, W, C] in F: the lanes (channels) are contiguous.
-    image = out_ptr + b * h64 * w64 * channels + channel
-    for k in range(num_rois):
-        k64 = _i64(k)
-        if tl.load(index_ptr + k64) == b:
-            y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
-                rois_ptr, k64, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
-                ROI_END_MODE)
-            grid_h_f = grid_h.to(F)
-            grid_w_f = grid_w.to(F)
-            misses = _misses(y_start, y_bin, grid_h_f, grid_h, pooled_h, y_lower, y_upper)
-            misses = misses | _misses(x_start, x_bin, grid_w_f, grid_w, pooled_w, x_lower,
-                                      x_upper)
-            if not misses:
-                counts = tl.broadcast_to(count, [BLOCK_C])
-                for ph in range(pooled_h):
-                    y_base = y_start + _i64(ph).to(F) * y_bin
-                    # The samples of the bin that may reach the tile: a contiguous part of
-                    # the valid ones (the window lies in [-1, size]), in the same order.
-                    y_first, y_stop = _sample_range(y_base, y_bin, grid_h_f, grid_h, y_lower,
-                                                    y_upper)
-                    if y_first < y_stop:
-                        for pw in range(pooled_w):
-                            x_base = x_start + _i64(pw).to(F) * x_bin
-                            x_first, x_stop = _sample_range(x_base, x_bin, grid_w_f, grid_w,
-                                                            x_lower, x_upper)
-                            if x_first < x_stop:
-                                g = tl.load(grads_ptr + k64 * g_k + channel * g_c + ph * g_h
-                                            + pw * g_w, mask=mask, other=0).to(F)
-                                _scatter_bin(image, g, counts, mask, y_base, y_bin, grid_h_f,
-                                             y_first, y_stop, x_base, x_bin, grid_w_f,
-                                             x_first, x_stop, h64, w64, channels, row0, col0,
-                                             TILE_H, TILE_W)
+    first = tl.load(start_ptr + pixel)
+    stop = tl.load(start_ptr + pixel + 1)
+    F = divisor_ptr.dtype.element_ty
+    acc = tl.full([BLOCK_C], 0, F)
+    for group in range(first, stop, UNROLL):
+        # UNROLL records at a time: their loads are independent, the adds stay in order.
+        for u in tl.static_range(UNROLL):
+            j = group + u
+            ok = j < stop
+            flat_bin = tl.load(bin_ptr + j, mask=ok, other=0).to(tl.int64)
+            weight = tl.load(weight_ptr + j, mask=ok, other=0)
+            divisor = tl.load(divisor_ptr + flat_bin // bins, mask=ok, other=1)
+            # ``where``, not ``mask & ok``: the interpreter splats a scalar bool to int64.
+            g = tl.load(grads_ptr + flat_bin * channels + channel,
+                        mask=tl.where(ok, mask, False), other=0).to(F)
+            value = _div(g * weight, tl.broadcast_to(divisor, [BLOCK_C]))
+            acc = acc + tl.where(ok, value, tl.full([], 0, F))
+    tl.store(out_ptr + pixel * channels + channel, acc, mask=mask)
 
 
-@triton.jit
-def _scatter_bin(image, g, counts, mask, y_base, y_bin, grid_h_f, y_first, y_stop,
-                 x_base, x_bin, grid_w_f, x_first, x_stop, h64, w64, channels, row0, col0,
-                 TILE_H: tl.constexpr, TILE_W: tl.constexpr):
-    """The corner adds of samples ``[y_first, y_stop) x [x_first, x_stop)`` of one bin that
-    land in the tile at ``(row0, col0)``."""
-    for iy in range(y_first, y_stop):
-        y = _coordinate(y_base, y_bin, grid_h_f, iy)
-        row_lo, row_hi, ly, hy = _tap(y, h64)
-        lo_row_owned = (row_lo >= row0) & (row_lo < row0 + TILE_H)
-        hi_row_owned = (row_hi >= row0) & (row_hi < row0 + TILE_H)
-        for ix in range(x_first, x_stop):
-            x = _coordinate(x_base, x_bin, grid_w_f, ix)
-            col_lo, col_hi, lx, hx = _tap(x, w64)
-            lo_col_owned = (col_lo >= col0) & (col_lo < col0 + TILE_W)
-            hi_col_owned = (col_hi >= col0) & (col_hi < col0 + TILE_W)
-            # Corner by corner, each a read-modify-write, of the corners in the tile only
-            # (a uniform branch: the ownership is scalar per program). A pinned sample's
-            # corners are one pixel, and its adds land in order.
-            if lo_row_owned & lo_col_owned:
-                _add(image + (row_lo * w64 + col_lo) * channels, _div(g * (hy * hx), counts),
-                     mask)
-            if lo_row_owned & hi_col_owned:
-                _add(image + (row_lo * w64 + col_hi) * channels, _div(g * (hy * lx), counts),
-                     mask)
-            if hi_row_owned & lo_col_owned:
-                _add(image + (row_hi * w64 + col_lo) * channels, _div(g * (ly * hx), counts),
-                     mask)
-            if hi_row_owned & hi_col_owned:
-                _add(image + (row_hi * w64 + col_hi) * channels, _div(g * (ly * lx), counts),
-                     mask)
-
-
-@triton.jit
-def _add(p, value, mask):
-    """``*p += value`` on the lanes of ``mask`` (a read-modify-write, in program order)."""
-    tl.store(p, tl.load(p, mask=mask) + value, mask=mask)
-
+# --- box gradient ----------------------------------------------------------------------
 
 @triton.jit
 def _moves(c, size):
@@ -449,18 +523,19 @@ def _add_pair(a, b):
     return a + b
 
 
-@triton.jit(do_not_specialize=["channels", "height", "width", "pooled_h", "pooled_w",
-                              "sampling_ratio", "g_k", "g_c", "g_h", "g_w",
-                              "s_n", "s_c", "s_h", "s_w"])
-def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, scale_ptr, out_ptr,
+@triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
+                               "pooled_w", "sampling_ratio", "g_k", "g_c", "g_h", "g_w",
+                               "s_n", "s_c", "s_h", "s_w"])
+def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
                        channels, height, width, pooled_h, pooled_w, sampling_ratio,
                        g_k, g_c, g_h, g_w, s_n, s_c, s_h, s_w,
                        MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-                       ROI_END_MODE: tl.constexpr, BLOCK_C: tl.constexpr):
+                       ROI_END_MODE: tl.constexpr, FLOAT64: tl.constexpr,
+                       BLOCK_C: tl.constexpr):
     # One program per roi; lanes are channels. Each lane keeps partial sums of the four edge
     # derivatives, reduced once at the end in a fixed tree: deterministic, no atomics.
     k = tl.program_id(0).to(tl.int64)
-    scale = tl.load(scale_ptr)
+    scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, y_clamped, x_clamped = (
         _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE,
@@ -528,17 +603,34 @@ def compute_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _common(rois, indices, spatial_scale, F, device):
+def float_bits(value, F):
+    """``value`` rounded to ``F`` and passed as its bit pattern, a signed int (``_float_arg``)."""
+    if F == torch.float64:
+        return struct.unpack("<q", struct.pack("<d", value))[0]
+    return struct.unpack("<i", struct.pack("<f", value))[0]
+
+
+def _common(rois, indices, F, device):
     rois_f = rois.to(device=device, dtype=F).contiguous()
     indices = indices.to(device=device, dtype=torch.int64).contiguous()
-    scale = torch.tensor([spatial_scale], dtype=F, device=device)
-    return rois_f, indices, scale
+    return rois_f, indices
 
 
-def _switches(options, kernel):
-    """The convention's constexprs and ``kernel``'s launch shape (``LAUNCH``)."""
-    return dict(MINDSPORE=options.mindspore, ALIGNED=options.aligned,
-                ROI_END_MODE=options.roi_end_mode, enable_fp_fusion=False, **LAUNCH[kernel])
+def _switches(options, F, kernel=None):
+    """The convention's constexprs, and ``kernel``'s launch shape (``LAUNCH``) if given."""
+    switches = dict(MINDSPORE=options.mindspore, ALIGNED=options.aligned,
+                    ROI_END_MODE=options.roi_end_mode, FLOAT64=F == torch.float64,
+                    enable_fp_fusion=False)
+    if kernel is not None:
+        switches.update(LAUNCH[kernel])
+    return switches
+
+
+def _bin_blocks(bins, lanes):
+    """(channels per program, bins per program) for a lane budget: every bin of a roi in one
+    program when they fit, the rest of the lanes over channels."""
+    block_bins = min(triton.next_power_of_2(bins), lanes)
+    return max(lanes // block_bins, 1), block_bins
 
 
 def forward(input, rois, indices, options):
@@ -554,28 +646,86 @@ def forward(input, rois, indices, options):
     if out.numel() == 0:
         return out.to(input.dtype)
     F = compute_dtype(input.dtype)
-    rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, input.device)
-    grid = (num_rois * ph * pw, triton.cdiv(channels, LAUNCH["forward"]["BLOCK_C"]))
-    _forward_kernel[grid](input, rois_f, indices, scale, out, channels, height, width, ph, pw,
-                          options.sampling_ratio, *input.stride(),
-                          **_switches(options, "forward"))
+    rois_f, indices = _common(rois, indices, F, input.device)
+    launch = dict(LAUNCH["forward"])
+    block_c, block_bins = _bin_blocks(ph * pw, launch.pop("LANES"))
+    grid = (num_rois, triton.cdiv(channels, block_c), triton.cdiv(ph * pw, block_bins))
+    _forward_kernel[grid](input, rois_f, indices, out, float_bits(options.spatial_scale, F),
+                          channels, height, width, ph, pw, options.sampling_ratio,
+                          *input.stride(), BLOCK_C=block_c, BLOCK_BINS=block_bins,
+                          **launch, **_switches(options, F))
     return out.to(input.dtype)
 
 
+def _index_dtype(count):
+    """int32 where every value fits (half the bytes to sort), else int64."""
+    return torch.int32 if count < 2**31 else torch.int64
+
+
+def _records(rois_f, indices, input_shape, options, F):
+    """The input gradient's corner adds as records in the CPU's order (roi, bin, valid y
+    sample, valid x sample, corner): ``(pixel, weight, bin, divisor)``; unused trailing
+    records hold the pixel count (past every pixel)."""
+    batch, _, height, width = input_shape
+    num_rois = rois_f.shape[0]
+    ph, pw = options.pooled_height, options.pooled_width
+    device = rois_f.device
+    scale = float_bits(options.spatial_scale, F)
+    y_first = torch.empty((num_rois, ph), dtype=torch.int64, device=device)
+    y_count = torch.empty_like(y_first)
+    x_first = torch.empty((num_rois, pw), dtype=torch.int64, device=device)
+    x_count = torch.empty_like(x_first)
+    divisor = torch.empty(num_rois, dtype=F, device=device)
+    _plan_kernel[(num_rois,)](rois_f, scale, y_first, y_count, x_first, x_count, divisor,
+                              height, width, ph, pw, options.sampling_ratio,
+                              BLOCK_P=triton.next_power_of_2(max(ph, pw)),
+                              **_switches(options, F))
+    samples = (y_count[:, :, None] * x_count[:, None, :]).flatten()
+    offsets = torch.cumsum(samples, 0) - samples
+    if options.sampling_ratio > 0:  # a bound known without reading the device
+        total = num_rois * ph * pw * options.sampling_ratio ** 2
+    else:
+        total = int(samples.sum())
+    pixels = batch * height * width
+    pixel = torch.full((4 * total,), pixels, dtype=_index_dtype(pixels + 1), device=device)
+    weight = torch.empty(4 * total, dtype=F, device=device)
+    flat_bin = torch.empty(4 * total, dtype=_index_dtype(num_rois * ph * pw), device=device)
+    if total:
+        block_bins = min(triton.next_power_of_2(ph * pw), 128)
+        _records_kernel[(num_rois, triton.cdiv(ph * pw, block_bins))](
+            rois_f, indices, scale, y_first, y_count, x_first, x_count, offsets, pixel, weight,
+            flat_bin, height, width, ph, pw, options.sampling_ratio, BLOCK_BINS=block_bins,
+            **_switches(options, F))
+    return pixel, weight, flat_bin, divisor
+
+
 def grad_input(grads, rois, indices, input_shape, options):
-    """``input_shape`` of ``grads.dtype``, channels-last (the CPU op's layout)."""
+    """``input_shape`` of ``grads.dtype``, channels-last (the CPU op's layout).
+
+    Deterministic and bit-identical to the CPU without atomics: every corner add becomes a
+    record (``_records``), a stable sort by pixel keeps each pixel's records in the CPU's
+    order, and one program per (pixel, block of channels) sums them in registers."""
     batch, channels, height, width = input_shape
     F = compute_dtype(grads.dtype)
-    total = torch.zeros((batch, height, width, channels), dtype=F, device=grads.device)
-    if grads.numel() and total.numel():
-        rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, grads.device)
-        launch = LAUNCH["grad_input"]
-        tiles = triton.cdiv(height, launch["TILE_H"]) * triton.cdiv(width, launch["TILE_W"])
-        grid = (batch * tiles, triton.cdiv(channels, launch["BLOCK_C"]))
-        _grad_input_kernel[grid](grads, rois_f, indices, scale, total, rois.shape[0], channels,
-                                 height, width, options.pooled_height, options.pooled_width,
-                                 options.sampling_ratio, *grads.stride(),
-                                 **_switches(options, "grad_input"))
+    total = torch.empty((batch, height, width, channels), dtype=F, device=grads.device)
+    if not total.numel():
+        return total.permute(0, 3, 1, 2).to(grads.dtype)
+    if not grads.numel():
+        return total.zero_().permute(0, 3, 1, 2).to(grads.dtype)
+    rois_f, indices = _common(rois, indices, F, grads.device)
+    pixel, weight, flat_bin, divisor = _records(rois_f, indices, input_shape, options, F)
+    pixels = batch * height * width
+    pixel, order = torch.sort(pixel, stable=True)
+    starts = torch.searchsorted(pixel, torch.arange(pixels + 1, dtype=pixel.dtype,
+                                                    device=pixel.device))
+    # grads as [K * PH * PW, C]: a record's channels are contiguous.
+    rows = grads.permute(0, 2, 3, 1).contiguous()
+    launch = dict(LAUNCH["grad_input"])
+    block_c = min(launch.pop("BLOCK_C"), triton.next_power_of_2(channels))
+    _sum_records_kernel[(pixels, triton.cdiv(channels, block_c))](
+        starts, weight[order], flat_bin[order], divisor, rows, total, channels,
+        options.pooled_height * options.pooled_width, BLOCK_C=block_c, **launch,
+        enable_fp_fusion=False)
     return total.permute(0, 3, 1, 2).to(grads.dtype)
 
 
@@ -586,10 +736,11 @@ def grad_boxes(grads, input, rois, indices, options):
     F = compute_dtype(input.dtype)
     total = torch.zeros((rois.shape[0], 5), dtype=F, device=input.device)
     if grads.numel():
-        rois_f, indices, scale = _common(rois, indices, options.spatial_scale, F, input.device)
-        _grad_boxes_kernel[(rois.shape[0],)](grads, input, rois_f, indices, scale, total,
-                                             channels, height, width, options.pooled_height,
+        rois_f, indices = _common(rois, indices, F, input.device)
+        _grad_boxes_kernel[(rois.shape[0],)](grads, input, rois_f, indices, total,
+                                             float_bits(options.spatial_scale, F), channels,
+                                             height, width, options.pooled_height,
                                              options.pooled_width, options.sampling_ratio,
                                              *grads.stride(), *input.stride(),
-                                             **_switches(options, "grad_boxes"))
+                                             **_switches(options, F, "grad_boxes"))
     return total.to(input.dtype)
