@@ -197,6 +197,37 @@ def bench_roi_align(device, repeats, generator, deterministic):
         report(f"roi_align forward+backward: {title}", both, ["torchvision"], notes)
 
 
+def bench_overhead(device, repeats):
+    """A tiny roi_align (8 channels, 8 x 8 pixels, one roi: the kernel's own time is a few
+    microseconds), so that the medians are what each layer costs on the host: the public
+    function, the ``torch.library`` op, its CUDA implementation (checks, the rois copied to
+    the host for them), the kernel launch alone; torchvision's public function beside them."""
+    from torchvision.ops import roi_align as tv_roi_align
+
+    import roiops.torch.ops as ops
+    from roiops.roi_align import api as roi_api
+    from roiops.roi_align import cuda as roi_cuda
+
+    features = torch.randn(1, 8, 8, 8, device=device)
+    rois = torch.tensor([[0.0, 1.0, 1.0, 6.0, 6.0]], device=device)
+    indices = torch.zeros(1, dtype=torch.int64, device=device)
+    options = roi_api.Options((2, 2), 1.0, 2, True, "torchvision", 1)
+    layers = {
+        "torchvision.ops.roi_align": lambda: tv_roi_align(features, rois, 2, 1.0, 2, True),
+        "roiops.roi_align": lambda: roiops.roi_align(features, rois, 2, sampling_ratio=2,
+                                                     aligned=True),
+        "torch.ops.roiops.roi_align": lambda: ops.roi_align(features, rois, [2, 2], 1.0, 2,
+                                                            True, "torchvision", 1),
+        "its CUDA implementation": lambda: ops._cuda_roi_align(features, rois, [2, 2], 1.0, 2,
+                                                               True, "torchvision", 1),
+        "the kernels alone": lambda: roi_cuda.forward(features, rois, indices, options),
+    }
+    medians = median_seconds({name: synchronized(device, fn) for name, fn in layers.items()},
+                             repeats * 4)
+    report("host cost of one tiny roi_align call, by layer", medians,
+           ["torchvision.ops.roi_align"])
+
+
 def crop_inputs(workload, generator, device):
     _, image_shape, count, crop_size = workload
     image = torch.rand(image_shape, generator=generator).to(device)
@@ -348,6 +379,11 @@ def main():
         return
     bandwidth = copy_bandwidth(device, args.repeats)
     print(f"\ndevice-to-device copy: {bandwidth / 1e9:.0f} GB/s (read + written)", flush=True)
+    if device.type == "cuda":
+        try:
+            bench_overhead(device, args.repeats)
+        except Exception as error:  # a diagnostic: never in the way of the benchmarks
+            print(f"\nhost-cost table failed: {type(error).__name__}: {error}")
     bench_roi_align(device, args.repeats, generator, not args.skip_deterministic)
     bench_crop_and_resize(device, args.repeats, generator, bandwidth)
 

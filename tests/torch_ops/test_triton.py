@@ -454,15 +454,15 @@ def _kernel_variants():
     """(kernel name, signature, constexprs) of every kernel and switch, float32 compute."""
     ints = ["channels", "height", "width", "pooled_h", "pooled_w", "sampling_ratio"]
     geometry = ["scale_bits", "height", "width", "pooled_h", "pooled_w", "sampling_ratio"]
+    tables = {"y_first_ptr": "*i64", "y_count_ptr": "*i64", "x_first_ptr": "*i64",
+              "x_count_ptr": "*i64"}
     roi_forward = {"input_ptr": "*fp16", "rois_ptr": "*fp32", "index_ptr": "*i64",
-                   "out_ptr": "*fp16", "scale_bits": "i32",
+                   "out_ptr": "*fp16", "scale_bits": "i32", **tables,
                    **{n: "i32" for n in ints + ["s_n", "s_c", "s_h", "s_w"]}}
-    roi_plan = {"rois_ptr": "*fp32", "scale_bits": "i32", "y_first_ptr": "*i64",
-                "y_count_ptr": "*i64", "x_first_ptr": "*i64", "x_count_ptr": "*i64",
-                "divisor_ptr": "*fp32", **{n: "i32" for n in geometry[1:]}}
-    roi_records = {"rois_ptr": "*fp32", "index_ptr": "*i64", "scale_bits": "i32",
-                   "y_first_ptr": "*i64", "y_count_ptr": "*i64", "x_first_ptr": "*i64",
-                   "x_count_ptr": "*i64", "offset_ptr": "*i64", "pixel_ptr": "*i32",
+    roi_plan = {"rois_ptr": "*fp32", "scale_bits": "i32", **tables, "divisor_ptr": "*fp32",
+                **{n: "i32" for n in geometry[1:]}}
+    roi_records = {"rois_ptr": "*fp32", "index_ptr": "*i64", "scale_bits": "i32", **tables,
+                   "offset_ptr": "*i64", "pixel_ptr": "*i32",
                    "weight_ptr": "*fp32", "bin_ptr": "*i32",
                    **{n: "i32" for n in geometry[1:]}}
     roi_sum = {"start_ptr": "*i64", "weight_ptr": "*fp32", "bin_ptr": "*i32",

@@ -75,8 +75,8 @@ _METHODS = {"bilinear": BILINEAR, "nearest": NEAREST, "bilinear_v2": BILINEAR_V2
 # program (grown for small depths, ``_tile``) and warps per program. Only speed depends on
 # them (the tests vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
 LAUNCH = {
-    "forward": {"LANES": 256, "BLOCK_D": 64, "num_warps": 4},
-    "grad_image": {"BLOCK_D": 32, "TILE_H": 4, "TILE_W": 8, "num_warps": 4},
+    "forward": {"LANES": 512, "BLOCK_D": 128, "num_warps": 4},
+    "grad_image": {"BLOCK_D": 32, "TILE_H": 4, "TILE_W": 4, "num_warps": 2},
     "grad_boxes": {"BLOCK": 128, "num_warps": 4},
 }
 
@@ -311,6 +311,18 @@ def _largest(x):
 
 
 @triton.jit
+def _bit_length(n):
+    """Halvings that narrow ``[0, n]`` to one point (the bit length of ``n``, 0 for n <= 0):
+    a scalar loop, so that a bisection of many lanes needs no reduction across them."""
+    remaining = tl.maximum(n, 0)
+    steps = tl.full([], 0, tl.int64)
+    while remaining > 0:
+        remaining = remaining // 2
+        steps += 1
+    return steps
+
+
+@triton.jit
 def _holds(key, bound, RELATION: tl.constexpr):
     """``key`` stands in RELATION to ``bound`` (0: >, 1: >=, 2: <, 3: <=)."""
     if RELATION == 0:
@@ -348,7 +360,7 @@ def _first_index(start, step, crop, first_w, length_w, size, bound, METHOD: tl.c
     is monotone in the index and RELATION false then true along it."""
     low = tl.full(bound.shape, 0, tl.int64)
     high = low + crop
-    while _largest((low < high).to(tl.int32)) > 0:
+    for _ in range(_bit_length(crop)):
         active = low < high
         middle = (low + high) // 2
         key = _sample_key(start, step, middle, crop, first_w, length_w, size, METHOD, HIGH)

@@ -79,8 +79,8 @@ __all__ = ["forward", "grad_input", "grad_boxes"]
 # program owns TILE_H x TILE_W pixels of one image) and warps per program. Only speed depends
 # on them (the tests vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
 LAUNCH = {
-    "forward": {"LANES": 256, "num_warps": 4},
-    "grad_input": {"BLOCK_C": 128, "UNROLL": 4, "num_warps": 4},
+    "forward": {"LANES": 256, "num_warps": 2},
+    "grad_input": {"BLOCK_C": 256, "UNROLL": 8, "num_warps": 8},
     "grad_boxes": {"BLOCK_C": 128, "num_warps": 4},
 }
 
@@ -254,13 +254,24 @@ def _largest(x):
 
 
 @triton.jit
+def _bit_length(n):
+    """Halvings that narrow ``[0, n]`` to one point (the bit length of ``n``, 0 for n <= 0):
+    a scalar loop, so that a bisection of many lanes needs no reduction across them."""
+    remaining = tl.maximum(n, 0)
+    steps = tl.full([], 0, tl.int64)
+    while remaining > 0:
+        remaining = remaining // 2
+        steps += 1
+    return steps
+
+
+@triton.jit
 def _lane_first(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
     """``_first`` for a tensor of bins at once (lanes): the first sample index in ``[0, grid)``
-    whose coordinate stands in RELATION to ``bound`` (0: >=, 1: >, 2: <=, 3: <), bisected
-    until every lane has converged."""
+    whose coordinate stands in RELATION to ``bound`` (0: >=, 1: >, 2: <=, 3: <)."""
     low = tl.full(bin_base.shape, 0, tl.int64)
     high = low + tl.maximum(grid, 0)
-    while _largest((low < high).to(tl.int32)) > 0:
+    for _ in range(_bit_length(grid)):
         active = low < high
         middle = (low + high) // 2
         c = _coordinate(bin_base, bin_size, grid_f, middle)
@@ -309,7 +320,8 @@ def _bin_bases(start, bin_size, p):
 
 @triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
                                "pooled_w", "sampling_ratio", "s_n", "s_c", "s_h", "s_w"])
-def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
+def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first_ptr,
+                    y_count_ptr, x_first_ptr, x_count_ptr,
                     channels, height, width, pooled_h, pooled_w, sampling_ratio,
                     s_n, s_c, s_h, s_w,
                     MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
@@ -318,7 +330,7 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
     # One program per (roi, block of channels, block of bins); the lanes are a
     # [BLOCK_C, BLOCK_BINS] tile of the roi's output, bins along the fast axis, so that the
     # lanes of one channel read neighbouring pixels of one plane. The geometry of the roi is
-    # scalar; each lane has its own bin and valid samples.
+    # scalar; each lane has its own bin, whose valid samples come from ``_plan_kernel``.
     k = tl.program_id(0).to(tl.int64)
     scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
@@ -331,8 +343,8 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
               + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
     bins = _i64(pooled_h) * pooled_w
     in_roi = bin_id < bins
-    ph = bin_id // pooled_w
-    pw = bin_id % pooled_w
+    ph = tl.where(in_roi, bin_id // pooled_w, 0)
+    pw = tl.where(in_roi, bin_id % pooled_w, 0)
     mask = (channel < channels) & in_roi
     h64 = _i64(height)
     w64 = _i64(width)
@@ -340,10 +352,11 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
     grid_w_f = grid_w.to(F)
     y_base = _bin_bases(y_start, y_bin, ph)
     x_base = _bin_bases(x_start, x_bin, pw)
-    y_first, y_count = _lane_valid_range(y_base, y_bin, grid_h_f, grid_h, h64.to(F))
-    x_first, x_count = _lane_valid_range(x_base, x_bin, grid_w_f, grid_w, w64.to(F))
-    y_count = tl.where(in_roi, y_count, 0)  # lanes past the last bin sample nothing
-    x_count = tl.where(in_roi, x_count, 0)
+    y_first = tl.load(y_first_ptr + k * pooled_h + ph)
+    x_first = tl.load(x_first_ptr + k * pooled_w + pw)
+    # Lanes past the last bin sample nothing.
+    y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
+    x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
     plane = input_ptr + tl.load(index_ptr + k) * s_n + channel * s_c
     acc = tl.full([BLOCK_C, BLOCK_BINS], 0, F)
     # The CPU's order: valid y samples ascending, then valid x samples ascending. A lane past
@@ -647,19 +660,45 @@ def forward(input, rois, indices, options):
         return out.to(input.dtype)
     F = compute_dtype(input.dtype)
     rois_f, indices = _common(rois, indices, F, input.device)
+    y_first, y_count, x_first, x_count, _ = _plan(rois_f, height, width, options, F)
     launch = dict(LAUNCH["forward"])
     block_c, block_bins = _bin_blocks(ph * pw, launch.pop("LANES"))
     grid = (num_rois, triton.cdiv(channels, block_c), triton.cdiv(ph * pw, block_bins))
     _forward_kernel[grid](input, rois_f, indices, out, float_bits(options.spatial_scale, F),
+                          y_first, y_count, x_first, x_count,
                           channels, height, width, ph, pw, options.sampling_ratio,
                           *input.stride(), BLOCK_C=block_c, BLOCK_BINS=block_bins,
                           **launch, **_switches(options, F))
     return out.to(input.dtype)
 
 
+# Records allocated from the fixed grid's bound without reading the exact count back from the
+# device (a sync); larger bounds (or an adaptive grid) count exactly.
+_RECORD_BOUND = 1 << 26
+
+
 def _index_dtype(count):
     """int32 where every value fits (half the bytes to sort), else int64."""
     return torch.int32 if count < 2**31 else torch.int64
+
+
+def _plan(rois_f, height, width, options, F):
+    """``(y_first, y_count, x_first, x_count, divisor)``: the valid samples of every roi's rows
+    of bins (``[K, PH]``) and columns of bins (``[K, PW]``), and each roi's divisor."""
+    num_rois = rois_f.shape[0]
+    ph, pw = options.pooled_height, options.pooled_width
+    device = rois_f.device
+    y_first = torch.empty((num_rois, ph), dtype=torch.int64, device=device)
+    y_count = torch.empty_like(y_first)
+    x_first = torch.empty((num_rois, pw), dtype=torch.int64, device=device)
+    x_count = torch.empty_like(x_first)
+    divisor = torch.empty(num_rois, dtype=F, device=device)
+    _plan_kernel[(num_rois,)](rois_f, float_bits(options.spatial_scale, F), y_first, y_count,
+                              x_first, x_count, divisor, height, width, ph, pw,
+                              options.sampling_ratio,
+                              BLOCK_P=triton.next_power_of_2(max(ph, pw)),
+                              **_switches(options, F))
+    return y_first, y_count, x_first, x_count, divisor
 
 
 def _records(rois_f, indices, input_shape, options, F):
@@ -670,20 +709,12 @@ def _records(rois_f, indices, input_shape, options, F):
     num_rois = rois_f.shape[0]
     ph, pw = options.pooled_height, options.pooled_width
     device = rois_f.device
-    scale = float_bits(options.spatial_scale, F)
-    y_first = torch.empty((num_rois, ph), dtype=torch.int64, device=device)
-    y_count = torch.empty_like(y_first)
-    x_first = torch.empty((num_rois, pw), dtype=torch.int64, device=device)
-    x_count = torch.empty_like(x_first)
-    divisor = torch.empty(num_rois, dtype=F, device=device)
-    _plan_kernel[(num_rois,)](rois_f, scale, y_first, y_count, x_first, x_count, divisor,
-                              height, width, ph, pw, options.sampling_ratio,
-                              BLOCK_P=triton.next_power_of_2(max(ph, pw)),
-                              **_switches(options, F))
+    y_first, y_count, x_first, x_count, divisor = _plan(rois_f, height, width, options, F)
     samples = (y_count[:, :, None] * x_count[:, None, :]).flatten()
     offsets = torch.cumsum(samples, 0) - samples
-    if options.sampling_ratio > 0:  # a bound known without reading the device
-        total = num_rois * ph * pw * options.sampling_ratio ** 2
+    bound = num_rois * ph * pw * max(options.sampling_ratio, 0) ** 2
+    if 0 < bound <= _RECORD_BOUND:  # a fixed grid: no need to read the count back
+        total = bound
     else:
         total = int(samples.sum())
     pixels = batch * height * width
@@ -693,9 +724,9 @@ def _records(rois_f, indices, input_shape, options, F):
     if total:
         block_bins = min(triton.next_power_of_2(ph * pw), 128)
         _records_kernel[(num_rois, triton.cdiv(ph * pw, block_bins))](
-            rois_f, indices, scale, y_first, y_count, x_first, x_count, offsets, pixel, weight,
-            flat_bin, height, width, ph, pw, options.sampling_ratio, BLOCK_BINS=block_bins,
-            **_switches(options, F))
+            rois_f, indices, float_bits(options.spatial_scale, F), y_first, y_count, x_first,
+            x_count, offsets, pixel, weight, flat_bin, height, width, ph, pw,
+            options.sampling_ratio, BLOCK_BINS=block_bins, **_switches(options, F))
     return pixel, weight, flat_bin, divisor
 
 
