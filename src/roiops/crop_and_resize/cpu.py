@@ -156,18 +156,22 @@ def _pixel(index, size):
 
 
 @njit(cache=True, inline="always")
-def _axis_sample(coordinate, size, nearest, F):
-    """(low pixel, high pixel, weight of the high pixel) of a coordinate that is inside.
-
-    Bilinear: floor and ceil, weight ``coordinate - floor``; ``nearest``: the roundf pixel
-    twice, weight 0. The pixels are clamped (``_pixel``), the weight is not.
-    """
+def _unclamped_sample(coordinate, nearest, F):
+    """(low pixel, high pixel, weight of the high pixel) of a coordinate that is inside,
+    before the clamp: bilinear takes floor and ceil, weight ``coordinate - floor``;
+    ``nearest`` the roundf pixel twice, weight 0."""
     if nearest:
-        pixel = _pixel(np.int64(round_half_away(coordinate)), size)
+        pixel = np.int64(round_half_away(coordinate))
         return pixel, pixel, F(0)
     low = np.floor(coordinate)
-    return (_pixel(np.int64(low), size), _pixel(np.int64(np.ceil(coordinate)), size),
-            coordinate - low)
+    return np.int64(low), np.int64(np.ceil(coordinate)), coordinate - low
+
+
+@njit(cache=True, inline="always")
+def _axis_sample(coordinate, size, nearest, F):
+    """``_unclamped_sample`` with both pixels clamped (``_pixel``); the weight is not."""
+    low, high, weight = _unclamped_sample(coordinate, nearest, F)
+    return _pixel(low, size), _pixel(high, size), weight
 
 
 @njit(cache=True, inline="always")
@@ -223,11 +227,18 @@ def _axis_table(start, step, size, crop_size, nearest, lows, highs, lerps, F):
     for index in range(crop_size):
         coordinate = _coordinate(start, step, index, crop_size, F)
         if _inside(coordinate, size, F):
-            lows[index], highs[index], lerps[index] = _axis_sample(coordinate, size, nearest, F)
+            lows[index], highs[index], lerps[index] = _unclamped_sample(coordinate, nearest, F)
         else:
             lows[index] = -1
             highs[index] = -1
             lerps[index] = F(0)
+    # The pixels clamped as ``_pixel`` does, keeping -1 (a pixel clamped to -1 would be
+    # skipped, never read). A pass of its own: inside the loop above, the clamp made the
+    # whole forward of a [4,512,512,3] image to 224x224 crops about 5% slower.
+    last = size - 1
+    for index in range(crop_size):
+        lows[index] = _clamp(lows[index], -1, last)
+        highs[index] = _clamp(highs[index], -1, last)
 
 
 @njit(cache=True)
