@@ -51,13 +51,13 @@ def _interpreted(name, interpret=True):
 def interpreted_kernels():
     """The registered CUDA entry points (``ops._cuda_*``, with their host-side checks), made
     to run the interpreted kernels on CPU tensors."""
-    import roiops.crop_and_resize
-    import roiops.roi_align
     patch = pytest.MonkeyPatch()
-    for package, name in ((roiops.roi_align, "roiops.roi_align.cuda"),
-                          (roiops.crop_and_resize, "roiops.crop_and_resize.cuda")):
+    for name in ("roiops.roi_align.cuda", "roiops.crop_and_resize.cuda"):
         module = _interpreted(name)
         patch.setitem(sys.modules, name, module)
+        # The package from sys.modules: the attribute ``roiops.roi_align`` is the function of
+        # that name, and an earlier import of the real kernels left them on the package.
+        package = sys.modules[name.rpartition(".")[0]]
         patch.setattr(package, "cuda", module, raising=False)
     yield
     patch.undo()
@@ -153,9 +153,8 @@ def test_roi_align_grad_input_hard_rois(interpreted_kernels, monkeypatch, launch
     # show in the bits), and overflow (NaN/inf samples, none valid). Every pixel's records
     # must be summed in the CPU's order, whatever the channel block and unrolling (a channel
     # block of 2 splits the 3 channels).
-    import roiops.roi_align
-    monkeypatch.setitem(roiops.roi_align.cuda.LAUNCH, "grad_input",
-                        {**roiops.roi_align.cuda.LAUNCH["grad_input"], **launch})
+    launches = sys.modules["roiops.roi_align.cuda"].LAUNCH  # the interpreted kernels'
+    monkeypatch.setitem(launches, "grad_input", {**launches["grad_input"], **launch})
     convention, aligned, mode, ratio, scale = case
     rng = np.random.default_rng(_seed("hard rois", case))
     shape = [2, 3, 19, 21]
@@ -287,10 +286,9 @@ def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile
     # samples), cover the whole image (samples on tile borders), lie below it; box 0 recurs
     # as boxes 6 and 7, box 6 with gradients x1000, so any reordering of the adds to one
     # element shows in the bits. No skip of a box, crop row or column may drop an add.
-    import roiops.crop_and_resize
-    monkeypatch.setitem(roiops.crop_and_resize.cuda.LAUNCH, "grad_image",
-                        {**roiops.crop_and_resize.cuda.LAUNCH["grad_image"], "BLOCK_D": 4,
-                         "TILE_H": tile[0], "TILE_W": tile[1]})
+    launches = sys.modules["roiops.crop_and_resize.cuda"].LAUNCH  # the interpreted kernels'
+    monkeypatch.setitem(launches, "grad_image", {**launches["grad_image"], "BLOCK_D": 4,
+                                                 "TILE_H": tile[0], "TILE_W": tile[1]})
     rng = np.random.default_rng(_seed("tiles", tile, method, data_format))
     boxes = torch.tensor([[0.3, 0.25, 0.62, 0.81],   # straddles tile rows and columns
                           [0.9, 0.85, 0.15, 0.3],    # flipped on both axes
