@@ -135,6 +135,7 @@ def roi_inputs(workload, generator, device):
 
 def bench_roi_align(device, repeats, generator, deterministic):
     from torchvision.ops import roi_align as tv_roi_align
+
     import roiops.torch.ops as ops
 
     for workload in ROI_WORKLOADS:

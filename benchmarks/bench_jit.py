@@ -27,8 +27,10 @@ rois = np.array([[0, 1, 1, 6, 6]], np.float32)
 pooled = np.ones((1, 3, 2, 2), np.float32)
 calls = {
     "crop_and_resize": lambda: roiops.crop_and_resize(image, boxes, index, (4, 4)),
-    "crop_and_resize_grad_image": lambda: roiops.crop_and_resize_grad_image(grads, boxes, index, image.shape),
-    "crop_and_resize_grad_boxes": lambda: roiops.crop_and_resize_grad_boxes(grads, image, boxes, index),
+    "crop_and_resize_grad_image": lambda: roiops.crop_and_resize_grad_image(grads, boxes, index,
+                                                                            image.shape),
+    "crop_and_resize_grad_boxes": lambda: roiops.crop_and_resize_grad_boxes(grads, image, boxes,
+                                                                            index),
     "roi_align": lambda: roiops.roi_align(features, rois, 2),
     "roi_align_grad_input": lambda: roiops.roi_align_grad_input(pooled, rois, features.shape, 2),
     "roi_align_grad_boxes": lambda: roiops.roi_align_grad_boxes(pooled, features, rois, 2),

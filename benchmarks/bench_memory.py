@@ -28,22 +28,28 @@ if name.startswith("crop"):
     index = rng.integers(0, 2, 512)
     grads = rng.random((512, 14, 14, 256), dtype=np.float32)
     calls = {
-        "crop_and_resize": lambda a: roiops.crop_and_resize(image[:1, :8, :8], boxes[:a], index[:a] * 0, (14, 14)),
-        "crop_and_resize_grad_image": lambda a: roiops.crop_and_resize_grad_image(grads[:a], boxes[:a], index[:a], image.shape),
-        "crop_and_resize_grad_boxes": lambda a: roiops.crop_and_resize_grad_boxes(grads[:a], image, boxes[:a], index[:a]),
+        "crop_and_resize": lambda a: roiops.crop_and_resize(image[:1, :8, :8], boxes[:a],
+                                                            index[:a] * 0, (14, 14)),
+        "crop_and_resize_grad_image": lambda a: roiops.crop_and_resize_grad_image(
+            grads[:a], boxes[:a], index[:a], image.shape),
+        "crop_and_resize_grad_boxes": lambda a: roiops.crop_and_resize_grad_boxes(
+            grads[:a], image, boxes[:a], index[:a]),
     }
     full = {"crop_and_resize": lambda: roiops.crop_and_resize(image, boxes, index, (14, 14))}
 else:
     features = rng.standard_normal((2, 256, 100, 152), dtype=np.float32)
     x1, y1 = rng.uniform(0, 973, 512), rng.uniform(0, 640, 512)
-    rois = np.stack([rng.integers(0, 2, 512), x1, y1, np.minimum(x1 + rng.uniform(16, 400, 512), 1216),
+    rois = np.stack([rng.integers(0, 2, 512), x1, y1,
+                     np.minimum(x1 + rng.uniform(16, 400, 512), 1216),
                      np.minimum(y1 + rng.uniform(16, 400, 512), 800)], axis=1).astype(np.float32)
     grads = rng.standard_normal((512, 256, 7, 7), dtype=np.float32)
     opts = dict(spatial_scale=0.125, sampling_ratio=2, aligned=True)
     calls = {
         "roi_align": lambda a: roiops.roi_align(features, rois[:a], 7, **opts),
-        "roi_align_grad_input": lambda a: roiops.roi_align_grad_input(grads[:a], rois[:a], features.shape, 7, **opts),
-        "roi_align_grad_boxes": lambda a: roiops.roi_align_grad_boxes(grads[:a], features, rois[:a], 7, **opts),
+        "roi_align_grad_input": lambda a: roiops.roi_align_grad_input(
+            grads[:a], rois[:a], features.shape, 7, **opts),
+        "roi_align_grad_boxes": lambda a: roiops.roi_align_grad_boxes(
+            grads[:a], features, rois[:a], 7, **opts),
     }
     full = {}
 call = calls[name]

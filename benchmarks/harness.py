@@ -58,7 +58,8 @@ def machine():
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+            cpu = next(line.split(":", 1)[1].strip() for line in info
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"

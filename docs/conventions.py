@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 
 HEIGHT, WIDTH = 5, 6
 
@@ -45,8 +45,10 @@ def roi_samples(x1, y1, x2, y2, pooled, grid, offset=0.0, end_extra=0.0):
     start_x, start_y = x1 - offset, y1 - offset
     end_x, end_y = x2 + end_extra - offset, y2 + end_extra - offset
     bin_w, bin_h = (end_x - start_x) / pooled, (end_y - start_y) / pooled
-    xs = [start_x + p * bin_w + (i + 0.5) * bin_w / grid for p in range(pooled) for i in range(grid)]
-    ys = [start_y + p * bin_h + (i + 0.5) * bin_h / grid for p in range(pooled) for i in range(grid)]
+    xs = [start_x + p * bin_w + (i + 0.5) * bin_w / grid
+          for p in range(pooled) for i in range(grid)]
+    ys = [start_y + p * bin_h + (i + 0.5) * bin_h / grid
+          for p in range(pooled) for i in range(grid)]
     return (start_x, start_y, end_x, end_y), ys, xs
 
 
