@@ -646,7 +646,7 @@ def roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.0, sam
                           convention, roi_end_mode, F)
         s = g.s
 
-        def factors(p, i, grid, P, clamped):
+        def factors(p, i, grid, P, clamped, s=s):  # s bound now: defined in the roi loop
             # d coord / d (c1, c2) for sample i of bin p
             if clamped:
                 return s, F(0)

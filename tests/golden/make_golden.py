@@ -322,7 +322,7 @@ def gen_tensorflow(store, rng):
     # GradImage: T x 2 methods
     for T in ("float16", "float32", "float64"):
         for method in ("bilinear", "nearest"):
-            for k in range(22):
+            for _ in range(22):
                 B, H, W, D = image_dims(rng)
                 crop = crop_dims(rng)
                 n = int(rng.integers(1, 5))
@@ -337,7 +337,7 @@ def gen_tensorflow(store, rng):
                           dict(grads=g, boxes=boxes, box_ind=ind, out=out))
     # GradBoxes: 9 image dtypes
     for dtype in IMAGE_DTYPES:
-        for k in range(14):
+        for _ in range(14):
             image, boxes, ind, crop, fams, sp = crop_case(rng, dtype)
             g = grads_like(rng, (len(boxes),) + crop + (image.shape[3],))
             out = grad_boxes(g, image, boxes, ind)
@@ -460,8 +460,7 @@ def feature_dims(rng, max_c=3):
 def gen_mindspore(store, rng):
     import mindspore as ms
     from mindspore import Tensor, ops
-    from mindspore.ops.operations import image_ops
-    from mindspore.ops.operations import _grad_ops
+    from mindspore.ops.operations import _grad_ops, image_ops
     ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
     ms.device_context.cpu.op_tuning.threads_num(1)
     msdt = {"float16": ms.float16, "float32": ms.float32, "float64": ms.float64}
@@ -486,7 +485,7 @@ def gen_mindspore(store, rng):
     # CropAndResizeGradImage: T x {bilinear, nearest}
     for T in ("float16", "float32", "float64"):
         for method in ("bilinear", "nearest"):
-            for k in range(16):
+            for _ in range(16):
                 B, H, W, D = image_dims(rng)
                 crop = crop_dims(rng)
                 n = int(rng.integers(1, 5))
@@ -505,7 +504,7 @@ def gen_mindspore(store, rng):
 
     # CropAndResizeGradBoxes: 9 image dtypes
     for dtype in IMAGE_DTYPES:
-        for k in range(10):
+        for _ in range(10):
             image, boxes, ind, crop, fams, sp = crop_case(rng, dtype)
             g = grads_like(rng, (len(boxes),) + crop + (image.shape[3],))
             prim = image_ops.CropAndResizeGradBoxes("bilinear")
@@ -587,7 +586,7 @@ def gen_torchvision(store, rng):
               for sr in (-1, 0, 1, 2, 3) for sc in SCALES]
     reps = {"float32": 3, "float64": 2, "float16": 2}
     for dtype, aligned, sr, scale in combos:
-        for rep in range(reps[dtype]):
+        for _ in range(reps[dtype]):
             while True:
                 N, C, H, W = feature_dims(rng, max_c=2)
                 ph, pw = (int(x) for x in rng.integers(1, 5, 2))

@@ -9,7 +9,14 @@ torch = pytest.importorskip("torch")
 
 import roiops  # noqa: E402
 from torch_cases import (  # noqa: E402
-    BOX_INDICES, BOXES, FLOAT_DTYPES, LAYOUTS, ROIS, assert_identical, layout, randn,
+    BOX_INDICES,
+    BOXES,
+    FLOAT_DTYPES,
+    LAYOUTS,
+    ROIS,
+    assert_identical,
+    layout,
+    randn,
     reference,
 )
 
