@@ -7,7 +7,7 @@ crop_and_resize maps a normalized ``y`` to ``y * (H - 1)``, so 0 and 1 are the c
 first and last pixels. roi_align takes boxes in image coordinates as they are
 (``aligned=False``), or reads them as pixel-corner coordinates (``aligned=True`` shifts by
 -0.5, so a box from 1 to 4 covers pixels 1, 2 and 3 exactly). The sample positions are
-computed from the formulas of semantics.md, in float64.
+computed from the formulas of docs/conventions.md, in float64.
 """
 import math
 from pathlib import Path

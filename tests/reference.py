@@ -1,6 +1,7 @@
 """Plain-loop reference implementations of every roiops operator.
 
-Written directly from ``/work/shared/spec`` (``semantics.md`` and its three companion files),
+It follows docs/: the rules it implements are those pages (docs/arithmetic.md,
+docs/tensorflow.md, docs/mindspore.md, docs/torchvision.md and docs/decisions.md), written out
 independently of the Numba kernels.  Speed is irrelevant: these are scalar Python loops over
 NumPy scalars, meant for tiny shapes in tests.
 
@@ -11,19 +12,25 @@ The arithmetic type ``F`` is a parameter of every function:
   one IEEE binary32 operation rounded to nearest even (no FMA, no reassociation);
 * ``np.float16``: the half arithmetic paths (torchvision / MindSpore roi_align in half).  A NumPy
   float16 scalar operation is computed in float32 and rounded to half, which is exactly what
-  c10::Half and MindSpore's Float16 do (semantics-torchvision §3, semantics-mindspore §0).
+  c10::Half and MindSpore's Float16 do (docs/torchvision.md#dtypes-and-half-precision,
+  docs/mindspore.md#arithmetic).
 
 Every literal and every integer is wrapped in ``F`` before it meets a value of type ``F`` and the
-operation order of the spec is followed literally, one rounding per operation.
+operation order of those pages is followed literally, one rounding per operation.
 
-Decisions of API.md §4 that the reference follows:
+Decisions of docs/decisions.md that the reference follows:
 
-* no flush-to-zero emulation (§4.8): tests avoid subnormals when comparing with TensorFlow;
-* invalid samples are never read (§4.10);
-* a sample coordinate that is NaN (from overflow) is out of range (§4.2);
-* MindSpore's skip rule is not reproduced: such rois are computed like any other (§4.4);
-* MindSpore's empty adaptive grids give 0/0 = NaN in the forward (§4.5) and no gradient;
-* torchvision's ``std::vector`` error (one grid side negative) gives zeros (§4.11).
+* no flush-to-zero emulation (docs/decisions.md#flush-to-zero): tests avoid subnormals when
+  comparing with TensorFlow;
+* invalid samples are never read (docs/decisions.md#invalid-samples-are-not-read);
+* a sample coordinate that is NaN (from overflow) is out of range
+  (docs/decisions.md#overflowing-box-arithmetic);
+* MindSpore's skip rule is not reproduced: such rois are computed like any other
+  (docs/decisions.md#mindspore-skip-rule);
+* MindSpore's empty adaptive grids give 0/0 = NaN in the forward and no gradient
+  (docs/decisions.md#mindspore-nan-bins);
+* torchvision's ``std::vector`` error (one grid side negative) gives zeros
+  (docs/decisions.md#reversed-aligned-boxes).
 """
 
 from __future__ import annotations
@@ -57,8 +64,9 @@ def _ceil(v) -> int:
 
 
 def _roundf(c, F) -> int:
-    """C ``roundf``: halves away from zero (semantics.md §1).  ``k = floor(c)``, then ``+1`` if
-    ``c - k >= 0.5`` (the subtraction is exact).  Not half-to-even, not ``floor(c + 0.5)``."""
+    """C ``roundf``: halves away from zero (docs/arithmetic.md#float-to-integer).
+    ``k = floor(c)``, then ``+1`` if ``c - k >= 0.5`` (the subtraction is exact).  Not
+    half-to-even, not ``floor(c + 0.5)``."""
     if c < F(0):
         return -_roundf(-c, F)
     k = _floor(c)
@@ -85,7 +93,7 @@ def _quiet(fn):
 
 def _read_image(image, F) -> np.ndarray:
     """Image values converted to ``F`` first (C ``static_cast``; NumPy ``astype`` rounds
-    int64/float64 to nearest even exactly like it), semantics-tensorflow §1."""
+    int64/float64 to nearest even exactly like it), docs/tensorflow.md#image-values."""
     return np.asarray(image).astype(F)
 
 
@@ -95,7 +103,8 @@ def _read_image(image, F) -> np.ndarray:
 
 
 def _crop_centre(c1, c2, size: int, F):
-    """Crop size 1: the box centre ``0.5 * (c1 + c2) * (size - 1)`` (semantics-tensorflow §1).
+    """Crop size 1: the box centre ``0.5 * (c1 + c2) * (size - 1)``
+    (docs/tensorflow.md#sample-coordinates).
 
     The sum ``c1 + c2`` is an ``F`` addition; both products are done in double (TF's ``0.5`` is a
     double literal, the products are exact for float32 operands) and rounded once to ``F``."""
@@ -104,8 +113,9 @@ def _crop_centre(c1, c2, size: int, F):
 
 
 def _crop_coords_forward(c1, c2, size: int, crop: int, F) -> list:
-    """Forward / GradImage sample coordinates along one axis (semantics-tensorflow §1,
-    semantics-mindspore §1.1): ``scale = ((c2 - c1) * (size - 1)) / (crop - 1)`` (product first),
+    """Forward / GradImage sample coordinates along one axis
+    (docs/tensorflow.md#sample-coordinates, docs/mindspore.md#cropandresize-coordinates):
+    ``scale = ((c2 - c1) * (size - 1)) / (crop - 1)`` (product first),
     ``in(i) = c1 * (size - 1) + i * scale``."""
     if crop == 1:
         return [_crop_centre(c1, c2, size, F)]
@@ -116,8 +126,8 @@ def _crop_coords_forward(c1, c2, size: int, crop: int, F) -> list:
 
 
 def _crop_coords_gradboxes(c1, c2, size: int, crop: int, F):
-    """GradBoxes coordinates (semantics-tensorflow §3): ``r = (size - 1) / (crop - 1)`` first,
-    then ``scale = (c2 - c1) * r``.  Returns ``(coords, r)`` (``r = 0`` for crop 1)."""
+    """GradBoxes coordinates (docs/tensorflow.md#box-gradient): ``r = (size - 1) / (crop - 1)``
+    first, then ``scale = (c2 - c1) * r``.  Returns ``(coords, r)`` (``r = 0`` for crop 1)."""
     if crop == 1:
         return [_crop_centre(c1, c2, size, F)], F(0)
     m = F(size - 1)
@@ -128,14 +138,16 @@ def _crop_coords_gradboxes(c1, c2, size: int, crop: int, F):
 
 
 def _crop_valid(c, size: int, F) -> bool:
-    """Valid iff ``0 <= c <= size - 1`` (strict outside test; -0.0 valid; NaN invalid, API §4.2)."""
+    """Valid iff ``0 <= c <= size - 1`` (strict outside test; -0.0 valid; NaN invalid,
+    docs/decisions.md#overflowing-box-arithmetic)."""
     return bool(c >= F(0)) and bool(c <= F(size - 1))
 
 
 def _v2_window(c1, c2, size: int, F):
-    """bilinear_v2 integer window (semantics-mindspore §1.4 steps 1-2): ``trunc(c * size)``
+    """bilinear_v2 integer window (docs/mindspore.md#bilinear_v2 step 1): ``trunc(c * size)``
     with ``size``, not ``size - 1``; returns ``(start, extent)``.  Products beyond 2^62 are
-    clamped there (roiops uses 64-bit indices, API §4.6; such windows lie far outside)."""
+    clamped there (roiops uses 64-bit indices, docs/decisions.md#bilinear_v2-window-overflow;
+    such windows lie far outside)."""
 
     def tr(v):
         v = float(v)
@@ -152,7 +164,7 @@ def _v2_window(c1, c2, size: int, F):
 
 
 def _v2_axis(i: int, start: int, extent: int, crop: int, size: int, F):
-    """bilinear_v2 along one axis (semantics-mindspore §1.4 steps 3-6): half-pixel centre
+    """bilinear_v2 along one axis (docs/mindspore.md#bilinear_v2 steps 2-4): half-pixel centre
     ``p = ((i + 0.5) * (extent / crop)) - 0.5``, window indices clamped to the window, the
     weight not clamped, source indices clamped to the image.  Returns (lo, hi, weight)."""
     p = ((F(i) + F(0.5)) * (F(extent) / F(crop))) - F(0.5)
@@ -176,10 +188,10 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
     ``[y1, x1, y2, x2]``, ``box_indices [N]``, ``crop_size (ch, cw)``.  Output ``[N,ch,cw,D]``
     of dtype ``F``.
 
-    * "bilinear" / "nearest": semantics-tensorflow §1 = semantics-mindspore §1.2-1.3: lerp
-      ``a + (b - a) * w`` twice (x first, then y); nearest with C ``roundf``; a sample strictly
-      outside ``[0, H-1] x [0, W-1]`` (or NaN) gets ``extrapolation_value``.
-    * "bilinear_v2": semantics-mindspore §1.4: integer pixel window, half-pixel centres, edge
+    * "bilinear" / "nearest": docs/tensorflow.md#forward = docs/mindspore.md#bilinear-and-nearest:
+      lerp ``a + (b - a) * w`` twice (x first, then y); nearest with C ``roundf``; a sample
+      strictly outside ``[0, H-1] x [0, W-1]`` (or NaN) gets ``extrapolation_value``.
+    * "bilinear_v2": docs/mindspore.md#bilinear_v2: integer pixel window, half-pixel centres, edge
       clamps, four-term sum ``((A + B) + C) + D``; no extrapolation at all.
     """
     img = _read_image(image, F)
@@ -239,16 +251,17 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
 
 
 def _acc_add(out, idx, w, A):
-    """One ``+=`` into an accumulator of dtype ``A`` (semantics-tensorflow §2): the addend is
-    rounded to ``A`` first (half: RNE from float32; float64: exact widening), then one ``A``
-    addition."""
+    """One ``+=`` into an accumulator of dtype ``A`` (docs/tensorflow.md#accumulation-in-t): the
+    addend is rounded to ``A`` first (half: RNE from float32; float64: exact widening), then one
+    ``A`` addition."""
     out[idx] = out[idx] + A(w)
 
 
 @_quiet
 def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="bilinear",
                                accumulate=np.float32, F=np.float32):
-    """``CropAndResizeGradImage`` (semantics-tensorflow §2, semantics-mindspore §2.2).
+    """``CropAndResizeGradImage`` (docs/tensorflow.md#image-gradient,
+    docs/mindspore.md#cropandresizegradimage).
 
     Sequential over boxes, rows, columns, channels; weights formed in ``F``; each ``+=`` rounds
     the addend to ``accumulate`` and adds in ``accumulate`` (float16: half add; float64: float64
@@ -257,9 +270,9 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="b
     * bilinear: ``dtop = (1-ly)*g``; ``[t,l] += (1-lx)*dtop``; ``[t,r] += lx*dtop``;
       ``dbot = ly*g``; ``[bo,l] += (1-lx)*dbot``; ``[bo,r] += lx*dbot``.
     * nearest: ``[roundf(y), roundf(x)] += g``.
-    * bilinear_v2 (semantics.md §3.1, no peer): the true adjoint of the v2 forward; each output
-      sample scatters ``(g*wy)*wx`` to its four clamped source pixels in the forward's term
-      order A ``(t,l)``, B ``(b,r)``, C ``(t,r)``, D ``(b,l)``.
+    * bilinear_v2 (docs/arithmetic.md#bilinear_v2-image-gradient, no peer): the true adjoint of
+      the v2 forward; each output sample scatters ``(g*wy)*wx`` to its four clamped source
+      pixels in the forward's term order A ``(t,l)``, B ``(b,r)``, C ``(t,r)``, D ``(b,l)``.
     """
     A = accumulate
     g_all = np.asarray(grads).astype(F)
@@ -318,7 +331,8 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="b
 @_quiet
 def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, crop1_rule="tensorflow",
                                F=np.float32):
-    """``CropAndResizeGradBoxes`` (semantics-tensorflow §3, semantics-mindspore §2.3).
+    """``CropAndResizeGradBoxes`` (docs/tensorflow.md#box-gradient,
+    docs/mindspore.md#cropandresizegradboxes).
 
     Always the bilinear derivative.  Its own coordinate recipe ``r = (H-1)/(ch-1)``,
     ``scale = (y2-y1)*r`` (can differ by an ulp from the forward, even in validity).  Per valid
@@ -393,7 +407,7 @@ def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, crop1_rule="ten
 
 
 class _RoiGeom:
-    """Per-roi geometry of semantics-torchvision §1.3 / semantics-mindspore §3.1.
+    """Per-roi geometry of docs/torchvision.md#geometry / docs/mindspore.md#roialign-geometry.
 
     Attributes: ``b`` batch index, ``y0, x0`` the (shifted) start, ``bin_h, bin_w``, ``gh, gw``
     the sample grid, ``cnt_fwd`` (forward divisor), ``cnt_bwd`` (backward divisor),
@@ -466,13 +480,15 @@ def _roi_geometry(roi, PH, PW, spatial_scale, sampling_ratio, aligned, conventio
 
 def _roi_sample_coords(start, p: int, bin_, grid: int, F) -> list:
     """``(start + p*bin) + ((i + 0.5)*bin)/grid`` for ``i`` in ``range(grid)``
-    (semantics-torchvision §1.4; MindSpore §3.1 step 8 has the same association)."""
+    (docs/torchvision.md#sample-coordinates; docs/mindspore.md#roialign-samples has the same
+    association)."""
     base = start + F(p) * bin_
     return [base + (F(np.float32(i + 0.5)) * bin_) / F(grid) for i in range(max(grid, 0))]
 
 
 def _roi_axis(c, size: int, F):
-    """Bilinear along one axis (semantics-torchvision §1.5, semantics-mindspore §3.1): caller
+    """Bilinear along one axis (docs/torchvision.md#bilinear-weights,
+    docs/mindspore.md#roialign-samples): caller
     has checked ``-1 <= c <= size``.  Returns ``(lo, hi, l, h, moving)`` where ``l, h`` are the
     weights of ``hi, lo`` and ``moving`` is False where the value does not depend on ``c``
     (clamped at ``c <= 0`` or pinned at ``size - 1``)."""
@@ -491,7 +507,8 @@ def _roi_axis(c, size: int, F):
 
 
 def _roi_valid(y, x, H: int, W: int, F) -> bool:
-    """Valid iff ``-1 <= y <= H`` and ``-1 <= x <= W`` (inclusive; NaN invalid, API §4.2)."""
+    """Valid iff ``-1 <= y <= H`` and ``-1 <= x <= W`` (inclusive; NaN invalid,
+    docs/decisions.md#overflowing-box-arithmetic)."""
     return (bool(y >= F(-1)) and bool(y <= F(H)) and bool(x >= F(-1)) and bool(x <= F(W)))
 
 
@@ -509,15 +526,16 @@ def _opts(output_size):
 @_quiet
 def roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
               convention="torchvision", roi_end_mode=1, F=np.float32):
-    """roi_align forward (semantics-torchvision §1, semantics-mindspore §3).
+    """roi_align forward (docs/torchvision.md, docs/mindspore.md#roialign).
 
     input ``[N,C,H,W]``, rois ``[K,5]`` = ``(batch, x1, y1, x2, y2)``; output ``[K,C,PH,PW]`` of
     dtype ``F``.  Per output element: ``acc = +0``; for each sample (iy-major), if valid,
     ``acc += ((w1*v1 + w2*v2) + w3*v3) + w4*v4``; then ``out = acc / count``.  Invalid samples
-    are not read (API §4.10).  torchvision: truncated batch index, ``off = 0.5`` when aligned,
-    minimum size 1 when not aligned, ceil grid, ``count = max(gh*gw, 1)``.  MindSpore: batch
-    index ``rint(v + 7e-5)``, end ``(x2 + roi_end_mode) * scale``, minimum size 1 for mode 0,
-    floor grid, ``count = F(gh)*F(gw)`` (an empty grid gives 0/0 = NaN, API §4.5).
+    are not read (docs/decisions.md#invalid-samples-are-not-read).  torchvision: truncated batch
+    index, ``off = 0.5`` when aligned, minimum size 1 when not aligned, ceil grid,
+    ``count = max(gh*gw, 1)``.  MindSpore: batch index ``rint(v + 7e-5)``, end
+    ``(x2 + roi_end_mode) * scale``, minimum size 1 for mode 0, floor grid,
+    ``count = F(gh)*F(gw)`` (an empty grid gives 0/0 = NaN, docs/decisions.md#mindspore-nan-bins).
     ``spatial_scale`` is converted to ``F`` once: directly for float64 (torchvision's double
     kernel), through float32 otherwise."""
     x = np.asarray(input).astype(F)
@@ -561,7 +579,8 @@ def roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, al
 def roi_align_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
                          sampling_ratio=-1, aligned=False, convention="torchvision",
                          roi_end_mode=1, F=np.float32):
-    """roi_align gradient w.r.t. the input (semantics-torchvision §2.2, semantics-mindspore §4).
+    """roi_align gradient w.r.t. the input (docs/torchvision.md#backward,
+    docs/mindspore.md#roialigngrad).
 
     Sequential over rois, channels, bins (ph, pw), samples (iy, ix); each valid sample adds
     ``(g * w_k) / count`` to its four corners in order 1..4, every add in ``F`` (half adds for
@@ -601,7 +620,8 @@ def roi_align_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.
 @_quiet
 def roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1,
                          aligned=False, convention="torchvision", roi_end_mode=1, F=np.float64):
-    """roi_align gradient w.r.t. the box coordinates (semantics.md §5.3; no peer).
+    """roi_align gradient w.r.t. the box coordinates (docs/arithmetic.md#roi_align-box-gradient;
+    no peer).
 
     Output ``[K, 5]``: column 0 (batch index) is zero, columns 1..4 are d/d(x1, y1, x2, y2).
 

@@ -1,4 +1,4 @@
-"""API.md §3: every malformed argument raises the documented exception, naming the argument."""
+"""docs/errors.md: every malformed argument raises the documented exception, naming the argument."""
 import numpy as np
 import pytest
 

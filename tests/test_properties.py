@@ -1,4 +1,4 @@
-"""Property tests: the roiops native API (API.md §2) against the plain-loop reference.
+"""Property tests: the roiops native API (docs/api.md) against the plain-loop reference.
 
 float32 inputs are computed in float32 exactly as the peers do, so the native results must equal
 ``reference`` with ``F=np.float32`` bit for bit (NaN == NaN); float64 inputs must equal the

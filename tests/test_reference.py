@@ -24,7 +24,7 @@ def bits(a):
 
 
 def test_mindspore_roialign_docs_example():
-    """semantics-mindspore §3.3: ROIAlign(2, 2, 0.5, 2) on [[1, 2], [3, 4]]."""
+    """docs/mindspore.md#the-documentation-example: ROIAlign(2, 2, 0.5, 2) on [[1, 2], [3, 4]]."""
     x = np.array([[[[1, 2], [3, 4]]]], f32)
     rois = np.array([[0, 0.2, 0.3, 0.2, 0.3]], f32)
     out = R.roi_align(x, rois, (2, 2), 0.5, 2, convention="mindspore", roi_end_mode=1)
@@ -73,8 +73,8 @@ def test_mindspore_crop_and_resize_grad_image_docs_example_shape():
 
 
 def test_tf_anomaly_h4_ch22_last_row_extrapolated():
-    """semantics-tensorflow §7.3: for H=4, ch=22 the last row of box [0,0,1,1] lands one ulp
-    above H-1 in float32 and is extrapolated entirely."""
+    """docs/tensorflow.md#boxes-ending-at-1: for H=4, ch=22 the last row of box [0,0,1,1] lands
+    one ulp above H-1 in float32 and is extrapolated entirely."""
     img = np.arange(8, dtype=f32).reshape(1, 4, 2, 1) + 1
     out = R.crop_and_resize(img, f32([[0, 0, 1, 1]]), [0], (22, 2), extrapolation_value=-7.0)
     np.testing.assert_array_equal(out[0, -1, :, 0], f32([-7, -7]))
@@ -118,8 +118,8 @@ def test_crop1_centre_rule():
     img = (np.arange(5)[:, None] * 10 + np.arange(5)[None, :]).astype(f32)[None, :, :, None]
     out = R.crop_and_resize(img, f32([[0.25, 0.0, 0.75, 1.0]]), [0], (1, 1))
     assert out[0, 0, 0, 0] == f32(22)  # centre (2, 2)
-    # semantics-tensorflow §1: y1 = 2^-126, y2 = 0, H = 5: the centre 2^-125 is computed in
-    # double (0.5 * 2^-126 would be subnormal in float32); TF documents 7.052966.
+    # docs/tensorflow.md#sample-coordinates: y1 = 2^-126, y2 = 0, H = 5: the centre 2^-125 is
+    # computed in double (0.5 * 2^-126 would be subnormal in float32); TF documents 7.052966.
     img = np.zeros((1, 5, 1, 1), f32)
     img[0, 1] = 3e38
     out = R.crop_and_resize(img, f32([[2.0**-126, 0, 0, 0]]), [0], (1, 1))
@@ -159,7 +159,8 @@ def test_batch_index_rules():
 
 def test_mindspore_empty_grids():
     x = np.ones((1, 1, 4, 4), f32)
-    # adaptive floor grid of a roi smaller than the pooled grid: 0/0 = NaN (API §4.5)
+    # adaptive floor grid of a roi smaller than the pooled grid: 0/0 = NaN
+    # (docs/decisions.md#mindspore-nan-bins)
     out = R.roi_align(x, f32([[0, 1, 1, 1.5, 1.5]]), (2, 2), sampling_ratio=0,
                       convention="mindspore", roi_end_mode=0)
     assert np.isnan(out).all()
@@ -175,7 +176,8 @@ def test_mindspore_empty_grids():
 
 
 def test_torchvision_vector_error_case_gives_zeros():
-    """aligned, adaptive, one grid side negative: torchvision raises, roiops gives 0 (§4.11)."""
+    """aligned, adaptive, one grid side negative: torchvision raises, roiops gives 0
+    (docs/decisions.md#reversed-aligned-boxes)."""
     x = np.ones((1, 1, 5, 5), f32)
     out = R.roi_align(x, f32([[0, 4, 0, 0, 4]]), (1, 1), sampling_ratio=0, aligned=True)
     assert out[0, 0, 0, 0] == 0

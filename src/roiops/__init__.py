@@ -1,6 +1,6 @@
 """roiops: exact, fast region-of-interest sampling.
 
-The native API (API.md §2): ``crop_and_resize`` (TensorFlow/MindSpore semantics) and
+The native API (docs/api.md): ``crop_and_resize`` (TensorFlow/MindSpore semantics) and
 ``roi_align`` (torchvision/MindSpore conventions) with their image/input and box gradients, on
 NumPy arrays or torch tensors (``roiops.torch``, ``roiops.nn``). Framework-exact adapters
 live in ``roiops.compat``; the ``roiops`` command in ``roiops.cli``.

@@ -28,12 +28,12 @@ def native_byte_order(*values):
 
 
 def native_compute_type(dtype):
-    """API.md §2: float64 for float64 data, float32 for everything else."""
+    """docs/api.md#dtypes: float64 for float64 data, float32 for everything else."""
     return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
 
 def native_output_dtype(dtype):
-    """API.md §2: the input's float dtype; float32 for integer images."""
+    """docs/api.md#dtypes: the input's float dtype; float32 for integer images."""
     dtype = np.dtype(dtype)
     return dtype if dtype.kind == "f" else np.dtype(np.float32)
 
@@ -58,7 +58,7 @@ def kernel_output(array):
 
 
 def check_out(out, shape, dtype, inputs):
-    """ValueError unless ``out`` can hold the result (API.md §2 ``out=``).
+    """ValueError unless ``out`` can hold the result (docs/api.md#reusing-memory-with-out).
 
     ``inputs`` maps names to the input arrays: ``out`` must not share memory with any of them
     (the kernels would read values they already overwrote). The test is on memory bounds,

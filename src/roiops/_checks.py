@@ -1,4 +1,4 @@
-"""Argument validation shared by every entry point (API.md §3; docs/errors.md lists the rules).
+"""Argument validation shared by every entry point (docs/errors.md lists the rules).
 
 Every check runs before any allocation or kernel, raises the documented exception type and
 names the argument, what was expected and what was given.
@@ -225,7 +225,7 @@ def require_positive_image_size(name, height, width):
 
 
 def require_finite_rows(name, array):
-    """ValueError naming the first row holding NaN or +-inf (API.md §4.1)."""
+    """ValueError naming the first row holding NaN or +-inf (docs/decisions.md#non-finite-boxes)."""
     if array.size == 0:
         return
     bad = ~np.isfinite(array).all(axis=1)

@@ -1,4 +1,4 @@
-"""The native crop_and_resize API: dtype rules, layouts and strides (API.md §2)."""
+"""The native crop_and_resize API: dtype rules, layouts and strides (docs/api.md)."""
 import numpy as np
 import pytest
 

@@ -67,7 +67,8 @@ def random_case(rng, batch=2, height=9, width=11, depth=3, num_boxes=5, crop=(4,
 
 
 # ---------------------------------------------------------------------------------------------
-# Sequential re-statements of the TF loops (semantics-tensorflow §2 and §3), float32 only
+# Sequential re-statements of the TF loops (docs/tensorflow.md#image-gradient and
+# docs/tensorflow.md#box-gradient), float32 only
 # ---------------------------------------------------------------------------------------------
 
 def _coordinates(low, high, size, crop, recipe):
@@ -233,8 +234,8 @@ def test_out_of_range_samples_are_extrapolated_per_row_and_column():
 
 
 def test_product_first_scale_drops_the_last_row():
-    # semantics-tensorflow §7.3: H=4, crop 22 -> (22-1)*fl(3/21) lands one ulp above 3, so the
-    # last row is extrapolated although the box ends at 1.0.
+    # docs/tensorflow.md#boxes-ending-at-1: H=4, crop 22 -> (22-1)*fl(3/21) lands one ulp
+    # above 3, so the last row is extrapolated although the box ends at 1.0.
     image = ramp(4, 1)
     out = run_forward(image, [[0, 0, 1, 1]], (22, 1), BILINEAR, extrapolation=-7)
     assert out[0, -1, 0, 0] == -7
@@ -480,7 +481,7 @@ def test_grad_boxes_on_a_ramp():
 
 
 def test_grad_boxes_uses_its_own_coordinate_recipe():
-    # semantics-tensorflow §7.5: the forward samples row 41.0, GradBoxes 41.000004 (skipped).
+    # docs/tensorflow.md#box-gradient: the forward samples row 41.0, GradBoxes 41.000004 (skipped).
     height, crop = 42, 32
     image = np.zeros((1, height, 1, 1), F32)
     image[0, :, 0, 0] = np.arange(height) ** 2

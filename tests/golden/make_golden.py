@@ -26,7 +26,7 @@ File format (kept compact: one zip member per case would cost ~200 bytes each):
   ``np.frombuffer(blob, dtype, count, offset).reshape(shape)`` gives an array back
   (``tests/compat/test_golden.py`` has a loader).
 
-Cases whose peer result is undefined (API.md section 4) are excluded: non-finite boxes,
+Cases whose peer result is undefined (docs/decisions.md) are excluded: non-finite boxes,
 boxes whose coordinate arithmetic overflows, subnormal inputs (TF flushes them), out-of-range
 batch indices, MindSpore ROIAlign rows hit by its skip rule (|x1| < 0.001 and |x2| < 0.001),
 torchvision's ``std::vector`` ValueError boxes and non-finite input pixel (0, 0).
@@ -260,7 +260,7 @@ def crop_case(rng, dtype, special_p=0.15):
 
 
 def targeted_crop_cases():
-    """Hand-made cases from the spec anomalies (semantics-tensorflow section 7)."""
+    """Hand-made cases from TensorFlow's anomalies (docs/tensorflow.md#anomalies)."""
     out = []
     # H=4, ch=22, box [0,0,1,1]: last row is extrapolated (fragile 1.0 end)
     img = (np.arange(4 * 2, dtype=F32).reshape(1, 4, 2, 1) + 7)

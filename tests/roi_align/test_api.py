@@ -1,4 +1,4 @@
-"""The native roi_align API: dtype rules, conventions, layouts (API.md §2)."""
+"""The native roi_align API: dtype rules, conventions, layouts (docs/api.md)."""
 import numpy as np
 import pytest
 

@@ -101,7 +101,8 @@ def test_mindspore_empty_grids_give_nan_and_negative_zero():
 
 
 def test_torchvision_reversed_adaptive_box_gives_zeros():
-    # torchvision raises "cannot create std::vector" here; roiops returns zeros (API.md 4.11)
+    # torchvision raises "cannot create std::vector" here; roiops returns zeros
+    # (docs/decisions.md#reversed-aligned-boxes)
     x = np.ones((1, 2, 6, 6), F32)
     rois = np.array([[0, 5.0, 1.0, 0.0, 5.0]], F32)
     out = _forward(x, rois, (2, 2), sampling_ratio=0, aligned=True)

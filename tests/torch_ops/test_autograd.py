@@ -41,7 +41,8 @@ def test_crop_and_resize_gradcheck(method, data_format):
         return roiops.crop_and_resize(image, boxes, indices, (3, 2), method=method,
                                       data_format=data_format)
 
-    # The box gradient is the bilinear formula for every method (API.md §2): the true
+    # The box gradient is the bilinear formula for every method
+    # (docs/arithmetic.md#crop_and_resize-box-gradient): the true
     # derivative only for "bilinear" (the others are piecewise constant in the boxes).
     if method != "bilinear":
         boxes.requires_grad_(False)

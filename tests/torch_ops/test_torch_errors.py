@@ -1,4 +1,4 @@
-"""API.md §3 for tensors: the NumPy messages, plus devices, integer boxes and ``out``."""
+"""docs/errors.md for tensors: the NumPy messages, plus devices, integer boxes and ``out``."""
 import numpy as np
 import pytest
 

@@ -503,7 +503,8 @@ def _kernel_variants():
 
 def test_kernels_compile_for_sm90_without_fma_or_approximate_division():
     # No GPU needed: compile to PTX (and a cubin with the bundled ptxas) for an H100 and
-    # check the arithmetic rules of semantics.md §1 in the generated code.
+    # check the arithmetic rules of docs/arithmetic.md#one-rounding-per-operation in the
+    # generated code.
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, compile
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):

@@ -1,4 +1,4 @@
-"""The ``roiops`` command: ``demo``, ``crop`` and ``bench`` (API.md §5; guide: docs/cli.md).
+"""The ``roiops`` command: ``demo``, ``crop`` and ``bench`` (guide: docs/cli.md).
 
 Exit status: 0 when every item succeeded, 1 when any item failed (each failure printed on one
 line), 2 for a usage error (a bad flag, an unreadable annotation file), 130 after Ctrl-C and 143

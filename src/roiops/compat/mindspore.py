@@ -2,7 +2,7 @@
 
 Classes are built like MindSpore primitives (constructor attributes, then a call with the
 tensors), with MindSpore's constructor errors. Where MindSpore is undefined or wrong, roiops
-decides (API.md §4): batch indices out of range raise ValueError (ROIAlignGrad and
+decides (docs/decisions.md): batch indices out of range raise ValueError (ROIAlignGrad and
 CropAndResizeGradBoxes do not check them); rois hit by ROIAlign's skip rule
 (``|x1| < 0.001`` and ``|x2| < 0.001``, left unwritten by MindSpore) are computed like any
 other; bilinear_v2 has no window overflow error.

@@ -5,7 +5,7 @@
 boxes float32, box indices int32, the forward and the box gradient always float32, the image
 gradient in ``T`` with float32 weights (a float16 ``T`` rounds after every add).
 
-Differences from TensorFlow, all where TensorFlow is undefined (API.md §4): non-finite boxes
+Differences from TensorFlow, all where TensorFlow is undefined (docs/decisions.md): non-finite boxes
 raise ValueError in every op (TensorFlow's gradients crash on them); subnormals are not
 flushed to zero; the image gradient always has the sequential order (TensorFlow's
 multi-threaded one races on large inputs).

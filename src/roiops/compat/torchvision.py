@@ -1,7 +1,7 @@
 """torchvision's ``roi_align``, bit for bit (torchvision 0.28 CPU), on NumPy arrays.
 
 float16 computes every operation in half as torchvision's CPU kernel does; float32 and
-float64 are exact. Where torchvision is undefined (API.md §4) roiops raises ValueError for
+float64 are exact. Where torchvision is undefined (docs/decisions.md) roiops raises ValueError for
 out-of-range batch indices and non-finite boxes, does not read samples outside the map (so an
 inf or NaN at pixel (0, 0) does not poison other outputs), returns zeros instead of
 torchvision's ``std::vector`` error for reversed aligned boxes, and accepts boxes of any float

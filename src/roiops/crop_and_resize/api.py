@@ -1,4 +1,4 @@
-"""crop_and_resize and its gradients: the native API (API.md §2) over the Numba kernels.
+"""crop_and_resize and its gradients: the native API (docs/api.md) over the Numba kernels.
 
 The ``_run_*`` functions take already-validated arguments and an explicit compute type, so the
 compatibility layers can apply their framework's dtype rules and share everything else.

@@ -1,12 +1,12 @@
 """Numba CPU kernels of crop_and_resize: the forward and the two gradients.
 
-The arithmetic follows ``semantics-tensorflow.md`` and ``semantics-mindspore.md`` operation by
+The arithmetic follows docs/tensorflow.md and docs/mindspore.md operation by
 operation: every value is rounded in the compute type ``F`` (``np.float32`` or ``np.float64``,
 passed in as an argument), every integer and literal is wrapped in ``F(...)`` because Numba
 promotes float32 combined with an int64 to float64, and nothing is compiled with ``fastmath`` so
 LLVM can neither reassociate nor contract into FMAs. With ``F = np.float32`` the results are
 bit-identical to TensorFlow 2.21 and MindSpore 2.10 (except on subnormals, which TensorFlow
-flushes and roiops keeps, API.md §4.8).
+flushes and roiops keeps, docs/decisions.md#flush-to-zero).
 
 Layout and parallelism:
 
@@ -903,7 +903,7 @@ def _accumulate_crop1(accumulator, term, size, crop1_in_double, F):
 def grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F):
     """CropAndResizeGradBoxes: d/d[y1, x1, y2, x2] of the bilinear crop, into ``out`` [N,4].
 
-    Uses the gradient's own coordinate recipe (semantics-tensorflow §3), skips out-of-range
+    Uses the gradient's own coordinate recipe (docs/tensorflow.md#box-gradient), skips out-of-range
     samples and sums each accumulator sequentially in (y, x, channel) order.
     """
     height, width, depth = image.shape[1], image.shape[2], image.shape[3]

@@ -1,8 +1,9 @@
-"""roi_align and its gradients: the native API (API.md §2) over the Numba kernels.
+"""roi_align and its gradients: the native API (docs/api.md) over the Numba kernels.
 
 Two conventions share one kernel: ``"torchvision"`` (``aligned``, minimum size 1 when not
 aligned, ceil adaptive grid, batch index truncated) and ``"mindspore"`` (``roi_end_mode``,
-floor adaptive grid, batch index ``rint(v + 7e-5)``). semantics.md §4 lists every switch.
+floor adaptive grid, batch index ``rint(v + 7e-5)``). Every switch:
+docs/conventions.md#roi_align-switches.
 """
 import math
 
@@ -48,7 +49,8 @@ class Options:
 
 
 def batch_indices(rois, batch, mindspore):
-    """Each peer's batch index of the rois, range-checked as that peer defines it (API.md §4.3).
+    """Each peer's batch index of the rois, range-checked as that peer defines it
+    (docs/decisions.md#batch-index-out-of-range).
 
     torchvision truncates toward zero and the truncated index must lie in ``[0, N)``;
     MindSpore requires the raw value in ``[0, N - 1]`` and then rounds ``v + 7e-5`` half to
@@ -278,7 +280,8 @@ def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
                          roi_end_mode=1):
     """Gradient of :func:`roi_align` with respect to the roi coordinates (no peer has one).
 
-    The derivative of the forward with the sample grid held fixed (semantics.md §5.3): zero
+    The derivative of the forward with the sample grid held fixed
+    (docs/arithmetic.md#roi_align-box-gradient): zero
     where the forward is locally constant in a coordinate (clamped minimum size, samples
     clamped at the border or outside the map). The batch-index column gets zero.
 

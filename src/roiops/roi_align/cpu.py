@@ -1,11 +1,12 @@
 """Numba CPU kernels of roi_align: forward, gradient w.r.t. the input, gradient w.r.t. the boxes.
 
-One kernel per direction serves both conventions (semantics.md §4): ``mindspore`` switches the
-handful of geometry rules (edges, minimum size, floor or ceil adaptive grid, count), and the
-sample arithmetic is shared. Every operation is done in the compute type ``F`` in the peers'
-order, without FMA or reassociation, so float32 and float64 results are bit-identical to
-torchvision's CPU kernel and MindSpore's ROIAlign. ``half_arithmetic`` rounds every single
-operation to binary16, which is how both peers compute float16.
+One kernel per direction serves both conventions (docs/conventions.md#roi_align-switches):
+``mindspore`` switches the handful of geometry rules (edges, minimum size, floor or ceil
+adaptive grid, count), and the sample arithmetic is shared. Every operation is done in the
+compute type ``F`` in the peers' order, without FMA or reassociation, so float32 and float64
+results are bit-identical to torchvision's CPU kernel and MindSpore's ROIAlign.
+``half_arithmetic`` rounds every single operation to binary16, which is how both peers compute
+float16.
 
 Design, in two phases:
 
@@ -15,8 +16,9 @@ Design, in two phases:
    their interpolation weights, and what the box gradient needs. Coordinates are monotonic in
    the sample index, so the valid samples of one bin are a contiguous run found by bisection: an
    adaptive grid of a huge box costs the samples that land on the map, not the whole grid, and
-   invalid samples are never read (API.md §4.10; skipping them is exact, since an invalid
-   sample adds a signed zero to an accumulator that can never be -0).
+   invalid samples are never read (docs/decisions.md#invalid-samples-are-not-read; skipping
+   them is exact, since an invalid sample adds a signed zero to an accumulator that can
+   never be -0).
 2. **Apply**, reusing the tables across channels. The forward parallelizes over (roi, block of
    channels) and the box gradient over rois, each output element written by one thread. The input gradient
    scatters, so it parallelizes over what it writes, (image, block of channels), and each task
@@ -442,7 +444,7 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, aligned, 
             roi_end_mode, half_arithmetic, out, out_half, F):
     """roi_align forward into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits when
     ``out_half``): each bin is the sum of its samples' bilinear values, iy-major, divided by
-    the count (semantics.md §4)."""
+    the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
     count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore,
@@ -630,7 +632,7 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
                mindspore, roi_end_mode, out, F):
     """Gradient of ``sum(grads * forward(input, rois))`` w.r.t. x1, y1, x2, y2, into columns
     1..4 of the zeroed ``[K, 5]`` ``out`` (column 0, the batch index, has none). No peer has it
-    (semantics.md §5.3).
+    (docs/arithmetic.md#roi_align-box-gradient).
 
     Derivation, for the y axis (x is the same with W, PW, x1, x2). Hold the sample grid
     ``gh, gw`` and the count fixed (they are piecewise constant in the box). A sample row is

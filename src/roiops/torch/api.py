@@ -1,4 +1,4 @@
-"""The native API (API.md §2) on torch tensors: metadata checks, then the custom ops.
+"""The native API (docs/api.md#pytorch) on torch tensors: metadata checks, then the custom ops.
 
 ``roiops.crop_and_resize`` and the other native functions hand tensor arguments to the
 functions here. They check everything that the tensor metadata decides (kinds, dtypes,

@@ -1,4 +1,4 @@
-"""The compatibility layers (API.md §1) on torch tensors.
+"""The compatibility layers (docs/api.md#compatibility-layers) on torch tensors.
 
 Where a framework's arithmetic is the native one after a dtype cast, its entry point runs the
 native custom op, so it is differentiable and traceable (TensorFlow/MindSpore

@@ -17,7 +17,7 @@ and the boxes. The gradient ops are not differentiable themselves: a double back
 
 The ops take already-normalized options (``roiops.crop_and_resize`` and friends check the
 tensor metadata first and are the public entry points). The CPU kernels run the NumPy API
-on zero-copy views of the tensors, which also runs every data-dependent check of API.md §3
+on zero-copy views of the tensors, which also runs every data-dependent check of docs/errors.md
 (non-finite boxes, batch indices out of range) with the NumPy messages.
 
 Devices: the CPU kernels are registered with ``device_types="cpu"``. CUDA tensors run the
@@ -53,7 +53,7 @@ def _numpy(tensor):
     """A NumPy view of a CPU tensor: no copy, strides kept (channels_last, slices).
 
     bfloat16 has no NumPy type: it is widened exactly to a float32 copy, so the kernels
-    compute it in float32 like float16 (API.md §2) and the result is rounded once.
+    compute it in float32 like float16 (docs/api.md#dtypes) and the result is rounded once.
     """
     tensor = tensor.detach()
     if tensor.dtype == torch.bfloat16:
@@ -82,7 +82,7 @@ def _empty(like, shape, dtype, memory_format=torch.contiguous_format):
 
 
 def _result_dtype(dtype):
-    """API.md §2: the image's float dtype, float32 for integer images."""
+    """docs/api.md#dtypes: the image's float dtype, float32 for integer images."""
     return dtype if dtype.is_floating_point else torch.float32
 
 
@@ -301,7 +301,7 @@ def _crop_indices(boxes, box_indices, batch):
 
 
 def _compute_type(dtype):
-    """The NumPy compute type of a torch dtype (API.md §2), for the checks that need it."""
+    """The NumPy compute type of a torch dtype (docs/api.md#dtypes), for the checks that need it."""
     return _arrays.native_compute_type(_numpy_dtype(dtype))
 
 
