@@ -36,14 +36,6 @@ OUTSIDE_CITATION = re.compile(
     r"API\.md|DESIGN\.md|semantics[\w-]*\.md|semantics-(?:tensorflow|mindspore|torchvision)"
     r"|\.\./shared|shared/spec|\u00a7"
 )
-# Files that still cite the old specification because someone else owns them right now (the
-# CUDA kernels, the benchmark notes); their owner rewrites those lines. An entry must go once
-# its file is clean, so this list cannot hide a new citation.
-PENDING = {
-    "BENCHMARKS.md",
-    "src/roiops/crop_and_resize/cuda.py",
-    "src/roiops/roi_align/cuda.py",
-}
 # A repo path under docs/, optionally with a section anchor: docs/decisions.md#flush-to-zero.
 DOCS_CITATION = re.compile(r"(?<![\w/.-])(docs/[\w./-]+?\.(?:md|png|py))(?:#([\w-]+))?")
 # A Markdown link or image target: [text](target).
@@ -132,11 +124,8 @@ def test_nothing_cites_the_outside_specification():
                  enumerate(text.splitlines(), 1) if OUTSIDE_CITATION.search(line)]
         if lines:
             offenders[name] = lines
-    unexpected = {name: lines for name, lines in offenders.items() if name not in PENDING}
-    assert not unexpected, ("cite docs/<page>.md#<section> instead:\n" + "\n".join(
-        f"{name}:{line}" for name, lines in unexpected.items() for line in lines))
-    clean = sorted(PENDING - offenders.keys())
-    assert not clean, f"no old citations left in {clean}: remove them from PENDING"
+    assert not offenders, ("cite docs/<page>.md#<section> instead:\n" + "\n".join(
+        f"{name}:{line}" for name, lines in offenders.items() for line in lines))
 
 
 def test_docs_citations_resolve():

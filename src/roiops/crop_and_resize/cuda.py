@@ -1,8 +1,9 @@
 """Triton kernels of crop_and_resize for CUDA tensors: forward and both gradients.
 
 The forward and the image gradient reproduce the Numba CPU kernels
-(``roiops.crop_and_resize.cpu``) operation for operation (semantics.md §2-§3,
-semantics-tensorflow.md §1-§2), so float32 and float64 results are bit-identical to the CPU
+(``roiops.crop_and_resize.cpu``) operation for operation (docs/tensorflow.md#forward,
+docs/tensorflow.md#image-gradient, docs/mindspore.md#bilinear_v2), so float32 and float64
+results are bit-identical to the CPU
 ones (verified under the Triton interpreter, ``TRITON_INTERPRET=1``). The box gradient has
 the CPU's per-sample arithmetic but sums in another (fixed) order: equal within rounding.
 
@@ -12,7 +13,7 @@ to 2**24, as the CPU converts them). Boxes are cast to ``F`` on the host, as the
 bfloat16 results are produced in float32 and rounded to nearest-even by torch, as the CPU op
 does (the interpreter's in-kernel float32 -> bfloat16 cast truncates).
 
-Exactness rules (semantics.md §1): launches pass ``enable_fp_fusion=False`` (no contraction of
+Exactness rules (docs/arithmetic.md#one-rounding-per-operation): launches pass ``enable_fp_fusion=False`` (no contraction of
 TF's ``a + (b - a) * w`` lerps into FMAs); float32 divisions are ``tl.div_rn``; the operation
 order is the CPU kernel's. The crop-size-1 centre ``0.5 * (y1 + y2) * (H - 1)`` is formed in
 float64 exactly as the CPU (and TF's C double literal) does and then rounded once to ``F``,
@@ -30,9 +31,10 @@ Design:
   the CPU's tiles do. It walks the boxes of its image in ascending order, then (crop row, crop
   column, corner) in the CPU's order, and applies only the corner updates whose pixel lies in
   its tile (an update's lane mask also requires owning its pixel), so every element receives
-  exactly the sequential sequence of ``+=``, whatever the tiling. Lanes are distinct channels: no two lanes of a program touch
-  one address, and a repeated corner (a zero-weight add, which must still happen: an inf
-  gradient turns it into NaN) is a read-modify-write ordered by program order in its thread.
+  exactly the sequential sequence of ``+=``, whatever the tiling. Lanes are distinct channels:
+  no two lanes of a program touch one address, and a repeated corner (a zero-weight add, which
+  must still happen: an inf gradient turns it into NaN) is a read-modify-write ordered by
+  program order in its thread.
   Skips only save time, never decide ownership: a box whose end samples (samples are
   monotone in the crop index, flipped boxes decreasing) both lie on one side of the tile, a
   crop row with neither its top nor its bottom pixel row in the tile, a crop column with
@@ -44,7 +46,7 @@ Design:
   their crop rows and (for rows that reach it) crop columns, doing only the work that lands
   in its tile.
 - **Box gradient** (deterministic, no atomics): one program per box, lanes over blocks of
-  ``crop column x depth`` elements, crop rows scalar; TF's own coordinate recipe (§3.2: ratio
+  ``crop column x depth`` elements, crop rows scalar; TF's own coordinate recipe (docs/tensorflow.md#box-gradient: ratio
   first). Each lane keeps partial sums of the four derivatives in F; one fixed-shape
   ``tl.reduce`` per derivative at the end. The order differs from the CPU's sequential
   (y, x, channel) sum, so results agree within F rounding, not bit for bit. A crop size of 1
@@ -541,7 +543,7 @@ def _add_pair(a, b):
 
 @triton.jit
 def _grad_boxes_axis(low, high, size, crop):
-    """(start, step, ratio) of the box gradient's samples (semantics.md §3.2): ``ratio =
+    """(start, step, ratio) of the box gradient's samples (docs/tensorflow.md#box-gradient): ``ratio =
     (size-1)/(crop-1)`` first, then ``step = (high-low)*ratio``, not the forward's order; the
     start and the crop-size-1 centre are the forward's."""
     F = low.dtype
@@ -649,7 +651,7 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
 
 
 def compute_dtype(dtype):
-    """F: float64 for float64, float32 otherwise (API.md §2)."""
+    """F: float64 for float64, float32 otherwise (docs/api.md#dtypes)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 

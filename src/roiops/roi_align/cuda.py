@@ -13,7 +13,7 @@ bfloat16 results are produced in float32 and rounded to nearest-even by torch (t
 does the same; the interpreter's in-kernel float32 -> bfloat16 cast truncates, so an
 in-kernel cast could not be checked against the CPU without a GPU).
 
-Exactness rules (semantics.md §1):
+Exactness rules (docs/arithmetic.md#one-rounding-per-operation):
 
 - every launch passes ``enable_fp_fusion=False``: no multiply-add contraction;
 - every float division is ``tl.div_rn`` (IEEE round-to-nearest; plain ``/`` on float32 is
@@ -52,7 +52,7 @@ Design:
   non-deterministic variant (atomics) is not provided.
 - **Box gradient** (deterministic, no atomics): one program per roi walks its blocks of
   channels, then (ph, pw, iy, ix) with the forward's geometry helpers; each lane (a channel)
-  keeps partial sums of the four edge derivatives (semantics.md §5.3: per sample slope times
+  keeps partial sums of the four edge derivatives (docs/arithmetic.md#roi_align-box-gradient: per sample slope times
   ``d c/d edge``), reduced by one fixed-shape ``tl.reduce`` each and divided by the count.
   The CPU sums the slopes per sample row/column first and weights them after, so the two
   agree within F rounding, not bit for bit. Parallelism is ``K`` programs.
@@ -525,10 +525,10 @@ def _edge_sample(bin_base, bin_size, grid_f, i, size, p, pooled, scale, clamped)
     whether it moves with the box (the low edge; the high edge also needs an unclamped size)
     and its ``(d c/d low, d c/d high)`` (``_edge_weights``)."""
     c = _coordinate(bin_base, bin_size, grid_f, i)
-    low, high, l, h = _tap(c, size)
+    low, high, frac, comp = _tap(c, size)
     moves = _moves(c, size)
     low_weight, high_weight = _edge_weights(p, i, grid_f, pooled, scale, clamped)
-    return low, high, l, h, moves, moves & ~clamped, low_weight, high_weight
+    return low, high, frac, comp, moves, moves & ~clamped, low_weight, high_weight
 
 
 @triton.jit
@@ -612,7 +612,7 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
 
 
 def compute_dtype(dtype):
-    """F: float64 for float64 storage, float32 otherwise (API.md §2)."""
+    """F: float64 for float64 storage, float32 otherwise (docs/api.md#dtypes)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
