@@ -121,7 +121,10 @@ def size_pair(name, value, allow_int=False):
         items = (value, value)
     else:
         try:
-            items = tuple(np.asarray(value).tolist()) if isinstance(value, np.ndarray) else tuple(value)
+            if isinstance(value, np.ndarray):
+                items = tuple(np.asarray(value).tolist())
+            else:
+                items = tuple(value)
         except TypeError:
             items = None
     if (

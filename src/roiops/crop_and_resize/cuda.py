@@ -3,58 +3,55 @@
 The forward and the image gradient reproduce the Numba CPU kernels
 (``roiops.crop_and_resize.cpu``) operation for operation (docs/tensorflow.md#forward,
 docs/tensorflow.md#image-gradient, docs/mindspore.md#bilinear_v2), so float32 and float64
-results are bit-identical to the CPU
-ones (verified under the Triton interpreter, ``TRITON_INTERPRET=1``). The box gradient has
-the CPU's per-sample arithmetic but sums in another (fixed) order: equal within rounding.
+results are bit-identical to the CPU ones: checked on an H200 (benchmarks/check_cuda.py) and
+under the Triton interpreter (``TRITON_INTERPRET=1``, in CI). The box gradient has the CPU's
+per-sample arithmetic but sums in another (fixed) order: equal within rounding.
 
 Compute type ``F``: float64 for float64 (images, or gradient results), float32 otherwise;
 images of any dtype are widened to ``F`` on load (exact for float16/bfloat16 and integers up
 to 2**24, as the CPU converts them). Boxes are cast to ``F`` on the host, as the CPU does.
 bfloat16 results are produced in float32 and rounded to nearest-even by torch, as the CPU op
-does (the interpreter's in-kernel float32 -> bfloat16 cast truncates).
+does (the interpreter's in-kernel float32 -> bfloat16 cast truncates). Float arguments
+(``extrapolation_value``) travel as their bit pattern in ``F`` (``float_bits``).
 
-Exactness rules (docs/arithmetic.md#one-rounding-per-operation): launches pass ``enable_fp_fusion=False`` (no contraction of
-TF's ``a + (b - a) * w`` lerps into FMAs); float32 divisions are ``tl.div_rn``; the operation
-order is the CPU kernel's. The crop-size-1 centre ``0.5 * (y1 + y2) * (H - 1)`` is formed in
-float64 exactly as the CPU (and TF's C double literal) does and then rounded once to ``F``,
-so it is exact here too, subnormals included (a float32-only evaluation would differ only
-when the product underflows). Round-half-away-from-zero for nearest is ``floor(c)`` plus one
-when ``c - floor(c) >= 0.5`` (the difference is exact), never ``floor(c + 0.5)``.
+Exactness rules (docs/arithmetic.md#one-rounding-per-operation): launches pass
+``enable_fp_fusion=False`` (no contraction of TF's ``a + (b - a) * w`` lerps into FMAs);
+float32 divisions are ``tl.div_rn``; the operation order is the CPU kernel's. The
+crop-size-1 centre ``0.5 * (y1 + y2) * (H - 1)`` is formed in float64 exactly as the CPU
+(and TF's C double literal) does and then rounded once to ``F``, so it is exact here too,
+subnormals included. Round-half-away-from-zero for nearest is ``floor(c)`` plus one when
+``c - floor(c) >= 0.5`` (the difference is exact), never ``floor(c + 0.5)``. A pixel index
+formed from a float coordinate is clamped to ``size - 1`` in integer arithmetic (``_taps``).
 
 Design:
 
-- **Forward**: one program per (box, crop row, block of ``crop column x depth`` elements);
-  the row's coordinate arithmetic is scalar, the columns' is per lane. Layouts are read and
-  written through strides (NHWC or NCHW, any view).
-- **Image gradient** (deterministic, no atomics): one program per (image, spatial tile of
-  ``TILE_H x TILE_W`` pixels, block of depth channels) owns those elements of the result, as
-  the CPU's tiles do. It walks the boxes of its image in ascending order, then (crop row, crop
-  column, corner) in the CPU's order, and applies only the corner updates whose pixel lies in
-  its tile (an update's lane mask also requires owning its pixel), so every element receives
-  exactly the sequential sequence of ``+=``, whatever the tiling. Lanes are distinct channels:
-  no two lanes of a program touch one address, and a repeated corner (a zero-weight add, which
-  must still happen: an inf gradient turns it into NaN) is a read-modify-write ordered by
-  program order in its thread.
-  Skips only save time, never decide ownership: a box whose end samples (samples are
-  monotone in the crop index, flipped boxes decreasing) both lie on one side of the tile, a
-  crop row with neither its top nor its bottom pixel row in the tile, a crop column with
-  neither its left nor its right pixel column in it. A NaN end sample never skips a box
-  (its samples are all outside and skipped one by one, as everywhere).
-  *Cost*: ``B * ceil(H / TILE_H) * ceil(W / TILE_W) * ceil(D / BLOCK_D)`` programs (one
-  tile size, 8 x 8, for every depth; ``BLOCK_D`` shrinks to the next power of two of small
-  depths; one warp each), each scanning all box indices and, for boxes that reach its tile,
-  their crop rows and (for rows that reach it) crop columns, doing only the work that lands
-  in its tile.
+- **Forward**: one program per (box, crop row, block of crop columns, block of channels);
+  the lanes are a ``[columns, channels]`` tile, channels along the fast axis. The row's
+  coordinate arithmetic is scalar, a column's is shared by its channels. Layouts are read
+  and written through strides (NHWC or NCHW, any view).
+- **Image gradient** (deterministic, no atomics, no read-modify-write of memory): one program
+  per (image, tile of ``TILE_H x TILE_W`` pixels, block of channels), a lane per element of
+  the tile, accumulating in registers. Each lane gathers the adds that land on its own pixel
+  in the CPU's order: the boxes of its image ascending, then the crop rows whose samples
+  touch its pixel row, then the crop columns whose samples touch its pixel column (both
+  contiguous ranges, since the taps are monotone in the crop index; found by bisection,
+  ``_touching``), then the corners in the CPU's corner order. A lane adds ``+0.0`` where a
+  corner is not its pixel, which changes no sum (the accumulator is never ``-0.0``); where
+  corners coincide each still adds (an inf gradient turns a zero weight into NaN). A box whose
+  end samples both lie on one side of the tile is skipped (``_span_misses``); a NaN end
+  sample never skips one. Small depths get larger tiles (``_tile``), so RGB keeps its lanes
+  busy.
 - **Box gradient** (deterministic, no atomics): one program per box, lanes over blocks of
-  ``crop column x depth`` elements, crop rows scalar; TF's own coordinate recipe (docs/tensorflow.md#box-gradient: ratio
-  first). Each lane keeps partial sums of the four derivatives in F; one fixed-shape
-  ``tl.reduce`` per derivative at the end. The order differs from the CPU's sequential
-  (y, x, channel) sum, so results agree within F rounding, not bit for bit. A crop size of 1
-  forms each addend in float64 and rounds it to F (the CPU rounds the running sum instead).
+  ``crop column x depth`` elements, crop rows scalar; TF's own coordinate recipe
+  (docs/tensorflow.md#box-gradient: ratio first). Each lane keeps partial sums of the four
+  derivatives in F; one fixed-shape ``tl.reduce`` per derivative at the end. The order
+  differs from the CPU's sequential (y, x, channel) sum, so results agree within F rounding,
+  not bit for bit. A crop size of 1 forms each addend in float64 and rounds it to F (the CPU
+  rounds the running sum instead).
 
-Verification without a GPU: the interpreter (NumPy: no fusion, exact division) checks the
-operation order; a compile-only test builds every variant for sm_90 and checks that the PTX
-has no ``fma`` and no approximate division. Running on a device, and speed, need a GPU.
+Speed (BENCHMARKS.md, "CUDA"): launch shapes in ``LAUNCH``, chosen by a sweep on an H200.
+Without a GPU, a compile-only test builds every variant for sm_90 and checks that the PTX has
+no ``fma`` and no approximate division.
 """
 import struct
 
@@ -543,9 +540,9 @@ def _add_pair(a, b):
 
 @triton.jit
 def _grad_boxes_axis(low, high, size, crop):
-    """(start, step, ratio) of the box gradient's samples (docs/tensorflow.md#box-gradient): ``ratio =
-    (size-1)/(crop-1)`` first, then ``step = (high-low)*ratio``, not the forward's order; the
-    start and the crop-size-1 centre are the forward's."""
+    """(start, step, ratio) of the box gradient's samples (docs/tensorflow.md#box-gradient):
+    ``ratio = (size-1)/(crop-1)`` first, then ``step = (high-low)*ratio``, not the forward's
+    order; the start and the crop-size-1 centre are the forward's."""
     F = low.dtype
     start, step = _axis(low, high, size, crop)
     ratio = tl.full([], 0, F)

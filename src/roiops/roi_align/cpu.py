@@ -20,10 +20,10 @@ Design, in two phases:
    them is exact, since an invalid sample adds a signed zero to an accumulator that can
    never be -0).
 2. **Apply**, reusing the tables across channels. The forward parallelizes over (roi, block of
-   channels) and the box gradient over rois, each output element written by one thread. The input gradient
-   scatters, so it parallelizes over what it writes, (image, block of channels), and each task
-   walks the rois in ascending order: every element receives its adds in torchvision's
-   sequential order (roi, ph, pw, iy, ix, corner 1..4) whatever the thread count.
+   channels) and the box gradient over rois, each output element written by one thread. The
+   input gradient scatters, so it parallelizes over what it writes, (image, block of channels),
+   and each task walks the rois in ascending order: every element receives its adds in
+   torchvision's sequential order (roi, ph, pw, iy, ix, corner 1..4) whatever the thread count.
 
 Two apply paths give the same bits. *In place* gathers from (or scatters into) the NCHW planes
 through their strides, one channel at a time, and serves the half arithmetic. *Channels last*
@@ -242,11 +242,11 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
                     moves = False
                 else:
                     row_next = row + 1
-                l = _h(c - _h(F(row), half), half)
+                fraction = _h(c - _h(F(row), half), half)
                 low[e] = row
                 high[e] = row_next
-                frac[e] = l
-                comp[e] = _h(one - l, half)
+                frac[e] = fraction
+                comp[e] = _h(one - fraction, half)
                 active[e] = moves
                 position[e] = (F(p) + (F(i) + F(0.5)) / F(grids[k])) / F(pooled)
                 e += 1
