@@ -1,13 +1,13 @@
 """Make the demo's sample image and its COCO annotations (``roiops demo`` uses them).
 
-    python src/roiops/data/make_sample.py
+    python tools/make_sample.py
 
 Draws a procedurally generated street scene (sky, sun, clouds, hills, houses, trees, cars and
 balls) with Pillow at twice the size and downsamples it (anti-aliasing), then writes
 ``sample.jpg`` (640x480) and ``sample.json`` (COCO: ``images``, ``annotations`` with ``bbox``
-``[x, y, w, h]`` in pixels, ``categories``) beside this script. Every object's box comes from
-the parameters it was drawn with, so the annotations are exact. Fixed seed: running it again
-gives the same scene.
+``[x, y, w, h]`` in pixels, ``categories``) into the package's ``src/roiops/data``. Every
+object's box comes from the parameters it was drawn with, so the annotations are exact. Fixed
+seed: running it again gives the same scene (and, with the same Pillow, the same bytes).
 """
 import json
 from pathlib import Path
@@ -19,7 +19,7 @@ WIDTH, HEIGHT = 640, 480
 SCALE = 2  # drawn at twice the size, then downsampled
 HORIZON = 300
 CATEGORIES = ["sun", "cloud", "house", "tree", "car", "ball"]
-HERE = Path(__file__).resolve().parent
+DATA = Path(__file__).resolve().parent.parent / "src" / "roiops" / "data"
 
 
 class Scene:
@@ -146,7 +146,7 @@ def coco(objects, file_name):
     }
 
 
-def main(out_dir=HERE):
+def main(out_dir=DATA):
     scene = build_scene()
     out_dir = Path(out_dir)
     scene.render().save(out_dir / "sample.jpg", quality=90, optimize=True)
