@@ -9,7 +9,7 @@ import platform
 
 import numpy as np
 
-from roiops.cli.bench import median_seconds  # the one alternating timer, shared with `roiops bench`
+from roiops._timing import median_seconds  # the one alternating timer, shared with `roiops bench`
 
 __all__ = ["fill_floor", "machine", "median_seconds", "parse_args", "report", "set_threads"]
 

@@ -6,14 +6,13 @@ gives each one's median time and its ratio to roiops's (above 1: roiops is faste
 counts are each library's defaults.
 """
 import importlib
-import random
-import statistics
 import sys
-import time
 
 import numpy as np
 
 import roiops
+
+from .._timing import median_seconds
 
 PEERS = ("tensorflow", "mindspore", "torchvision")
 
@@ -29,36 +28,6 @@ def load_peers():
         except Exception as error:  # a broken install must not stop the benchmark
             notes.append(f"{name}: import failed ({type(error).__name__}: {error})")
     return modules, notes
-
-
-def median_seconds(contenders, repeats, warmup=2, settle=0.01):
-    """Median seconds of each callable over ``repeats`` turns, contenders taking turns.
-
-    Each round gives every contender a turn, in a fresh (seeded) random order. A turn calls
-    the contender untimed for at least ``settle`` seconds (at least once), then times one
-    call. Timing each call right after another library's would measure that library's idle
-    threads too: OpenMP and Eigen pools spin for milliseconds after an op returns, and on a
-    2-core machine the spinning threads take the cores the next library needs. Measured here,
-    roiops's spinning worker added 2 to 5 ms to TensorFlow's 5 ms CropAndResizeGradImage when
-    TensorFlow ran right after it; TensorFlow's spinners slowed roiops the same way.
-    """
-    for _ in range(warmup):
-        for fn in contenders.values():
-            fn()
-    order = list(contenders)
-    shuffler = random.Random(0)
-    times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        shuffler.shuffle(order)
-        for name in order:
-            settled = time.perf_counter() + settle
-            contenders[name]()
-            while time.perf_counter() < settled:
-                contenders[name]()
-            start = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def crop_inputs(rng, image_shape, num_boxes):
