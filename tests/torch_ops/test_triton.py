@@ -467,7 +467,7 @@ def _kernel_variants():
                "divisor_ptr": "*fp32", "grads_ptr": "*fp16", "out_ptr": "*fp32",
                "channels": "i32", "bins": "i32"}
     roi_grad_boxes = {"grads_ptr": "*fp32", "input_ptr": "*fp16", "rois_ptr": "*fp32",
-                      "index_ptr": "*i64", "out_ptr": "*fp32", "scale_bits": "i32",
+                      "index_ptr": "*i64", "out_ptr": "*fp32", "scale_bits": "i32", **tables,
                       **{n: "i32" for n in ints + ["g_k", "g_c", "g_h", "g_w",
                                                    "s_n", "s_c", "s_h", "s_w"]}}
     for mindspore, aligned, mode in ((False, False, 1), (False, True, 1), (True, False, 0)):

@@ -1,17 +1,17 @@
 """Triton kernels of roi_align for CUDA tensors: forward and the deterministic gradients.
 
 The forward and the input gradient reproduce the Numba CPU kernels (``roiops.roi_align.cpu``)
-operation for operation, so float32 and float64 results are bit-identical to the CPU ones
-(verified under the Triton interpreter, ``TRITON_INTERPRET=1``; see the limits below for real
-GPUs). The box gradient sums in another fixed order: equal to the CPU within rounding.
+operation for operation, so float32 and float64 results are bit-identical to the CPU ones:
+checked on an H200 (benchmarks/check_cuda.py) and under the Triton interpreter
+(``TRITON_INTERPRET=1``, in CI). The box gradient sums in another fixed order: equal to the
+CPU within rounding.
 
 Compute type ``F``: float32 for float16/bfloat16/float32 storage (loads widen exactly, the
 result is rounded once on the store), float64 for float64. The rois are cast to ``F`` on the
-host side (as the CPU path does) and ``spatial_scale`` travels as a one-element ``F`` tensor,
-so every scalar of the geometry is in ``F`` and no literal promotes the arithmetic.
-bfloat16 results are produced in float32 and rounded to nearest-even by torch (the CPU op
-does the same; the interpreter's in-kernel float32 -> bfloat16 cast truncates, so an
-in-kernel cast could not be checked against the CPU without a GPU).
+host side (as the CPU path does) and ``spatial_scale`` travels as its bit pattern in ``F``
+(``float_bits``), so every scalar of the geometry is in ``F`` and no literal promotes the
+arithmetic. bfloat16 results are produced in float32 and rounded to nearest-even by torch
+(the CPU op does the same; the interpreter's in-kernel float32 -> bfloat16 cast truncates).
 
 Exactness rules (docs/arithmetic.md#one-rounding-per-operation):
 
@@ -24,43 +24,35 @@ Exactness rules (docs/arithmetic.md#one-rounding-per-operation):
 
 Design:
 
-- **Forward**: one program per (roi, ph, pw, block of channels); the lanes of a program are
-  channels. The geometry of a bin is scalar per program, so the valid samples of each axis
-  (coordinate in ``[-1, size]``) are found by a scalar bisection, as the CPU plan does:
-  coordinates are monotonic in the sample index, so an adaptive grid of a huge box costs only
-  the samples that land on the map (a grid can saturate at 2**31 - 1). Skipping an invalid
-  sample is exact: it would add a signed zero to an accumulator that is never -0.
-- **Input gradient** (deterministic, no atomics): one program per (image, tile of
-  ``TILE_H x TILE_W`` pixels, block of channels) owns those elements of the result. It walks
-  the image's rois in ascending order, then (ph, pw, iy, ix, corner 1..4), and applies only
-  the corner updates whose pixel lies in its tile (read-modify-writes under a branch that is
-  uniform per program): every element receives exactly the CPU kernel's adds in the CPU
-  kernel's (= torchvision's sequential) order, whatever the launch geometry. Lanes are
-  distinct channels, so no two lanes of one program touch the same address; the
-  read-modify-write of a pinned sample's repeated corner is ordered by program order within
-  the owning thread. Skipping is exact, not heuristic: a tile's window of coordinates (those
-  whose taps can reach it, ``_window``) bounds the samples of each bin by the forward's
-  bisection, and a roi whose first and last samples (which bound all of its computed
-  coordinates, ``_misses``) lie outside the window is not walked. Only speed depends on the
-  skips; a wrong skip would drop adds (the interpreter tests would see).
-  The accumulator is an ``F`` buffer in channels-last memory (lanes are contiguous), rounded
-  once to the gradient dtype at the end.
-  *Cost*: ``N * ceil(H / TILE_H) * ceil(W / TILE_W) * ceil(C / BLOCK_C)`` programs (e.g.
-  3952 for ``[2, 256, 100, 152]``), each scanning all ``K`` roi indices (geometry of the rois
-  of its image) but doing only the work that lands in its tile; a sample near a tile border
-  is visited by up to four programs, each doing the adds it owns. A faster
-  non-deterministic variant (atomics) is not provided.
+- **Plan** (``_plan_kernel``, one program per roi): the valid samples (coordinate in
+  ``[-1, size]``) of each row of bins and each column of bins, by bisection as the CPU plan
+  does: coordinates are monotonic in the sample index, so an adaptive grid of a huge box
+  costs only the samples that land on the map (a grid can saturate at 2**31 - 1).
+- **Forward**: one program per (roi, block of channels, block of bins); the lanes are a
+  ``[channels, bins]`` tile of the roi's output, bins along the fast axis, so the lanes of
+  one channel read neighbouring pixels of one plane. Each lane walks its bin's valid samples
+  from the plan; a lane with fewer samples than the others adds ``+0.0``, which changes no sum
+  (the accumulator is never -0).
+- **Input gradient** (deterministic, no atomics, no read-modify-write of memory): every corner
+  add becomes a record ``(pixel, weight, bin)``, written in the CPU's order (roi, ph, pw, iy,
+  ix, corner 1..4) by ``_records_kernel``; a stable sort by pixel keeps each pixel's records
+  in that order; one program per (pixel, block of channels) sums its records in registers,
+  ``acc += (g * w) / count`` (``_sum_records_kernel``). Every element thus receives exactly
+  the CPU kernel's adds in the CPU kernel's (= torchvision's sequential) order, whatever the
+  launch geometry, and a pixel hit by many rois costs one long sum, not a serialized tile.
+  Memory: about 40 bytes per corner add (the records and their sort), e.g. 16 MB for 512
+  rois of 7 x 7 bins with 2 x 2 samples. The record count is known on the host for a fixed
+  sampling ratio; an adaptive grid reads it back (one sync).
 - **Box gradient** (deterministic, no atomics): one program per roi walks its blocks of
-  channels, then (ph, pw, iy, ix) with the forward's geometry helpers; each lane (a channel)
-  keeps partial sums of the four edge derivatives (docs/arithmetic.md#roi_align-box-gradient: per sample slope times
-  ``d c/d edge``), reduced by one fixed-shape ``tl.reduce`` each and divided by the count.
-  The CPU sums the slopes per sample row/column first and weights them after, so the two
-  agree within F rounding, not bit for bit. Parallelism is ``K`` programs.
+  channels, then (ph, pw, iy, ix) over the plan's valid samples; each lane (a channel)
+  keeps partial sums of the four edge derivatives (docs/arithmetic.md#roi_align-box-gradient:
+  per sample slope times ``d c/d edge``), reduced by one fixed-shape ``tl.reduce`` each and
+  divided by the count. The CPU sums the slopes per sample row/column first and weights them
+  after, so the two agree within F rounding, not bit for bit. Parallelism is ``K`` programs.
 
-Verification without a GPU: the interpreter runs NumPy, which neither fuses nor
-approximates, so it checks the operation order but not the device arithmetic; a compile-only
-test (tests/torch_ops/test_triton.py) builds every kernel variant for sm_90 and checks that the
-PTX has no ``fma`` and no approximate division. Running on a device, and speed, need a GPU.
+Speed (BENCHMARKS.md, "CUDA"): launch shapes in ``LAUNCH``, chosen by a sweep on an H200.
+Without a GPU, a compile-only test (tests/torch_ops/test_triton.py) builds every kernel
+variant for sm_90 and checks that the PTX has no ``fma`` and no approximate division.
 """
 import struct
 
@@ -155,49 +147,6 @@ def _coordinate(bin_base, bin_size, grid_f, i):
 
 
 @triton.jit
-def _first(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
-    """First sample index in ``[0, grid)`` whose coordinate stands in RELATION to ``bound``
-    (0: >=, 1: >, 2: <=, 3: <), by bisection (coordinates are monotonic in the index)."""
-    low = tl.full([], 0, tl.int64)
-    high = tl.maximum(grid, 0)
-    while low < high:
-        middle = (low + high) // 2
-        c = _coordinate(bin_base, bin_size, grid_f, middle)
-        if RELATION == 0:
-            holds = c >= bound
-        elif RELATION == 1:
-            holds = c > bound
-        elif RELATION == 2:
-            holds = c <= bound
-        else:
-            holds = c < bound
-        if holds:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-@triton.jit
-def _sample_range(bin_base, bin_size, grid_f, grid, lower, upper):
-    """``[first, stop)`` of the samples whose coordinate lies in ``[lower, upper]``."""
-    if bin_size >= 0:
-        first = _first(bin_base, bin_size, grid_f, grid, lower, 0)
-        stop = _first(bin_base, bin_size, grid_f, grid, upper, 1)
-    else:
-        first = _first(bin_base, bin_size, grid_f, grid, upper, 2)
-        stop = _first(bin_base, bin_size, grid_f, grid, lower, 3)
-    return first, tl.maximum(first, stop)
-
-
-@triton.jit
-def _valid_range(bin_base, bin_size, grid_f, grid, size_f):
-    """``[first, stop)`` of the samples whose coordinate lies in ``[-1, size]``."""
-    return _sample_range(bin_base, bin_size, grid_f, grid, -tl.full([], 1, bin_base.dtype),
-                         size_f)
-
-
-@triton.jit
 def _tap(c, size):
     """Neighbouring rows (or columns) and weights ``(l, 1 - l)`` of a valid coordinate."""
     zero = tl.full([], 0, c.dtype)
@@ -266,9 +215,10 @@ def _bit_length(n):
 
 
 @triton.jit
-def _lane_first(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
-    """``_first`` for a tensor of bins at once (lanes): the first sample index in ``[0, grid)``
-    whose coordinate stands in RELATION to ``bound`` (0: >=, 1: >, 2: <=, 3: <)."""
+def _first_sample(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
+    """Per bin of ``bin_base`` (a tensor of bins, one per lane): the first sample index in
+    ``[0, grid)`` whose coordinate stands in RELATION to ``bound`` (0: >=, 1: >, 2: <=, 3: <),
+    by bisection (coordinates are monotonic in the index); ``grid`` if none."""
     low = tl.full(bin_base.shape, 0, tl.int64)
     high = low + tl.maximum(grid, 0)
     for _ in range(_bit_length(grid)):
@@ -289,16 +239,16 @@ def _lane_first(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr)
 
 
 @triton.jit
-def _lane_valid_range(bin_base, bin_size, grid_f, grid, size_f):
-    """``(first, count)`` per lane: the samples of each bin whose coordinate lies in
-    ``[-1, size]`` (``_valid_range`` for a tensor of bins)."""
+def _valid_samples(bin_base, bin_size, grid_f, grid, size_f):
+    """``(first, count)`` per bin of ``bin_base``: the samples whose coordinate lies in
+    ``[-1, size]``, as the CPU plan (``roi_align.cpu._valid_samples``) finds them."""
     lower = -tl.full([], 1, bin_base.dtype)
     if bin_size >= 0:
-        first = _lane_first(bin_base, bin_size, grid_f, grid, lower, 0)
-        stop = _lane_first(bin_base, bin_size, grid_f, grid, size_f, 1)
+        first = _first_sample(bin_base, bin_size, grid_f, grid, lower, 0)
+        stop = _first_sample(bin_base, bin_size, grid_f, grid, size_f, 1)
     else:
-        first = _lane_first(bin_base, bin_size, grid_f, grid, size_f, 2)
-        stop = _lane_first(bin_base, bin_size, grid_f, grid, lower, 3)
+        first = _first_sample(bin_base, bin_size, grid_f, grid, size_f, 2)
+        stop = _first_sample(bin_base, bin_size, grid_f, grid, lower, 3)
     return first, tl.maximum(stop - first, 0)
 
 
@@ -402,9 +352,9 @@ def _plan_kernel(rois_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr, x_
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
         ROI_END_MODE)
     p = tl.arange(0, BLOCK_P).to(tl.int64)
-    y_first, y_count = _lane_valid_range(_bin_bases(y_start, y_bin, p), y_bin, grid_h.to(F),
+    y_first, y_count = _valid_samples(_bin_bases(y_start, y_bin, p), y_bin, grid_h.to(F),
                                          grid_h, _i64(height).to(F))
-    x_first, x_count = _lane_valid_range(_bin_bases(x_start, x_bin, p), x_bin, grid_w.to(F),
+    x_first, x_count = _valid_samples(_bin_bases(x_start, x_bin, p), x_bin, grid_w.to(F),
                                          grid_w, _i64(width).to(F))
     tl.store(y_first_ptr + k * pooled_h + p, y_first, mask=p < pooled_h)
     tl.store(y_count_ptr + k * pooled_h + p, y_count, mask=p < pooled_h)
@@ -540,13 +490,15 @@ def _add_pair(a, b):
                                "pooled_w", "sampling_ratio", "g_k", "g_c", "g_h", "g_w",
                                "s_n", "s_c", "s_h", "s_w"])
 def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits,
+                       y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr,
                        channels, height, width, pooled_h, pooled_w, sampling_ratio,
                        g_k, g_c, g_h, g_w, s_n, s_c, s_h, s_w,
                        MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
                        ROI_END_MODE: tl.constexpr, FLOAT64: tl.constexpr,
                        BLOCK_C: tl.constexpr):
-    # One program per roi; lanes are channels. Each lane keeps partial sums of the four edge
-    # derivatives, reduced once at the end in a fixed tree: deterministic, no atomics.
+    # One program per roi; lanes are channels; the valid samples of each bin come from
+    # ``_plan_kernel``. Each lane keeps partial sums of the four edge derivatives, reduced once
+    # at the end in a fixed tree: deterministic, no atomics.
     k = tl.program_id(0).to(tl.int64)
     scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
@@ -568,11 +520,13 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
         mask = channel < channels
         plane = input_ptr + b * s_n + channel * s_c
         for ph in range(pooled_h):
-            y_base = y_start + _i64(ph).to(F) * y_bin
-            y_first, y_stop = _valid_range(y_base, y_bin, grid_h_f, grid_h, h64.to(F))
+            y_base = _bin_bases(y_start, y_bin, _i64(ph))
+            y_first = tl.load(y_first_ptr + k * pooled_h + ph)
+            y_stop = y_first + tl.load(y_count_ptr + k * pooled_h + ph)
             for pw in range(pooled_w):
-                x_base = x_start + _i64(pw).to(F) * x_bin
-                x_first, x_stop = _valid_range(x_base, x_bin, grid_w_f, grid_w, w64.to(F))
+                x_base = _bin_bases(x_start, x_bin, _i64(pw))
+                x_first = tl.load(x_first_ptr + k * pooled_w + pw)
+                x_stop = x_first + tl.load(x_count_ptr + k * pooled_w + pw)
                 g = tl.load(grads_ptr + k * g_k + channel * g_c + ph * g_h + pw * g_w,
                             mask=mask, other=0).to(F)
                 for iy in range(y_first, y_stop):
@@ -768,8 +722,10 @@ def grad_boxes(grads, input, rois, indices, options):
     total = torch.zeros((rois.shape[0], 5), dtype=F, device=input.device)
     if grads.numel():
         rois_f, indices = _common(rois, indices, F, input.device)
+        y_first, y_count, x_first, x_count, _ = _plan(rois_f, height, width, options, F)
         _grad_boxes_kernel[(rois.shape[0],)](grads, input, rois_f, indices, total,
-                                             float_bits(options.spatial_scale, F), channels,
+                                             float_bits(options.spatial_scale, F), y_first,
+                                             y_count, x_first, x_count, channels,
                                              height, width, options.pooled_height,
                                              options.pooled_width, options.sampling_ratio,
                                              *grads.stride(), *input.stride(),
