@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from roiops.crop_and_resize import cpu as crop
+from roiops.roi_align import api as align_api
 from roiops.roi_align import cpu as align
 
 F32 = np.float32
@@ -98,15 +99,15 @@ def crop_and_resize_calls():
             crop_grad_boxes(image, edge, crop_size, True)
 
 
-def align_args(rois, input_shape, options):
-    mindspore = options.get("mindspore", False)
-    if mindspore:
-        indices = np.rint(rois[:, 0] + F32(7e-5)).astype(np.int64)
-    else:
-        indices = np.trunc(rois[:, 0]).astype(np.int64)
-    indices %= input_shape[0]
-    return (rois, indices, F32(options.get("scale", 1.0)), options["sampling_ratio"],
-            options.get("aligned", False), mindspore, options.get("roi_end_mode", 1))
+def align_args(rois, input_shape, output_size, options):
+    """(rois, batch indices, the convention's kernel arguments) for ``options``, a dict of
+    ``roi_align`` keywords; the arguments come from the API's own ``Options``."""
+    indices = np.trunc(rois[:, 0]).astype(np.int64) % input_shape[0]
+    kernel_args = align_api.Options(output_size, options.get("spatial_scale", 1.0),
+                                    options["sampling_ratio"], options.get("aligned", False),
+                                    options.get("convention", "torchvision"),
+                                    options.get("roi_end_mode", 1)).kernel_args(F32)
+    return (rois, indices, *kernel_args)
 
 
 def align_calls(input, gradient, rois, output_size, options):
@@ -116,7 +117,7 @@ def align_calls(input, gradient, rois, output_size, options):
     into; when C-contiguous it is also passed as the alias the dense path writes through,
     as the API does, and otherwise that path allocates its own temporary.
     """
-    args = align_args(rois, input.shape, options)
+    args = align_args(rois, input.shape, output_size, options)
     out = np.empty((len(rois), input.shape[1], *output_size), F32)
     grads = ramp(out.shape)
     alias = gradient if gradient.flags.c_contiguous else np.empty((0, 0, 0, 0), F32)
@@ -142,9 +143,9 @@ def roi_align_rois(height, width, count):
 
 ALIGN_OPTIONS = [
     dict(sampling_ratio=2, aligned=False), dict(sampling_ratio=-1, aligned=True),
-    dict(sampling_ratio=0, aligned=False, scale=0.5),
-    dict(sampling_ratio=-1, mindspore=True, roi_end_mode=1),
-    dict(sampling_ratio=2, mindspore=True, roi_end_mode=0),
+    dict(sampling_ratio=0, aligned=False, spatial_scale=0.5),
+    dict(sampling_ratio=-1, convention="mindspore", roi_end_mode=1),
+    dict(sampling_ratio=2, convention="mindspore", roi_end_mode=0),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 from roiops.crop_and_resize import cpu as crop
+from roiops.roi_align import api as align_api
 from roiops.roi_align import cpu as align
 
 SIZE = 2 ** 24 + 4
@@ -128,14 +129,17 @@ def edge_rois(axis):
                     F32)
 
 
-ALIGN_CONVENTIONS = [dict(aligned=False, mindspore=False, roi_end_mode=1),
-                     dict(aligned=True, mindspore=False, roi_end_mode=1),
-                     dict(aligned=False, mindspore=True, roi_end_mode=1)]
+ALIGN_CONVENTIONS = [dict(aligned=False, convention="torchvision", roi_end_mode=1),
+                     dict(aligned=True, convention="torchvision", roi_end_mode=1),
+                     dict(aligned=False, convention="mindspore", roi_end_mode=1)]
 
 
 def align_args(axis, convention):
-    return (edge_rois(axis), np.zeros(1, np.int64), F32(1), 2, convention["aligned"],
-            convention["mindspore"], convention["roi_end_mode"], False)
+    """The kernels' arguments before ``half_arithmetic``: rois, batch indices and the
+    convention's arguments as the API makes them (sampling ratio 2, 2x2 output)."""
+    options = align_api.Options((2, 2), 1.0, 2, convention["aligned"], convention["convention"],
+                                convention["roi_end_mode"])
+    return (edge_rois(axis), np.zeros(1, np.int64), *options.kernel_args(F32))
 
 
 @pytest.mark.parametrize("convention", ALIGN_CONVENTIONS)
@@ -148,15 +152,15 @@ def test_roi_align_reads_and_writes_only_the_map(axis, convention):
     args = align_args(axis, convention)
 
     out = np.empty((1, 1, 2, 2), F32)
-    align.forward(input, *args, out, False, F32)
+    align.forward(input, *args, False, out, False, F32)
     assert (out == EDGE_VALUE).all(), out.ravel()
 
     boxes_gradient = np.zeros((1, 5), F32)
-    align.grad_boxes(np.ones((1, 1, 2, 2), F32), input, *args[:-1], boxes_gradient, F32)
+    align.grad_boxes(np.ones((1, 1, 2, 2), F32), input, *args, boxes_gradient, F32)
     assert np.isfinite(boxes_gradient).all()
 
     buffer[:] = 0  # now the gradient's
-    align.grad_input(np.ones((1, 1, 2, 2), F32), *args, nchw_map(axis, buffer),
+    align.grad_input(np.ones((1, 1, 2, 2), F32), *args, False, nchw_map(axis, buffer),
                      np.empty((0, 0, 0, 0), F32), F32)
     assert buffer[SIZE] == 0
     assert buffer[SIZE - 1] == 4  # each bin's gradient, 1, on the last pixel

@@ -11,12 +11,18 @@ Example:
     >>> import numpy as np
     >>> from roiops.compat import mindspore as ms
     >>> features = np.array([[[[1, 2], [3, 4]]]], np.float32)
-    >>> ms.ROIAlign(2, 2, 0.5, 2)(features, np.array([[0, 0.2, 0.3, 0.2, 0.3]], np.float32))[0, 0, 0, 0]
+    >>> rois = np.array([[0, 0.2, 0.3, 0.2, 0.3]], np.float32)
+    >>> ms.ROIAlign(2, 2, 0.5, 2)(features, rois)[0, 0, 0, 0]
     np.float32(1.7749999)
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import _arrays, _checks
+from .._typing import ArrayOrTensor, FloatDtype
 from ..crop_and_resize import api as crop_api
 from ..roi_align import api as roi_api
 
@@ -45,7 +51,7 @@ class CropAndResize:
     Output float32 ``[N,ch,cw,D]``. Methods "bilinear", "nearest", "bilinear_v2".
     """
 
-    def __init__(self, method="bilinear", extrapolation_value=0.0):
+    def __init__(self, method: str = "bilinear", extrapolation_value: float = 0.0) -> None:
         _require_type("method", method, str, "a str")
         _require_type("extrapolation_value", extrapolation_value, float, "a float")
         _checks.representable("extrapolation_value", extrapolation_value, np.float32)
@@ -53,7 +59,8 @@ class CropAndResize:
         self.method = method
         self.extrapolation_value = extrapolation_value
 
-    def __call__(self, x, boxes, box_index, crop_size):
+    def __call__(self, x: ArrayOrTensor, boxes: ArrayOrTensor, box_index: ArrayOrTensor,
+                 crop_size: Sequence[int]) -> ArrayOrTensor:
         if _checks.any_tensor(x, boxes, box_index):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.crop_and_resize(x, boxes, box_index, crop_size, self.method,
@@ -74,13 +81,14 @@ class CropAndResizeGradImage:
     method "bilinear" or "nearest" (MindSpore's validator rejects "bilinear_v2").
     """
 
-    def __init__(self, T, method="bilinear"):
+    def __init__(self, T: FloatDtype, method: str = "bilinear") -> None:
         self.dtype = _checks.float_dtype("T", T)
         _require_type("method", method, str, "a str")
         crop_api.method_code(method, ("bilinear", "nearest"))
         self.method = method
 
-    def __call__(self, grads, boxes, box_index, image_size):
+    def __call__(self, grads: ArrayOrTensor, boxes: ArrayOrTensor, box_index: ArrayOrTensor,
+                 image_size: Sequence[int]) -> ArrayOrTensor:
         if _checks.any_tensor(grads, boxes, box_index):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.host_call(self.__call__, grads, boxes, box_index, image_size)
@@ -103,12 +111,13 @@ class CropAndResizeGradBoxes:
     ``(gy * 0.5) * (H - 1)`` in float32 as MindSpore does (TensorFlow uses double there).
     """
 
-    def __init__(self, method="bilinear"):
+    def __init__(self, method: str = "bilinear") -> None:
         _require_type("method", method, str, "a str")
         crop_api.method_code(method, ("bilinear",))
         self.method = method
 
-    def __call__(self, grads, image, boxes, box_index):
+    def __call__(self, grads: ArrayOrTensor, image: ArrayOrTensor, boxes: ArrayOrTensor,
+                 box_index: ArrayOrTensor) -> ArrayOrTensor:
         if _checks.any_tensor(grads, image, boxes, box_index):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.host_call(self.__call__, grads, image, boxes, box_index)
@@ -169,15 +178,15 @@ class ROIAlign:
     ``floor`` and gives NaN for bins without samples, as MindSpore does.
     """
 
-    def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2,
-                 roi_end_mode=1):
+    def __init__(self, pooled_height: int, pooled_width: int, spatial_scale: float,
+                 sample_num: int = 2, roi_end_mode: int = 1) -> None:
         _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num,
                               roi_end_mode)
         self.pooled_height, self.pooled_width = pooled_height, pooled_width
         self.spatial_scale, self.sample_num = spatial_scale, sample_num
         self.roi_end_mode = roi_end_mode
 
-    def __call__(self, features, rois):
+    def __call__(self, features: ArrayOrTensor, rois: ArrayOrTensor) -> ArrayOrTensor:
         if _checks.any_tensor(features, rois):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.mindspore_roi_align(self, features, rois)
@@ -200,12 +209,14 @@ class ROIAlignGrad:
     mode-0 forward). dy and rois float16 or float32; output ``xdiff_shape`` in dy's dtype.
     """
 
-    def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2):
+    def __init__(self, pooled_height: int, pooled_width: int, spatial_scale: float,
+                 sample_num: int = 2) -> None:
         _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num)
         self.pooled_height, self.pooled_width = pooled_height, pooled_width
         self.spatial_scale, self.sample_num = spatial_scale, sample_num
 
-    def __call__(self, dy, rois, xdiff_shape):
+    def __call__(self, dy: ArrayOrTensor, rois: ArrayOrTensor,
+                 xdiff_shape: Sequence[int]) -> ArrayOrTensor:
         if _checks.any_tensor(dy, rois):
             from ..torch import compat as torch_compat  # torch is optional: imported on first use
             return torch_compat.host_call(self.__call__, dy, rois, xdiff_shape)

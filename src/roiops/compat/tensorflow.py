@@ -19,9 +19,14 @@ Example:
     array([[ 0.,  3.],
            [12., 15.]], dtype=float32)
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import _arrays, _checks
+from .._typing import ArrayOrTensor, FloatDtype
 from ..crop_and_resize import api
 
 _METHODS = ("bilinear", "nearest")
@@ -35,8 +40,9 @@ def _check_tf_boxes(boxes, box_ind, batch):
     return api.check_boxes(boxes, box_ind, batch)
 
 
-def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
-                    extrapolation_value=0.0):
+def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,
+                    crop_size: Sequence[int], method: str = "bilinear",
+                    extrapolation_value: float = 0.0) -> ArrayOrTensor:
     """``tf.image.crop_and_resize``: image ``[B,H,W,D]`` -> float32 crops ``[N,ch,cw,D]``.
 
     image: uint8, uint16, int8, int16, int32, int64, float16, float32 or float64;
@@ -58,18 +64,20 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
                            "NHWC", np.float32, np.float32)
 
 
-class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
+class raw_ops:  # lower case, as tf.raw_ops
     """The raw ops, with TensorFlow's argument names (callable positionally or by name)."""
 
     @staticmethod
-    def CropAndResize(image, boxes, box_ind, crop_size, method="bilinear",  # noqa: N802
-                      extrapolation_value=0.0):
+    def CropAndResize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_ind: ArrayOrTensor,
+                      crop_size: Sequence[int], method: str = "bilinear",
+                      extrapolation_value: float = 0.0) -> ArrayOrTensor:
         """``tf.raw_ops.CropAndResize``: see :func:`crop_and_resize`."""
         return crop_and_resize(image, boxes, box_ind, crop_size, method, extrapolation_value)
 
     @staticmethod
-    def CropAndResizeGradImage(grads, boxes, box_ind, image_size, T,  # noqa: N802
-                               method="bilinear"):
+    def CropAndResizeGradImage(grads: ArrayOrTensor, boxes: ArrayOrTensor,
+                               box_ind: ArrayOrTensor, image_size: Sequence[int],
+                               T: FloatDtype, method: str = "bilinear") -> ArrayOrTensor:
         """``tf.raw_ops.CropAndResizeGradImage``: grads ``[N,ch,cw,D]`` float32 -> ``T`` image.
 
         image_size is ``[B,H,W,D]``; T float16, float32 or float64; method "bilinear" or
@@ -93,7 +101,9 @@ class raw_ops:  # noqa: N801 - mirrors tf.raw_ops
                                   size_name="image_size")
 
     @staticmethod
-    def CropAndResizeGradBoxes(grads, image, boxes, box_ind, method="bilinear"):  # noqa: N802
+    def CropAndResizeGradBoxes(grads: ArrayOrTensor, image: ArrayOrTensor, boxes: ArrayOrTensor,
+                               box_ind: ArrayOrTensor, method: str = "bilinear"
+                               ) -> ArrayOrTensor:
         """``tf.raw_ops.CropAndResizeGradBoxes``: float32 ``[N,4]`` d/d``[y1,x1,y2,x2]``.
 
         Always TensorFlow's bilinear derivative; method must be "bilinear".

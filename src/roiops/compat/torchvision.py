@@ -15,15 +15,20 @@ Example:
     array([[2.5, 3.5],
            [6.5, 7.5]], dtype=float32)
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import _arrays, _checks
+from .._typing import ArrayOrTensor
 from ..roi_align import api
 
 try:  # RoIAlign is a torch.nn.Module, like torchvision's, when torch is installed
     from torch.nn import Module as _ModuleBase
 except ImportError:
-    _ModuleBase = object
+    _ModuleBase = object  # type: ignore[misc,assignment]  # the fallback base, by design
 
 
 def _has_tensor(input, boxes):
@@ -65,7 +70,9 @@ def _prepare(data, name, rois, output_size, spatial_scale, sampling_ratio, align
     return options, rois.astype(data.dtype, copy=False), _arrays.native_compute_type(data.dtype), half
 
 
-def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
+def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
+              output_size: int | Sequence[int], spatial_scale: float = 1.0,
+              sampling_ratio: int = -1, aligned: bool = False) -> ArrayOrTensor:
     """``torchvision.ops.roi_align`` on NumPy arrays.
 
     input ``[N,C,H,W]`` float16/32/64; boxes a ``[K,5]`` array ``(batch_index, x1, y1, x2,
@@ -85,8 +92,11 @@ def roi_align(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, a
     return api.run_forward(input, rois, indices, options, F, input.dtype, half_arithmetic=half)
 
 
-def roi_align_backward(grad_output, boxes, input_shape, output_size, spatial_scale=1.0,
-                       sampling_ratio=-1, aligned=False):
+def roi_align_backward(grad_output: ArrayOrTensor,
+                       boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
+                       input_shape: Sequence[int], output_size: int | Sequence[int],
+                       spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                       aligned: bool = False) -> ArrayOrTensor:
     """The input gradient exactly as torchvision's backward computes it (half included).
 
     grad_output ``[K,C,height,width]``; input_shape ``(N,C,H,W)``; returns ``input_shape``
@@ -114,21 +124,23 @@ class RoIAlign(_ModuleBase):
     ``(input, rois)`` as NumPy arrays or tensors.
     """
 
-    def __init__(self, output_size, spatial_scale, sampling_ratio, aligned=False):
+    def __init__(self, output_size: int | Sequence[int], spatial_scale: float,
+                 sampling_ratio: int, aligned: bool = False) -> None:
         super().__init__()
         self.output_size = output_size
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def forward(self, input, rois):
+    def forward(self, input: ArrayOrTensor,
+                rois: ArrayOrTensor | Sequence[ArrayOrTensor]) -> ArrayOrTensor:
         return roi_align(input, rois, self.output_size, self.spatial_scale,
                          self.sampling_ratio, self.aligned)
 
     if _ModuleBase is object:
         __call__ = forward
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"{type(self).__name__}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale}, sampling_ratio={self.sampling_ratio}, "
                 f"aligned={self.aligned})")

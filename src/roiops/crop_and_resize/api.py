@@ -3,9 +3,14 @@
 The ``_run_*`` functions take already-validated arguments and an explicit compute type, so the
 compatibility layers can apply their framework's dtype rules and share everything else.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import _arrays, _checks
+from .._typing import ArrayOrTensor, FloatDtype
 from . import cpu
 
 METHODS = ("bilinear", "nearest", "bilinear_v2")
@@ -149,8 +154,10 @@ def run_grad_boxes(grads, image, boxes, box_indices, F, out_dtype, crop1_in_doub
     return total.astype(out_dtype, copy=False)
 
 
-def crop_and_resize(image, boxes, box_indices, crop_size, *, method="bilinear",
-                    extrapolation_value=0.0, data_format="NHWC", out=None):
+def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,
+                    crop_size: Sequence[int], *, method: str = "bilinear",
+                    extrapolation_value: float = 0.0, data_format: str = "NHWC",
+                    out: ArrayOrTensor | None = None) -> ArrayOrTensor:
     """Crop boxes out of a batch of images and resize each crop to ``crop_size``.
 
     TensorFlow's ``tf.image.crop_and_resize`` semantics (and MindSpore's, plus its
@@ -226,8 +233,10 @@ def check_image_shape(image_shape, data_format, name="image_shape"):
     return nhwc
 
 
-def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method="bilinear",
-                               dtype=None, data_format="NHWC"):
+def crop_and_resize_grad_image(grads: ArrayOrTensor, boxes: ArrayOrTensor,
+                               box_indices: ArrayOrTensor, image_shape: Sequence[int], *,
+                               method: str = "bilinear", dtype: FloatDtype = None,
+                               data_format: str = "NHWC") -> ArrayOrTensor:
     """Gradient of :func:`crop_and_resize` with respect to the image.
 
     Every box scatters each crop pixel's gradient to the source pixels its sample read, in
@@ -271,8 +280,10 @@ def crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, *, method
     return run_grad_image(view, boxes, indices, shape, method, data_format, F, out_dtype)
 
 
-def crop_and_resize_grad_boxes(grads, image, boxes, box_indices, *, method="bilinear",
-                               data_format="NHWC"):
+def crop_and_resize_grad_boxes(grads: ArrayOrTensor, image: ArrayOrTensor,
+                               boxes: ArrayOrTensor, box_indices: ArrayOrTensor, *,
+                               method: str = "bilinear",
+                               data_format: str = "NHWC") -> ArrayOrTensor:
     """Gradient of :func:`crop_and_resize` with respect to the boxes.
 
     TensorFlow's bilinear box gradient for every method (as TensorFlow and MindSpore register

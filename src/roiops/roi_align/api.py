@@ -5,11 +5,15 @@ aligned, ceil adaptive grid, batch index truncated) and ``"mindspore"`` (``roi_e
 floor adaptive grid, batch index ``rint(v + 7e-5)``). Every switch:
 docs/conventions.md#roi_align-switches.
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import _arrays, _checks
+from .._typing import ArrayOrTensor
 from . import cpu
 
 CONVENTIONS = ("torchvision", "mindspore")
@@ -166,8 +170,10 @@ def run_grad_boxes(grads, input, rois, indices, options, F, out_dtype):
     return total.astype(out_dtype, copy=False)
 
 
-def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
-              convention="torchvision", roi_end_mode=1, out=None):
+def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequence[int], *,
+              spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False,
+              convention: str = "torchvision", roi_end_mode: int = 1,
+              out: ArrayOrTensor | None = None) -> ArrayOrTensor:
     """RoI Align (Mask R-CNN): average ``sampling_ratio``² bilinear samples per output bin.
 
     Bit-identical to torchvision's CPU ``roi_align`` (``convention="torchvision"``) or
@@ -228,9 +234,11 @@ def roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1,
     return run_forward(input, rois, indices, options, F, input.dtype, out=out)
 
 
-def roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale=1.0,
-                         sampling_ratio=-1, aligned=False, convention="torchvision",
-                         roi_end_mode=1):
+def roi_align_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor, input_shape: Sequence[int],
+                         output_size: int | Sequence[int], *, spatial_scale: float = 1.0,
+                         sampling_ratio: int = -1, aligned: bool = False,
+                         convention: str = "torchvision", roi_end_mode: int = 1
+                         ) -> ArrayOrTensor:
     """Gradient of :func:`roi_align` with respect to the input (the true adjoint).
 
     Each ``input`` element receives its contributions in the sequential order (rois, bins,
@@ -275,9 +283,11 @@ def roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale
     return run_grad_input(grads, rois, indices, input_shape, options, F, grads.dtype)
 
 
-def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
-                         sampling_ratio=-1, aligned=False, convention="torchvision",
-                         roi_end_mode=1):
+def roi_align_grad_boxes(grads: ArrayOrTensor, input: ArrayOrTensor, rois: ArrayOrTensor,
+                         output_size: int | Sequence[int], *, spatial_scale: float = 1.0,
+                         sampling_ratio: int = -1, aligned: bool = False,
+                         convention: str = "torchvision", roi_end_mode: int = 1
+                         ) -> ArrayOrTensor:
     """Gradient of :func:`roi_align` with respect to the roi coordinates (no peer has one).
 
     The derivative of the forward with the sample grid held fixed

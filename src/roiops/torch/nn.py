@@ -10,6 +10,10 @@ Example:
     >>> pool(torch.rand(2, 256, 50, 68), torch.tensor([[0, 16., 16., 320., 240.]])).shape
     torch.Size([1, 256, 7, 7])
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import torch
 
 from .. import _checks
@@ -39,8 +43,8 @@ class CropAndResize(torch.nn.Module):
                 [12., 15.]])
     """
 
-    def __init__(self, crop_size, method="bilinear", extrapolation_value=0.0,
-                 data_format="NHWC"):
+    def __init__(self, crop_size: Sequence[int], method: str = "bilinear",
+                 extrapolation_value: float = 0.0, data_format: str = "NHWC") -> None:
         super().__init__()
         self.crop_size = _checks.size_pair("crop_size", crop_size)
         _crop_api.method_code(method)
@@ -50,12 +54,13 @@ class CropAndResize(torch.nn.Module):
                                                           extrapolation_value)
         self.data_format = data_format
 
-    def forward(self, image, boxes, box_indices):
+    def forward(self, image: torch.Tensor, boxes: torch.Tensor,
+                box_indices: torch.Tensor) -> torch.Tensor:
         return crop_and_resize(image, boxes, box_indices, self.crop_size, method=self.method,
                                extrapolation_value=self.extrapolation_value,
                                data_format=self.data_format)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"crop_size={self.crop_size}, method={self.method!r}, "
                 f"extrapolation_value={self.extrapolation_value}, "
                 f"data_format={self.data_format!r}")
@@ -75,8 +80,9 @@ class RoIAlign(torch.nn.Module):
             ``roi_end_mode``).
     """
 
-    def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
-                 convention="torchvision", roi_end_mode=1):
+    def __init__(self, output_size: int | Sequence[int], spatial_scale: float = 1.0,
+                 sampling_ratio: int = -1, aligned: bool = False,
+                 convention: str = "torchvision", roi_end_mode: int = 1) -> None:
         super().__init__()
         options = _roi_api.Options(output_size, spatial_scale, sampling_ratio, aligned,
                                    convention, roi_end_mode)
@@ -87,12 +93,12 @@ class RoIAlign(torch.nn.Module):
         self.convention = convention
         self.roi_end_mode = options.roi_end_mode
 
-    def forward(self, input, rois):
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         return roi_align(input, rois, self.output_size, spatial_scale=self.spatial_scale,
                          sampling_ratio=self.sampling_ratio, aligned=self.aligned,
                          convention=self.convention, roi_end_mode=self.roi_end_mode)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         options = (f"aligned={self.aligned}" if self.convention == "torchvision"
                    else f"roi_end_mode={self.roi_end_mode}")
         return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
@@ -107,14 +113,15 @@ class MindSporeCropAndResize(torch.nn.Module):
     int32); see :class:`roiops.compat.mindspore.CropAndResize`.
     """
 
-    def __init__(self, method="bilinear", extrapolation_value=0.0):
+    def __init__(self, method: str = "bilinear", extrapolation_value: float = 0.0) -> None:
         super().__init__()
         self.primitive = _mindspore.CropAndResize(method, extrapolation_value)
 
-    def forward(self, x, boxes, box_index, crop_size):
+    def forward(self, x: torch.Tensor, boxes: torch.Tensor, box_index: torch.Tensor,
+                crop_size: Sequence[int]) -> torch.Tensor:
         return self.primitive(x, boxes, box_index, crop_size)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"method={self.primitive.method!r}, "
                 f"extrapolation_value={self.primitive.extrapolation_value}")
 
@@ -128,16 +135,16 @@ class MindSporeROIAlign(torch.nn.Module):
     features gradient (see :mod:`roiops.torch.compat`).
     """
 
-    def __init__(self, pooled_height, pooled_width, spatial_scale, sample_num=2,
-                 roi_end_mode=1):
+    def __init__(self, pooled_height: int, pooled_width: int, spatial_scale: float,
+                 sample_num: int = 2, roi_end_mode: int = 1) -> None:
         super().__init__()
         self.primitive = _mindspore.ROIAlign(pooled_height, pooled_width, spatial_scale,
                                              sample_num, roi_end_mode)
 
-    def forward(self, features, rois):
+    def forward(self, features: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         return self.primitive(features, rois)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         p = self.primitive
         return (f"pooled_height={p.pooled_height}, pooled_width={p.pooled_width}, "
                 f"spatial_scale={p.spatial_scale}, sample_num={p.sample_num}, "
