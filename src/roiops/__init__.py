@@ -12,7 +12,7 @@ from .crop_and_resize.api import (
 )
 from .roi_align.api import roi_align, roi_align_grad_boxes, roi_align_grad_input
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
 
 __all__ = [
     "crop_and_resize",
