@@ -235,7 +235,7 @@ def check_image_shape(image_shape, data_format, name="image_shape"):
 
 def crop_and_resize_grad_image(grads: ArrayOrTensor, boxes: ArrayOrTensor,
                                box_indices: ArrayOrTensor, image_shape: Sequence[int], *,
-                               method: str = "bilinear", dtype: FloatDtype = None,
+                               method: str = "bilinear", dtype: FloatDtype | None = None,
                                data_format: str = "NHWC") -> ArrayOrTensor:
     """Gradient of :func:`crop_and_resize` with respect to the image.
 
