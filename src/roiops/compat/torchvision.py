@@ -67,7 +67,8 @@ def _prepare(data, name, rois, output_size, spatial_scale, sampling_ratio, align
     _checks.require_array("boxes", rois)
     _checks.require_dtype("boxes", rois, _checks.FLOAT_DTYPES)
     _checks.require_shape("boxes", rois, ("K", 5))
-    return options, rois.astype(data.dtype, copy=False), _arrays.native_compute_type(data.dtype), half
+    return (options, rois.astype(data.dtype, copy=False), _arrays.native_compute_type(data.dtype),
+            half)
 
 
 def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
