@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import reference
-from roiops.roi_align import cpu
+from roiops.roi_align import conventions, cpu
 
 F32, F64 = np.float32, np.float64
 
@@ -21,7 +21,7 @@ def _forward(x, rois, output_size, *, scale=1.0, sampling_ratio=2, aligned=False
     indices = _indices(rois, mindspore)
     out = np.zeros((rois.shape[0], x.shape[1]) + tuple(output_size), np.uint16 if half else F)
     cpu.forward(x.astype(F, copy=False), rois.astype(F), indices, F(scale), sampling_ratio,
-                aligned, mindspore, roi_end_mode, half, out, half, F)
+                _geometry(aligned, mindspore, roi_end_mode), half, out, half, F)
     return out
 
 
@@ -29,8 +29,8 @@ def _grad_input(grads, rois, input_shape, *, scale=1.0, sampling_ratio=2, aligne
                 mindspore=False, roi_end_mode=1, F=F32, half=False):
     out = np.zeros(input_shape, F)
     cpu.grad_input(grads.astype(F, copy=False), rois.astype(F), _indices(rois, mindspore),
-                   F(scale), sampling_ratio, aligned, mindspore, roi_end_mode, half, out,
-                   np.empty((0, 0, 0, 0), F), F)  # no channels-last alias: the temporary path
+                   F(scale), sampling_ratio, _geometry(aligned, mindspore, roi_end_mode), half,
+                   out, np.empty((0, 0, 0, 0), F), F)  # no channels-last alias: the temporary path
     return out
 
 
@@ -38,8 +38,15 @@ def _grad_boxes(grads, x, rois, *, scale=1.0, sampling_ratio=2, aligned=False, m
                 roi_end_mode=1, F=F64):
     out = np.zeros((rois.shape[0], 5), F)
     cpu.grad_boxes(grads.astype(F), x.astype(F), rois.astype(F), _indices(rois, mindspore),
-                   F(scale), sampling_ratio, aligned, mindspore, roi_end_mode, out, F)
+                   F(scale), sampling_ratio, _geometry(aligned, mindspore, roi_end_mode), out,
+                   F)
     return out
+
+
+def _geometry(aligned, mindspore, roi_end_mode):
+    """The kernels' switches of the convention these options select."""
+    name = "mindspore" if mindspore else "torchvision"
+    return conventions.convention(name, aligned, roi_end_mode).geometry
 
 
 def _indices(rois, mindspore):

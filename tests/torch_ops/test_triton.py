@@ -28,6 +28,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 import roiops.torch.ops as ops  # noqa: E402 - only with torch and triton
+from roiops.roi_align import conventions  # noqa: E402
 
 
 def _interpreted(name, interpret=True):
@@ -470,8 +471,12 @@ def _kernel_variants():
                       "index_ptr": "*i64", "out_ptr": "*fp32", "scale_bits": "i32", **tables,
                       **{n: "i32" for n in ints + ["g_k", "g_c", "g_h", "g_w",
                                                    "s_n", "s_c", "s_h", "s_w"]}}
-    for mindspore, aligned, mode in ((False, False, 1), (False, True, 1), (True, False, 0)):
-        switches = {"MINDSPORE": mindspore, "ALIGNED": aligned, "ROI_END_MODE": mode,
+    for convention in (conventions.TORCHVISION, conventions.TORCHVISION_ALIGNED,
+                       conventions.MINDSPORE_END_MODE_0):
+        geometry = convention.geometry
+        switches = {"OFFSET": geometry.offset, "ADD_END": geometry.add_end,
+                    "END_EXTRA": geometry.end_extra, "MIN_SIZE": geometry.min_size,
+                    "GRID_FLOOR": geometry.grid_floor, "COUNT_PRODUCT": geometry.count_product,
                     "FLOAT64": False}
         yield ("roiops.roi_align.cuda", "_forward_kernel", roi_forward,
                {**switches, "BLOCK_C": 4, "BLOCK_BINS": 64})

@@ -14,14 +14,15 @@ import numpy as np
 
 from .. import _arrays, _checks
 from .._typing import ArrayOrTensor
-from . import cpu
+from . import conventions, cpu
 
-CONVENTIONS = ("torchvision", "mindspore")
+CONVENTIONS = conventions.NAMES
 _MINDSPORE_INDEX_BIAS = np.float32(7e-5)
 
 
 class Options:
-    """Validated roi_align options, shared by the forward and both gradients."""
+    """Validated roi_align options, shared by the forward and both gradients; ``convention``
+    is the selected :class:`roiops.roi_align.conventions.Convention` record."""
 
     def __init__(self, output_size, spatial_scale, sampling_ratio, aligned, convention,
                  roi_end_mode):
@@ -32,27 +33,15 @@ class Options:
         if not -math.inf < self.spatial_scale < math.inf:
             raise ValueError(f"spatial_scale must be finite, got {spatial_scale!r}")
         self.sampling_ratio = _checks.require_sampling_ratio("sampling_ratio", sampling_ratio)
-        if not isinstance(aligned, (bool, np.bool_)):
-            raise TypeError(f"aligned must be a bool, got {type(aligned).__name__}")
+        self.convention = conventions.convention(convention, aligned, roi_end_mode)
         self.aligned = bool(aligned)
-        _checks.require_choice("convention", convention, CONVENTIONS)
-        self.mindspore = convention == "mindspore"
-        self.roi_end_mode = _checks.require_int("roi_end_mode", roi_end_mode)
-        if self.roi_end_mode not in (0, 1):
-            raise ValueError(f"roi_end_mode must be 0 or 1, got {roi_end_mode!r}")
-        if self.mindspore and self.aligned:
-            raise ValueError("aligned=True is a torchvision option; the mindspore convention "
-                             "takes roi_end_mode instead")
-        if not self.mindspore and self.roi_end_mode != 1:
-            raise ValueError("roi_end_mode is a mindspore option; the torchvision convention "
-                             "takes aligned instead")
+        self.roi_end_mode = int(roi_end_mode)
 
     def kernel_args(self, F):
-        return (F(self.spatial_scale), self.sampling_ratio, self.aligned, self.mindspore,
-                self.roi_end_mode)
+        return F(self.spatial_scale), self.sampling_ratio, self.convention.geometry
 
 
-def batch_indices(rois, batch, mindspore):
+def batch_indices(rois, batch, convention, name="rois"):
     """Each peer's batch index of the rois, range-checked as that peer defines it
     (docs/decisions.md#batch-index-out-of-range).
 
@@ -61,25 +50,27 @@ def batch_indices(rois, batch, mindspore):
     even in float32.
     """
     column = rois[:, 0]
-    if mindspore:
+    if convention.rounded_batch_index:
         raw = column.astype(np.float32)
         bad = (raw < 0) | (raw > np.float32(batch - 1))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"rois batch index must be in [0, {batch - 1}], "
+            raise ValueError(f"{name} batch index must be in [0, {batch - 1}], "
                              f"row {row} is {column[row].item()!r}")
         return np.rint(raw + _MINDSPORE_INDEX_BIAS).astype(np.int64)
     indices = np.trunc(column).astype(np.int64)
-    _checks.require_indices_in_range("rois batch index", indices, batch, shown=column)
+    _checks.require_indices_in_range(f"{name} batch index", indices, batch, shown=column)
     return indices
 
 
-def check_rois(rois, batch, options):
-    _checks.require_array("rois", rois)
-    _checks.require_dtype("rois", rois, _checks.FLOAT_DTYPES)
-    _checks.require_shape("rois", rois, ("num_rois", 5))
-    _checks.require_finite_rows("rois", rois)
-    return batch_indices(rois, batch, options.mindspore)
+def check_rois(rois, batch, options, name="rois"):
+    """Validate rois ``[K, 5]`` (``name`` in messages: torchvision's ``boxes``); return their
+    batch indices."""
+    _checks.require_array(name, rois)
+    _checks.require_dtype(name, rois, _checks.FLOAT_DTYPES)
+    _checks.require_shape(name, rois, ("num_rois", 5))
+    _checks.require_finite_rows(name, rois)
+    return batch_indices(rois, batch, options.convention, name)
 
 
 def check_input(name, input):
@@ -89,12 +80,14 @@ def check_input(name, input):
     _checks.require_positive_image_size(name, input.shape[2], input.shape[3])
 
 
-def check_grads(grads, num_rois, channels, options):
-    _checks.require_array("grads", grads)
-    _checks.require_dtype("grads", grads, _checks.FLOAT_DTYPES)
+def check_grads(grads, num_rois, channels, options, name="grads"):
+    """Validate the pooled gradient (``name`` in messages: MindSpore's ``dy``, torchvision's
+    ``grad_output``)."""
+    _checks.require_array(name, grads)
+    _checks.require_dtype(name, grads, _checks.FLOAT_DTYPES)
     expected = (num_rois, channels, options.pooled_height, options.pooled_width)
     if grads.shape != expected:
-        raise ValueError(f"grads must have shape [num_rois, channels, pooled_height, "
+        raise ValueError(f"{name} must have shape [num_rois, channels, pooled_height, "
                          f"pooled_width] = {expected}, got {grads.shape}")
 
 
@@ -137,7 +130,7 @@ def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=Fal
     result = np.empty(shape, out_dtype) if out is None else out
     target, out_half = _arrays.kernel_output(result)
     if result.size:
-        cpu.forward(_arrays.kernel_input(input, F), rois.astype(F, copy=False), indices,
+        cpu.forward(_arrays.kernel_input(input, F), _arrays.kernel_input(rois, F), indices,
                     *options.kernel_args(F), half_arithmetic, target, out_half, F)
     return result
 
@@ -156,9 +149,10 @@ def run_grad_input(grads, rois, indices, input_shape, options, F, out_dtype,
     channels_last = np.zeros((batch, height, width, channels), F)
     total = channels_last.transpose(0, 3, 1, 2)
     if grads.size:
-        cpu.grad_input(_arrays.kernel_input(grads, F), rois.astype(F, copy=False), indices,
+        cpu.grad_input(_arrays.kernel_input(grads, F), _arrays.kernel_input(rois, F), indices,
                        *options.kernel_args(F), half_arithmetic, total, channels_last, F)
-    return total.astype(out_dtype, copy=False)
+    with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
+        return total.astype(out_dtype, copy=False)
 
 
 def run_grad_boxes(grads, input, rois, indices, options, F, out_dtype):
@@ -166,8 +160,9 @@ def run_grad_boxes(grads, input, rois, indices, options, F, out_dtype):
     total = np.zeros((rois.shape[0], 5), F)
     if grads.size:
         cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(input, F),
-                       rois.astype(F, copy=False), indices, *options.kernel_args(F), total, F)
-    return total.astype(out_dtype, copy=False)
+                       _arrays.kernel_input(rois, F), indices, *options.kernel_args(F), total, F)
+    with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
+        return total.astype(out_dtype, copy=False)
 
 
 def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequence[int], *,

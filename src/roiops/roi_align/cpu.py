@@ -1,8 +1,9 @@
 """Numba CPU kernels of roi_align: forward, gradient w.r.t. the input, gradient w.r.t. the boxes.
 
-One kernel per direction serves both conventions (docs/conventions.md#roi_align-switches):
-``mindspore`` switches the handful of geometry rules (edges, minimum size, floor or ceil
-adaptive grid, count), and the sample arithmetic is shared. Every operation is done in the
+One kernel per direction serves every convention (docs/conventions.md#roi_align-switches): a
+convention's ``Geometry`` record (``roiops.roi_align.conventions``) switches the handful of
+geometry rules (edges, minimum size, floor or ceil adaptive grid, divisor), and the sample
+arithmetic is shared. Every operation is done in the
 compute type ``F`` in the peers' order, without FMA or reassociation, so float32 and float64
 results are bit-identical to torchvision's CPU kernel and MindSpore's ROIAlign.
 ``half_arithmetic`` rounds every single operation to binary16, which is how both peers compute
@@ -38,6 +39,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._numerics import float_to_half_bits, round_to_half
+from .conventions import LESS_THAN_ONE, NOT_ABOVE_ONE
 
 # Channels per parallel task: enough to amortize the per-task setup, small enough that a
 # handful of rois still spreads over every core.
@@ -86,36 +88,33 @@ def _grid_size(value):
 
 
 @njit(cache=True, error_model="numpy")
-def _axis_geometry(low, high, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode,
-                   pooled, half, F):
+def _axis_geometry(low, high, spatial_scale, sampling_ratio, geometry, pooled, half, F):
     """Start, bin size and grid size of one roi axis; and whether the size was clamped to 1.
 
-    torchvision: ``start = low*s - off``, ``end = high*s - off`` (off 0.5 when aligned), size at
-    least 1 when not aligned, adaptive grid ``ceil(bin)``. MindSpore: ``start = low*s``,
-    ``end = (high + mode)*s``, size at least 1 for mode 0 (``size if size > 1 else 1``, so NaN
-    becomes 1), adaptive grid ``floor(bin)``.
+    With the convention's ``geometry`` (docs/conventions.md#roi_align-switches):
+    ``start = low*s - offset``, ``end = (high [+ end_extra])*s - offset``, the size held at 1
+    by the ``min_size`` rule, adaptive grid ``floor`` or ``ceil`` of the bin size. Subtracting
+    an offset of 0 leaves every value as it is (-0.0 and NaN included), so a convention
+    without one computes exactly ``low*s``.
     """
     one = F(1)
     clamped = False
-    if mindspore:
-        start = _h(low * spatial_scale, half)
-        end = _h(_h(high + _h(F(roi_end_mode), half), half) * spatial_scale, half)
-        size = _h(end - start, half)
-        if roi_end_mode == 0 and not size > one:
-            size = one
-            clamped = True
-    else:
-        offset = F(0.5) if aligned else F(0)
-        start = _h(_h(low * spatial_scale, half) - offset, half)
-        end = _h(_h(high * spatial_scale, half) - offset, half)
-        size = _h(end - start, half)
-        if not aligned and size < one:
-            size = one
-            clamped = True
+    offset = F(geometry.offset)
+    start = _h(_h(low * spatial_scale, half) - offset, half)
+    if geometry.add_end:
+        high = _h(high + _h(F(geometry.end_extra), half), half)
+    end = _h(_h(high * spatial_scale, half) - offset, half)
+    size = _h(end - start, half)
+    if geometry.min_size == LESS_THAN_ONE and size < one:
+        size = one
+        clamped = True
+    elif geometry.min_size == NOT_ABOVE_ONE and not size > one:
+        size = one
+        clamped = True
     bin_size = _h(size / _h(F(pooled), half), half)
     if sampling_ratio > 0:
         grid = sampling_ratio
-    elif mindspore:
+    elif geometry.grid_floor:
         grid = _grid_size(np.floor(bin_size))
     else:
         grid = _grid_size(np.ceil(bin_size))
@@ -254,7 +253,7 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
 
 
 @njit(cache=True, error_model="numpy")
-def _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode,
+def _plan(rois, spatial_scale, sampling_ratio, geometry,
           pooled_height, pooled_width, height, width, half, F):
     """Geometry of every roi and the sample tables of both axes (see ``_plan_axis``).
 
@@ -275,12 +274,12 @@ def _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode,
     count = np.empty(num_rois, F)
     for k in range(num_rois):
         x_start[k], x_bin[k], grid_w[k], x_clamped[k] = _axis_geometry(
-            rois[k, 1], rois[k, 3], spatial_scale, sampling_ratio, aligned, mindspore,
-            roi_end_mode, pooled_width, half, F)
+            rois[k, 1], rois[k, 3], spatial_scale, sampling_ratio, geometry, pooled_width,
+            half, F)
         y_start[k], y_bin[k], grid_h[k], y_clamped[k] = _axis_geometry(
-            rois[k, 2], rois[k, 4], spatial_scale, sampling_ratio, aligned, mindspore,
-            roi_end_mode, pooled_height, half, F)
-        if mindspore:
+            rois[k, 2], rois[k, 4], spatial_scale, sampling_ratio, geometry, pooled_height,
+            half, F)
+        if geometry.count_product:
             count[k] = _h(_h(F(grid_h[k]), half) * _h(F(grid_w[k]), half), half)
         else:
             count[k] = _h(F(max(grid_h[k] * grid_w[k], 1)), half)
@@ -440,15 +439,15 @@ def _vector_blocks(channels, num_tasks_other):
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, aligned, mindspore,
-            roi_end_mode, half_arithmetic, out, out_half, F):
+def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
+            half_arithmetic, out, out_half, F):
     """roi_align forward into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits when
     ``out_half``): each bin is the sum of its samples' bilinear values, iy-major, divided by
     the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
-    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore,
-                                      roi_end_mode, pooled_height, pooled_width, height, width,
+    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, geometry,
+                                      pooled_height, pooled_width, height, width,
                                       half_arithmetic, F)
     if not half_arithmetic and _use_channels_last(ys, xs, num_rois, input.shape):
         features = _channels_last(input)
@@ -555,25 +554,25 @@ def _grad_input_channels_last(grads, gradient, k, batch_index, first_channel, st
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, aligned, mindspore,
-               roi_end_mode, half_arithmetic, out, out_channels_last, F):
+def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
+               half_arithmetic, out, out_channels_last, F):
     """Gradient of the forward w.r.t. its input, added into the zeroed ``[N, C, H, W]`` ``out``.
 
     ``out_channels_last`` is either the same memory as ``out`` seen as a C-contiguous
     ``[N, H, W, C]`` array (the channels-last path then accumulates straight into the result)
     or an empty array (the channels-last path then needs a temporary of the result's size).
 
-    The adjoint of ``forward`` (same convention and ``roi_end_mode``): every valid sample of
+    The adjoint of ``forward`` (same convention geometry): every valid sample of
     bin ``(k, c, ph, pw)`` adds ``(grads[k, c, ph, pw] * w_i) / count`` to its corners
     ``i = 1..4``. Each task owns an (image, channel block) and walks the rois in ascending
     order, so every element receives its adds in the sequential order (roi, ph, pw, iy, ix,
     corner) on any number of threads: bit-identical to torchvision's CPU backward and to
-    MindSpore's single-threaded ROIAlignGrad (``mindspore=True, roi_end_mode=1``).
+    MindSpore's single-threaded ROIAlignGrad (the geometry of ``MINDSPORE_END_MODE_1``).
     """
     batch, channels, height, width = out.shape
     num_rois, pooled_height, pooled_width = grads.shape[0], grads.shape[2], grads.shape[3]
-    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, aligned, mindspore,
-                                      roi_end_mode, pooled_height, pooled_width, height, width,
+    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, geometry,
+                                      pooled_height, pooled_width, height, width,
                                       half_arithmetic, F)
     if not half_arithmetic and _use_channels_last(ys, xs, num_rois, out.shape):
         in_place = out_channels_last.size == out.size
@@ -628,8 +627,8 @@ def _edge_derivatives(slopes, first, stop, positions, clamped, spatial_scale, F)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio, aligned,
-               mindspore, roi_end_mode, out, F):
+def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
+               out, F):
     """Gradient of ``sum(grads * forward(input, rois))`` w.r.t. x1, y1, x2, y2, into columns
     1..4 of the zeroed ``[K, 5]`` ``out`` (column 0, the batch index, has none). No peer has it
     (docs/arithmetic.md#roi_align-box-gradient).
@@ -659,7 +658,7 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     num_rois, channels = grads.shape[0], grads.shape[1]
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
     count, ys, xs, y_clamped, x_clamped, grid_h, grid_w = _plan(
-        rois, spatial_scale, sampling_ratio, aligned, mindspore, roi_end_mode, pooled_height,
+        rois, spatial_scale, sampling_ratio, geometry, pooled_height,
         pooled_width, height, width, False, F)
     y_first, y_low, y_high, y_frac, y_comp, y_active, y_position = ys
     x_first, x_low, x_high, x_frac, x_comp, x_active, x_position = xs

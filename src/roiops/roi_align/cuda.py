@@ -78,37 +78,31 @@ LAUNCH = {
 
 
 @triton.jit
-def _axis(low, high, scale, pooled, MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-          ROI_END_MODE: tl.constexpr, sampling_ratio):
+def _axis(low, high, scale, pooled, sampling_ratio, OFFSET: tl.constexpr,
+          ADD_END: tl.constexpr, END_EXTRA: tl.constexpr, MIN_SIZE: tl.constexpr,
+          GRID_FLOOR: tl.constexpr):
     """Start, bin size, grid size (int64) and the clamped flag (the minimum size fired: the
-    size is the constant 1) of one roi axis, in F.
-
-    torchvision: start/end = edge*s - off (off 0.5 if aligned), size >= 1 unless aligned,
-    grid ceil(bin). MindSpore: start = low*s, end = (high + mode)*s, size >= 1 for mode 0
-    (``not size > 1``, so NaN becomes 1), grid floor(bin).
+    size is the constant 1) of one roi axis, in F, with a convention's geometry
+    (``roiops.roi_align.conventions.Geometry``, here as constexprs): ``start = low*s -
+    offset``, ``end = (high [+ end_extra])*s - offset``, the minimum size (1: ``size < 1``;
+    2: ``not size > 1``, so NaN becomes 1), a ``floor`` or ``ceil`` adaptive grid.
     """
     one = tl.full([], 1, low.dtype)
     clamped = tl.full([], 0, tl.int1)
-    if MINDSPORE:
-        start = low * scale
-        end = (high + tl.full([], ROI_END_MODE, low.dtype)) * scale
-        size = end - start
-        if ROI_END_MODE == 0:
-            clamped = ~(size > one)  # NaN too, as the CPU's ``not size > 1``
-            size = tl.where(size > one, size, one)
-    else:
-        if ALIGNED:
-            offset = tl.full([], 0.5, low.dtype)
-        else:
-            offset = tl.full([], 0, low.dtype)
-        start = low * scale - offset
-        end = high * scale - offset
-        size = end - start
-        if not ALIGNED:
-            clamped = size < one
-            size = tl.where(size < one, one, size)
+    offset = tl.full([], OFFSET, low.dtype)
+    start = low * scale - offset  # minus 0.0 changes no value, -0.0 and NaN included
+    if ADD_END:
+        high = high + tl.full([], END_EXTRA, low.dtype)
+    end = high * scale - offset
+    size = end - start
+    if MIN_SIZE == 1:
+        clamped = size < one
+        size = tl.where(size < one, one, size)
+    elif MIN_SIZE == 2:
+        clamped = ~(size > one)  # NaN too, as the CPU's ``not size > 1``
+        size = tl.where(size > one, size, one)
     bin_size = _div(size, pooled.to(low.dtype))
-    if MINDSPORE:
+    if GRID_FLOOR:
         rounded = tl.floor(bin_size)
     else:
         rounded = tl.ceil(bin_size)
@@ -163,17 +157,19 @@ def _tap(c, size):
 
 @triton.jit
 def _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio,
-                  MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr, ROI_END_MODE: tl.constexpr):
+                  OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
+                  MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
+                  COUNT_PRODUCT: tl.constexpr):
     base = rois_ptr + k * 5
     x1 = tl.load(base + 1)
     y1 = tl.load(base + 2)
     x2 = tl.load(base + 3)
     y2 = tl.load(base + 4)
-    x_start, x_bin, grid_w, x_clamped = _axis(x1, x2, scale, pooled_w, MINDSPORE, ALIGNED,
-                                              ROI_END_MODE, sampling_ratio)
-    y_start, y_bin, grid_h, y_clamped = _axis(y1, y2, scale, pooled_h, MINDSPORE, ALIGNED,
-                                              ROI_END_MODE, sampling_ratio)
-    if MINDSPORE:
+    x_start, x_bin, grid_w, x_clamped = _axis(x1, x2, scale, pooled_w, sampling_ratio, OFFSET,
+                                              ADD_END, END_EXTRA, MIN_SIZE, GRID_FLOOR)
+    y_start, y_bin, grid_h, y_clamped = _axis(y1, y2, scale, pooled_h, sampling_ratio, OFFSET,
+                                              ADD_END, END_EXTRA, MIN_SIZE, GRID_FLOOR)
+    if COUNT_PRODUCT:
         count = grid_h.to(x1.dtype) * grid_w.to(x1.dtype)
     else:
         count = tl.maximum(grid_h * grid_w, 1).to(x1.dtype)
@@ -274,8 +270,9 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
                     y_count_ptr, x_first_ptr, x_count_ptr,
                     channels, height, width, pooled_h, pooled_w, sampling_ratio,
                     s_n, s_c, s_h, s_w,
-                    MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-                    ROI_END_MODE: tl.constexpr, FLOAT64: tl.constexpr,
+                    OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
+                    MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
+                    COUNT_PRODUCT: tl.constexpr, FLOAT64: tl.constexpr,
                     BLOCK_C: tl.constexpr, BLOCK_BINS: tl.constexpr):
     # One program per (roi, block of channels, block of bins); the lanes are a
     # [BLOCK_C, BLOCK_BINS] tile of the roi's output, bins along the fast axis, so that the
@@ -285,8 +282,8 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
     scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
-        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
-        ROI_END_MODE)
+        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
+        MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
                + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
     bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
@@ -341,7 +338,9 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
                                "height", "width"])
 def _plan_kernel(rois_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr,
                  divisor_ptr, height, width, pooled_h, pooled_w, sampling_ratio,
-                 MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr, ROI_END_MODE: tl.constexpr,
+                 OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
+                    MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
+                    COUNT_PRODUCT: tl.constexpr,
                  FLOAT64: tl.constexpr, BLOCK_P: tl.constexpr):
     # One program per roi: the valid samples of each of its rows of bins ([K, PH] tables) and
     # columns of bins ([K, PW]), and its divisor.
@@ -349,8 +348,8 @@ def _plan_kernel(rois_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr, x_
     scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
-        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
-        ROI_END_MODE)
+        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
+        MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     p = tl.arange(0, BLOCK_P).to(tl.int64)
     y_first, y_count = _valid_samples(_bin_bases(y_start, y_bin, p), y_bin, grid_h.to(F),
                                          grid_h, _i64(height).to(F))
@@ -368,7 +367,9 @@ def _plan_kernel(rois_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr, x_
 def _records_kernel(rois_ptr, index_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr,
                     x_count_ptr, offset_ptr, pixel_ptr, weight_ptr, bin_ptr,
                     height, width, pooled_h, pooled_w, sampling_ratio,
-                    MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr, ROI_END_MODE: tl.constexpr,
+                    OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
+                    MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
+                    COUNT_PRODUCT: tl.constexpr,
                     FLOAT64: tl.constexpr, BLOCK_BINS: tl.constexpr):
     # One program per (roi, block of bins), a lane per bin: the lane writes its bin's records
     # at the bin's offset, in the CPU's order (valid y sample, valid x sample, corner 1..4):
@@ -377,8 +378,8 @@ def _records_kernel(rois_ptr, index_ptr, scale_bits, y_first_ptr, y_count_ptr, x
     scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, _, _, _ = _roi_geometry(
-        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE, ALIGNED,
-        ROI_END_MODE)
+        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
+        MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     bin_id = tl.program_id(1).to(tl.int64) * BLOCK_BINS + tl.arange(0, BLOCK_BINS).to(tl.int64)
     bins = _i64(pooled_h) * pooled_w
     in_roi = bin_id < bins
@@ -493,8 +494,9 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
                        y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr,
                        channels, height, width, pooled_h, pooled_w, sampling_ratio,
                        g_k, g_c, g_h, g_w, s_n, s_c, s_h, s_w,
-                       MINDSPORE: tl.constexpr, ALIGNED: tl.constexpr,
-                       ROI_END_MODE: tl.constexpr, FLOAT64: tl.constexpr,
+                       OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
+                    MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
+                    COUNT_PRODUCT: tl.constexpr, FLOAT64: tl.constexpr,
                        BLOCK_C: tl.constexpr):
     # One program per roi; lanes are channels; the valid samples of each bin come from
     # ``_plan_kernel``. Each lane keeps partial sums of the four edge derivatives, reduced once
@@ -503,8 +505,8 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
     scale = _float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, y_clamped, x_clamped = (
-        _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, MINDSPORE,
-                      ALIGNED, ROI_END_MODE))
+        _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET,
+        ADD_END, END_EXTRA, MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT))
     grid_h_f = grid_h.to(F)
     grid_w_f = grid_w.to(F)
     h64 = height.to(tl.int64)
@@ -585,9 +587,11 @@ def _common(rois, indices, F, device):
 
 def _switches(options, F, kernel=None):
     """The convention's constexprs, and ``kernel``'s launch shape (``LAUNCH``) if given."""
-    switches = dict(MINDSPORE=options.mindspore, ALIGNED=options.aligned,
-                    ROI_END_MODE=options.roi_end_mode, FLOAT64=F == torch.float64,
-                    enable_fp_fusion=False)
+    geometry = options.convention.geometry
+    switches = dict(OFFSET=geometry.offset, ADD_END=geometry.add_end,
+                    END_EXTRA=geometry.end_extra, MIN_SIZE=geometry.min_size,
+                    GRID_FLOOR=geometry.grid_floor, COUNT_PRODUCT=geometry.count_product,
+                    FLOAT64=F == torch.float64, enable_fp_fusion=False)
     if kernel is not None:
         switches.update(LAUNCH[kernel])
     return switches
