@@ -34,7 +34,8 @@ def test_console_script_runs_the_demo(tmp_path):
 def test_demo_through_main(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     with Image.open(tmp_path / "contact_sheet.png") as image:
-        assert image.size == (4 * 98 + 2, 3 * 98 + 2)  # 12 crops of 96x96 on a 4x3 grid
+        # 12 crops of 96x96 on a 4x3 grid, a caption strip under each
+        assert image.size == (4 * 98 + 2, 3 * (98 + sheet.CAPTION_HEIGHT) + 2)
     assert "crops: " + str(tmp_path / "crops") in capsys.readouterr().out
 
 
@@ -89,7 +90,7 @@ def test_margin_and_square():
     np.testing.assert_allclose(grown * 100, [8, 9, 31, 20], rtol=1e-6)
     square = boxes.sample_box((10, 10, 20, 30), 101, 101, square=True)
     np.testing.assert_allclose(square * 100, [10, 5, 29, 24], rtol=1e-6)
-    normalized = boxes.sample_box((0.2, 0.1, 0.4, 0.5), 11, 11, normalized=True, square=True)
+    normalized = boxes.sample_box((0.2, 0.1, 0.4, 0.5), 11, 11, units="normalized", square=True)
     np.testing.assert_allclose(normalized, [0.1, 0.1, 0.5, 0.5], atol=1e-7)
 
 
@@ -102,7 +103,7 @@ def test_margin_and_square():
 ])
 def test_bad_boxes(box, normalized, message):
     with pytest.raises(boxes.BoxError, match=message):
-        boxes.sample_box(box, 30, 40, normalized=normalized)
+        boxes.sample_box(box, 30, 40, units="normalized" if normalized else "pixels")
 
 
 def test_sheet_size_and_large_crops_are_reduced():
@@ -110,21 +111,30 @@ def test_sheet_size_and_large_crops_are_reduced():
     assert sheet.cell_size(512, 256) == (128, 64)
     crops = [np.full((512, 256, 3), k, np.uint8) for k in range(3)]
     image = sheet.contact_sheet(crops, 512, 256)
-    assert image.size == (2 * 66 + 2, 2 * 130 + 2)
+    assert image.size == (2 * 66 + 2, 2 * (130 + sheet.CAPTION_HEIGHT) + 2)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
 
 
 def test_progress_bar_draws_on_a_terminal_only():
-    stream = io.StringIO()
-    bar = Progress(4, label="x ", stream=stream, enabled=True, rate=1e9)
+    stream = Terminal()
+    bar = Progress(4, stream)
     bar.update(2)
     bar.write("error: something")
     bar.update(2)
     bar.close()
     text = stream.getvalue()
-    assert "2/4 crops" in text and "4/4 crops" in text and "error: something\n" in text
-    quiet = io.StringIO()
-    Progress(4, stream=quiet).update(4)  # StringIO is not a terminal
-    assert quiet.getvalue() == ""
+    assert "roiops crop:" in text and "0/4" in text and "error: something\n" in text
+    assert text.endswith("\r")  # closed: the bar's line is cleared
+    quiet = io.StringIO()  # not a terminal: nothing drawn, lines printed as they are
+    bar = Progress(4, quiet)
+    bar.update(4)
+    bar.write("error: x")
+    bar.close()
+    assert quiet.getvalue() == "error: x\n"
 
 
 def test_python_dash_m(tmp_path):

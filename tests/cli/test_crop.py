@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 import roiops
-from roiops.cli import crop as crop_module
+from roiops.cli import shards, worker
 from roiops.cli.main import main
 
 SIZE = (12, 10)
@@ -51,9 +51,14 @@ def test_png_crops_equal_crop_and_resize_on_the_same_pixels(dataset, rgb, capsys
         np.testing.assert_array_equal(rgb(written), expected)
 
 
+def load_shard(path):
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
 def test_output_names_use_stem_id_and_sanitized_label(dataset):
     assert crop(dataset) == 0
-    names = sorted(path.name for path in (dataset / "out").iterdir())
+    names = sorted(path.name for path in (dataset / "out").glob("*.png"))
     assert names == ["gray_11_dog_puppy.png", "gray_9_cat.png", "logo_12_traffic_light.png",
                      "street_7_cat.png", "street_8_traffic_light.png"]
 
@@ -75,11 +80,13 @@ def test_jpg_format_writes_jpeg_files(dataset):
 
 
 def test_npz_round_trips_crops_and_metadata(dataset, rgb):
-    assert crop(dataset, "--format", "npz", "--method", "nearest",
+    assert crop(dataset, "--format", "npz", "--method", "nearest", "--dtype", "float32",
                 "--extrapolation-value", "7", "--margin", "0.25") == 0
     annotations = coco_annotations(dataset)
-    with np.load(dataset / "out" / "crops.npz") as data:
-        assert data["crops"].dtype == np.float32
+    assert sorted(p.name for p in (dataset / "out").iterdir()) == ["crops-00000.npz",
+                                                                   "manifest.csv"]
+    with np.load(dataset / "out" / "crops-00000.npz") as data:
+        assert data["crops"].dtype == np.float32 and str(data["dtype"]) == "float32"
         assert data["crops"].shape == (5, *SIZE, 3)
         assert data["id"].tolist() == [a[0] for a in annotations]
         assert data["image"].tolist() == [a[1] for a in annotations]
@@ -88,9 +95,11 @@ def test_npz_round_trips_crops_and_metadata(dataset, rgb):
             data["box"], [[x, y, x + w, y + h] for _, _, (x, y, w, h), _ in annotations])
         assert data["size"].tolist() == list(SIZE) and str(data["method"]) == "nearest"
         assert float(data["extrapolation_value"]) == 7 and float(data["margin"]) == 0.25
-        assert not data["square"] and not data["normalized"]
+        assert not data["square"] and not data["normalized"] and not data["antialias"]
+        assert data["exif_orientation"]
         for row, (_, file_name, (x, y, w, h), _) in enumerate(annotations):
             image = rgb(dataset / "images" / file_name)
+            assert data["image_size"][row].tolist() == list(image.shape[:2])
             grown = (x - w / 4, y - h / 4, w * 1.5, h * 1.5)
             box = pixel_box(*grown, *image.shape[:2])
             np.testing.assert_allclose(data["sampled_box"][row], box, rtol=1e-6)
@@ -99,9 +108,19 @@ def test_npz_round_trips_crops_and_metadata(dataset, rgb):
                                                   method="nearest", extrapolation_value=7.0))
 
 
+def test_npz_crops_are_uint8_by_default_rounded_as_png(dataset, rgb, tree_hashes):
+    assert crop(dataset, "--format", "npz") == 0
+    assert crop(dataset, "--out", str(dataset / "png")) == 0
+    shard = load_shard(dataset / "out" / "crops-00000.npz")
+    assert shard["crops"].dtype == np.uint8 and str(shard["dtype"]) == "uint8"
+    for row, (ident, file_name, _, _) in enumerate(coco_annotations(dataset)):
+        written = next((dataset / "png").glob(f"{file_name[:-4]}_{ident}_*.png"))
+        np.testing.assert_array_equal(shard["crops"][row], rgb(written))
+
+
 def test_square_grows_the_short_side_around_the_centre(dataset):
     assert crop(dataset, "--format", "npz", "--square") == 0
-    with np.load(dataset / "out" / "crops.npz") as data:
+    with np.load(dataset / "out" / "crops-00000.npz") as data:
         # street.png is 30x40; annotation 7 is [2, 3, 10, 8]: 8 high grows to 10 around y=7.
         y1, x1, y2, x2 = data["sampled_box"][0]
         np.testing.assert_allclose([y1 * 29, x1 * 39, y2 * 29, x2 * 39], [2, 2, 11, 11],
@@ -114,9 +133,9 @@ def test_normalized_csv_boxes_pass_through_unchanged(dataset, rgb):
                                       "street.png,0.8,0.9,0.3,0.1,flipped\n")
     assert main(["crop", str(dataset / "norm.csv"), "--normalized", "--images",
                  str(dataset / "images"), "--out", str(dataset / "out"), "--format", "npz",
-                 "--workers", "1"]) == 0
+                 "--dtype", "float32", "--workers", "1"]) == 0
     image = rgb(dataset / "images" / "street.png")
-    with np.load(dataset / "out" / "crops.npz") as data:
+    with np.load(dataset / "out" / "crops-00000.npz") as data:
         np.testing.assert_array_equal(data["sampled_box"],
                                       np.float32([[0.2, 0.1, 0.7, 0.9], [0.9, 0.8, 0.1, 0.3]]))
         assert data["id"].tolist() == [1, 2]
@@ -151,25 +170,46 @@ def test_second_run_skips_existing_files_and_overwrite_rewrites(dataset, capsys)
     assert "5 written, 0 skipped" in capsys.readouterr().out
 
 
-def test_npz_resume_adds_only_the_missing_crops(dataset, capsys):
-    csv = dataset / "boxes.csv"
-    args = ["crop", str(csv), "--images", str(dataset / "images"), "--out",
-            str(dataset / "out"), "--format", "npz", "--workers", "1"]
-    full = csv.read_text()
-    csv.write_text("\n".join(full.splitlines()[:2]) + "\n")
-    assert main(args) == 0
-    csv.write_text(full)
+def test_npz_resume_redoes_only_the_shards_that_miss_crops(dataset, capsys, monkeypatch):
+    """Shards hold consecutive boxes; a resume keeps the complete ones, rewrites the others,
+    removes shards beyond the last, and gives the same files as a fresh run."""
+    monkeypatch.setattr(shards, "SHARD_BYTES", 2 * 12 * 10 * 3)  # two 12x10 uint8 crops
+    args = ["crop", str(dataset / "coco.json"), "--images", str(dataset / "images"), "--out",
+            str(dataset / "out"), "--format", "npz", "--workers", "1", "--size", "12x10"]
+    street = dataset / "images" / "street.png"
+    pixels = street.read_bytes()
+    street.unlink()  # boxes 1 and 2 (shard 0) fail
+    assert main(args) == 1
+    out = dataset / "out"
+    assert sorted(p.name for p in out.glob("*.npz")) == [f"crops-0000{k}.npz" for k in range(3)]
+    assert load_shard(out / "crops-00000.npz")["crops"].shape == (0, 12, 10, 3)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npz")}
+    street.write_bytes(pixels)
     capsys.readouterr()
     assert main(args) == 0
-    assert "2 written, 1 skipped, 0 failed" in capsys.readouterr().out
-    with np.load(dataset / "out" / "crops.npz") as resumed:
-        resumed = dict(resumed)
+    assert "2 written, 3 skipped, 0 failed" in capsys.readouterr().out
+    assert [p.name for p in out.glob("*.npz") if p.stat().st_mtime_ns != stamps[p.name]] == [
+        "crops-00000.npz"]
+    (out / "crops-00007.npz").write_bytes((out / "crops-00002.npz").read_bytes())  # stale
+    assert main(args) == 0
+    assert "0 written, 5 skipped" in capsys.readouterr().out
+    resumed = {p.name: load_shard(p) for p in sorted(out.glob("*.npz"))}
+    assert sorted(resumed) == [f"crops-0000{k}.npz" for k in range(3)]
     assert main([*args, "--overwrite"]) == 0
-    with np.load(dataset / "out" / "crops.npz") as fresh:
-        for key in fresh.files:
-            np.testing.assert_array_equal(resumed[key], fresh[key])
+    for name, shard in resumed.items():
+        fresh = load_shard(out / name)
+        assert shard.keys() == fresh.keys()
+        for key in fresh:
+            np.testing.assert_array_equal(shard[key], fresh[key])
     assert main([*args, "--size", "8"]) == 2  # other settings: no silent mix
     assert "other settings" in capsys.readouterr().err
+
+
+def test_a_resume_that_does_nothing_does_not_read_the_crops(dataset, monkeypatch, capsys):
+    assert crop(dataset, "--format", "npz") == 0
+    monkeypatch.setattr(shards, "read_crops", None)  # a call would fail
+    assert crop(dataset, "--format", "npz") == 0
+    assert "0 written, 5 skipped, 0 failed" in capsys.readouterr().out
 
 
 def test_workers_give_the_same_outputs(dataset, tree_hashes):
@@ -186,7 +226,7 @@ def test_workers_give_the_same_outputs(dataset, tree_hashes):
                      str(out), "--workers", workers, "--size", "5",
                      "--contact-sheet", str(out / "sheet.png")]) == 0
         outputs[workers] = {k.split("/")[-1]: v for k, v in tree_hashes(out).items()}
-    assert len(outputs["1"]) == 37 and outputs["1"] == outputs["2"]
+    assert len(outputs["1"]) == 38 and outputs["1"] == outputs["2"]  # crops, sheet, manifest
 
 
 def test_no_progress_bar_when_not_a_terminal(dataset, capsys):
@@ -196,16 +236,23 @@ def test_no_progress_bar_when_not_a_terminal(dataset, capsys):
 
 def test_input_files_are_never_written(dataset, tree_hashes):
     """An image read from --out (--allow-outside-images) that an output name would replace is
-    refused, on a second (resuming) run too; the annotation file in --out is not replaced."""
+    refused, on a second (resuming) run too; an annotation file in --out named as a shard or
+    the manifest is not replaced (usage error)."""
     out = dataset / "out"
     out.mkdir()
     (out / "street_1.png").write_bytes((dataset / "images" / "street.png").read_bytes())
     # row 1's output would be out/street_1.png, the image of row 2
-    (out / "crops.npz").write_text("image,x1,y1,x2,y2\nstreet.png,0,0,4,4\n"
-                                   "../out/street_1.png,0,0,4,4\n")
+    csv = ("image,x1,y1,x2,y2\nstreet.png,0,0,4,4\n../out/street_1.png,0,0,4,4\n")
+    (out / "boxes.csv").write_text(csv)
+    (out / "crops-00000.npz").write_text(csv)
+    (out / "manifest.csv").write_text(csv)
     before = tree_hashes(out)
-    for image_format, status in (("png", 1), ("png", 1), ("npz", 2)):
-        assert main(["crop", str(out / "crops.npz"), "--images", str(dataset / "images"),
+    for name, image_format, status in (("manifest.csv", "png", 2),
+                                       ("crops-00000.npz", "npz", 2),
+                                       ("boxes.csv", "png", 1), ("boxes.csv", "png", 1)):
+        if name == "boxes.csv":  # these runs write their manifest, not an input of theirs
+            before.pop(str(out / "manifest.csv"), None)
+        assert main(["crop", str(out / name), "--images", str(dataset / "images"),
                      "--out", str(out), "--format", image_format, "--workers", "1",
                      "--allow-outside-images"]) == status
     assert {k: v for k, v in tree_hashes(out).items() if k in before} == before
@@ -215,10 +262,9 @@ def test_boxes_cropped_in_groups_give_the_same_bits(dataset, monkeypatch):
     """An image's boxes go to crop_and_resize in groups bounded in bytes (memory); one box per
     call gives the same crops as all boxes in one call."""
     crops = []
-    for call_bytes in (crop_module.CALL_BYTES, 1):
-        monkeypatch.setattr(crop_module, "CALL_BYTES", call_bytes)
-        assert crop(dataset, "--format", "npz", "--overwrite") == 0
-        with np.load(dataset / "out" / "crops.npz") as data:
-            crops.append(data["crops"])
-    assert crop_module.boxes_per_call(SIZE) == 1
+    for call_bytes in (worker.CALL_BYTES, 1):
+        monkeypatch.setattr(worker, "CALL_BYTES", call_bytes)
+        assert crop(dataset, "--format", "npz", "--dtype", "float32", "--overwrite") == 0
+        crops.append(load_shard(dataset / "out" / "crops-00000.npz")["crops"])
+    assert worker.boxes_per_call(SIZE) == 1
     np.testing.assert_array_equal(crops[0], crops[1])

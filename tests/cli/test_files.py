@@ -52,13 +52,15 @@ def test_is_written_counts_only_non_empty_regular_files(tmp_path):
 
 @pytest.mark.parametrize("image_format", ["png", "npz"])
 def test_links_in_out_are_replaced_not_followed(dataset, tree_hashes, image_format):
-    """A link at an output's name (a crop, crops.npz, the contact sheet) pointing outside --out:
-    the file it points to is neither written nor read (not taken for a finished crop)."""
+    """A link at an output's name (a crop, a shard, the manifest, the contact sheet) pointing
+    outside --out: the file it points to is neither written nor read (not taken for a finished
+    crop)."""
     elsewhere = dataset / "elsewhere"
     elsewhere.mkdir()
     out = dataset / "out"
     out.mkdir()
-    names = {"png": ["street_1_cat.png", "gray_2_dog.png"], "npz": ["crops.npz"]}[image_format]
+    names = {"png": ["street_1_cat.png", "gray_2_dog.png"],
+             "npz": ["crops-00000.npz"]}[image_format] + ["manifest.csv"]
     for name in [*names, "sheet.png"]:
         (elsewhere / name).write_bytes(b"not an output")
         (out / name).symlink_to(elsewhere / name)
@@ -70,6 +72,6 @@ def test_links_in_out_are_replaced_not_followed(dataset, tree_hashes, image_form
     for name in [*names, "sheet.png"]:
         assert not (out / name).is_symlink() and (out / name).stat().st_size > 0
     if image_format == "npz":
-        with np.load(out / "crops.npz") as data:
+        with np.load(out / "crops-00000.npz") as data:
             assert data["crops"].shape == (3, 6, 6, 3)
     assert not list(out.glob(".roiops-*"))

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from roiops.cli import annotations, crop, memory
+from roiops.cli import annotations, crop, memory, worker
 from roiops.cli.crop import CropJob, CropOptions
 from roiops.cli.main import main
 
@@ -60,7 +60,7 @@ def test_workers_that_do_not_fit(dataset, capsys, monkeypatch):
     monkeypatch.setattr(crop, "IMAGES_PER_WORKER", 1)
     job = CropJob(dataset / "coco.json", dataset / "images", dataset / "out", CropOptions())
     loaded, _ = annotations.load(dataset / "coco.json")
-    job._check_memory([crop.Item(number, item) for number, item in enumerate(loaded)])
+    job._check_memory([worker.Item(number, item) for number, item in enumerate(loaded)])
     assert job._worker_count(3) == 2
 
 
@@ -68,30 +68,30 @@ def test_npz_counts_every_crop(dataset, capsys, monkeypatch):
     need = crop.npz_bytes((64, 64), 5) + crop.worker_bytes((64, 64), "npz", 2)
     monkeypatch.setattr(memory, "available", lambda: need - 1)
     assert run(dataset, "--format", "npz", "--workers", "1") == 2
-    assert "5 crops in crops.npz" in capsys.readouterr().err
+    assert "a shard of crops" in capsys.readouterr().err
     monkeypatch.setattr(memory, "available", lambda: need)
     assert run(dataset, "--format", "npz", "--workers", "1") == 0
 
 
 def test_boxes_per_call_bounds_a_call_to_the_budget():
-    assert crop.boxes_per_call((64, 64)) == crop.CALL_BYTES // (64 * 64 * 12)
-    assert crop.boxes_per_call((5000, 5000)) == 1
+    assert worker.boxes_per_call((64, 64)) == worker.CALL_BYTES // (64 * 64 * 12)
+    assert worker.boxes_per_call((5000, 5000)) == 1
 
 
 MEASURE = """
 import resource, sys
 from pathlib import Path
-from roiops.cli import annotations, crop
+from roiops.cli import annotations, imageio, worker
 size, count, out = int(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 source = Path(sys.argv[4])
-crop.warm_up()
-crop.imageio.read_rgb(source)
-items = [crop.Item(k, annotations.Annotation(source.name, k, "", (1, 1, 30, 20), "test"),
-                   out / f"{k}.png") for k in range(count)]
-task = crop.ImageTask(str(source), source, items, crop.CropOptions(size=(size, size)),
-                      False, 400)
+worker.warm_up()
+imageio.read_rgb(source)
+items = [worker.Item(k, annotations.Annotation(source.name, k, "", (1, 1, 30, 20), "test"),
+                     out / f"{k}.png") for k in range(count)]
+task = worker.ImageTask(str(source), source, items, worker.CropOptions(size=(size, size)),
+                        False, 400)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-assert not crop.crop_image(task).problems
+assert not worker.crop_image(task).problems
 print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 """
 

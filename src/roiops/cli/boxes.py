@@ -11,6 +11,8 @@ The convention (docs/cli.md, "Box conventions"):
   exactly those pixels. A box less than one pixel wide samples one column at ``x1``.
 * Normalized boxes (CSV with ``--normalized``) are crop_and_resize's own coordinates and are
   passed through unchanged (flipped boxes flip the crop).
+* Relative boxes (YOLO) are fractions of the image width and height in edge coordinates:
+  ``x1 * W`` is the pixel box's ``x1``; from there they are pixel boxes.
 * ``margin`` grows a box by ``margin`` times its width (height) on the left and right (top and
   bottom); ``square`` then grows the shorter side to the longer one around the box centre.
   Both act on pixel sizes: for pixel boxes on the edge-coordinate box (its size is ``w``), for
@@ -33,19 +35,22 @@ def check_pixel_box(box):
                        "(needs x2 > x1 and y2 > y1)")
 
 
-def sample_box(box, height, width, *, normalized=False, margin=0.0, square=False):
+def sample_box(box, height, width, *, units="pixels", margin=0.0, square=False):
     """The crop_and_resize box ``[y1, x1, y2, x2]`` (float32) for an annotation box.
 
     Args:
-        box: ``(x1, y1, x2, y2)``: pixels (edge coordinates), or normalized with ``normalized``.
+        box: ``(x1, y1, x2, y2)`` in ``units``: ``"pixels"`` (edge coordinates),
+            ``"normalized"`` or ``"relative"`` (see the module docstring).
         height, width: the image size in pixels.
         margin, square: see the module docstring.
 
     Raises:
         BoxError: an empty pixel box, or a box with no overlap with the image.
     """
+    if units == "relative":
+        box = to_pixels(box, height, width)
     x1, y1, x2, y2 = (float(v) for v in box)
-    if normalized:
+    if units == "normalized":
         _require_overlap_normalized(box)
         ys = _grow(y1 * (height - 1), y2 * (height - 1), margin)
         xs = _grow(x1 * (width - 1), x2 * (width - 1), margin)
@@ -63,6 +68,39 @@ def sample_box(box, height, width, *, normalized=False, margin=0.0, square=False
     ys = (ys[0], max(ys[0], ys[1] - 1.0))
     xs = (xs[0], max(xs[0], xs[1] - 1.0))
     return _normalize(ys, xs, height, width)
+
+
+def to_pixels(box, height, width):
+    """A relative box (fractions of the image size) in pixel edge coordinates."""
+    x1, y1, x2, y2 = box
+    return (x1 * width, y1 * height, x2 * width, y2 * height)
+
+
+def pixel_size(box, units, height=None, width=None):
+    """``(width, height)`` of an annotation box in pixels (the image size is needed unless
+    ``units`` is pixels): a normalized box spans the pixels between its corner samples."""
+    x1, y1, x2, y2 = box
+    if units == "pixels":
+        return x2 - x1, y2 - y1
+    if units == "relative":
+        return (x2 - x1) * width, (y2 - y1) * height
+    return abs(x2 - x1) * (width - 1) + 1, abs(y2 - y1) * (height - 1) + 1
+
+
+def samples_outside(sampled_box, height, width, crop_height, crop_width):
+    """``(rows, columns)``: which rows and columns of a crop sample outside the image (boolean
+    arrays), for the crop_and_resize box ``[y1, x1, y2, x2]`` of an image ``height x width``."""
+    y1, x1, y2, x2 = (float(v) for v in sampled_box)
+    return (_outside(y1, y2, height, crop_height), _outside(x1, x2, width, crop_width))
+
+
+def _outside(start, end, size, count):
+    scale = size - 1
+    if count == 1:
+        positions = np.array([0.5 * (start + end) * scale])
+    else:
+        positions = start * scale + np.arange(count) * ((end - start) * scale / (count - 1))
+    return (positions < 0) | (positions > scale)
 
 
 def _require_overlap_normalized(box):

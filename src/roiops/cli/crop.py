@@ -1,110 +1,57 @@
-"""The ``roiops crop`` job: annotations in, one crop per box out (files or one .npz).
+"""The ``roiops crop`` job: annotations in, one crop per box out (image files or npz shards),
+a manifest of them, and a contact sheet if asked.
 
-The work is split by image: a worker decodes an image, crops all its boxes with one
-:func:`roiops.crop_and_resize` call (or one per group of ``CALL_BYTES`` of crops) and encodes
-the crops. Images go to a process pool (each worker with one Numba thread) and their results
-come back in annotation order, so messages, the .npz and the contact sheet are the same for any
-number of workers. Bad items (an image that
-cannot be read, a malformed annotation, a box outside its image) print one line each and the
-run goes on; :class:`UsageError` (an unreadable annotation file, an output that would replace an
-input, crops too large for the memory) stops it before any work.
-
-Outputs are written atomically and never through a link (:mod:`.files`). Pool workers exit as
-soon as the main process closes their lifeline pipe: when it stops them early (Ctrl-C, SIGTERM)
-or when it dies, even by ``kill -9``.
+The work is split by image (:mod:`.worker`): a worker decodes an image, crops its boxes and
+writes the crops, or sends them back for an npz shard. Results come back in annotation order,
+so messages, shards, the manifest and the contact sheet are the same for any number of
+workers. Bad items (an image that cannot be read, a malformed annotation, a box outside its
+image) print one line each and the run goes on; :class:`UsageError` (an unreadable annotation
+file, an output that would replace an input, crops too large for the memory) stops it before
+any work. Outputs are written atomically and never through a link (:mod:`.files`).
 """
-import concurrent.futures
 import contextlib
 import math
-import multiprocessing
-import multiprocessing.util
 import os
-import signal
 import sys
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 from PIL import Image
 
-import roiops
-
 from . import annotations as annotation_files
-from . import files, imageio, memory, sheet
-from .boxes import BoxError, sample_box
+from . import files, imageio, manifest, memory, sampling, shards, sheet
+from .boxes import BoxError, pixel_size, sample_box, samples_outside
 from .errors import UsageError
 from .progress import Progress
+from .worker import (
+    CALL_BYTES,
+    FLOAT_CROP_BYTES,
+    STAGES,
+    CropOptions,
+    ImageTask,
+    Item,
+    boxes_per_call,
+    default_workers,
+    map_images,
+    not_cropped,
+    warm_up,
+)
 
-NPZ_NAME = "crops.npz"
-STAGES = ("decode", "crop", "encode")
+__all__ = ["CropJob", "CropOptions", "Summary", "default_workers"]
+
 IMAGES_PER_WORKER = 16
-# The float32 crops of one crop_and_resize call stay under this (the boxes of an image with
-# many or large crops are cropped in groups), so a worker's memory does not grow with the
-# number of boxes of an image. Boxes are cropped independently: grouping changes no bit.
-CALL_BYTES = 64 * 2 ** 20
-FLOAT_CROP_BYTES = 3 * 4  # per crop pixel: float32 RGB
 # The longest crop side an encoder takes: JPEG's own limit (libjpeg), and for PNG (and the
 # contact sheet, made with Pillow from the crops) a bound well inside Pillow's (about 89
 # million pixels a row). npz has none.
 MAX_SIDE = {"jpg": 65500, "png": 2 ** 24}
-
-
-@dataclass(frozen=True)
-class CropOptions:
-    """How to cut the crops (the ``roiops crop`` flags)."""
-
-    size: tuple = (64, 64)
-    method: str = "bilinear"
-    extrapolation_value: float = 0.0
-    margin: float = 0.0
-    square: bool = False
-    normalized: bool = False
-    image_format: str = "png"
-    overwrite: bool = False
-
-    def settings(self):
-        """The options that decide the pixels of a crop (kept in the .npz to check a resume)."""
-        return {"size": np.array(self.size, np.int64), "method": np.array(self.method),
-                "extrapolation_value": np.array(self.extrapolation_value, np.float64),
-                "margin": np.array(self.margin, np.float64), "square": np.array(self.square),
-                "normalized": np.array(self.normalized)}
-
-
-@dataclass
-class Item:
-    """One annotation of this run: its position in annotation order and its output file."""
-
-    number: int
-    annotation: annotation_files.Annotation
-    output: Path = None
-
-
-@dataclass
-class ImageTask:
-    """One image for a worker: where to report it, the file to read, its items to crop."""
-
-    path: str                # the image as --images and the annotation name it, for messages
-    source: Path             # the resolved file to read
-    items: list
-    options: CropOptions
-    keep_crops: bool         # npz: return the float32 crops instead of writing files
-    thumb_limit: int         # return contact sheet cells for item numbers below this
-
-
-@dataclass
-class ImageResult:
-    """What a worker did with one image."""
-
-    written: list = field(default_factory=list)  # item numbers
-    failed: int = 0
-    problems: list = field(default_factory=list)
-    timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    crops: dict = field(default_factory=dict)     # number -> float32 crop (npz only)
-    boxes: dict = field(default_factory=dict)     # number -> sampled [y1, x1, y2, x2] (npz)
-    thumbs: dict = field(default_factory=dict)    # number -> contact sheet cell (uint8)
+UNLABELED = "_unlabeled"  # the class folder of boxes without a label (no label begins with _)
+NOTICE_SECONDS = 2.0      # loading the kernels longer than this: say why nothing happens
+KERNELS_NOTICE = ("roiops crop: preparing the crop kernels (a first run compiles them for this "
+                  "machine, which takes up to a minute; later runs load them from the cache)")
 
 
 @dataclass
@@ -114,9 +61,11 @@ class Summary:
     written: int = 0
     skipped: int = 0
     failed: int = 0
+    filtered: int = 0
     errors: int = 0
     seconds: float = 0.0
     workers: int = 1
+    dry_run: bool = False
     timings: dict = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     outputs: list = field(default_factory=list)
 
@@ -125,11 +74,15 @@ class Summary:
         return 1 if self.failed or self.errors else 0
 
     def lines(self):
+        filtered = f", {self.filtered} filtered out" if self.filtered else ""
+        if self.dry_run:
+            return [f"dry run: {self.written} to crop, {self.skipped} skipped (already there), "
+                    f"{self.failed} failed{filtered}; nothing was written"]
         rate = self.written / self.seconds if self.seconds > 0 else 0.0
         split = ", ".join(f"{stage} {self.timings[stage]:.2f} s" for stage in STAGES)
         over = f", summed over {self.workers} workers" if self.workers > 1 else ""
-        lines = [f"{self.written} written, {self.skipped} skipped, {self.failed} failed "
-                 f"in {self.seconds:.2f} s ({rate:.0f} crops/s)",
+        lines = [f"{self.written} written, {self.skipped} skipped, {self.failed} failed"
+                 f"{filtered} in {self.seconds:.2f} s ({rate:.0f} crops/s)",
                  f"time: {split}{over}"]
         other = self.seconds - sum(self.timings.values())
         if self.workers == 1 and other >= 0.5:
@@ -149,211 +102,46 @@ def output_name(annotation, extension):
     return "_".join(parts) + "." + extension
 
 
-def boxes_per_call(size):
-    """How many crops of ``size`` one crop_and_resize call makes (at least one)."""
-    return max(1, CALL_BYTES // (size[0] * size[1] * FLOAT_CROP_BYTES))
+def class_folder(label):
+    """The folder of a label's crops with ``--layout class``: the sanitized label."""
+    return annotation_files.sanitize(label) or UNLABELED
 
 
-def worker_bytes(size, image_format, boxes_per_image):
+def output_path(annotation, options):
+    """The crop file of an annotation, relative to --out."""
+    name = output_name(annotation, options.image_format)
+    if options.layout == "class":
+        return Path(class_folder(annotation.label), name)
+    return Path(name)
+
+
+def worker_bytes(size, image_format, boxes_per_image, dtype="uint8", antialias=False):
     """About the most memory a worker holds for crops of ``size`` at once (the decoded image,
     bounded by Pillow's decompression bomb limit, is not counted).
 
-    PNG and JPEG: one call's float32 crops, rounded in place, and their uint8 copies, plus
-    Pillow's copies of the crop being encoded (its bytes, then 4 bytes a pixel). npz: all
-    float32 crops of the image with the most boxes and their pickled copy on the way back, plus
-    a rounded copy of one crop. Both: the contact sheet cells that go back.
+    One group's float32 crops (``CALL_BYTES``) and their uint8 copies; for PNG and JPEG,
+    Pillow's copies of the crop being encoded (its bytes, then 4 bytes a pixel); for npz, the
+    image's crops kept for the shard (at most a shard's) and their pickled copy on the way
+    back. With --antialias, one call's samples. The contact sheet cells that go back.
     """
     pixels = size[0] * size[1]
     cells = sheet.MAX_CROPS * math.prod(sheet.cell_size(*size)) * 3
+    group = boxes_per_call(size) * pixels * (FLOAT_CROP_BYTES + 3)
     if image_format == "npz":
-        per_pixel = 2 * boxes_per_image * FLOAT_CROP_BYTES + FLOAT_CROP_BYTES + 3
+        kept = min(boxes_per_image, shards.crops_per_shard(size, dtype))
+        total = group + 2 * kept * pixels * 3 * np.dtype(dtype).itemsize
     else:
-        per_pixel = boxes_per_call(size) * (FLOAT_CROP_BYTES + 3) + 3 + 4
-    return per_pixel * pixels + cells
+        total = group + pixels * (3 + 4)
+    if antialias:
+        total += max(CALL_BYTES, sampling.dense_bytes(size, True))
+    return total + cells
 
 
-def npz_bytes(size, count):
-    """The memory the main process needs for ``crops.npz`` with ``count`` crops: the crops
-    received from the workers, those of the crops.npz being resumed, and the stacked array
-    written (three float32 copies of every crop)."""
-    return 3 * count * size[0] * size[1] * FLOAT_CROP_BYTES
-
-
-def crop_image(task):
-    """Decode one image, crop its boxes with crop_and_resize, write or keep the crops.
-
-    With ``task.keep_crops`` (npz) the float32 crops come back instead of being written;
-    contact sheet cells of the items numbered below ``task.thumb_limit`` come back too.
-    """
-    result = ImageResult()
-    clock = time.perf_counter()
-    try:
-        pixels = imageio.read_rgb(task.source)
-    except imageio.ImageError as error:
-        result.problems.append(f"{task.path}: {error} ({not_cropped(len(task.items))})")
-        result.failed = len(task.items)
-        return result
-    finally:
-        result.timings["decode"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    good, boxes = _sample_boxes(task, pixels.shape[:2], result)
-    result.timings["crop"] += time.perf_counter() - clock
-    step = boxes_per_call(task.options.size)
-    for start in range(0, len(good), step):
-        _crop_group(task, pixels, good[start:start + step], boxes[start:start + step], result)
-    return result
-
-
-def _sample_boxes(task, shape, result):
-    """The items whose boxes can be cropped and their crop_and_resize boxes ([n, 4] float32);
-    a problem line for each of the others."""
-    good, boxes = [], []
-    for item in task.items:
-        try:
-            boxes.append(sample_box(item.annotation.box, *shape,
-                                    normalized=task.options.normalized,
-                                    margin=task.options.margin, square=task.options.square))
-            good.append(item)
-        except BoxError as error:
-            result.problems.append(f"{item.annotation.where}: {error} (image {task.path})")
-            result.failed += 1
-    return good, np.array(boxes, np.float32).reshape(-1, 4)
-
-
-def _crop_group(task, pixels, items, boxes, result):
-    """Crop ``boxes`` with one crop_and_resize call; keep or write the crops. (A function, so
-    that a group's crops are freed before the next group's are made.)"""
-    clock = time.perf_counter()
-    crops = roiops.crop_and_resize(
-        pixels[None], boxes, np.zeros(len(items), np.int64), task.options.size,
-        method=task.options.method, extrapolation_value=task.options.extrapolation_value)
-    result.timings["crop"] += time.perf_counter() - clock
-    clock = time.perf_counter()
-    if task.keep_crops:
-        _keep(task, items, boxes, crops, result)
-    else:
-        _write(task, items, imageio.to_uint8(crops, in_place=True), result)
-    result.timings["encode"] += time.perf_counter() - clock
-
-
-def _keep(task, items, boxes, crops, result):
-    for item, box, crop in zip(items, boxes, crops):
-        result.crops[item.number], result.boxes[item.number] = crop, box
-        result.written.append(item.number)
-        if item.number < task.thumb_limit:
-            result.thumbs[item.number] = sheet.fit_cell(imageio.to_uint8(crop),
-                                                        *task.options.size)
-
-
-def _write(task, items, crops, result):
-    for item, crop in zip(items, crops):
-        try:
-            imageio.write_image(crop, item.output, task.options.image_format)
-        except OSError as error:
-            result.problems.append(f"{item.output}: cannot write: {error}")
-            result.failed += 1
-            continue
-        result.written.append(item.number)
-        if item.number < task.thumb_limit:
-            result.thumbs[item.number] = sheet.fit_cell(crop, *task.options.size)
-
-
-def not_cropped(count):
-    return f"{count} box{'es' * (count != 1)} not cropped"
-
-
-def default_workers():
-    """The CPUs this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def warm_up():
-    """Load the compiled crop kernel for decoded images (read-only uint8; from Numba's cache,
-    or compile it), so that this one-time cost is not counted as crop time."""
-    image = np.zeros((1, 2, 2, 3), np.uint8)
-    image.flags.writeable = False
-    roiops.crop_and_resize(image, np.zeros((1, 4), np.float32), np.zeros(1, np.int64), (1, 1))
-
-
-def _init_worker(lifeline):
-    # Ctrl-C, and often SIGTERM, go to the whole process group: the main process handles them
-    # and stops the workers through the lifeline, after the files being written.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True,
-                     name="roiops-lifeline").start()
-    numba.set_num_threads(1)
-    warm_up()
-
-
-def _exit_with_parent(lifeline):
-    """Exit this worker at once when the main process closes the other end of ``lifeline``
-    (it stops the workers) or dies (the system closes it, even after ``kill -9``), once the
-    file being written, if any, is in place."""
-    try:
-        while True:
-            lifeline.recv_bytes()
-    except (EOFError, OSError):
-        pass
-    files.WRITING.acquire()
-    # What a worker process runs when it ends normally: its finalizers unregister the
-    # semaphores it made (Numba makes one), else the resource tracker reports them as leaked.
-    multiprocessing.util._exit_function()
-    os._exit(1)
-
-
-def _map_images(tasks, workers):
-    """``crop_image`` over ``tasks`` in order: in this process for one worker, else a pool.
-
-    Every image is cropped with one Numba thread: a few boxes are far too little work to share
-    (waking threads costs more, and much more on a busy machine); processes give the
-    parallelism.
-    """
-    if not tasks:
-        return
-    if workers <= 1:
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            warm_up()
-            yield from map(crop_image, tasks)
-        finally:
-            numba.set_num_threads(threads)
-        return
-    yield from _map_in_pool(tasks, workers)
-
-
-def _map_in_pool(tasks, workers):
-    """``crop_image`` over ``tasks`` in ``workers`` processes, results in order.
-
-    Only this process holds the sending end of the workers' lifeline (a pipe created here is
-    not inherited, and the fork server and the resource tracker are started with only the file
-    descriptors they need): closing it, or this process dying, ends every worker. When the run
-    stops early (an interruption, an error) the lifeline is closed first, so that the workers
-    do not finish the queued images.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload([__name__])
-    lifeline, keep_alive = context.Pipe(duplex=False)
-    chunksize = max(1, min(8, len(tasks) // (workers * 4)))
-    pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context,
-                                                  initializer=_init_worker,
-                                                  initargs=(lifeline,))
-    try:
-        yield from pool.map(crop_image, tasks, chunksize=chunksize)
-    except BaseException:
-        keep_alive.close()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        keep_alive.close()
-        lifeline.close()
+def npz_bytes(size, count, dtype="uint8"):
+    """The memory the main process needs for ``count`` crops in npz shards: one shard's
+    crops as they come back, stacked into the shard, and pickled on the way (three copies)."""
+    per_shard = min(count, shards.crops_per_shard(size, dtype))
+    return 3 * per_shard * size[0] * size[1] * 3 * np.dtype(dtype).itemsize
 
 
 class ImagePathError(Exception):
@@ -374,11 +162,24 @@ def _as_written(path):
     return path.parent.resolve() / path.name
 
 
+@dataclass
+class Done:
+    """A crop in --out (written now or by an earlier run): where it is, and what it was cut
+    from (None when unknown)."""
+
+    crop: str                 # relative to --out
+    index: int = None         # its row in an npz shard
+    image_size: tuple = None  # (height, width)
+    sampled_box: object = None
+
+
 class CropJob:
     """One ``roiops crop`` run; :meth:`run` does it and returns the :class:`Summary`."""
 
     def __init__(self, annotations, images, out, options, *, contact_sheet=None, workers=None,
-                 allow_outside_images=False, stderr=None, progress=None):
+                 allow_outside_images=False, columns=None, names=None, categories=(),
+                 min_size=0.0, limit=None, dry_run=False, quiet=False, stderr=None,
+                 progress=None):
         self.annotations_path = Path(annotations)
         self.images = Path(images)
         self.out = Path(out)
@@ -386,37 +187,56 @@ class CropJob:
         self.contact_sheet = Path(contact_sheet) if contact_sheet else None
         self.workers = workers
         self.allow_outside_images = allow_outside_images
+        self.reading = annotation_files.Reading(columns or {}, options.normalized,
+                                                Path(names) if names else None, self.images)
+        self.categories = {unicodedata.normalize("NFC", name) for name in categories}
+        self.min_size = min_size
+        self.limit = limit
+        self.dry_run = dry_run
+        self.quiet = quiet
         self.stderr = sys.stderr if stderr is None else stderr
-        self.progress_enabled = progress
-        self.summary = Summary()
-        self.thumbs = {}
+        self.progress_enabled = False if quiet else progress
+        self.summary = Summary(dry_run=dry_run)
+        self.thumbs = {}             # item number -> contact sheet cell
+        self.done = {}               # item number -> Done
         self._progress = None
         self._images_root = None     # --images, resolved
         self._memory_workers = None  # the most workers the memory holds (default --workers)
+        self._sources = {}           # image name -> resolved file, or the ImagePathError
+        self._sizes = {}             # image name -> (height, width) from its header, or None
+
+    @property
+    def npz(self):
+        return self.options.image_format == "npz"
 
     def run(self):
         start = time.perf_counter()
-        annotations, problems = annotation_files.load(self.annotations_path)
-        items = [Item(number, annotation) for number, annotation in enumerate(annotations)]
+        annotations, problems = annotation_files.load(self.annotations_path, self.reading)
         self._check_folders()
         self._check_size()
+        self._check_categories(annotations)
+        items = [Item(number, annotation)
+                 for number, annotation in enumerate(self._select(annotations))]
+        self._check_class_folders(items)
         self._check_memory(items)
         protected = self._protected_paths(items)
         self._prepare_out(protected, items)
-        for line in problems:
-            self._error(line)
-        self.summary.failed += len(problems)
-        sources, items = self._image_sources(items)
-        npz = self.options.image_format == "npz"
-        previous = self._load_previous_npz() if npz else {}
-        todo = self._plan(items, protected, previous)
-        tasks = self._tasks(todo, sources)
-        self.summary.workers = self._worker_count(len(tasks))
-        results = self._collect(tasks, sum(len(task.items) for task in tasks))
-        if npz:
-            self._write_npz(items, results, previous)
-        if self.contact_sheet:
-            self._write_contact_sheet()
+        for problem in problems:
+            self._error(problem.message)
+            self.summary.failed += problem.boxes
+        sources, readable = self._image_sources(items)
+        if self.npz:
+            chunks, tasks = self._plan_shards(items, readable, sources, protected)
+        else:
+            chunks, tasks = None, [self._plan_files(readable, sources, protected)]
+        self.summary.workers = self._worker_count(sum(len(batch) for batch in tasks))
+        if self.dry_run:
+            self.summary.written = sum(len(task.items) for batch in tasks for task in batch)
+        else:
+            self._collect(tasks, chunks)
+            self._write_manifest(items)
+            if self.contact_sheet:
+                self._write_contact_sheet(items)
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 
@@ -454,20 +274,53 @@ class CropJob:
                 raise UsageError(f"--size {height}x{width}: {what} can be at most {limit} "
                                  "pixels on a side")
 
+    def _check_categories(self, annotations):
+        """A --category that no box has is a usage error (a typo would crop nothing)."""
+        labels = {unicodedata.normalize("NFC", annotation.label) for annotation in annotations}
+        unknown = sorted(self.categories - labels)
+        if unknown:
+            known = ", ".join(repr(label) for label in sorted(labels)[:20])
+            more = ", ..." if len(labels) > 20 else ""
+            raise UsageError(f"--category {', '.join(map(repr, unknown))}: no box has this "
+                             f"label; the labels are {known or 'none'}{more}")
+
+    def _check_class_folders(self, items):
+        """--layout class: two labels may not share a folder, and a class folder may not be a
+        link or the --images folder (crops are written only inside --out)."""
+        if self.options.layout != "class":
+            return
+        labels = {}
+        for item in items:
+            label = item.annotation.label
+            other = labels.setdefault(class_folder(label), label)
+            if other != label:
+                raise UsageError(f"--layout class: the labels {other!r} and {label!r} would "
+                                 f"share the folder {class_folder(label)}; rename one")
+        out = _resolve(self.out, "--out")
+        for folder in labels:
+            path = self.out / folder
+            if path.is_symlink() or (path.exists() and not path.is_dir()):
+                raise UsageError(f"--layout class: {path} is a link or not a folder; class "
+                                 "folders are made by roiops crop (remove it)")
+            if (out / folder) == self._images_root:
+                raise UsageError(f"--layout class: the class folder {path} is the --images "
+                                 "folder; choose another --out")
+
     def _check_memory(self, items):
         """Refuse a --size (or --workers) whose crops cannot fit in the memory available, before
         anything is allocated; cap the default number of workers to what fits."""
         available = memory.available()
         if available is None or not items:
             return
-        size, image_format = self.options.size, self.options.image_format
+        options = self.options
+        size = options.size
         per_image = {}
         for item in items:
             per_image[item.annotation.image] = per_image.get(item.annotation.image, 0) + 1
-        worker = worker_bytes(size, image_format, max(per_image.values()))
-        main = npz_bytes(size, len(items)) if image_format == "npz" else 0
-        what = (f"{len(items)} crops in crops.npz and a worker's crops" if main else
-                "the crops of one worker")
+        worker = worker_bytes(size, options.image_format, max(per_image.values()),
+                              options.dtype, options.antialias)
+        main = npz_bytes(size, len(items), options.dtype) if self.npz else 0
+        what = ("a shard of crops and a worker's crops" if main else "the crops of one worker")
         shown = f"--size {size[0]}x{size[1]}"
         if worker + main > available:
             raise UsageError(f"{shown} needs {memory.describe(worker + main)} for {what}, more "
@@ -484,6 +337,44 @@ class CropJob:
                              f"{memory.describe(available)} of memory available ("
                              f"{memory.describe(worker)} per worker); use --workers {fit} or "
                              "fewer")
+
+    # -- selecting ---------------------------------------------------------------------------
+
+    def _select(self, annotations):
+        """The boxes of --category that are at least --min-size, the first --limit of them."""
+        selected = []
+        for annotation in annotations:
+            if self.limit is not None and len(selected) == self.limit:
+                break
+            label = unicodedata.normalize("NFC", annotation.label)
+            if (self.categories and label not in self.categories) or self._too_small(annotation):
+                self.summary.filtered += 1
+                continue
+            selected.append(annotation)
+        return selected
+
+    def _too_small(self, annotation):
+        """Whether a box is narrower or lower than --min-size pixels. A box in fractions of its
+        image needs the image size, read from the image's header; a box whose image cannot be
+        read is kept (and fails when it is cropped)."""
+        if not self.min_size:
+            return False
+        shape = ()
+        if annotation.units != "pixels":
+            shape = self._header_size(annotation.image)
+            if shape is None:
+                return False
+        return min(pixel_size(annotation.box, annotation.units, *shape)) < self.min_size
+
+    def _header_size(self, name):
+        """``(height, width)`` of an image as it is decoded, from its header; None if it cannot
+        be read (or may not be)."""
+        if name not in self._sizes:
+            self._sizes[name] = None
+            with contextlib.suppress(ImagePathError, imageio.ImageError):
+                self._sizes[name] = imageio.read_size(self._image_source(name),
+                                                      self.options.exif_orientation)
+        return self._sizes[name]
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -515,27 +406,41 @@ class CropJob:
         if self.contact_sheet and self._sheet_is_an_output(items):
             raise UsageError(f"--contact-sheet {self.contact_sheet} is also the name of an "
                              f"output in --out {self.out}")
-        if (self.options.image_format == "npz"
-                and _as_written(self.out / NPZ_NAME) in protected):
-            raise UsageError(f"{self.out / NPZ_NAME} would overwrite an input file")
+        if _as_written(self.out / manifest.NAME) in protected:
+            raise UsageError(f"{self.out / manifest.NAME} would overwrite an input file")
+        if self.npz:
+            for path in self._shard_paths(items):
+                if _as_written(path) in protected:
+                    raise UsageError(f"{path} would overwrite an input file")
+        if self.dry_run:
+            return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise UsageError(f"cannot create output folder {self.out}: {error}") from None
 
+    def _shard_paths(self, items):
+        per_shard = shards.crops_per_shard(self.options.size, self.options.dtype)
+        return [self.out / shards.name(number)
+                for number in range(math.ceil(len(items) / per_shard))]
+
     def _sheet_is_an_output(self, items):
-        if _as_written(self.contact_sheet).parent != self.out.resolve():
+        sheet_path = _as_written(self.contact_sheet)
+        out = self.out.resolve()
+        if not sheet_path.is_relative_to(out):
             return False
-        if self.options.image_format == "npz":
-            return self.contact_sheet.name == NPZ_NAME
-        return any(self.contact_sheet.name == output_name(item.annotation,
-                                                          self.options.image_format)
-                   for item in items)
+        relative = sheet_path.relative_to(out)
+        if relative == Path(manifest.NAME):
+            return True
+        if self.npz:
+            return relative.parent == Path(".") and shards.NAME.fullmatch(relative.name)
+        return any(relative == output_path(item.annotation, self.options) for item in items)
 
     def _image_sources(self, items):
         """``(sources, items)``: the file to read for each image name, and the items whose image
         may be read. An image name that cannot be read (outside --images without
-        --allow-outside-images, a NUL byte) is an error for each of its boxes, one line."""
+        --allow-outside-images, a NUL byte) is an error for each of its boxes, one line; with
+        --dry-run so is an image that does not exist."""
         by_image = {}
         for item in items:
             by_image.setdefault(item.annotation.image, []).append(item)
@@ -543,6 +448,8 @@ class CropJob:
         for name, image_items in by_image.items():
             try:
                 sources[name] = self._image_source(name)
+                if self.dry_run and not sources[name].is_file():
+                    raise ImagePathError(imageio.ImageError("no such file"))
                 readable += image_items
             except ImagePathError as error:
                 self._error(f"{self.images / name}: {error} ({not_cropped(len(image_items))})")
@@ -551,7 +458,19 @@ class CropJob:
         return sources, readable
 
     def _image_source(self, name):
-        """The resolved file of the image ``name``, inside --images unless allowed otherwise."""
+        """The resolved file of the image ``name``, inside --images unless allowed otherwise
+        (remembered: the planning asks for it more than once)."""
+        if name not in self._sources:
+            try:
+                self._sources[name] = self._find_image_source(name)
+            except ImagePathError as error:
+                self._sources[name] = error
+        source = self._sources[name]
+        if isinstance(source, ImagePathError):
+            raise source
+        return source
+
+    def _find_image_source(self, name):
         if "\0" in name:
             raise ImagePathError("the image name contains a NUL byte")
         try:
@@ -569,157 +488,250 @@ class CropJob:
                                  "--allow-outside-images is given")
         return path
 
-    def _plan(self, items, protected, previous):
-        """The items to crop now; count and collect (for the sheet) those already done."""
+    def _plan_files(self, items, sources, protected):
+        """The tasks of the crops to write now (one per image, in the order images first
+        appear); the crops already in --out are counted as skipped."""
         todo, names = [], set()
         for item in items:
-            if self.options.image_format == "npz":
-                key = (item.annotation.image, item.annotation.id)
-                if key in previous:
-                    self._skip(item, previous[key]["crop"])
-                else:
-                    todo.append(item)
+            relative = output_path(item.annotation, self.options)
+            item.output = self.out / relative
+            if relative in names:
+                self._fail(f"{item.annotation.where}: output name {relative} is already used by "
+                           "another annotation (ids must be unique per image)")
                 continue
-            item.output = self.out / output_name(item.annotation, self.options.image_format)
-            if item.output.name in names:
-                self._fail(f"{item.annotation.where}: output name {item.output.name} is already "
-                           "used by another annotation (ids must be unique per image)")
-                continue
-            names.add(item.output.name)
+            names.add(relative)
             if _as_written(item.output) in protected:
                 self._fail(f"{item.annotation.where}: output {item.output} would overwrite an "
                            "input file")
             elif not self.options.overwrite and files.is_written(item.output):
-                self._skip(item, item.output)
+                self.summary.skipped += 1
+                self.done[item.number] = self._done_earlier(item, relative)
             else:
                 todo.append(item)
-        return todo
+        if not self.dry_run:
+            for folder in {item.output.parent for item in todo}:
+                folder.mkdir(exist_ok=True)
+        return self._tasks(todo, sources)
 
-    def _skip(self, item, crop):
-        """A crop done by an earlier run: ``crop`` is its float array or its file."""
-        self.summary.skipped += 1
-        if not self.contact_sheet or item.number >= sheet.MAX_CROPS:
-            return
-        if isinstance(crop, Path):
-            try:
-                crop = imageio.read_rgb(crop)
-            except imageio.ImageError as error:
-                self._error(f"{crop}: {error} (left out of the contact sheet)")
-                return
-        else:
-            crop = imageio.to_uint8(crop)
-        self.thumbs[item.number] = sheet.fit_cell(crop, *self.options.size)
+    def _done_earlier(self, item, relative):
+        """A crop file of an earlier run: its image size and sampled box from the image's
+        header (None when it cannot be read)."""
+        if self.dry_run:
+            return Done(relative.as_posix())
+        annotation, shape = item.annotation, self._header_size(item.annotation.image)
+        sampled = None
+        if shape is not None:
+            with contextlib.suppress(BoxError):
+                sampled = sample_box(annotation.box, *shape, units=annotation.units,
+                                     margin=self.options.margin, square=self.options.square)
+        return Done(relative.as_posix(), None, shape, sampled)
 
-    def _tasks(self, todo, sources):
-        """One task per image, in the order images first appear in the annotations."""
+    def _tasks(self, items, sources):
+        """One task per image, in the order images first appear among ``items``."""
         by_image = {}
-        for item in todo:
+        for item in items:
             by_image.setdefault(item.annotation.image, []).append(item)
-        keep_crops = self.options.image_format == "npz"
         thumb_limit = sheet.MAX_CROPS if self.contact_sheet else 0
         return [ImageTask(str(self.images / image), sources[image], image_items, self.options,
-                          keep_crops, thumb_limit)
+                          self.npz, thumb_limit, image_items[0].annotation.image_size)
                 for image, image_items in by_image.items()]
+
+    # -- npz shards --------------------------------------------------------------------------
+
+    def _plan_shards(self, items, readable, sources, protected):
+        """``(chunks, tasks)``: the shard numbers to write and, for each, its tasks. A shard
+        that holds exactly the crops of its boxes (an earlier run's, same settings) is kept
+        and its crops counted as skipped."""
+        per_shard = shards.crops_per_shard(self.options.size, self.options.dtype)
+        previous = self._previous_shards()
+        by_chunk = {}
+        for item in items:
+            by_chunk.setdefault(item.number // per_shard, []).append(item)
+        readable_numbers = {item.number for item in readable}
+        chunks, tasks = [], []
+        for chunk, chunk_items in sorted(by_chunk.items()):
+            metadata = previous.get(chunk)
+            if metadata is not None and shards.keys(metadata) == [_key(item)
+                                                                  for item in chunk_items]:
+                self._keep_shard(chunk, chunk_items, metadata)
+                continue
+            todo = [item for item in chunk_items if item.number in readable_numbers]
+            chunks.append(chunk)
+            tasks.append(self._tasks(todo, sources))
+        self._stale_shards = [path for number, path in shards.existing(self.out).items()
+                              if number not in by_chunk]
+        return chunks, tasks
+
+    def _previous_shards(self):
+        """``{shard number: metadata}`` of the shards in --out, unless --overwrite; a shard made
+        with other settings is a usage error (crops of different settings are never mixed)."""
+        if self.options.overwrite:
+            return {}
+        settings = self.options.settings()
+        found = {}
+        for number, path in sorted(shards.existing(self.out).items()):
+            try:
+                metadata = shards.read_metadata(path, settings)
+            except (OSError, ValueError, KeyError) as error:
+                raise UsageError(f"cannot read the existing {path} to resume ({error}); pass "
+                                 "--overwrite to replace it") from None
+            for key, value in settings.items():
+                if not np.array_equal(metadata[key], value):
+                    raise UsageError(f"{path} was made with other settings ({key}); pass "
+                                     "--overwrite to replace it")
+            found[number] = metadata
+        return found
+
+    def _keep_shard(self, chunk, chunk_items, metadata):
+        name = shards.name(chunk)
+        for index, item in enumerate(chunk_items):
+            self.done[item.number] = Done(name, index, tuple(metadata["image_size"][index]),
+                                          metadata["sampled_box"][index])
+        self.summary.skipped += len(chunk_items)
+
+    def _write_shard(self, chunk, results):
+        """Shard ``chunk`` from its tasks' results: the crops in annotation order."""
+        crops, done = {}, {}
+        for result in results:
+            crops.update(result.crops)
+            for number in result.written:
+                done[number] = (result.image_size, result.boxes[number])
+            result.crops = None
+        numbers = sorted(crops)
+        items = [self._items[number] for number in numbers]
+        height, width = self.options.size
+        arrays = {
+            "crops": np.array([crops[number] for number in numbers],
+                              self.options.dtype).reshape(-1, height, width, 3),
+            "image": np.array([item.annotation.image for item in items], dtype=str),
+            "id": np.array([item.annotation.id for item in items], np.int64),
+            "label": np.array([item.annotation.label for item in items], dtype=str),
+            "box": np.array([item.annotation.box for item in items], np.float64).reshape(-1, 4),
+            "sampled_box": np.array([done[n][1] for n in numbers], np.float32).reshape(-1, 4),
+            "image_size": np.array([done[n][0] for n in numbers], np.int64).reshape(-1, 2),
+            **self.options.settings(),
+        }
+        del crops
+        path = self.out / shards.name(chunk)
+        try:
+            shards.write(path, arrays)
+        except OSError as error:
+            self._error(f"{path}: cannot write: {error}")
+            self.summary.failed += len(numbers)
+            return
+        self.summary.written += len(numbers)
+        for index, number in enumerate(numbers):
+            self.done[number] = Done(path.name, index, *done[number])
+
+    def _remove_stale_shards(self):
+        """Shards of an earlier run beyond the last one of this run (its annotations had more
+        boxes): removed, so that the shards in --out are those of the manifest."""
+        for path in self._stale_shards:
+            try:
+                path.unlink()
+            except OSError as error:
+                self._error(f"{path}: cannot remove this shard of an earlier run: {error}")
+                self.summary.errors += 1
 
     # -- running ----------------------------------------------------------------------------
 
-    def _collect(self, tasks, total):
-        results = []
-        self._progress = Progress(total, label="roiops crop ", stream=self.stderr,
-                                  enabled=self.progress_enabled)
+    def _collect(self, batches, chunks):
+        """Run the tasks, batch after batch (one batch per npz shard), counting their results
+        and writing each shard once its batch is done."""
+        self._items = {}
+        for batch in batches:
+            for task in batch:
+                self._items.update((item.number, item) for item in task.items)
+        total = sum(len(task.items) for batch in batches for task in batch)
+        timed = dict.fromkeys(STAGES, 0.0)
         # closing(): on an interruption the workers stop now, not when the traceback is freed.
-        mapped = contextlib.closing(_map_images(tasks, self.summary.workers))
+        results = (map_images(batches, self.summary.workers, lambda: self._load_kernels(total))
+                   if total else (result for result in ()))
+        mapped = contextlib.closing(results)
         try:
             with mapped as results_in_order:
-                # strict: the results are read to their end, so that the pool ends normally
-                for task, result in zip(tasks, results_in_order, strict=True):
-                    self._count(result)
-                    results.append(result)
-                    self._progress.update(len(task.items))
+                for number, batch in enumerate(batches):
+                    results = [self._count(task, next(results_in_order)) for task in batch]
+                    if chunks is not None:
+                        clock = time.perf_counter()
+                        self._write_shard(chunks[number], results)
+                        timed["encode"] += time.perf_counter() - clock
+                next(results_in_order, None)  # to its end, so that the pool ends normally
         finally:
-            self._progress.close()
-            self._progress = None
-        if self.options.image_format != "npz":
-            self.summary.outputs.append(("crops", str(self.out)))
-        return results
+            if self._progress is not None:
+                self._progress.close()
+                self._progress = None
+        if chunks is not None:
+            self._remove_stale_shards()
+        for stage, seconds in timed.items():
+            self.summary.timings[stage] += seconds
+        self.summary.outputs.append(("crops", str(self.out)))
 
-    def _count(self, result):
+    def _load_kernels(self, total):
+        """Load (or on a first run compile) the crop kernels in this process, saying so when
+        it takes long; then start the progress bar, so that its rate leaves this out."""
+        notice = threading.Timer(NOTICE_SECONDS, self._notice)
+        notice.daemon = True
+        notice.start()
+        try:
+            warm_up()
+        finally:
+            notice.cancel()
+        self._progress = Progress(total, self.stderr, self.progress_enabled)
+
+    def _notice(self):
+        if not self.quiet:
+            print(KERNELS_NOTICE, file=self.stderr, flush=True)
+
+    def _count(self, task, result):
         for line in result.problems:
             self._error(line)
         self.summary.failed += result.failed
         for stage in STAGES:
             self.summary.timings[stage] += result.timings[stage]
         self.thumbs.update(result.thumbs)
-        if self.options.image_format != "npz":
+        if not self.npz:
             self.summary.written += len(result.written)
-            result.crops = None
+            for number in result.written:
+                relative = self._items[number].output.relative_to(self.out)
+                self.done[number] = Done(relative.as_posix(), None, result.image_size,
+                                         result.boxes[number])
+        self._progress.update(len(task.items))
+        return result
 
-    # -- npz --------------------------------------------------------------------------------
+    # -- manifest and contact sheet ---------------------------------------------------------
 
-    def _load_previous_npz(self):
-        """Crops of an earlier run's crops.npz by (image, id), if resuming; {} otherwise."""
-        path = self.out / NPZ_NAME
-        if self.options.overwrite or not files.is_written(path):
-            return {}  # a link named crops.npz is not read: it is replaced
+    def _write_manifest(self, items):
+        rows = [manifest.Row(done.crop, done.index, item.annotation, done.image_size,
+                             done.sampled_box)
+                for item in items if (done := self.done.get(item.number)) is not None]
+        path = self.out / manifest.NAME
         try:
-            with np.load(path) as data:
-                stored = {key: data[key] for key in data.files}
-        except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read the existing {path} to resume ({error}); pass "
-                             "--overwrite to replace it") from None
-        for key, value in self.options.settings().items():
-            if key not in stored or not np.array_equal(stored[key], value):
-                raise UsageError(f"{path} was made with other settings ({key}); pass "
-                                 "--overwrite to replace it")
-        return {(str(image), int(ident)): {"crop": crop, "box": box, "sampled_box": sampled,
-                                           "label": str(label)}
-                for image, ident, crop, box, sampled, label in zip(
-                    stored["image"], stored["id"], stored["crops"], stored["box"],
-                    stored["sampled_box"], stored["label"])}
-
-    def _write_npz(self, items, results, previous):
-        """crops.npz with every available crop of this annotation file, in annotation order."""
-        clock = time.perf_counter()
-        crops, boxes = {}, {}
-        for result in results:
-            crops.update(result.crops)
-            boxes.update(result.boxes)
-        rows = []
-        for item in items:
-            annotation = item.annotation
-            old = previous.get((annotation.image, annotation.id))
-            if item.number in crops:
-                rows.append((item, crops[item.number], boxes[item.number]))
-            elif old is not None:
-                rows.append((item, old["crop"], old["sampled_box"]))
-        path = self.out / NPZ_NAME
-        self.summary.outputs.append(("crops", str(path)))
-        if not crops and len(rows) == len(previous):
-            return  # a resumed run with nothing new: crops.npz is already complete
-        height, width = self.options.size
-        arrays = {
-            "crops": np.array([row[1] for row in rows], np.float32).reshape(-1, height, width, 3),
-            "image": np.array([row[0].annotation.image for row in rows], dtype=str),
-            "id": np.array([row[0].annotation.id for row in rows], np.int64),
-            "label": np.array([row[0].annotation.label for row in rows], dtype=str),
-            "box": np.array([row[0].annotation.box for row in rows], np.float64).reshape(-1, 4),
-            "sampled_box": np.array([row[2] for row in rows], np.float32).reshape(-1, 4),
-            **self.options.settings(),
-        }
-        try:
-            files.write_atomically(path, lambda file: np.savez(file, **arrays))
-            self.summary.written += len(crops)
+            manifest.write(path, rows)
+            self.summary.outputs.append(("manifest", str(path)))
         except OSError as error:
-            self._error(f"{path}: cannot write: {error}")
-            self.summary.failed += len(crops)
-        self.summary.timings["encode"] += time.perf_counter() - clock
+            self._error(f"{path}: cannot write the manifest: {error}")
+            self.summary.errors += 1
 
-    # -- contact sheet and messages ---------------------------------------------------------
-
-    def _write_contact_sheet(self):
+    def _write_contact_sheet(self, items):
+        """The first ``MAX_CROPS`` crops in --out, in annotation order: cells made by the
+        workers, or read back from the outputs for crops of an earlier run (and those after
+        failed boxes)."""
         clock = time.perf_counter()
-        crops = [self.thumbs[number] for number in sorted(self.thumbs)]
-        image = sheet.contact_sheet(crops, *self.options.size)
+        cells, captions, loaded_shard = [], [], (None, None)
+        for item in items:
+            if len(cells) == sheet.MAX_CROPS:
+                break
+            done = self.done.get(item.number)
+            if done is None:
+                continue
+            cell = self.thumbs.get(item.number)
+            if cell is None:
+                cell, loaded_shard = self._read_cell(done, loaded_shard)
+            if cell is not None:
+                cells.append(cell)
+                captions.append(item.annotation.label or f"#{item.annotation.id}")
+        image = sheet.contact_sheet(cells, *self.options.size, captions)
         image_format = Image.registered_extensions().get(self.contact_sheet.suffix.lower(), "PNG")
         try:
             self.contact_sheet.parent.mkdir(parents=True, exist_ok=True)
@@ -730,6 +742,27 @@ class CropJob:
             self._error(f"{self.contact_sheet}: cannot write the contact sheet: {error}")
             self.summary.errors += 1
         self.summary.timings["encode"] += time.perf_counter() - clock
+
+    def _read_cell(self, done, loaded_shard):
+        """``(cell, loaded_shard)``: the contact sheet cell of a crop in --out, read from its
+        file or its shard (``loaded_shard`` keeps the last shard's crops: ``(name, crops)``)."""
+        path = self.out / done.crop
+        try:
+            if done.index is None:
+                crop = imageio.read_rgb(path, orient=False)
+            else:
+                if loaded_shard[0] != done.crop:
+                    loaded_shard = (done.crop, shards.read_crops(path))
+                crop = imageio.to_uint8(loaded_shard[1][done.index])
+        except (imageio.ImageError, OSError, ValueError, KeyError) as error:
+            self._error(f"{path}: {error} (left out of the contact sheet)")
+            return None, loaded_shard
+        outside = None
+        if done.sampled_box is not None and done.image_size is not None:
+            outside = samples_outside(done.sampled_box, *done.image_size, *self.options.size)
+        return sheet.fit_cell(crop, *self.options.size, outside=outside), loaded_shard
+
+    # -- messages ---------------------------------------------------------------------------
 
     def _fail(self, line):
         self._error(line)
@@ -743,3 +776,10 @@ class CropJob:
             self._progress.write(text)
         else:
             print(text, file=self.stderr, flush=True)
+
+
+def _key(item):
+    """What a shard keeps of a box, to tell whether the shard holds it."""
+    annotation = item.annotation
+    return (annotation.image, int(annotation.id), annotation.label,
+            tuple(float(v) for v in annotation.box))

@@ -1,11 +1,15 @@
 """Reading images and writing crops with Pillow, for ``roiops crop``.
 
 Every image is decoded to 8-bit RGB (grayscale replicated to three channels, palettes
-expanded, alpha dropped, CMYK converted). Images of more than 8 bits per channel are refused
+expanded, alpha dropped, CMYK converted) and, unless told otherwise, turned as its EXIF
+orientation says (Pillow's ``ImageOps.exif_transpose``: what viewers, annotation tools,
+OpenCV's ``imread`` and torchvision show). Images of more than 8 bits per channel are refused
 rather than silently clipped. Crops are float32 (crop_and_resize's output for integer images);
 :func:`to_uint8` rounds them half to even and clips them to ``[0, 255]`` for PNG and JPEG.
 """
+import contextlib
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -17,25 +21,77 @@ PNG_COMPRESS_LEVEL = 1  # fast; PNG is lossless at any level
 SAVE_OPTIONS = {"png": {"format": "PNG", "compress_level": PNG_COMPRESS_LEVEL},
                 "jpg": {"format": "JPEG", "quality": JPEG_QUALITY}}
 _WIDE_MODES = {"I", "F"}
+ORIENTATION_TAG = 0x0112
+# EXIF orientation -> the transposition that shows the image upright (the table of Pillow's
+# ImageOps.exif_transpose); 1 is upright already.
+TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+             4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+             6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+SWAPS_AXES = {5, 6, 7, 8}  # orientations that turn the image by a quarter
+
+
+@dataclass
+class Decoded:
+    """A decoded image: ``[H, W, 3]`` uint8 pixels (oriented unless told otherwise) and the
+    EXIF orientation of the file (1 when it has none)."""
+
+    pixels: np.ndarray
+    orientation: int = 1
 
 
 class ImageError(Exception):
     """An image that cannot be read (the message says why)."""
 
 
-def read_rgb(path):
-    """The image at ``path`` as a ``[H, W, 3]`` uint8 array; ImageError if it cannot be read."""
+def read_rgb(path, orient=True):
+    """The image at ``path`` as a ``[H, W, 3]`` uint8 array, turned as its EXIF orientation
+    says when ``orient``; ImageError if it cannot be read."""
+    return decode(path, orient).pixels
+
+
+def decode(path, orient=True):
+    """The image at ``path`` as :class:`Decoded`; ImageError if it cannot be read."""
+    with _image_errors(), Image.open(path) as image:
+        if image.mode in _WIDE_MODES or image.mode.startswith("I;16"):
+            raise ImageError(f"unsupported pixel mode {image.mode} (more than 8 bits per "
+                             "channel); convert it to 8-bit RGB first")
+        image.load()
+        # After load(): Pillow's TIFF reader turns the image itself and drops the tag.
+        orientation = exif_orientation(image)
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        rgb = image.convert("RGB")
+        if orient and orientation != 1:
+            rgb = rgb.transpose(TRANSPOSE[orientation])
+        return Decoded(np.asarray(rgb), orientation)
+
+
+def read_size(path, orient=True):
+    """``(height, width)`` of the image at ``path`` as :func:`decode` gives it, read from its
+    header (nothing is decoded); ImageError if it cannot be read."""
+    with _image_errors(), Image.open(path) as image:
+        width, height = image.size
+        # Pillow's TIFF reader gives the turned size already (and turns the pixels on load).
+        if orient and image.format != "TIFF" and exif_orientation(image) in SWAPS_AXES:
+            width, height = height, width
+        return height, width
+
+
+def exif_orientation(image):
+    """The EXIF orientation of an opened image: 1 (as stored) when absent or not 1 to 8."""
+    orientation = image.getexif().get(ORIENTATION_TAG, 1)
+    return orientation if orientation in TRANSPOSE or orientation == 1 else 1
+
+
+@contextlib.contextmanager
+def _image_errors():
+    """What Pillow raises for a missing, unreadable, truncated or oversized image (a
+    decompression bomb warning included) as ImageError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.mode in _WIDE_MODES or image.mode.startswith("I;16"):
-                    raise ImageError(f"unsupported pixel mode {image.mode} (more than 8 bits per "
-                                     "channel); convert it to 8-bit RGB first")
-                image.load()
-                if image.mode == "P" and "transparency" in image.info:
-                    image = image.convert("RGBA")
-                return np.asarray(image.convert("RGB"))
+            yield
     except FileNotFoundError:
         raise ImageError("no such file") from None
     except UnidentifiedImageError:

@@ -21,6 +21,8 @@ from .errors import Terminated, UsageError
 METHODS = ("bilinear", "nearest", "bilinear_v2")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FORMATS = ("png", "jpg", "npz")
+DTYPES = ("uint8", "float32")
+LAYOUTS = ("flat", "class")
 
 DESCRIPTION = """\
 Exact, fast region-of-interest sampling. Cut fixed-size object crops out of an image dataset
@@ -40,36 +42,51 @@ CROP_DESCRIPTION = """\
 Cut one crop per box out of the images named by ANNOTATIONS and resize it to --size with
 roiops.crop_and_resize (TensorFlow's semantics, exactly).
 
-ANNOTATIONS is a COCO JSON file ("images", "annotations" with "bbox" [x, y, w, h] in pixels,
-"categories") or a CSV with a header image,x1,y1,x2,y2[,label] (pixels, or with --normalized
-crop_and_resize's normalized coordinates). Image paths are relative to --images; a path that
-leaves it (../x.png, an absolute path, a link to a file elsewhere) is an error for its boxes
-unless --allow-outside-images. --out may not be --images or a folder inside it.
+ANNOTATIONS is a COCO JSON file ("images" with optional "width"/"height", "annotations" with
+"bbox" [x, y, w, h] in pixels, "categories"), a CSV with a header
+image,x1,y1,x2,y2[,label,width,height] (other names through --columns; pixels, or with
+--normalized crop_and_resize's normalized coordinates), a folder of YOLO label files
+(class x_center y_center width height; the image sub/a.* for sub/a.txt; class names from
+--names or classes.txt), or a Pascal VOC XML file or folder of them. Image paths are relative
+to --images; a path that leaves it (../x.png, an absolute path, a link to a file elsewhere) is
+an error for its boxes unless --allow-outside-images. --out may not be --images or a folder
+inside it.
 
 Box convention: pixel boxes are in pixel-edge coordinates (pixel i covers [i, i+1), so
-[0, 0, W, H] is the whole image; COCO [x, y, w, h] is x1=x, x2=x+w). The crop's corner samples
-fall on the centres of the box's first and last pixels: columns x1 .. x2-1, i.e. normalized
-x1/(W-1) .. (x2-1)/(W-1). A box of w x h pixels cropped to --size HxW = h x w gives exactly its
-pixels. Parts of a box outside the image get --extrapolation-value; a box entirely outside is
-an error.
+[0, 0, W, H] is the whole image; COCO [x, y, w, h] is x1=x, x2=x+w; VOC's 1-based xmin..xmax
+is x1=xmin-1, x2=xmax). The crop's corner samples fall on the centres of the box's first and
+last pixels: columns x1 .. x2-1, i.e. normalized x1/(W-1) .. (x2-1)/(W-1). A box of w x h
+pixels cropped to --size HxW = h x w gives exactly its pixels. Parts of a box outside the image
+get --extrapolation-value; a box entirely outside is an error. --antialias averages several
+samples per crop pixel when a box is reduced (otherwise fine patterns alias).
 
-Images are decoded to 8-bit RGB. crop_and_resize gives float32 crops; PNG and JPEG files hold
-them rounded (half to even) and clipped to 0..255; --format npz keeps the float32 crops.
+Images are decoded to 8-bit RGB and turned upright as their EXIF orientation says (unless
+--ignore-exif-orientation); an image whose size differs from the annotation's width and height
+is an error for its boxes. crop_and_resize gives float32 crops; PNG, JPEG and npz (uint8) hold
+them rounded (half to even) and clipped to 0..255; --dtype float32 keeps them in npz.
 
-Output: <image stem>_<annotation id or CSV row>_<label>.<png|jpg> in --out (labels sanitized
-to letters, digits, '.', '-' and '_'), or one --out/crops.npz with the arrays crops, image, id,
-label, box (the annotation's x1,y1,x2,y2), sampled_box (the crop_and_resize [y1,x1,y2,x2]) and
-the settings. Existing outputs are skipped (a second run resumes) unless --overwrite. Input
-files are never written; outputs are written atomically and replace links instead of writing
-through them. A --size whose crops cannot fit in the memory available is refused."""
+Output: <image stem>_<annotation id, CSV row, YOLO line or VOC object>_<label>.<png|jpg> in
+--out (or in --out/<label>/ with --layout class; labels keep letters and digits of any script,
+other runs become _), or npz shards --out/crops-00000.npz, ... (arrays crops, image, id, label,
+box, sampled_box, image_size and the settings), and --out/manifest.csv listing every crop
+(file or shard and row, image, id, label, box, image size, sampled box). Existing outputs are
+skipped (a second run resumes) unless --overwrite. Input files are never written; outputs are
+written atomically and replace links instead of writing through them. A --size whose crops
+cannot fit in the memory available is refused. A progress bar runs on stderr when it is a
+terminal."""
 
 CROP_EXAMPLES = """\
 examples:
   roiops crop instances.json --images images/ --out crops/
   roiops crop instances.json --images images/ --out crops/ --size 224 --square --margin 0.1 \\
-      --contact-sheet sheet.png --workers 8
+      --contact-sheet sheet.png --workers 8 --layout class
   roiops crop boxes.csv --images images/ --out crops/ --size 32x64 --format npz
   roiops crop boxes.csv --normalized --images images/ --out crops/ --method nearest
+  roiops crop train_labels.csv --images images/ --out crops/ \\
+      --columns image=filename,x1=xmin,y1=ymin,x2=xmax,y2=ymax,label=class
+  roiops crop labels/train --images images/train --out crops/ --names data.yaml
+  roiops crop VOC2012/Annotations --images VOC2012/JPEGImages --out crops/ --category dog
+  roiops crop instances.json --images images/ --out crops/ --min-size 16 --limit 100 --dry-run
 
 exit status: 0 every crop written or skipped, 1 some item failed (one line each on stderr),
 2 usage error (bad flag, unreadable annotation file, missing --images, --out inside --images,
@@ -124,6 +141,23 @@ def positive_int(text):
     return value
 
 
+def column_mapping(text):
+    """``"image=filename,x1=xmin"`` -> ``{"image": "filename", "x1": "xmin"}``."""
+    from .annotations import CSV_COLUMNS, CSV_OPTIONAL_COLUMNS
+
+    names = (*CSV_COLUMNS, *CSV_OPTIONAL_COLUMNS)
+    mapping = {}
+    for part in text.split(","):
+        ours, equals, theirs = part.partition("=")
+        ours, theirs = ours.strip().lower(), theirs.strip()
+        if not equals or ours not in names or not theirs or ours in mapping:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=COLUMN pairs separated by commas, each NAME once and one of "
+                f"{', '.join(names)}; got {text!r}")
+        mapping[ours] = theirs
+    return mapping
+
+
 def build_parser():
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog="roiops", description=DESCRIPTION, epilog=EXAMPLES,
@@ -145,7 +179,8 @@ def build_parser():
                                description=CROP_DESCRIPTION, epilog=CROP_EXAMPLES,
                                formatter_class=formatter)
     crop.add_argument("annotations", metavar="ANNOTATIONS",
-                      help="COCO JSON file or CSV with header image,x1,y1,x2,y2[,label]")
+                      help="COCO JSON file, CSV (header image,x1,y1,x2,y2[,label,width,height]), "
+                           "folder of YOLO label files, or Pascal VOC XML file or folder")
     crop.add_argument("--images", required=True, metavar="DIR",
                       help="folder the annotation's image paths are relative to")
     crop.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -162,10 +197,38 @@ def build_parser():
                            "centre (after --margin)")
     crop.add_argument("--normalized", action="store_true",
                       help="CSV boxes are normalized: x maps to x*(W-1), y to y*(H-1)")
+    crop.add_argument("--columns", type=column_mapping, default={}, metavar="MAP",
+                      help="CSV column names, e.g. image=filename,x1=xmin,y1=ymin,x2=xmax,"
+                           "y2=ymax,label=class (names: image x1 y1 x2 y2 label width height)")
+    crop.add_argument("--names", metavar="FILE",
+                      help="YOLO class names: a classes.txt (one per line) or a data.yaml "
+                           "(default: classes.txt in the labels folder, else class numbers)")
+    crop.add_argument("--ignore-exif-orientation", action="store_false",
+                      dest="exif_orientation",
+                      help="crop the pixels as stored, not turned as the EXIF orientation says")
+    crop.add_argument("--antialias", action="store_true",
+                      help="average up to 16x16 samples per crop pixel when a box is reduced "
+                           "(default: one sample, TensorFlow's crop_and_resize, which aliases "
+                           "fine patterns)")
+    crop.add_argument("--category", action="append", default=[], metavar="NAME",
+                      help="crop only boxes with this label (category name, CSV label, class "
+                           "name); repeat for several")
+    crop.add_argument("--min-size", type=non_negative_float, default=0.0, metavar="PIXELS",
+                      help="leave out boxes narrower or lower than this (before --margin)")
+    crop.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                      help="crop only the first N boxes (after --category and --min-size)")
     crop.add_argument("--format", choices=FORMATS, default="png", dest="image_format",
-                      help="one PNG or JPEG per crop, or one crops.npz (default: png)")
+                      help="one PNG or JPEG per crop, or npz shards crops-00000.npz, ... "
+                           "(default: png)")
+    crop.add_argument("--dtype", choices=DTYPES, default=None,
+                      help="npz crops: uint8 (default: rounded as in PNG) or float32 "
+                           "(crop_and_resize's values)")
+    crop.add_argument("--layout", choices=LAYOUTS, default="flat",
+                      help="image files all in --out (flat, the default) or in one folder per "
+                           "label, --out/<label>/ (class: torchvision's ImageFolder)")
     crop.add_argument("--contact-sheet", metavar="PNG",
-                      help="also write the crops (the first 400) on a grid in this PNG")
+                      help="also write the first 400 crops on a grid in this PNG, labelled, "
+                           "with samples outside the image hatched")
     crop.add_argument("--workers", type=positive_int, default=None, metavar="N",
                       help="worker processes, at most one per image (default: one per CPU, "
                            "and at most one per 16 images)")
@@ -174,6 +237,11 @@ def build_parser():
     crop.add_argument("--allow-outside-images", action="store_true",
                       help="read image paths of the annotations that leave --images (../, "
                            "absolute paths, links to files elsewhere) instead of refusing them")
+    crop.add_argument("--dry-run", action="store_true",
+                      help="read the annotations and check the images exist, count what would "
+                           "be cropped, skipped and failed; write nothing")
+    crop.add_argument("-q", "--quiet", action="store_true",
+                      help="print only errors: no progress bar, no summary")
     crop.set_defaults(handler=run_crop)
 
     bench = commands.add_parser(
@@ -199,16 +267,31 @@ def run_demo(args):
 def run_crop(args):
     from .crop import CropJob, CropOptions
 
+    _check_format_flags(args)
     options = CropOptions(size=args.size, method=args.method,
                           extrapolation_value=args.extrapolation_value, margin=args.margin,
                           square=args.square, normalized=args.normalized,
-                          image_format=args.image_format, overwrite=args.overwrite)
+                          image_format=args.image_format, overwrite=args.overwrite,
+                          exif_orientation=args.exif_orientation, antialias=args.antialias,
+                          dtype=args.dtype or "uint8", layout=args.layout)
     summary = CropJob(args.annotations, args.images, args.out, options,
                       contact_sheet=args.contact_sheet, workers=args.workers,
-                      allow_outside_images=args.allow_outside_images).run()
-    for line in summary.lines():
-        print(line)
+                      allow_outside_images=args.allow_outside_images, columns=args.columns,
+                      names=args.names, categories=args.category, min_size=args.min_size,
+                      limit=args.limit, dry_run=args.dry_run, quiet=args.quiet).run()
+    if not args.quiet:
+        for line in summary.lines():
+            print(line)
     return summary.exit_status
+
+
+def _check_format_flags(args):
+    """Flags that apply to some output formats only are usage errors with the others."""
+    if args.dtype is not None and args.image_format != "npz":
+        raise UsageError(f"--dtype applies to --format npz, not {args.image_format}")
+    if args.layout == "class" and args.image_format == "npz":
+        raise UsageError("--layout class applies to --format png and jpg (npz shards list "
+                         "each crop's label)")
 
 
 def run_bench(args):

@@ -1,70 +1,37 @@
-"""A small progress bar for the command line, drawn on stderr only when it is a terminal."""
-import sys
-import time
+"""The progress bar of ``roiops crop``: tqdm's, on stderr, only when stderr is a terminal."""
+from tqdm import tqdm
+
+
+def is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 class Progress:
-    """A one-line bar ``label [#####.....] 120/400 crops  310 crops/s  ETA 1s``.
+    """``roiops crop  42%|####      | 420/1000 [00:01<00:01, 310 crops/s]`` on ``stream``.
 
-    Silent (every method a no-op) unless ``enabled``; by default it is enabled when both stdout
-    and stderr are terminals, so piped or redirected runs and logs stay clean. Redraws at most
-    ``rate`` times a second; :meth:`close` clears the line.
+    Drawn only when ``enabled`` (by default: when ``stream`` is a terminal, whatever stdout
+    is), so that logs and pipes stay clean; :meth:`write` prints a line above the bar, and
+    :meth:`close` clears it.
     """
 
-    def __init__(self, total, label="", unit="crops", stream=None, enabled=None, rate=10.0):
-        self.total = total
-        self.label = label
-        self.unit = unit
-        self.stream = sys.stderr if stream is None else stream
-        if enabled is None:
-            enabled = _is_terminal(self.stream) and _is_terminal(sys.stdout)
-        self.enabled = enabled and total > 0
-        self.count = 0
-        self.start = time.perf_counter()
-        self._interval = 1.0 / rate
-        self._last_draw = 0.0
-        self._width = 0
+    def __init__(self, total, stream, enabled=None, label="roiops crop"):
+        self.stream = stream
+        enabled = is_terminal(stream) if enabled is None else enabled
+        self.bar = tqdm(total=total, desc=label, unit=" crops", file=stream, leave=False,
+                        disable=not enabled or total == 0, dynamic_ncols=True)
 
     def update(self, done=1):
-        """Advance by ``done`` units."""
-        self.count += done
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if now - self._last_draw >= self._interval or self.count >= self.total:
-            self._last_draw = now
-            self._draw(now - self.start)
+        self.bar.update(done)
 
     def write(self, line):
-        """Print ``line`` on the stream above the bar (the bar is redrawn on the next update)."""
-        self._clear()
-        print(line, file=self.stream, flush=True)
+        """Print ``line`` on the stream (above the bar, which is redrawn)."""
+        if self.bar.disable:
+            print(line, file=self.stream, flush=True)
+        else:
+            self.bar.write(line, file=self.stream)
 
     def close(self):
-        self._clear()
-
-    def _draw(self, elapsed):
-        fraction = min(1.0, self.count / self.total)
-        filled = int(fraction * 30)
-        rate = self.count / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.count) / rate if rate > 0 else float("inf")
-        eta_text = f"ETA {eta:.0f}s" if eta != float("inf") else "ETA ?"
-        text = (f"{self.label}[{'#' * filled}{'.' * (30 - filled)}] {self.count}/{self.total} "
-                f"{self.unit}  {rate:.0f} {self.unit}/s  {eta_text}")
-        padding = " " * max(0, self._width - len(text))
-        self.stream.write("\r" + text + padding)
-        self.stream.flush()
-        self._width = len(text)
-
-    def _clear(self):
-        if self.enabled and self._width:
-            self.stream.write("\r" + " " * self._width + "\r")
-            self.stream.flush()
-            self._width = 0
-
-
-def _is_terminal(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+        self.bar.close()
