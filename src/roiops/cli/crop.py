@@ -533,7 +533,7 @@ class CropJob:
             by_image.setdefault(item.annotation.image, []).append(item)
         thumb_limit = sheet.MAX_CROPS if self.contact_sheet else 0
         return [ImageTask(str(self.images / image), sources[image], image_items, self.options,
-                          self.npz, thumb_limit, image_items[0].annotation.image_size)
+                          self.npz, thumb_limit)
                 for image, image_items in by_image.items()]
 
     # -- npz shards --------------------------------------------------------------------------

@@ -4,10 +4,13 @@ of ``ky x kx`` of them spread over each crop pixel.
 Without antialiasing a crop pixel is one bilinear (or nearest) sample, TensorFlow's
 ``crop_and_resize`` exactly: reducing a box by more than 2x skips image pixels, so that fine
 patterns alias (stripes become flat or moire). With it, a crop pixel whose footprint spans
-``s`` image pixels along an axis (``s > 1``) is the mean of ``k = ceil(s)`` samples (at most
-``MAX_FACTOR``) evenly spread over the footprint along that axis: a box filter over the crop
-pixel, like OpenCV's ``INTER_AREA``. Axes that are not reduced keep their single sample, so a
-box that is not reduced anywhere gives crop_and_resize's crop bit for bit.
+``s`` image pixels along an axis (``s > 1``: the distance between its sample and the next) is
+the mean of ``k = ceil(s)`` samples (at most ``MAX_FACTOR``) evenly spread over the footprint
+along that axis, a box filter over the crop pixel like OpenCV's ``INTER_AREA``. The footprints
+of the first and last crop pixels stop at the box's corner samples (the half beyond them is
+left out), so that an antialiased crop sees no more of the image than the exact one. Axes that
+are not reduced keep their single sample: a box that is not reduced anywhere gives
+crop_and_resize's crop bit for bit.
 """
 import math
 
@@ -36,11 +39,29 @@ def crop_boxes(pixels, boxes, size, *, method, extrapolation_value, antialias=Fa
         dense = (size[0] * ky, size[1] * kx)
         step = max(1, call_bytes // (dense[0] * dense[1] * FLOAT_CROP_BYTES))
         indices = np.flatnonzero(chosen)
+        rows, columns = _weights(ky, size[0]), _weights(kx, size[1])
         for start in range(0, len(indices), step):
             part = _crop(pixels, spread[start:start + step], dense, options)
-            crops[indices[start:start + step]] = part.reshape(
-                len(part), size[0], ky, size[1], kx, 3).mean(axis=(2, 4))
+            crops[indices[start:start + step]] = _mean(part, rows, columns)
     return crops
+
+
+def _weights(k, count):
+    """``[count, k]``: 1 for the samples of each crop pixel that lie between the box's corner
+    samples, 0 for those beyond them (half of the first and last pixels' footprints)."""
+    if count == 1 or k == 1:
+        return np.ones((count, k))
+    offsets = np.arange(count)[:, None] - 0.5 + (np.arange(k)[None, :] + 0.5) / k
+    return ((offsets >= -1e-9) & (offsets <= count - 1 + 1e-9)).astype(np.float64)
+
+
+def _mean(samples, rows, columns):
+    """The weighted mean of each crop pixel's ``ky x kx`` samples (float32)."""
+    count, (height, ky), (width, kx) = len(samples), rows.shape, columns.shape
+    grouped = samples.reshape(count, height, ky, width, kx, 3)
+    total = np.einsum("nyaxbc,ya,xb->nyxc", grouped, rows, columns)
+    return (total / np.multiply.outer(rows.sum(1), columns.sum(1))[..., None]).astype(
+        np.float32)
 
 
 def _crop(pixels, boxes, size, options):

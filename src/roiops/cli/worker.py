@@ -82,7 +82,6 @@ class ImageTask:
     options: CropOptions
     keep_crops: bool         # npz: return the crops instead of writing files
     thumb_limit: int         # return contact sheet cells for item numbers below this
-    expected_size: tuple = None  # (width, height) the annotations give, checked if given
 
 
 @dataclass
@@ -126,14 +125,10 @@ def crop_image(task):
         result.timings["decode"] = time.perf_counter() - clock
     pixels = decoded.pixels
     result.image_size = pixels.shape[:2]
-    mismatch = size_mismatch(task, decoded)
-    if mismatch:
-        result.problems.append(f"{task.path}: {mismatch} ({not_cropped(len(task.items))})")
-        result.failed = len(task.items)
-        return result
+    items = _of_the_decoded_size(task, decoded, result)
 
     clock = time.perf_counter()
-    good, boxes = _sample_boxes(task, pixels.shape[:2], result)
+    good, boxes = _sample_boxes(task, items, pixels.shape[:2], result)
     result.timings["crop"] += time.perf_counter() - clock
     step = boxes_per_call(task.options.size)
     for start in range(0, len(good), step):
@@ -141,19 +136,33 @@ def crop_image(task):
     return result
 
 
-def size_mismatch(task, decoded):
-    """Why the decoded image is not the size its annotations give, or None."""
-    if task.expected_size is None:
-        return None
+def _of_the_decoded_size(task, decoded, result):
+    """The items whose annotation gives no image size or the decoded one; the others fail,
+    one line for each size they give."""
     height, width = decoded.pixels.shape[:2]
-    if (width, height) == tuple(task.expected_size):
-        return None
+    kept, wrong = [], {}
+    for item in task.items:
+        expected = item.annotation.image_size
+        if expected is None or tuple(expected) == (width, height):
+            kept.append(item)
+        else:
+            wrong.setdefault(tuple(expected), []).append(item)
+    for expected, items in wrong.items():
+        result.problems.append(f"{task.path}: {size_mismatch(task, decoded, expected)} "
+                               f"({not_cropped(len(items))})")
+        result.failed += len(items)
+    return kept
+
+
+def size_mismatch(task, decoded, expected):
+    """Why the decoded image is not the size ``(width, height)`` its annotations give."""
+    height, width = decoded.pixels.shape[:2]
     oriented = task.options.exif_orientation
     turned = decoded.orientation in imageio.SWAPS_AXES
     text = (f"the decoded image is {width}x{height} (width x height"
             f"{', after its EXIF orientation' if oriented and turned else ''}) but the "
-            f"annotations give {task.expected_size[0]}x{task.expected_size[1]}")
-    if turned and (height, width) == tuple(task.expected_size):
+            f"annotations give {expected[0]}x{expected[1]}")
+    if turned and (height, width) == expected:
         text += ("; they give its size before the EXIF orientation: if the boxes are on the "
                  "stored pixels, pass --ignore-exif-orientation" if oriented else
                  "; they give its size after the EXIF orientation: leave out "
@@ -161,12 +170,12 @@ def size_mismatch(task, decoded):
     return text
 
 
-def _sample_boxes(task, shape, result):
+def _sample_boxes(task, items, shape, result):
     """The items whose boxes can be cropped and their crop_and_resize boxes ([n, 4] float32);
     a problem line for each of the others."""
     good, boxes = [], []
     options = task.options
-    for item in task.items:
+    for item in items:
         annotation = item.annotation
         try:
             boxes.append(sample_box(annotation.box, *shape, units=annotation.units,
