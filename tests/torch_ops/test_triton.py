@@ -32,19 +32,31 @@ from roiops.roi_align import conventions  # noqa: E402
 
 
 def _interpreted(name, interpret=True):
-    """A private copy of module ``name`` whose kernels run under the interpreter (or compile
-    for a GPU: ``interpret=False``)."""
+    """A private copy of kernel module ``name`` whose kernels run under the interpreter (or
+    compile for a GPU: ``interpret=False``), with its own copy of ``roiops._triton``, the
+    helpers it calls, loaded the same way."""
     previous = os.environ.get("TRITON_INTERPRET")
+    helpers = sys.modules.get("roiops._triton")
     os.environ["TRITON_INTERPRET"] = "1" if interpret else "0"
     try:
-        spec = importlib.util.find_spec(name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.modules["roiops._triton"] = _fresh("roiops._triton")
+        return _fresh(name)
     finally:
+        if helpers is None:
+            del sys.modules["roiops._triton"]
+        else:
+            sys.modules["roiops._triton"] = helpers
         if previous is None:
             del os.environ["TRITON_INTERPRET"]
         else:
             os.environ["TRITON_INTERPRET"] = previous
+
+
+def _fresh(name):
+    """A new copy of module ``name``, executed now (its decorators read the environment)."""
+    spec = importlib.util.find_spec(name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module
 
 

@@ -53,16 +53,16 @@ Speed (BENCHMARKS.md, "CUDA"): launch shapes in ``LAUNCH``, chosen by a sweep on
 Without a GPU, a compile-only test builds every variant for sm_90 and checks that the PTX has
 no ``fma`` and no approximate division.
 """
-import struct
-
 import torch
 import triton
 import triton.language as tl
 
-# The kernels call only Triton builtins (``tl.full``, not the ``@jit`` helpers of triton's
-# standard library such as ``tl.zeros``): the interpreter tests load these modules with
-# TRITON_INTERPRET=1 after triton itself was imported without it, and a library ``@jit``
-# helper decorated then cannot run under the interpreter.
+from .._triton import add, bit_length, compute_dtype, div, float_arg, float_bits, i64, largest
+
+# The kernels call only Triton builtins and roiops._triton's helpers (not the ``@jit`` helpers
+# of triton's standard library such as ``tl.zeros``): the interpreter tests load this module
+# and roiops._triton with TRITON_INTERPRET=1 after triton itself was imported without it, and
+# a library ``@jit`` helper decorated then cannot run under the interpreter.
 
 __all__ = ["forward", "grad_image", "grad_boxes"]
 
@@ -81,21 +81,6 @@ LAUNCH = {
 
 
 @triton.jit
-def _div(x, y):
-    """IEEE division in the operands' type (``div_rn`` for float32; float64 ``/`` is exact)."""
-    if x.dtype == tl.float64:
-        return x / y
-    else:
-        return tl.div_rn(x, y)
-
-
-@triton.jit
-def _i64(i):
-    """A loop index or int argument as an int64 tensor (the interpreter hands out ints)."""
-    return i + tl.full([], 0, tl.int64)
-
-
-@triton.jit
 def _axis(low, high, size, crop):
     """(start, step) of the forward's samples: ``low*(size-1)`` and
     ``((high-low)*(size-1))/(crop-1)``; for a crop of 1 the centre, formed in float64."""
@@ -103,23 +88,12 @@ def _axis(low, high, size, crop):
     size_m1 = (size - 1).to(F)
     if crop > 1:
         start = low * size_m1
-        step = _div((high - low) * size_m1, (crop - 1).to(F))
+        step = div((high - low) * size_m1, (crop - 1).to(F))
     else:
         centre = 0.5 * (low + high).to(tl.float64) * (size - 1).to(tl.float64)
         start = centre.to(F)
         step = tl.full([], 0, F)
     return start, step
-
-
-@triton.jit
-def _float_arg(bits, FLOAT64: tl.constexpr):
-    """A float argument passed as its bit pattern (``float_bits``): a float64 scalar arrives
-    exactly (Triton would type a Python float as float32), and no device tensor (an H2D
-    copy, a sync) is needed to carry it."""
-    if FLOAT64:
-        return bits.to(tl.int64).to(tl.float64, bitcast=True)
-    else:
-        return bits.to(tl.int32).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -160,7 +134,7 @@ def _v2_window(low, high, size):
 
 @triton.jit
 def _v2_axis(first, length, size, index, crop, F: tl.constexpr):
-    ratio = _div(length.to(F), crop.to(F))
+    ratio = div(length.to(F), crop.to(F))
     position = (index.to(F) + 0.5) * ratio - 0.5
     low = tl.minimum(tl.maximum(tl.floor(position).to(tl.int64), 0), length - 1)
     high = tl.minimum(tl.maximum(tl.ceil(position).to(tl.int64), 0), length - 1)
@@ -182,11 +156,11 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, out_ptr, extrapolation_bits
     # are a [BLOCK_X, BLOCK_D] tile of the crop row, channels along the fast axis. The row's
     # arithmetic is scalar, a column's is shared by its channels.
     row_id = tl.program_id(0).to(tl.int64)
-    crop_h = _i64(crop_h)
-    crop_w = _i64(crop_w)
-    height = _i64(height)
-    width = _i64(width)
-    depth = _i64(depth)
+    crop_h = i64(crop_h)
+    crop_w = i64(crop_w)
+    height = i64(height)
+    width = i64(width)
+    depth = i64(depth)
     box = row_id // crop_h
     crop_y = row_id % crop_h
     crop_x = (tl.program_id(1).to(tl.int64) * BLOCK_X
@@ -194,7 +168,7 @@ def _forward_kernel(image_ptr, boxes_ptr, index_ptr, out_ptr, extrapolation_bits
     channel = (tl.program_id(2).to(tl.int64) * BLOCK_D
                + tl.arange(0, BLOCK_D).to(tl.int64))[None, :]
     mask = (crop_x < crop_w) & (channel < depth)
-    extrapolation = _float_arg(extrapolation_bits, FLOAT64)
+    extrapolation = float_arg(extrapolation_bits, FLOAT64)
     F = extrapolation.dtype
     y1 = tl.load(boxes_ptr + box * 4)
     x1 = tl.load(boxes_ptr + box * 4 + 1)
@@ -293,32 +267,9 @@ def _span_misses(first, last, low, high):
 def _v2_span(first, length, size, crop, F: tl.constexpr):
     """The lowest and the highest pixel that bilinear_v2 samples of one axis touch (both
     pixels of a sample are non-decreasing in the crop index)."""
-    lowest, _, _ = _v2_axis(first, length, size, _i64(0), crop, F)
+    lowest, _, _ = _v2_axis(first, length, size, i64(0), crop, F)
     _, highest, _ = _v2_axis(first, length, size, crop - 1, crop, F)
     return lowest, highest
-
-
-@triton.jit
-def _maximum(a, b):
-    return tl.maximum(a, b)
-
-
-@triton.jit
-def _largest(x):
-    """The largest element of ``x`` (``tl.max`` is a library helper: see the note above)."""
-    return tl.reduce(x, None, _maximum)
-
-
-@triton.jit
-def _bit_length(n):
-    """Halvings that narrow ``[0, n]`` to one point (the bit length of ``n``, 0 for n <= 0):
-    a scalar loop, so that a bisection of many lanes needs no reduction across them."""
-    remaining = tl.maximum(n, 0)
-    steps = tl.full([], 0, tl.int64)
-    while remaining > 0:
-        remaining = remaining // 2
-        steps += 1
-    return steps
 
 
 @triton.jit
@@ -359,7 +310,7 @@ def _first_index(start, step, crop, first_w, length_w, size, bound, METHOD: tl.c
     is monotone in the index and RELATION false then true along it."""
     low = tl.full(bound.shape, 0, tl.int64)
     high = low + crop
-    for _ in range(_bit_length(crop)):
+    for _ in range(bit_length(crop)):
         active = low < high
         middle = (low + high) // 2
         key = _sample_key(start, step, middle, crop, first_w, length_w, size, METHOD, HIGH)
@@ -422,11 +373,11 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
     # its pixel, in the CPU's order: boxes ascending, then the crop rows, then the crop
     # columns whose samples touch its row and column (contiguous ranges, found by bisection),
     # then the corners. No atomics, no read-modify-write of memory.
-    crop_h = _i64(crop_h)
-    crop_w = _i64(crop_w)
-    height = _i64(height)
-    width = _i64(width)
-    depth = _i64(depth)
+    crop_h = i64(crop_h)
+    crop_w = i64(crop_w)
+    height = i64(height)
+    width = i64(width)
+    depth = i64(depth)
     tiles_h = (height + TILE_H - 1) // TILE_H
     tiles_w = (width + TILE_W - 1) // TILE_W
     tile = tl.program_id(0).to(tl.int64)
@@ -444,7 +395,7 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
     acc = tl.full([TILE_H, TILE_W, BLOCK_D], 0, F)
     channel_3d = channel[None, None, :]
     for box_i in range(num_boxes):
-        box = _i64(box_i)
+        box = i64(box_i)
         if tl.load(index_ptr + box) == b:
             y1 = tl.load(boxes_ptr + box * 4)
             x1 = tl.load(boxes_ptr + box * 4 + 1)
@@ -464,15 +415,15 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                 misses = ((bottom_most < row0) | (top_most > row1)
                           | (right_most < col0) | (left_most > col1))
             else:
-                first_row = _i64(0)  # bilinear_v2's windows, unused here
-                window_h = _i64(0)
-                first_col = _i64(0)
-                window_w = _i64(0)
+                first_row = i64(0)  # bilinear_v2's windows, unused here
+                window_h = i64(0)
+                first_col = i64(0)
+                window_w = i64(0)
                 y_start, y_step = _axis(y1, y2, height, crop_h)
                 x_start, x_step = _axis(x1, x2, width, crop_w)
-                misses = (_span_misses(_sample(y_start, y_step, _i64(0), crop_h),
+                misses = (_span_misses(_sample(y_start, y_step, i64(0), crop_h),
                                        _sample(y_start, y_step, crop_h - 1, crop_h), row0, row1)
-                          | _span_misses(_sample(x_start, x_step, _i64(0), crop_w),
+                          | _span_misses(_sample(x_start, x_step, i64(0), crop_w),
                                          _sample(x_start, x_step, crop_w - 1, crop_w),
                                          col0, col1))
             if not misses:
@@ -482,7 +433,7 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                                              width, col, METHOD)
                 y_count = tl.where(row < height, y_count, 0)  # a partial tile's spare lanes
                 x_count = tl.where(col < width, x_count, 0)
-                for ty in range(_largest(y_count)):
+                for ty in range(largest(y_count)):
                     crop_y = y_first + ty
                     y_in, top, bottom, y_weight = _lane_taps(y_start, y_step, crop_h, first_row,
                                                              window_h, height, crop_y,
@@ -490,7 +441,7 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
                     hit_top = (y_in & (top == row))[:, None, None]
                     hit_bottom = (y_in & (bottom == row))[:, None, None]
                     y_weight = y_weight[:, None, None]
-                    for tx in range(_largest(x_count)):
+                    for tx in range(largest(x_count)):
                         crop_x = x_first + tx
                         x_in, left, right, x_weight = _lane_taps(x_start, x_step, crop_w,
                                                                  first_col, window_w, width,
@@ -534,11 +485,6 @@ def _grad_image_kernel(grads_ptr, boxes_ptr, index_ptr, out_ptr,
 
 
 @triton.jit
-def _add_pair(a, b):
-    return a + b
-
-
-@triton.jit
 def _grad_boxes_axis(low, high, size, crop):
     """(start, step, ratio) of the box gradient's samples (docs/tensorflow.md#box-gradient):
     ``ratio = (size-1)/(crop-1)`` first, then ``step = (high-low)*ratio``, not the forward's
@@ -547,7 +493,7 @@ def _grad_boxes_axis(low, high, size, crop):
     start, step = _axis(low, high, size, crop)
     ratio = tl.full([], 0, F)
     if crop > 1:
-        ratio = _div((size - 1).to(F), (crop - 1).to(F))
+        ratio = div((size - 1).to(F), (crop - 1).to(F))
         step = (high - low) * ratio
     return start, step, ratio
 
@@ -568,11 +514,11 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
     # One program per box: its four sums are per-lane partial sums over (crop row, block of
     # crop column x depth), reduced once at the end in a fixed tree: deterministic.
     box = tl.program_id(0).to(tl.int64)
-    crop_h = _i64(crop_h)
-    crop_w = _i64(crop_w)
-    height = _i64(height)
-    width = _i64(width)
-    depth = _i64(depth)
+    crop_h = i64(crop_h)
+    crop_w = i64(crop_w)
+    height = i64(height)
+    width = i64(width)
+    depth = i64(depth)
     F = out_ptr.dtype.element_ty
     y1 = tl.load(boxes_ptr + box * 4)
     x1 = tl.load(boxes_ptr + box * 4 + 1)
@@ -588,7 +534,7 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
     d_x2 = zeros
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     for crop_y_i in range(crop_h):
-        crop_y = _i64(crop_y_i)
+        crop_y = i64(crop_y_i)
         y_ok, top, bottom, y_lerp = _taps(_sample(y_start, y_step, crop_y, crop_h), height, 0)
         if y_ok:
             y_comp = 1 - y_lerp
@@ -641,22 +587,14 @@ def _grad_boxes_kernel(grads_ptr, image_ptr, boxes_ptr, index_ptr, out_ptr,
                 d_x1 = d_x1 + tl.where(inside, t_x1, zeros)
                 d_x2 = d_x2 + tl.where(inside, t_x2, zeros)
     out = out_ptr + box * 4
-    tl.store(out, tl.reduce(d_y1, 0, _add_pair))
-    tl.store(out + 1, tl.reduce(d_x1, 0, _add_pair))
-    tl.store(out + 2, tl.reduce(d_y2, 0, _add_pair))
-    tl.store(out + 3, tl.reduce(d_x2, 0, _add_pair))
+    tl.store(out, tl.reduce(d_y1, 0, add))
+    tl.store(out + 1, tl.reduce(d_x1, 0, add))
+    tl.store(out + 2, tl.reduce(d_y2, 0, add))
+    tl.store(out + 3, tl.reduce(d_x2, 0, add))
 
 
-def compute_dtype(dtype):
-    """F: float64 for float64, float32 otherwise (docs/api.md#dtypes)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def float_bits(value, F):
-    """``value`` rounded to ``F`` and passed as its bit pattern, a signed int (``_float_arg``)."""
-    if F == torch.float64:
-        return struct.unpack("<q", struct.pack("<d", value))[0]
-    return struct.unpack("<i", struct.pack("<f", value))[0]
 
 
 def _nhwc(tensor, data_format):

@@ -54,16 +54,16 @@ Speed (BENCHMARKS.md, "CUDA"): launch shapes in ``LAUNCH``, chosen by a sweep on
 Without a GPU, a compile-only test (tests/torch_ops/test_triton.py) builds every kernel
 variant for sm_90 and checks that the PTX has no ``fma`` and no approximate division.
 """
-import struct
-
 import torch
 import triton
 import triton.language as tl
 
-# The kernels call only Triton builtins (``tl.full``, not the ``@jit`` helpers of triton's
-# standard library such as ``tl.zeros``): the interpreter tests load these modules with
-# TRITON_INTERPRET=1 after triton itself was imported without it, and a library ``@jit``
-# helper decorated then cannot run under the interpreter.
+from .._triton import add, bit_length, compute_dtype, div, float_arg, float_bits, i64, largest
+
+# The kernels call only Triton builtins and roiops._triton's helpers (not the ``@jit`` helpers
+# of triton's standard library such as ``tl.zeros``): the interpreter tests load this module
+# and roiops._triton with TRITON_INTERPRET=1 after triton itself was imported without it, and
+# a library ``@jit`` helper decorated then cannot run under the interpreter.
 
 __all__ = ["forward", "grad_input", "grad_boxes"]
 
@@ -101,7 +101,7 @@ def _axis(low, high, scale, pooled, sampling_ratio, OFFSET: tl.constexpr,
     elif MIN_SIZE == 2:
         clamped = ~(size > one)  # NaN too, as the CPU's ``not size > 1``
         size = tl.where(size > one, size, one)
-    bin_size = _div(size, pooled.to(low.dtype))
+    bin_size = div(size, pooled.to(low.dtype))
     if GRID_FLOOR:
         rounded = tl.floor(bin_size)
     else:
@@ -118,26 +118,10 @@ def _axis(low, high, scale, pooled, sampling_ratio, OFFSET: tl.constexpr,
 
 
 @triton.jit
-def _div(x, y):
-    """IEEE division in the operands' type: ``div_rn`` for float32 (``/`` is approximate
-    there); float64 ``/`` is already correctly rounded (``div.rn.f64``)."""
-    if x.dtype == tl.float64:
-        return x / y
-    else:
-        return tl.div_rn(x, y)
-
-
-@triton.jit
-def _i64(i):
-    """A loop index as an int64 tensor (the interpreter hands out Python ints)."""
-    return i + tl.full([], 0, tl.int64)
-
-
-@triton.jit
 def _coordinate(bin_base, bin_size, grid_f, i):
     """``bin_base + ((i + 0.5) * bin) / grid``; ``i + 0.5`` formed in float32 like the peers."""
-    centre = (_i64(i).to(tl.float32) + 0.5).to(bin_base.dtype)
-    return bin_base + _div(centre * bin_size, grid_f)
+    centre = (i64(i).to(tl.float32) + 0.5).to(bin_base.dtype)
+    return bin_base + div(centre * bin_size, grid_f)
 
 
 @triton.jit
@@ -177,47 +161,13 @@ def _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio,
 
 
 @triton.jit
-def _float_arg(bits, FLOAT64: tl.constexpr):
-    """A float argument passed as its bit pattern (``float_bits``): a float64 scalar arrives
-    exactly (Triton would type a Python float as float32), and no device tensor (an H2D
-    copy, a sync) is needed to carry it."""
-    if FLOAT64:
-        return bits.to(tl.int64).to(tl.float64, bitcast=True)
-    else:
-        return bits.to(tl.int32).to(tl.float32, bitcast=True)
-
-
-@triton.jit
-def _maximum(a, b):
-    return tl.maximum(a, b)
-
-
-@triton.jit
-def _largest(x):
-    """The largest element of ``x`` (``tl.max`` is a library helper: see the note above)."""
-    return tl.reduce(x, None, _maximum)
-
-
-@triton.jit
-def _bit_length(n):
-    """Halvings that narrow ``[0, n]`` to one point (the bit length of ``n``, 0 for n <= 0):
-    a scalar loop, so that a bisection of many lanes needs no reduction across them."""
-    remaining = tl.maximum(n, 0)
-    steps = tl.full([], 0, tl.int64)
-    while remaining > 0:
-        remaining = remaining // 2
-        steps += 1
-    return steps
-
-
-@triton.jit
 def _first_sample(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexpr):
     """Per bin of ``bin_base`` (a tensor of bins, one per lane): the first sample index in
     ``[0, grid)`` whose coordinate stands in RELATION to ``bound`` (0: >=, 1: >, 2: <=, 3: <),
     by bisection (coordinates are monotonic in the index); ``grid`` if none."""
     low = tl.full(bin_base.shape, 0, tl.int64)
     high = low + tl.maximum(grid, 0)
-    for _ in range(_bit_length(grid)):
+    for _ in range(bit_length(grid)):
         active = low < high
         middle = (low + high) // 2
         c = _coordinate(bin_base, bin_size, grid_f, middle)
@@ -279,7 +229,7 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
     # lanes of one channel read neighbouring pixels of one plane. The geometry of the roi is
     # scalar; each lane has its own bin, whose valid samples come from ``_plan_kernel``.
     k = tl.program_id(0).to(tl.int64)
-    scale = _float_arg(scale_bits, FLOAT64)
+    scale = float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
@@ -288,13 +238,13 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
                + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
     bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
               + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
-    bins = _i64(pooled_h) * pooled_w
+    bins = i64(pooled_h) * pooled_w
     in_roi = bin_id < bins
     ph = tl.where(in_roi, bin_id // pooled_w, 0)
     pw = tl.where(in_roi, bin_id % pooled_w, 0)
     mask = (channel < channels) & in_roi
-    h64 = _i64(height)
-    w64 = _i64(width)
+    h64 = i64(height)
+    w64 = i64(width)
     grid_h_f = grid_h.to(F)
     grid_w_f = grid_w.to(F)
     y_base = _bin_bases(y_start, y_bin, ph)
@@ -308,10 +258,10 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
     acc = tl.full([BLOCK_C, BLOCK_BINS], 0, F)
     # The CPU's order: valid y samples ascending, then valid x samples ascending. A lane past
     # its count adds +0.0, which changes no sum (the accumulator is never -0.0).
-    for ty in range(_largest(y_count)):
+    for ty in range(largest(y_count)):
         y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h_f, y_first,
                                                     y_count, ty, h64)
-        for tx in range(_largest(x_count)):
+        for tx in range(largest(x_count)):
             x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w_f, x_first,
                                                         x_count, tx, w64)
             ok = mask & y_ok & x_ok
@@ -327,7 +277,7 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
             term = term + w3 * v3
             term = term + w4 * v4
             acc = acc + tl.where(ok, term, tl.full([], 0, F))
-    value = _div(acc, tl.broadcast_to(count, [BLOCK_C, BLOCK_BINS]))
+    value = div(acc, tl.broadcast_to(count, [BLOCK_C, BLOCK_BINS]))
     out = out_ptr + (k * channels + channel) * bins + bin_id
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -345,16 +295,16 @@ def _plan_kernel(rois_ptr, scale_bits, y_first_ptr, y_count_ptr, x_first_ptr, x_
     # One program per roi: the valid samples of each of its rows of bins ([K, PH] tables) and
     # columns of bins ([K, PW]), and its divisor.
     k = tl.program_id(0).to(tl.int64)
-    scale = _float_arg(scale_bits, FLOAT64)
+    scale = float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
         MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     p = tl.arange(0, BLOCK_P).to(tl.int64)
     y_first, y_count = _valid_samples(_bin_bases(y_start, y_bin, p), y_bin, grid_h.to(F),
-                                         grid_h, _i64(height).to(F))
+                                         grid_h, i64(height).to(F))
     x_first, x_count = _valid_samples(_bin_bases(x_start, x_bin, p), x_bin, grid_w.to(F),
-                                         grid_w, _i64(width).to(F))
+                                         grid_w, i64(width).to(F))
     tl.store(y_first_ptr + k * pooled_h + p, y_first, mask=p < pooled_h)
     tl.store(y_count_ptr + k * pooled_h + p, y_count, mask=p < pooled_h)
     tl.store(x_first_ptr + k * pooled_w + p, x_first, mask=p < pooled_w)
@@ -375,18 +325,18 @@ def _records_kernel(rois_ptr, index_ptr, scale_bits, y_first_ptr, y_count_ptr, x
     # at the bin's offset, in the CPU's order (valid y sample, valid x sample, corner 1..4):
     # the pixel (flat over the batch), the weight w_i and the bin (flat over all rois).
     k = tl.program_id(0).to(tl.int64)
-    scale = _float_arg(scale_bits, FLOAT64)
+    scale = float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, _, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
         MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     bin_id = tl.program_id(1).to(tl.int64) * BLOCK_BINS + tl.arange(0, BLOCK_BINS).to(tl.int64)
-    bins = _i64(pooled_h) * pooled_w
+    bins = i64(pooled_h) * pooled_w
     in_roi = bin_id < bins
     ph = tl.where(in_roi, bin_id // pooled_w, 0)
     pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    h64 = _i64(height)
-    w64 = _i64(width)
+    h64 = i64(height)
+    w64 = i64(width)
     y_first = tl.load(y_first_ptr + k * pooled_h + ph)
     y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
     x_first = tl.load(x_first_ptr + k * pooled_w + pw)
@@ -396,10 +346,10 @@ def _records_kernel(rois_ptr, index_ptr, scale_bits, y_first_ptr, y_count_ptr, x
     flat_bin = k * bins + bin_id
     y_base = _bin_bases(y_start, y_bin, ph)
     x_base = _bin_bases(x_start, x_bin, pw)
-    for ty in range(_largest(y_count)):
+    for ty in range(largest(y_count)):
         y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h.to(F), y_first,
                                                     y_count, ty, h64)
-        for tx in range(_largest(x_count)):
+        for tx in range(largest(x_count)):
             x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w.to(F), x_first,
                                                         x_count, tx, w64)
             ok = y_ok & x_ok
@@ -445,7 +395,7 @@ def _sum_records_kernel(start_ptr, weight_ptr, bin_ptr, divisor_ptr, grads_ptr, 
             # ``where``, not ``mask & ok``: the interpreter splats a scalar bool to int64.
             g = tl.load(grads_ptr + flat_bin * channels + channel,
                         mask=tl.where(ok, mask, False), other=0).to(F)
-            value = _div(g * weight, tl.broadcast_to(divisor, [BLOCK_C]))
+            value = div(g * weight, tl.broadcast_to(divisor, [BLOCK_C]))
             acc = acc + tl.where(ok, value, tl.full([], 0, F))
     tl.store(out_ptr + pixel * channels + channel, acc, mask=mask)
 
@@ -465,7 +415,7 @@ def _edge_weights(p, i, grid_f, pooled, scale, clamped):
     ``a = (p + (i + 0.5)/grid) / pooled`` its position along the roi; ``s`` and 0 when the
     minimum size fired (the size is the constant 1)."""
     F = grid_f.dtype
-    a = _div(_i64(p).to(F) + _div(_i64(i).to(F) + 0.5, grid_f), _i64(pooled).to(F))
+    a = div(i64(p).to(F) + div(i64(i).to(F) + 0.5, grid_f), i64(pooled).to(F))
     zero = tl.full([], 0, F)
     return tl.where(clamped, scale, scale * (1 - a)), tl.where(clamped, zero, scale * a)
 
@@ -480,11 +430,6 @@ def _edge_sample(bin_base, bin_size, grid_f, i, size, p, pooled, scale, clamped)
     moves = _moves(c, size)
     low_weight, high_weight = _edge_weights(p, i, grid_f, pooled, scale, clamped)
     return low, high, frac, comp, moves, moves & ~clamped, low_weight, high_weight
-
-
-@triton.jit
-def _add_pair(a, b):
-    return a + b
 
 
 @triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
@@ -502,7 +447,7 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
     # ``_plan_kernel``. Each lane keeps partial sums of the four edge derivatives, reduced once
     # at the end in a fixed tree: deterministic, no atomics.
     k = tl.program_id(0).to(tl.int64)
-    scale = _float_arg(scale_bits, FLOAT64)
+    scale = float_arg(scale_bits, FLOAT64)
     F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, y_clamped, x_clamped = (
         _roi_geometry(rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET,
@@ -522,11 +467,11 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
         mask = channel < channels
         plane = input_ptr + b * s_n + channel * s_c
         for ph in range(pooled_h):
-            y_base = _bin_bases(y_start, y_bin, _i64(ph))
+            y_base = _bin_bases(y_start, y_bin, i64(ph))
             y_first = tl.load(y_first_ptr + k * pooled_h + ph)
             y_stop = y_first + tl.load(y_count_ptr + k * pooled_h + ph)
             for pw in range(pooled_w):
-                x_base = _bin_bases(x_start, x_bin, _i64(pw))
+                x_base = _bin_bases(x_start, x_bin, i64(pw))
                 x_first = tl.load(x_first_ptr + k * pooled_w + pw)
                 x_stop = x_first + tl.load(x_count_ptr + k * pooled_w + pw)
                 g = tl.load(grads_ptr + k * g_k + channel * g_c + ph * g_h + pw * g_w,
@@ -561,22 +506,14 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
     has_samples = (grid_h > 0) & (grid_w > 0)
     zero = tl.full([], 0, F)
     out = out_ptr + k * 5
-    tl.store(out + 1, tl.where(has_samples, _div(tl.reduce(d_x1, 0, _add_pair), count), zero))
-    tl.store(out + 2, tl.where(has_samples, _div(tl.reduce(d_y1, 0, _add_pair), count), zero))
-    tl.store(out + 3, tl.where(has_samples, _div(tl.reduce(d_x2, 0, _add_pair), count), zero))
-    tl.store(out + 4, tl.where(has_samples, _div(tl.reduce(d_y2, 0, _add_pair), count), zero))
+    tl.store(out + 1, tl.where(has_samples, div(tl.reduce(d_x1, 0, add), count), zero))
+    tl.store(out + 2, tl.where(has_samples, div(tl.reduce(d_y1, 0, add), count), zero))
+    tl.store(out + 3, tl.where(has_samples, div(tl.reduce(d_x2, 0, add), count), zero))
+    tl.store(out + 4, tl.where(has_samples, div(tl.reduce(d_y2, 0, add), count), zero))
 
 
-def compute_dtype(dtype):
-    """F: float64 for float64 storage, float32 otherwise (docs/api.md#dtypes)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def float_bits(value, F):
-    """``value`` rounded to ``F`` and passed as its bit pattern, a signed int (``_float_arg``)."""
-    if F == torch.float64:
-        return struct.unpack("<q", struct.pack("<d", value))[0]
-    return struct.unpack("<i", struct.pack("<f", value))[0]
 
 
 def _common(rois, indices, F, device):
