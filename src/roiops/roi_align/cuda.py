@@ -67,9 +67,10 @@ from .._triton import add, bit_length, compute_dtype, div, float_arg, float_bits
 
 __all__ = ["forward", "grad_input", "grad_boxes"]
 
-# Launch shapes per kernel: channels per program (BLOCK_C), the input gradient's tile (each
-# program owns TILE_H x TILE_W pixels of one image) and warps per program. Only speed depends
-# on them (the tests vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
+# Launch shapes per kernel, powers of two: lanes per forward program (LANES: bins of a roi x
+# channels), channels per program (BLOCK_C), records summed per step of the input gradient
+# (UNROLL: their loads overlap) and warps per program. Only speed depends on them (the tests
+# vary them); benchmarks/bench_cuda.py --sweep times the alternatives.
 LAUNCH = {
     "forward": {"LANES": 256, "num_warps": 2},
     "grad_input": {"BLOCK_C": 256, "UNROLL": 8, "num_warps": 8},
