@@ -19,6 +19,7 @@ import numpy as np
 import roiops
 
 MAX_FACTOR = 16
+STEP_TOLERANCE = 1e-3  # pixels
 FLOAT_CROP_BYTES = 3 * 4  # per crop pixel: float32 RGB
 
 
@@ -71,10 +72,11 @@ def _crop(pixels, boxes, size, options):
 
 def factor(start, end, image_size, crop_size):
     """Samples per crop pixel along an axis: the image pixels its footprint spans, rounded
-    up, between 1 and ``MAX_FACTOR``."""
+    up, between 1 and ``MAX_FACTOR`` (a step a little over a whole number of pixels, from the
+    float32 box, counts as that number)."""
     span = abs(float(end) - float(start)) * (image_size - 1)
     step = span / (crop_size - 1) if crop_size > 1 else span
-    return max(1, min(MAX_FACTOR, math.ceil(step - 1e-9)))
+    return max(1, min(MAX_FACTOR, math.ceil(step - STEP_TOLERANCE)))
 
 
 def _spread(box, ky, kx, size):
