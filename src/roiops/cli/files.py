@@ -1,7 +1,8 @@
 """Writing output files of ``roiops crop`` atomically, without following links.
 
-Every output (a crop, ``crops.npz``, the contact sheet) is written to a new temporary file in
-its destination folder and renamed over the destination with :func:`os.replace`. The rename
+Every output (a crop, an npz shard, the manifest, the contact sheet) is written to a new
+temporary file in its destination folder and renamed over the destination with
+:func:`os.replace`. The rename
 replaces a symbolic link that is already there instead of writing through it, and a run that
 is killed leaves either the old file or the complete new one, never a partial file (at most a
 ``.roiops-*.tmp`` file, which no run takes for an output).
