@@ -491,7 +491,7 @@ class CropJob:
     def _plan_files(self, items, sources, protected):
         """The tasks of the crops to write now (one per image, in the order images first
         appear); the crops already in --out are counted as skipped."""
-        todo, names = [], set()
+        todo, names, folders = [], set(), {}
         for item in items:
             relative = output_path(item.annotation, self.options)
             item.output = self.out / relative
@@ -500,7 +500,11 @@ class CropJob:
                            "another annotation (ids must be unique per image)")
                 continue
             names.add(relative)
-            if _as_written(item.output) in protected:
+            # _as_written(item.output), resolving each folder once (it was most of the planning)
+            folder = item.output.parent
+            if folder not in folders:
+                folders[folder] = folder.resolve()
+            if folders[folder] / item.output.name in protected:
                 self._fail(f"{item.annotation.where}: output {item.output} would overwrite an "
                            "input file")
             elif not self.options.overwrite and files.is_written(item.output):
@@ -623,6 +627,12 @@ class CropJob:
         for index, number in enumerate(numbers):
             self.done[number] = Done(path.name, index, *done[number])
 
+    def _remove_manifest(self):
+        """Shards are about to be rewritten: an earlier manifest would name wrong rows if this
+        run stops before it writes its own, so it goes first."""
+        with contextlib.suppress(OSError):  # none there, or not a file (reported on writing)
+            (self.out / manifest.NAME).unlink()
+
     def _remove_stale_shards(self):
         """Shards of an earlier run beyond the last one of this run (its annotations had more
         boxes): removed, so that the shards in --out are those of the manifest."""
@@ -648,6 +658,8 @@ class CropJob:
         results = (map_images(batches, self.summary.workers, lambda: self._load_kernels(total))
                    if total else (result for result in ()))
         mapped = contextlib.closing(results)
+        if chunks:
+            self._remove_manifest()
         try:
             with mapped as results_in_order:
                 for number, batch in enumerate(batches):
