@@ -42,7 +42,9 @@ def test_demo_through_main(tmp_path, capsys):
 @pytest.mark.parametrize("command, words", [
     ([], ["roiops demo", "roiops crop", "roiops bench", "exit status"]),
     (["crop"], ["COCO", "image,x1,y1,x2,y2", "pixel-edge", "(x2-1)/(W-1)", "--overwrite",
-                "rounded", "examples:", "exit status"]),
+                "rounded", "examples:", "exit status", "YOLO", "Pascal VOC", "--columns",
+                "EXIF", "--antialias", "--layout", "manifest.csv", "crops-00000.npz",
+                "--dry-run", "--limit", "--quiet", "--category", "--min-size"]),
     (["demo"], ["contact sheet", "example:"]),
     (["bench"], ["--chart", "examples:"]),
 ])

@@ -205,6 +205,21 @@ def test_npz_resume_redoes_only_the_shards_that_miss_crops(dataset, capsys, monk
     assert "other settings" in capsys.readouterr().err
 
 
+def test_a_stopped_npz_run_leaves_no_stale_manifest(dataset, monkeypatch):
+    """Shards are rewritten in place: the manifest of the earlier run goes first, so that a
+    stop cannot leave one naming rows that changed."""
+    assert crop(dataset, "--format", "npz") == 0
+    assert (dataset / "out" / "manifest.csv").is_file()
+
+    def interrupted(path, arrays):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shards, "write", interrupted)
+    assert crop(dataset, "--format", "npz", "--overwrite") == 130
+    assert not (dataset / "out" / "manifest.csv").exists()
+    assert (dataset / "out" / "crops-00000.npz").is_file()  # the earlier shard, whole
+
+
 def test_a_resume_that_does_nothing_does_not_read_the_crops(dataset, monkeypatch, capsys):
     assert crop(dataset, "--format", "npz") == 0
     monkeypatch.setattr(shards, "read_crops", None)  # a call would fail
