@@ -33,6 +33,15 @@ def make_image(path, mode, height, width, seed):
         image.save(path)
 
 
+@pytest.fixture(autouse=True)
+def no_kernels_notice(monkeypatch):
+    """In-process runs never print the first-run notice: whether the kernels compile (and
+    take over its 2 s) depends on the test order and the cache, not on the test. The test of
+    the notice sets its own delay; child processes (test_processes.py) filter the line."""
+    from roiops.cli import crop
+    monkeypatch.setattr(crop, "NOTICE_SECONDS", 3600.0)
+
+
 @pytest.fixture
 def dataset(tmp_path):
     """``images/`` with three small images, ``coco.json`` and ``boxes.csv`` naming them."""
