@@ -1,4 +1,6 @@
 """docs/errors.md: every malformed argument raises the documented exception, naming the argument."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -356,3 +358,23 @@ def test_non_native_byte_order_gives_the_native_bits_in_roi_align(dtype):
         roiops.roi_align_grad_boxes(big_endian(pooled), big_endian(features), big_endian(ROIS),
                                     (2, 3)),
         roiops.roi_align_grad_boxes(pooled, features, ROIS, (2, 3)))
+
+
+def test_values_beyond_the_result_dtype_become_inf_without_a_warning():
+    # found by tests/test_fuzz.py: valid calls warned "overflow encountered in cast" (an
+    # exception under -W error) when a float16 result or a float64 box overflowed on rounding
+    boxes = np.zeros((2, 4), np.float32)
+    grads = np.full((2, 1, 1, 1), 6e4, np.float16)
+    far = np.array([[0, 0, 1e300, 1]], np.float64)
+    pooled = np.full((2, 1, 1, 1), 6e4, np.float16)
+    rois = np.array([[0, 0, 0, 1, 1]] * 2, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image_grad = roiops.crop_and_resize_grad_image(grads, boxes, np.zeros(2, np.int32),
+                                                       (1, 1, 1, 1))
+        crops = roiops.crop_and_resize(IMAGE, far, np.array([0]), (1, 1),
+                                       extrapolation_value=-1.0)
+        input_grad = roiops.roi_align_grad_input(pooled, rois, (1, 1, 1, 1), 1,
+                                                 sampling_ratio=1)
+    assert image_grad[0, 0, 0, 0] == np.inf and input_grad[0, 0, 0, 0] == np.inf
+    assert crops.shape == (1, 1, 1, 3) and (crops == -1).all()

@@ -1,4 +1,6 @@
 """Compat layers: each framework's names, defaults, dtype rules and constructor errors."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ def test_tensorflow_dtype_rules():
         assert out.dtype == np.float32
     with pytest.raises(TypeError, match="boxes must have dtype in \\(float32\\)"):
         tf.crop_and_resize(IMAGE, BOXES.astype(np.float64), BOX_IND, (3, 4))
-    with pytest.raises(TypeError, match="box_ind must have dtype in \\(int32\\)"):
+    with pytest.raises(TypeError, match="box_indices must have dtype in \\(int32\\)"):
         tf.crop_and_resize(IMAGE, BOXES, BOX_IND.astype(np.int64), (3, 4))
     with pytest.raises(ValueError, match="method must be one of 'bilinear', 'nearest'"):
         tf.crop_and_resize(IMAGE, BOXES, BOX_IND, (3, 4), method="bilinear_v2")
@@ -192,12 +194,35 @@ DY = RNG.standard_normal((2, 3, 2, 2)).astype(np.float32)
      "boxes must be a plain numpy.ndarray, got matrix"),
     (lambda: tv.roi_align(FEATURES, [np.ma.masked_array(ROIS[:, 1:])], 2), TypeError,
      "boxes[0] must be a plain numpy.ndarray"),
+    # every message names the argument as the framework spells it (found by tests/test_fuzz.py)
+    (lambda: tf.raw_ops.CropAndResize(IMAGE, BOXES, BOX_IND + 1, (3, 4)), ValueError,
+     "box_ind must be in [0, 2) (the batch size), row 0 is 2"),
+    (lambda: tf.raw_ops.CropAndResizeGradBoxes(GRADS, IMAGE, BOXES, BOX_IND[:1]), ValueError,
+     "box_ind must have one entry per box (2), got 1"),
+    (lambda: tf.crop_and_resize(IMAGE, BOXES, BOX_IND[None], (3, 4)), ValueError,
+     "box_indices must have shape [num_boxes], got (1, 2)"),
+    (lambda: ms.CropAndResize()(IMAGE, BOXES, BOX_IND - 1, (3, 4)), ValueError,
+     "box_index must be in [0, 2) (the batch size), row 1 is -1"),
+    (lambda: ms.CropAndResizeGradImage(np.float32)(GRADS, BOXES, BOX_IND.astype(np.float32),
+                                                   IMAGE.shape), TypeError,
+     "box_index must have dtype in (int32)"),
+    (lambda: ms.ROIAlignGrad(2, 2, 0.5)(DY[:, :2], ROIS, FEATURES.shape), ValueError,
+     "dy must have shape [num_rois, channels, pooled_height, pooled_width] = (2, 3, 2, 2)"),
+    (lambda: tv.roi_align(FEATURES, np.array([[0, 1, 1, np.inf, 2]]), 2), ValueError,
+     "boxes must be finite, row 0"),
+    (lambda: tv.roi_align(FEATURES.astype(np.float16), ROIS * 1e5, 2), ValueError,
+     "boxes must be finite, row 0"),  # beyond float16 once converted to the input's dtype
+    (lambda: tv.roi_align(FEATURES, [ROIS[:, 1:]] * 3, 2), ValueError,
+     "boxes batch index must be in [0, 2) (the batch size), row 4 is 2.0"),
+    (lambda: tv.roi_align_backward(DY[:, :2], ROIS, FEATURES.shape, 2), ValueError,
+     "grad_output must have shape [num_rois, channels, pooled_height, pooled_width]"),
 ])
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_compat_layers_refuse_hostile_arguments(call, error, words):
     inputs = [IMAGE, BOXES, BOX_IND, FEATURES, ROIS, GRADS, DY]
     before = [a.copy() for a in inputs]
-    with pytest.raises(error) as info:
+    with pytest.raises(error) as info, warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow warning on the way
         call()
     assert words in str(info.value)
     for a, b in zip(inputs, before):

@@ -40,7 +40,7 @@ def _check_ms_boxes(boxes, box_index, batch):
     _checks.require_array("box_index", box_index)
     _checks.require_dtype("boxes", boxes, _FLOAT32)
     _checks.require_dtype("box_index", box_index, (np.dtype(np.int32),))
-    return crop_api.check_boxes(boxes, box_index, batch)
+    return crop_api.check_boxes(boxes, box_index, batch, "box_index")
 
 
 class CropAndResize:
@@ -226,6 +226,6 @@ class ROIAlignGrad:
                                self.sample_num, 1, half)
         shape = roi_api.check_input_shape(xdiff_shape, "xdiff_shape")
         indices = roi_api.check_rois(rois, shape[0], options)
-        roi_api.check_grads(dy, rois.shape[0], shape[1], options)
+        roi_api.check_grads(dy, rois.shape[0], shape[1], options, "dy")
         return roi_api.run_grad_input(dy, rois, indices, shape, options, np.float32, dy.dtype,
                                       half_arithmetic=half, size_name="xdiff_shape")

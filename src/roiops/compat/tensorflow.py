@@ -32,12 +32,14 @@ from ..crop_and_resize import api
 _METHODS = ("bilinear", "nearest")
 
 
-def _check_tf_boxes(boxes, box_ind, batch):
+def _check_tf_boxes(boxes, box_ind, batch, indices_name="box_ind"):
+    """boxes float32, indices int32 (named ``indices_name``: ``box_indices`` in
+    ``tf.image.crop_and_resize``, ``box_ind`` in the raw ops)."""
     _checks.require_array("boxes", boxes)
-    _checks.require_array("box_ind", box_ind)
+    _checks.require_array(indices_name, box_ind)
     _checks.require_dtype("boxes", boxes, (np.dtype(np.float32),))
-    _checks.require_dtype("box_ind", box_ind, (np.dtype(np.int32),))
-    return api.check_boxes(boxes, box_ind, batch)
+    _checks.require_dtype(indices_name, box_ind, (np.dtype(np.int32),))
+    return api.check_boxes(boxes, box_ind, batch, indices_name)
 
 
 def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,
@@ -49,14 +51,21 @@ def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: Arr
     boxes ``[N,4]`` float32 ``[y1,x1,y2,x2]``; box_indices ``[N]`` int32; crop_size
     ``(crop_height, crop_width)``; method "bilinear" or "nearest".
     """
+    return _crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value,
+                            "box_indices")
+
+
+def _crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value,
+                     indices_name):
+    """The forward of both spellings; ``indices_name`` is the indices' name in messages."""
     if _checks.any_tensor(image, boxes, box_indices):
         from ..torch import compat as torch_compat  # torch is optional: imported on first use
         return torch_compat.crop_and_resize(image, boxes, box_indices, crop_size, method,
-                                            extrapolation_value, ("image", "boxes", "box_ind"),
-                                            _METHODS)
+                                            extrapolation_value,
+                                            ("image", "boxes", indices_name), _METHODS)
     image, boxes, box_indices = _arrays.native_byte_order(image, boxes, box_indices)
     view = api.check_image("image", image, "NHWC")
-    indices = _check_tf_boxes(boxes, box_indices, view.shape[0])
+    indices = _check_tf_boxes(boxes, box_indices, view.shape[0], indices_name)
     crop_size = _checks.size_pair("crop_size", crop_size)
     api.method_code(method, _METHODS)
     extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
@@ -72,7 +81,8 @@ class raw_ops:  # lower case, as tf.raw_ops
                       crop_size: Sequence[int], method: str = "bilinear",
                       extrapolation_value: float = 0.0) -> ArrayOrTensor:
         """``tf.raw_ops.CropAndResize``: see :func:`crop_and_resize`."""
-        return crop_and_resize(image, boxes, box_ind, crop_size, method, extrapolation_value)
+        return _crop_and_resize(image, boxes, box_ind, crop_size, method, extrapolation_value,
+                                "box_ind")
 
     @staticmethod
     def CropAndResizeGradImage(grads: ArrayOrTensor, boxes: ArrayOrTensor,

@@ -67,8 +67,9 @@ def _prepare(data, name, rois, output_size, spatial_scale, sampling_ratio, align
     _checks.require_array("boxes", rois)
     _checks.require_dtype("boxes", rois, _checks.FLOAT_DTYPES)
     _checks.require_shape("boxes", rois, ("K", 5))
-    return (options, rois.astype(data.dtype, copy=False), _arrays.native_compute_type(data.dtype),
-            half)
+    with np.errstate(over="ignore"):  # boxes beyond the data's range become inf, then refused
+        rois = rois.astype(data.dtype, copy=False)
+    return options, rois, _arrays.native_compute_type(data.dtype), half
 
 
 def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
@@ -89,7 +90,7 @@ def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTenso
     options, rois, F, half = _prepare(input, "input", rois, output_size, spatial_scale,
                                       sampling_ratio, aligned)
     api.check_input("input", input)
-    indices = api.check_rois(rois, input.shape[0], options)
+    indices = api.check_rois(rois, input.shape[0], options, "boxes")
     return api.run_forward(input, rois, indices, options, F, input.dtype, half_arithmetic=half)
 
 
@@ -112,8 +113,8 @@ def roi_align_backward(grad_output: ArrayOrTensor,
     options, rois, F, half = _prepare(grad_output, "grad_output", rois, output_size,
                                       spatial_scale, sampling_ratio, aligned)
     shape = api.check_input_shape(input_shape)
-    indices = api.check_rois(rois, shape[0], options)
-    api.check_grads(grad_output, rois.shape[0], shape[1], options)
+    indices = api.check_rois(rois, shape[0], options, "boxes")
+    api.check_grads(grad_output, rois.shape[0], shape[1], options, "grad_output")
     return api.run_grad_input(grad_output, rois, indices, shape, options, F, grad_output.dtype,
                               half_arithmetic=half)
 

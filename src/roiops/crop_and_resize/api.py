@@ -18,19 +18,20 @@ _METHOD_CODES = {name: code for code, name in enumerate(METHODS)}
 DATA_FORMATS = ("NHWC", "NCHW")
 
 
-def check_boxes(boxes, box_indices, batch):
-    """Validate boxes ``[N, 4]`` and box_indices ``[N]``; return box_indices as int64."""
+def check_boxes(boxes, box_indices, batch, indices_name="box_indices"):
+    """Validate boxes ``[N, 4]`` and box_indices ``[N]`` (``indices_name`` in messages: the
+    compat layers' ``box_ind``, ``box_index``); return box_indices as int64."""
     _checks.require_array("boxes", boxes)
-    _checks.require_array("box_indices", box_indices)
+    _checks.require_array(indices_name, box_indices)
     _checks.require_dtype("boxes", boxes, _checks.FLOAT_DTYPES)
     _checks.require_shape("boxes", boxes, ("num_boxes", 4))
     if box_indices.dtype.kind not in "iu":
-        raise TypeError(f"box_indices must have an integer dtype, got {box_indices.dtype}")
-    _checks.require_shape("box_indices", box_indices, ("num_boxes",))
-    _checks.require_length("box_indices", box_indices, boxes.shape[0], "box")
+        raise TypeError(f"{indices_name} must have an integer dtype, got {box_indices.dtype}")
+    _checks.require_shape(indices_name, box_indices, ("num_boxes",))
+    _checks.require_length(indices_name, box_indices, boxes.shape[0], "box")
     _checks.require_finite_rows("boxes", boxes)
     # On the values given: a uint64 2**63 would wrap to a negative int64.
-    _checks.require_indices_in_range("box_indices", box_indices, batch)
+    _checks.require_indices_in_range(indices_name, box_indices, batch)
     return box_indices.astype(np.int64)
 
 
@@ -102,7 +103,7 @@ def run_forward(image, boxes, box_indices, crop_size, method, extrapolation_valu
     result = np.empty(shape, out_dtype) if out is None else out
     target, out_half = _arrays.kernel_output(_arrays.nhwc_view(result, data_format))
     if num_boxes and depth:
-        cpu.forward(_arrays.kernel_input(image, F), boxes.astype(F, copy=False), box_indices,
+        cpu.forward(_arrays.kernel_input(image, F), _arrays.kernel_input(boxes, F), box_indices,
                     _METHOD_CODES[method], F(extrapolation_value), target, out_half, F)
     return result
 
@@ -138,11 +139,12 @@ def run_grad_image(grads, boxes, box_indices, image_shape, method, data_format, 
     out_dtype = np.dtype(out_dtype)
     total = np.zeros(image_shape, grad_image_accumulator(out_dtype))
     if boxes.shape[0] and image_shape[3]:
-        cpu.grad_image(_arrays.kernel_input(grads, F), boxes.astype(F, copy=False), box_indices,
+        cpu.grad_image(_arrays.kernel_input(grads, F), _arrays.kernel_input(boxes, F), box_indices,
                        _METHOD_CODES[method], total, half_accumulate, F)
     if data_format == "NCHW":
         total = total.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(total, dtype=out_dtype)
+    with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
+        return np.ascontiguousarray(total, dtype=out_dtype)
 
 
 def run_grad_boxes(grads, image, boxes, box_indices, F, out_dtype, crop1_in_double=True):
@@ -150,8 +152,9 @@ def run_grad_boxes(grads, image, boxes, box_indices, F, out_dtype, crop1_in_doub
     total = np.zeros((boxes.shape[0], 4), F)
     if boxes.shape[0] and image.shape[3]:
         cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(image, F),
-                       boxes.astype(F, copy=False), box_indices, crop1_in_double, total, F)
-    return total.astype(out_dtype, copy=False)
+                       _arrays.kernel_input(boxes, F), box_indices, crop1_in_double, total, F)
+    with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
+        return total.astype(out_dtype, copy=False)
 
 
 def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,

@@ -68,15 +68,15 @@ def check_image(name, image, data_format, dtypes=IMAGE_DTYPES):
     return image.shape[0], image.shape[3] if nhwc else image.shape[1]
 
 
-def check_boxes(boxes, box_indices):
+def check_boxes(boxes, box_indices, indices_name="box_indices"):
     """As ``crop_and_resize.api.check_boxes`` without the data checks (run by the kernel)."""
     _checks.require_dtype("boxes", boxes, FLOAT_DTYPES)
     _checks.require_shape("boxes", boxes, ("num_boxes", 4))
     if box_indices.dtype.is_floating_point or box_indices.dtype.is_complex or (
             box_indices.dtype == torch.bool):
-        raise TypeError(f"box_indices must have an integer dtype, got {box_indices.dtype}")
-    _checks.require_shape("box_indices", box_indices, ("num_boxes",))
-    _checks.require_length("box_indices", box_indices, boxes.shape[0], "box")
+        raise TypeError(f"{indices_name} must have an integer dtype, got {box_indices.dtype}")
+    _checks.require_shape(indices_name, box_indices, ("num_boxes",))
+    _checks.require_length(indices_name, box_indices, boxes.shape[0], "box")
 
 
 def check_grads(grads, data_format, num_boxes):

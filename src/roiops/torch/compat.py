@@ -84,7 +84,7 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_
     api.check_image(image_name, image, "NHWC", _IMAGE_DTYPES)
     _checks.require_dtype(boxes_name, boxes, (torch.float32,))
     _checks.require_dtype(indices_name, box_indices, (torch.int32,))
-    api.check_boxes(boxes, box_indices)
+    api.check_boxes(boxes, box_indices, indices_name)
     crop_size = _checks.size_pair("crop_size", crop_size)
     method_code(method, methods)
     extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
