@@ -378,3 +378,15 @@ def test_values_beyond_the_result_dtype_become_inf_without_a_warning():
                                                  sampling_ratio=1)
     assert image_grad[0, 0, 0, 0] == np.inf and input_grad[0, 0, 0, 0] == np.inf
     assert crops.shape == (1, 1, 1, 3) and (crops == -1).all()
+
+
+@pytest.mark.parametrize("index", [1e30, -1e30, 2.0**63])
+def test_a_batch_index_beyond_int64_is_refused_without_a_warning(index):
+    # found by tests/test_fuzz.py: the truncated index was cast to int64 before the range
+    # check ("invalid value encountered in cast"; the refusal relied on what the cast gave)
+    rois = np.array([[0, 1, 1, 5, 6], [index, 1, 1, 5, 6]], np.float64)
+    with warnings.catch_warnings(), pytest.raises(ValueError) as info:
+        warnings.simplefilter("error")
+        roi(rois=rois)
+    assert f"rois batch index must be in [0, 2) (the batch size), row 1 is {index!r}" in str(
+        info.value)

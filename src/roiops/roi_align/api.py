@@ -58,9 +58,10 @@ def batch_indices(rois, batch, convention, name="rois"):
             raise ValueError(f"{name} batch index must be in [0, {batch - 1}], "
                              f"row {row} is {column[row].item()!r}")
         return np.rint(raw + _MINDSPORE_INDEX_BIAS).astype(np.int64)
-    indices = np.trunc(column).astype(np.int64)
-    _checks.require_indices_in_range(f"{name} batch index", indices, batch, shown=column)
-    return indices
+    truncated = np.trunc(column)
+    # in range before the cast: a value beyond int64 (1e30) has no int64 to become
+    _checks.require_indices_in_range(f"{name} batch index", truncated, batch, shown=column)
+    return truncated.astype(np.int64)
 
 
 def check_rois(rois, batch, options, name="rois"):
