@@ -9,6 +9,7 @@ degenerate, on the pixel lattice and one ulp off it.
 
 import numpy as np
 import pytest
+from exact import assert_same_bits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,21 +19,6 @@ roiops = pytest.importorskip("roiops")
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-def assert_bits_equal(got, want):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape, (got.shape, want.shape)
-    assert got.dtype == want.dtype, (got.dtype, want.dtype)
-    nan_g, nan_w = np.isnan(got), np.isnan(want)
-    np.testing.assert_array_equal(nan_g, nan_w)
-    it = {2: np.uint16, 4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
-    bad = got.view(it) != want.view(it)
-    bad &= ~nan_g
-    if bad.any():
-        idx = tuple(np.argwhere(bad)[0])
-        raise AssertionError(f"{bad.sum()} of {bad.size} differ; first at {idx}: "
-                             f"got {got[idx]!r}, want {want[idx]!r}")
 
 
 def _values(rng, shape, dtype):
@@ -110,7 +96,7 @@ def test_crop_and_resize_matches_reference(c, method):
                                  method=method, extrapolation_value=c["extrapolation_value"])
     want = R.crop_and_resize(c["image"], c["boxes"], c["box_indices"], c["crop_size"], method,
                              c["extrapolation_value"], F=F)
-    assert_bits_equal(got, want)
+    assert_same_bits(got, want)
 
 
 @SETTINGS
@@ -122,7 +108,7 @@ def test_crop_and_resize_nchw_is_a_transpose(c, method):
     nchw = roiops.crop_and_resize(np.ascontiguousarray(c["image"].transpose(0, 3, 1, 2)),
                                   c["boxes"], c["box_indices"], c["crop_size"], method=method,
                                   data_format="NCHW")
-    assert_bits_equal(nchw, nhwc.transpose(0, 3, 1, 2))
+    assert_same_bits(nchw, nhwc.transpose(0, 3, 1, 2))
 
 
 @SETTINGS
@@ -137,7 +123,7 @@ def test_crop_and_resize_grad_image_matches_reference(c, method, out):
     F = _F(out_dtype)
     want = R.crop_and_resize_grad_image(grads, c["boxes"], c["box_indices"], shape, method,
                                         accumulate=F, F=F)
-    assert_bits_equal(got, want.astype(out_dtype))
+    assert_same_bits(got, want.astype(out_dtype))
 
 
 @SETTINGS
@@ -150,7 +136,7 @@ def test_crop_and_resize_grad_boxes_matches_reference(c, method):
                                             method=method)
     want = R.crop_and_resize_grad_boxes(grads, c["image"], c["boxes"], c["box_indices"],
                                         crop1_rule="tensorflow", F=F)
-    assert_bits_equal(got, want)
+    assert_same_bits(got, want)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +206,7 @@ def test_roi_align_matches_reference(c):
     got = roiops.roi_align(x, rois, c["output_size"], **c["options"])
     F = _F(x.dtype)
     want = R.roi_align(x.astype(F), rois.astype(F), c["output_size"], F=F, **c["options"])
-    assert_bits_equal(got, want.astype(x.dtype))
+    assert_same_bits(got, want.astype(x.dtype))
 
 
 @SETTINGS
@@ -230,7 +216,7 @@ def test_roi_align_grad_input_matches_reference(c):
     got = roiops.roi_align_grad_input(g, rois, x.shape, c["output_size"], **c["options"])
     want = R.roi_align_grad_input(g, rois, x.shape, c["output_size"], F=_F(g.dtype),
                                   **c["options"])
-    assert_bits_equal(got, want)
+    assert_same_bits(got, want)
 
 
 @SETTINGS

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from exact import assert_same_bits
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 PEERS = ("tensorflow", "mindspore", "torchvision")
@@ -86,30 +87,6 @@ def _params(peer, ops=None):
 # --------------------------------------------------------------------------------------------
 # comparison
 
-_UINT = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-
-
-def assert_bitwise(got, want, what="result"):
-    got = np.asarray(got)
-    assert got.dtype == want.dtype, f"{what}: dtype {got.dtype}, expected {want.dtype}"
-    assert got.shape == want.shape, f"{what}: shape {got.shape}, expected {want.shape}"
-    g = np.ascontiguousarray(got)
-    w = np.ascontiguousarray(want)
-    if w.dtype.kind == "f":
-        same = g.view(_UINT[w.itemsize]) == w.view(_UINT[w.itemsize])
-        same |= np.isnan(g) & np.isnan(w)
-    else:
-        same = g == w
-    if not same.all():
-        bad = np.argwhere(~same)
-        lines = [f"{what}: {bad.shape[0]} of {w.size} elements differ; first ones:"]
-        u = _UINT[w.itemsize]
-        for idx in bad[:8]:
-            t = tuple(int(i) for i in idx)
-            lines.append(f"  {t}: got {g[t]!r} (0x{g.view(u)[t]:0{2 * w.itemsize}x}), "
-                         f"expected {w[t]!r} (0x{w.view(u)[t]:0{2 * w.itemsize}x})")
-        pytest.fail("\n".join(lines))
-
 
 def _snapshot(arrays, names):
     return {n: arrays[n].copy() for n in names}
@@ -117,7 +94,7 @@ def _snapshot(arrays, names):
 
 def _assert_unchanged(before, arrays):
     for n, a in before.items():
-        assert_bitwise(arrays[n], a, what=f"input {n!r} was modified")
+        assert_same_bits(arrays[n], a, what=f"input {n!r} was modified")
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,10 +114,10 @@ def test_tensorflow_crop_and_resize(tfc, case):
     got = tfc.raw_ops.CropAndResize(image=a["image"], boxes=a["boxes"], box_ind=a["box_ind"],
                                     crop_size=crop, method=case["method"],
                                     extrapolation_value=case["extrapolation_value"])
-    assert_bitwise(got, a["out"], "raw_ops.CropAndResize")
+    assert_same_bits(got, a["out"], "raw_ops.CropAndResize")
     got = tfc.crop_and_resize(a["image"], a["boxes"], a["box_ind"], crop, method=case["method"],
                               extrapolation_value=case["extrapolation_value"])
-    assert_bitwise(got, a["out"], "crop_and_resize")
+    assert_same_bits(got, a["out"], "crop_and_resize")
     _assert_unchanged(keep, a)
 
 
@@ -152,7 +129,7 @@ def test_tensorflow_crop_and_resize_grad_image(tfc, case):
         grads=a["grads"], boxes=a["boxes"], box_ind=a["box_ind"],
         image_size=np.array(case["image_size"], np.int32), T=np.dtype(case["T"]),
         method=case["method"])
-    assert_bitwise(got, a["out"], "raw_ops.CropAndResizeGradImage")
+    assert_same_bits(got, a["out"], "raw_ops.CropAndResizeGradImage")
     _assert_unchanged(keep, a)
 
 
@@ -162,7 +139,7 @@ def test_tensorflow_crop_and_resize_grad_boxes(tfc, case):
     keep = _snapshot(a, ("grads", "image", "boxes", "box_ind"))
     got = tfc.raw_ops.CropAndResizeGradBoxes(grads=a["grads"], image=a["image"], boxes=a["boxes"],
                                              box_ind=a["box_ind"], method=case["method"])
-    assert_bitwise(got, a["out"], "raw_ops.CropAndResizeGradBoxes")
+    assert_same_bits(got, a["out"], "raw_ops.CropAndResizeGradBoxes")
     _assert_unchanged(keep, a)
 
 
@@ -181,7 +158,7 @@ def test_mindspore_crop_and_resize(msc, case):
     keep = _snapshot(a, ("image", "boxes", "box_ind"))
     op = msc.CropAndResize(method=case["method"], extrapolation_value=case["extrapolation_value"])
     got = op(a["image"], a["boxes"], a["box_ind"], tuple(case["crop_size"]))
-    assert_bitwise(got, a["out"], "CropAndResize")
+    assert_same_bits(got, a["out"], "CropAndResize")
     _assert_unchanged(keep, a)
 
 
@@ -191,7 +168,7 @@ def test_mindspore_crop_and_resize_grad_image(msc, case):
     keep = _snapshot(a, ("grads", "boxes", "box_ind"))
     op = msc.CropAndResizeGradImage(T=np.dtype(case["T"]), method=case["method"])
     got = op(a["grads"], a["boxes"], a["box_ind"], np.array(case["image_size"], np.int32))
-    assert_bitwise(got, a["out"], "CropAndResizeGradImage")
+    assert_same_bits(got, a["out"], "CropAndResizeGradImage")
     _assert_unchanged(keep, a)
 
 
@@ -201,7 +178,7 @@ def test_mindspore_crop_and_resize_grad_boxes(msc, case):
     keep = _snapshot(a, ("grads", "image", "boxes", "box_ind"))
     op = msc.CropAndResizeGradBoxes(method=case["method"])
     got = op(a["grads"], a["image"], a["boxes"], a["box_ind"])
-    assert_bitwise(got, a["out"], "CropAndResizeGradBoxes")
+    assert_same_bits(got, a["out"], "CropAndResizeGradBoxes")
     _assert_unchanged(keep, a)
 
 
@@ -213,7 +190,7 @@ def test_mindspore_roi_align(msc, case):
                       spatial_scale=case["spatial_scale"], sample_num=case["sample_num"],
                       roi_end_mode=case["roi_end_mode"])
     got = op(a["features"], a["rois"])
-    assert_bitwise(got, a["out"], "ROIAlign")
+    assert_same_bits(got, a["out"], "ROIAlign")
     _assert_unchanged(keep, a)
 
 
@@ -224,7 +201,7 @@ def test_mindspore_roi_align_grad(msc, case):
     op = msc.ROIAlignGrad(pooled_height=case["pooled_height"], pooled_width=case["pooled_width"],
                           spatial_scale=case["spatial_scale"], sample_num=case["sample_num"])
     got = op(a["dy"], a["rois"], tuple(case["xdiff_shape"]))
-    assert_bitwise(got, a["out"], "ROIAlignGrad")
+    assert_same_bits(got, a["out"], "ROIAlignGrad")
     _assert_unchanged(keep, a)
 
 
@@ -255,7 +232,7 @@ def test_torchvision_roi_align(tvc, case):
     keep = _snapshot(a, [n for n in a if n.startswith("boxes") or n == "input"])
     got = tvc.roi_align(a["input"], _tv_boxes(case, a), _tv_output_size(case),
                         case["spatial_scale"], case["sampling_ratio"], case["aligned"])
-    assert_bitwise(got, a["out"], "roi_align")
+    assert_same_bits(got, a["out"], "roi_align")
     _assert_unchanged(keep, a)
 
 
@@ -266,7 +243,7 @@ def test_torchvision_roi_align_backward(tvc, case):
     got = tvc.roi_align_backward(a["grad_output"], _tv_boxes(case, a), tuple(a["input"].shape),
                                  _tv_output_size(case), case["spatial_scale"],
                                  case["sampling_ratio"], case["aligned"])
-    assert_bitwise(got, a["grad_input"], "roi_align_backward")
+    assert_same_bits(got, a["grad_input"], "roi_align_backward")
     _assert_unchanged(keep, a)
 
 

@@ -7,6 +7,7 @@ contract, so the scatter is compared bit for bit with a plain loop in that order
 import numba
 import numpy as np
 import pytest
+from exact import assert_same_bits
 
 from roiops.crop_and_resize.cpu import _can_stream, forward, grad_boxes, grad_image
 
@@ -39,16 +40,6 @@ def run_grad_boxes(grads, image, boxes, box_indices, crop1_in_double=True, F=F32
     grad_boxes(grads, image, np.asarray(boxes, F), np.asarray(box_indices, np.int64),
                crop1_in_double, out, F)
     return out
-
-
-def bits_equal(a, b):
-    """Bitwise equality of float arrays (any NaN matches any NaN)."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape and a.dtype == b.dtype
-    nan_a, nan_b = np.isnan(a), np.isnan(b)
-    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[a.itemsize]
-    return bool((nan_a == nan_b).all()
-                and np.array_equal(a[~nan_a].view(unsigned), b[~nan_b].view(unsigned)))
 
 
 def ramp(height, width, depth=1, batch=1, dtype=F32):
@@ -294,7 +285,7 @@ def test_half_output_equals_rounding_the_float32_output():
         full = run_forward(image, boxes, (4, 6), method, 0.1, box_indices)
         half = run_forward(image, boxes, (4, 6), method, 0.1, box_indices, out_half=True)
         with np.errstate(over="ignore"):
-            assert bits_equal(half.view(np.float16), full.astype(np.float16))
+            assert_same_bits(half.view(np.float16), full.astype(np.float16))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,17 +314,17 @@ def test_strided_inputs_and_outputs_match_contiguous(method):
     expected = run_forward(image, boxes, (4, 6), method, -1, box_indices)
     out_v = np.empty((len(boxes), image.shape[3], 4, 6), F32).transpose(0, 2, 3, 1)
     forward(image_v, boxes_v, indices_v, method, F32(-1), out_v, False, F32)
-    assert bits_equal(out_v, expected)
+    assert_same_bits(out_v, expected)
 
     expected = run_grad_image(grads, boxes, box_indices, image.shape, method)
     out_v = np.zeros(image.shape, F32)[:, ::-1].copy()[:, ::-1]
     grad_image(grads_v, boxes_v, indices_v, method, out_v, False, F32)
-    assert bits_equal(out_v, expected)
+    assert_same_bits(out_v, expected)
 
     expected = run_grad_boxes(grads, image, boxes, box_indices)
     out_v = np.zeros((4, len(boxes)), F32).T
     grad_boxes(grads_v, image_v, boxes_v, indices_v, True, out_v, F32)
-    assert bits_equal(out_v, expected)
+    assert_same_bits(out_v, expected)
 
 
 @pytest.mark.parametrize("image_dtype, F", [(F32, F32), (np.float64, np.float64),
@@ -357,7 +348,8 @@ def test_streamed_forward_equals_the_cached_path(image_dtype, F):
     assert _can_stream(streamed) and not _can_stream(shifted)
     for out in (streamed, shifted):
         forward(image, boxes, box_indices, BILINEAR, F(-3), out, False, F)
-    assert (streamed == -3).any() and bits_equal(streamed, shifted)
+    assert (streamed == -3).any()
+    assert_same_bits(streamed, shifted)
     previous = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -365,7 +357,8 @@ def test_streamed_forward_equals_the_cached_path(image_dtype, F):
         forward(image, boxes, box_indices, BILINEAR, F(-3), single, False, F)
     finally:
         numba.set_num_threads(previous)
-    assert _can_stream(single) and bits_equal(single, streamed)
+    assert _can_stream(single)
+    assert_same_bits(single, streamed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,10 +386,10 @@ def test_grad_image_equals_the_sequential_loop(method, accumulate, half, batch):
     expected = sequential_grad_image(grads, boxes, box_indices, image.shape, method,
                                      accumulate, half)
     if half:
-        assert bits_equal(got.astype(np.float16), expected.astype(np.float16))
-        assert bits_equal(got, got.astype(np.float16).astype(F32))  # every value is a half
+        assert_same_bits(got.astype(np.float16), expected.astype(np.float16))
+        assert_same_bits(got, got.astype(np.float16).astype(F32))  # every value is a half
     else:
-        assert bits_equal(got, expected)
+        assert_same_bits(got, expected)
 
 
 def test_float64_accumulation_differs_from_float32():
@@ -422,7 +415,7 @@ def test_grad_image_is_independent_of_the_thread_count(method, half, batch):
         many = run_grad_image(grads, boxes, box_indices, image.shape, method, half=half)
     finally:
         numba.set_num_threads(previous)
-    assert bits_equal(one, many)
+    assert_same_bits(one, many)
 
 
 def test_grad_image_nearest_sends_the_whole_gradient_to_the_rounded_pixel():
@@ -468,7 +461,7 @@ def test_grad_boxes_equals_the_sequential_loop(crop, crop1_in_double):
     image = (image * 2.0 ** 30).astype(np.int64)
     got = run_grad_boxes(grads, image, boxes, box_indices, crop1_in_double)
     expected = sequential_grad_boxes(grads, image, boxes, box_indices, crop1_in_double)
-    assert bits_equal(got, expected)
+    assert_same_bits(got, expected)
 
 
 def test_grad_boxes_on_a_ramp():

@@ -8,6 +8,7 @@ on the NCHW maps, dense rois through the internal channels-last copy.
 import numba
 import numpy as np
 import pytest
+from exact import assert_same_bits
 
 import reference
 from roiops.roi_align import conventions, cpu
@@ -62,10 +63,6 @@ def _random_rois(rng, count, batch, height, width, scale):
     x2 = x1 + rng.uniform(-0.2, 0.8, count) * width / scale
     y2 = y1 + rng.uniform(-0.2, 0.8, count) * height / scale
     return np.stack([rng.integers(0, batch, count), x1, y1, x2, y2], 1)
-
-
-def _bits(a):
-    return a.view(np.uint64 if a.dtype == F64 else np.uint32)
 
 
 # -- peers' documented examples ----------------------------------------------------------------
@@ -143,11 +140,11 @@ def test_matches_reference_bit_for_bit(options, F, num_rois):
     grads = rng.standard_normal((num_rois, 3, 2, 3)).astype(F)
     out = _forward(x, rois, (2, 3), scale=0.5, F=F, **options)
     expected = reference.roi_align(x, rois, (2, 3), 0.5, F=F, **_reference_options(options))
-    np.testing.assert_array_equal(_bits(out), _bits(expected))
+    assert_same_bits(out, expected)
     gradient = _grad_input(grads, rois, x.shape, scale=0.5, F=F, **options)
     expected = reference.roi_align_grad_input(grads, rois, x.shape, (2, 3), 0.5, F=F,
                                               **_reference_options(options))
-    np.testing.assert_array_equal(_bits(gradient), _bits(expected))
+    assert_same_bits(gradient, expected)
 
 
 # -- layouts and threads ---------------------------------------------------------------------
@@ -181,7 +178,7 @@ def test_grad_input_does_not_depend_on_thread_count(num_rois):
         multi = _grad_input(grads, rois, x_shape, sampling_ratio=0)
     finally:
         numba.set_num_threads(previous)
-    np.testing.assert_array_equal(_bits(single), _bits(multi))
+    assert_same_bits(single, multi)
 
 
 # -- gradients as derivatives ----------------------------------------------------------------

@@ -7,15 +7,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from exact import assert_same_bits  # noqa: E402
+
 import roiops.nn  # noqa: E402
 from roiops.compat import mindspore, tensorflow, torchvision  # noqa: E402
-from torch_cases import BOX_INDICES, BOXES, ROIS, assert_identical, randn  # noqa: E402
+from torch_cases import BOX_INDICES, BOXES, ROIS, randn  # noqa: E402
 
 INDICES32 = torch.tensor(BOX_INDICES, dtype=torch.int32)
-
-
-def _same(tensor_result, numpy_result):
-    assert_identical(tensor_result, torch.from_numpy(np.asarray(numpy_result)))
 
 
 def _np(*tensors):
@@ -28,15 +26,17 @@ def test_tensorflow_crop_and_resize_and_gradients(dtype):
     image = (randn(2, 5, 6, 3) * 50).to(dtype)
     boxes = torch.tensor(BOXES)
     crops = tensorflow.crop_and_resize(image, boxes, INDICES32, (3, 4), "nearest", 0.5)
-    _same(crops, tensorflow.crop_and_resize(*_np(image, boxes, INDICES32), (3, 4), "nearest",
-                                            0.5))
+    assert_same_bits(crops, tensorflow.crop_and_resize(*_np(image, boxes, INDICES32), (3, 4),
+                                                       "nearest", 0.5))
     grads = randn(3, 3, 4, 3, seed=1)
     for T in (torch.float16, np.float64):
-        _same(tensorflow.raw_ops.CropAndResizeGradImage(grads, boxes, INDICES32, (2, 5, 6, 3), T),
-              tensorflow.raw_ops.CropAndResizeGradImage(*_np(grads, boxes, INDICES32),
-                                                        (2, 5, 6, 3), T))
-    _same(tensorflow.raw_ops.CropAndResizeGradBoxes(grads, image, boxes, INDICES32),
-          tensorflow.raw_ops.CropAndResizeGradBoxes(*_np(grads, image, boxes, INDICES32)))
+        gradient = tensorflow.raw_ops.CropAndResizeGradImage(grads, boxes, INDICES32,
+                                                             (2, 5, 6, 3), T)
+        assert_same_bits(gradient, tensorflow.raw_ops.CropAndResizeGradImage(
+            *_np(grads, boxes, INDICES32), (2, 5, 6, 3), T))
+    assert_same_bits(tensorflow.raw_ops.CropAndResizeGradBoxes(grads, image, boxes, INDICES32),
+                     tensorflow.raw_ops.CropAndResizeGradBoxes(*_np(grads, image, boxes,
+                                                                    INDICES32)))
 
 
 def test_tensorflow_crop_and_resize_is_differentiable():
@@ -44,9 +44,9 @@ def test_tensorflow_crop_and_resize_is_differentiable():
     boxes = torch.tensor(BOXES, requires_grad=True)
     tensorflow.crop_and_resize(image, boxes, INDICES32, (3, 4)).sum().backward()
     grads = torch.ones(3, 3, 4, 3)
-    _same(image.grad, tensorflow.raw_ops.CropAndResizeGradImage(
+    assert_same_bits(image.grad, tensorflow.raw_ops.CropAndResizeGradImage(
         *_np(grads, boxes.detach(), INDICES32), (2, 5, 6, 3), np.float32))
-    _same(boxes.grad, tensorflow.raw_ops.CropAndResizeGradBoxes(
+    assert_same_bits(boxes.grad, tensorflow.raw_ops.CropAndResizeGradBoxes(
         *_np(grads, image.detach(), boxes.detach(), INDICES32)))
 
 
@@ -55,29 +55,29 @@ def test_tensorflow_crop_and_resize_is_differentiable():
 def test_mindspore_roi_align(dtypes):
     features, rois = randn(2, 3, 8, 9).to(dtypes[0]), torch.tensor(ROIS).to(dtypes[1])
     primitive = mindspore.ROIAlign(2, 3, 0.7, 2, 0)
-    _same(primitive(features, rois), primitive(*_np(features, rois)))
+    assert_same_bits(primitive(features, rois), primitive(*_np(features, rois)))
     module = roiops.nn.MindSporeROIAlign(2, 3, 0.7, 2, 0)
-    _same(module(features, rois), primitive(*_np(features, rois)))
+    assert_same_bits(module(features, rois), primitive(*_np(features, rois)))
     dy = randn(3, 3, 2, 3).to(dtypes[0])
     grad = mindspore.ROIAlignGrad(2, 3, 0.7, 2)
-    _same(grad(dy, rois, (2, 3, 8, 9)), grad(*_np(dy, rois), (2, 3, 8, 9)))
+    assert_same_bits(grad(dy, rois, (2, 3, 8, 9)), grad(*_np(dy, rois), (2, 3, 8, 9)))
 
 
 def test_mindspore_crop_and_resize_family():
     image, boxes = randn(2, 5, 6, 3), torch.tensor(BOXES)
     primitive = mindspore.CropAndResize("bilinear_v2", 0.0)
-    _same(primitive(image, boxes, INDICES32, (3, 4)),
-          primitive(*_np(image, boxes, INDICES32), (3, 4)))
+    assert_same_bits(primitive(image, boxes, INDICES32, (3, 4)),
+                     primitive(*_np(image, boxes, INDICES32), (3, 4)))
     module = roiops.nn.MindSporeCropAndResize("bilinear_v2", 0.0)
-    _same(module(image, boxes, INDICES32, (3, 4)), primitive(*_np(image, boxes, INDICES32),
-                                                             (3, 4)))
+    assert_same_bits(module(image, boxes, INDICES32, (3, 4)),
+                     primitive(*_np(image, boxes, INDICES32), (3, 4)))
     grads = randn(3, 3, 4, 3, seed=1)
     grad_image = mindspore.CropAndResizeGradImage(np.float16, "nearest")
-    _same(grad_image(grads, boxes, INDICES32, (2, 5, 6, 3)),
-          grad_image(*_np(grads, boxes, INDICES32), (2, 5, 6, 3)))
+    assert_same_bits(grad_image(grads, boxes, INDICES32, (2, 5, 6, 3)),
+                     grad_image(*_np(grads, boxes, INDICES32), (2, 5, 6, 3)))
     grad_boxes = mindspore.CropAndResizeGradBoxes()
-    _same(grad_boxes(grads, image, boxes, INDICES32),
-          grad_boxes(*_np(grads, image, boxes, INDICES32)))
+    assert_same_bits(grad_boxes(grads, image, boxes, INDICES32),
+                     grad_boxes(*_np(grads, image, boxes, INDICES32)))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64], ids=str)
@@ -87,15 +87,15 @@ def test_torchvision_roi_align(dtype, aligned):
     boxes = [torch.tensor(ROIS[:1])[:, 1:].to(dtype), torch.tensor(ROIS[1:])[:, 1:].to(dtype)]
     expected = torchvision.roi_align(features.numpy(), [b.numpy() for b in boxes], (2, 3),
                                      0.7, -1, aligned)
-    _same(torchvision.roi_align(features, boxes, (2, 3), 0.7, -1, aligned), expected)
+    assert_same_bits(torchvision.roi_align(features, boxes, (2, 3), 0.7, -1, aligned), expected)
     module = torchvision.RoIAlign((2, 3), 0.7, -1, aligned)
     assert isinstance(module, torch.nn.Module)
     rois = torch.cat([torch.tensor([[0.0], [1], [1]]).to(dtype), torch.cat(boxes)], dim=1)
-    _same(module(features, rois), expected)
+    assert_same_bits(module(features, rois), expected)
     grads = randn(3, 3, 2, 3, seed=1).to(dtype)
-    _same(torchvision.roi_align_backward(grads, rois, (2, 3, 8, 9), (2, 3), 0.7, -1, aligned),
-          torchvision.roi_align_backward(*_np(grads, rois), (2, 3, 8, 9), (2, 3), 0.7, -1,
-                                         aligned))
+    gradient = torchvision.roi_align_backward(grads, rois, (2, 3, 8, 9), (2, 3), 0.7, -1, aligned)
+    assert_same_bits(gradient, torchvision.roi_align_backward(*_np(grads, rois), (2, 3, 8, 9),
+                                                              (2, 3), 0.7, -1, aligned))
 
 
 def test_torchvision_roi_align_is_differentiable_for_boxes_lists():
@@ -120,14 +120,14 @@ def test_torchvision_half_roi_align_is_differentiable(aligned):
     features, rois, grads = _half_case()
     out = torchvision.roi_align(features, rois, (2, 3), 0.7, 2, aligned)
     out.backward(grads)
-    _same(features.grad, torchvision.roi_align_backward(*_np(grads, rois.detach()), (2, 3, 8, 9),
-                                                        (2, 3), 0.7, 2, aligned))
+    assert_same_bits(features.grad, torchvision.roi_align_backward(
+        *_np(grads, rois.detach()), (2, 3, 8, 9), (2, 3), 0.7, 2, aligned))
     scale = float(np.float16(np.float32(0.7)))
     expected = roiops.roi_align_grad_boxes(grads.float(), features.detach().float(),
                                            rois.detach().float(), (2, 3), spatial_scale=scale,
                                            sampling_ratio=2, aligned=aligned)
     assert rois.grad.dtype == torch.half and rois.grad[:, 1:].abs().sum() > 0
-    assert_identical(rois.grad, expected.half())
+    assert_same_bits(rois.grad, expected.half())
 
 
 @pytest.mark.parametrize("roi_end_mode", [0, 1])
@@ -141,8 +141,8 @@ def test_mindspore_half_roi_align_is_differentiable(roi_end_mode):
                                          roi_end_mode=roi_end_mode)
     torch.testing.assert_close(features.grad.float(), native, rtol=1e-2, atol=1e-2)
     if roi_end_mode == 1:  # then MindSpore's ROIAlignGrad primitive is the true adjoint
-        _same(features.grad, mindspore.ROIAlignGrad(2, 3, 0.7, 2)(*_np(grads, rois.detach()),
-                                                                   (2, 3, 8, 9)))
+        assert_same_bits(features.grad, mindspore.ROIAlignGrad(2, 3, 0.7, 2)(
+            *_np(grads, rois.detach()), (2, 3, 8, 9)))
     assert rois.grad[:, 1:].abs().sum() > 0 and not rois.grad[:, 0].any()
 
 
@@ -158,13 +158,13 @@ def test_native_modules():
     crop = roiops.nn.CropAndResize((3, 4), method="nearest", extrapolation_value=1.0)
     image, boxes = randn(2, 5, 6, 3), torch.tensor(BOXES)
     indices = torch.tensor(BOX_INDICES)
-    assert_identical(crop(image, boxes, indices),
+    assert_same_bits(crop(image, boxes, indices),
                      roiops.crop_and_resize(image, boxes, indices, (3, 4), method="nearest",
                                             extrapolation_value=1.0))
     pool = roiops.nn.RoIAlign(2, spatial_scale=0.5, convention="mindspore", roi_end_mode=0)
     assert "roi_end_mode=0" in repr(pool)
     features, rois = randn(2, 3, 8, 9), torch.tensor(ROIS)
-    assert_identical(pool(features, rois),
+    assert_same_bits(pool(features, rois),
                      roiops.roi_align(features, rois, 2, spatial_scale=0.5,
                                       convention="mindspore", roi_end_mode=0))
     with pytest.raises(ValueError, match="crop_size must be two positive ints"):

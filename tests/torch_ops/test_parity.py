@@ -7,6 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from exact import assert_same_bits  # noqa: E402
+
 import roiops  # noqa: E402
 from torch_cases import (  # noqa: E402
     BOX_INDICES,
@@ -14,7 +16,6 @@ from torch_cases import (  # noqa: E402
     FLOAT_DTYPES,
     LAYOUTS,
     ROIS,
-    assert_identical,
     layout,
     randn,
     reference,
@@ -34,14 +35,14 @@ def test_roi_align_matches_numpy(dtype, kind, options):
     input = layout(randn(2, 3, 6, 7, dtype=dtype), kind).requires_grad_()
     rois = torch.tensor(ROIS, dtype=dtype, requires_grad=True)
     result = roiops.roi_align(input, rois, (2, 3), **options)
-    assert_identical(result, reference(roiops.roi_align, input, rois, (2, 3), dtype=dtype,
+    assert_same_bits(result, reference(roiops.roi_align, input, rois, (2, 3), dtype=dtype,
                                        **options))
 
     grads = layout(randn(*result.shape, dtype=dtype, seed=1), kind)
     result.backward(grads)
-    assert_identical(input.grad, reference(roiops.roi_align_grad_input, grads, rois,
+    assert_same_bits(input.grad, reference(roiops.roi_align_grad_input, grads, rois,
                                            tuple(input.shape), (2, 3), dtype=dtype, **options))
-    assert_identical(rois.grad, reference(roiops.roi_align_grad_boxes, grads, input, rois,
+    assert_same_bits(rois.grad, reference(roiops.roi_align_grad_boxes, grads, input, rois,
                                           (2, 3), dtype=dtype, **options))
     assert not rois.grad[:, 0].any()
 
@@ -58,15 +59,15 @@ def test_crop_and_resize_matches_numpy(dtype, kind, data_format, method):
     options = dict(method=method, data_format=data_format)
     crops = roiops.crop_and_resize(image, boxes, indices, (3, 4), extrapolation_value=0.5,
                                    **options)
-    assert_identical(crops, reference(roiops.crop_and_resize, image, boxes, indices, (3, 4),
+    assert_same_bits(crops, reference(roiops.crop_and_resize, image, boxes, indices, (3, 4),
                                       extrapolation_value=0.5, dtype=dtype, **options))
 
     grads = layout(randn(*crops.shape, dtype=dtype, seed=1), kind)
     crops.backward(grads)
-    assert_identical(image.grad, reference(
+    assert_same_bits(image.grad, reference(
         roiops.crop_and_resize_grad_image, grads, boxes, indices, tuple(image.shape),
         dtype=dtype, **options))
-    assert_identical(boxes.grad, reference(
+    assert_same_bits(boxes.grad, reference(
         roiops.crop_and_resize_grad_boxes, grads, image, boxes, indices, dtype=dtype,
         **options))
 
@@ -78,7 +79,7 @@ def test_integer_images_give_float32(dtype):
     crops = roiops.crop_and_resize(image, boxes, torch.tensor(BOX_INDICES), (3, 4))
     expected = roiops.crop_and_resize(image.numpy(), np.array(BOXES, np.float32),
                                       np.array(BOX_INDICES), (3, 4))
-    assert_identical(crops, torch.from_numpy(expected))
+    assert_same_bits(crops, torch.from_numpy(expected))
     crops.sum().backward()  # boxes are differentiable even when the image is not
     assert boxes.grad.shape == (3, 4)
 
@@ -107,11 +108,11 @@ def test_gradient_entry_points_accept_tensors():
                                                    dtype=np.float32)
     expected = roiops.crop_and_resize_grad_image(grads.numpy(), boxes.numpy(), indices.numpy(),
                                                  (2, 5, 6, 2), dtype=np.float32)
-    assert_identical(image_grad, torch.from_numpy(expected))
+    assert_same_bits(image_grad, torch.from_numpy(expected))
     # bfloat16 results: the float32 result rounded once
     bf16 = roiops.crop_and_resize_grad_image(grads, boxes, indices, (2, 5, 6, 2),
                                              dtype=torch.bfloat16)
-    assert_identical(bf16, image_grad.to(torch.bfloat16))
+    assert_same_bits(bf16, image_grad.to(torch.bfloat16))
 
 
 def test_empty_boxes_give_empty_results_and_zero_gradients():
@@ -134,7 +135,7 @@ def test_cuda_tensors_stay_on_the_device():
     assert out.device == input.device
     out.sum().backward()
     cpu_input, cpu_rois = input.detach().cpu().requires_grad_(), rois.detach().cpu()
-    assert_identical(out.cpu(), roiops.roi_align(cpu_input, cpu_rois, 2, sampling_ratio=2))
+    assert_same_bits(out.cpu(), roiops.roi_align(cpu_input, cpu_rois, 2, sampling_ratio=2))
     assert input.grad.device == input.device and rois.grad.device == rois.device
     image = randn(2, 5, 6, 3).cuda()
     crops = roiops.crop_and_resize(image, torch.tensor(BOXES).cuda(),

@@ -27,6 +27,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
+from exact import assert_same_bits  # noqa: E402
+
 import roiops.torch.ops as ops  # noqa: E402 - only with torch and triton
 from roiops.roi_align import conventions  # noqa: E402
 
@@ -90,9 +92,10 @@ def _cpu_and_cuda(name, *args):
         return getattr(ops, name)(*args), getattr(ops, f"_cuda_{name}")(*args)
 
 
-def _same(actual, expected):
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
+def _assert_cuda_matches_cpu(name, *args):
+    """``ops._cuda_<name>(*args)`` gives the CPU op's bits."""
+    expected, actual = _cpu_and_cuda(name, *args)
+    assert_same_bits(actual, expected)
 
 
 def _rois(rng, num_rois, batch, low, high, dtype):
@@ -128,11 +131,11 @@ def test_roi_align_matches_cpu(interpreted_kernels, dtype, case):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # NaN bins (0/0) under NumPy
         expected = ops.roi_align(x, rois, *args)
-        _same(ops._cuda_roi_align(x, rois, *args), expected)
+        assert_same_bits(ops._cuda_roi_align(x, rois, *args), expected)
         grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(dtype)
         expected_grad = ops.roi_align_grad_input(grads, rois, list(x.shape), *args)
         actual_grad = ops._cuda_roi_align_grad_input(grads, rois, list(x.shape), *args)
-    _same(actual_grad, expected_grad)
+    assert_same_bits(actual_grad, expected_grad)
     assert actual_grad.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -150,10 +153,10 @@ def test_roi_align_edge_cases(interpreted_kernels):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             expected = ops.roi_align(x, rois, *args)
-            _same(ops._cuda_roi_align(x, rois, *args), expected)
+            assert_same_bits(ops._cuda_roi_align(x, rois, *args), expected)
             grads = torch.ones_like(expected)
-            _same(ops._cuda_roi_align_grad_input(grads, rois, list(x.shape), *args),
-                  ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
+            assert_same_bits(ops._cuda_roi_align_grad_input(grads, rois, list(x.shape), *args),
+                             ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
 
 
 @pytest.mark.parametrize("launch", [{"BLOCK_C": 128, "UNROLL": 4}, {"BLOCK_C": 2, "UNROLL": 3}],
@@ -185,7 +188,7 @@ def test_roi_align_grad_input_hard_rois(interpreted_kernels, monkeypatch, launch
     args = ([3, 2], scale, ratio, aligned, convention, mode)
     grads = torch.from_numpy(1000 * rng.standard_normal((len(rois), 3, 3, 2))).float()
     expected, actual = _cpu_and_cuda("roi_align_grad_input", grads, rois, shape, *args)
-    _same(actual, expected)
+    assert_same_bits(actual, expected)
 
 
 def test_checks_run_before_launch(interpreted_kernels):
@@ -234,16 +237,13 @@ def test_crop_and_resize_matches_cpu(interpreted_kernels, dtype, method, data_fo
     rng = np.random.default_rng(_seed(dtype, method, data_format))
     image, boxes, indices = _crop_case(rng, dtype, data_format)
     for crop in ([3, 4], [1, 1], [1, 5]):
-        expected = ops.crop_and_resize(image, boxes, indices, crop, method, -0.5, data_format)
-        _same(ops._cuda_crop_and_resize(image, boxes, indices, crop, method, -0.5, data_format),
-              expected)
-        grad_dtype = expected.dtype
-        grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(grad_dtype)
-        image_shape = list(image.shape)
-        _same(ops._cuda_crop_and_resize_grad_image(grads, boxes, indices, image_shape, method,
-                                                   grad_dtype, data_format),
-              ops.crop_and_resize_grad_image(grads, boxes, indices, image_shape, method,
-                                             grad_dtype, data_format))
+        expected, actual = _cpu_and_cuda("crop_and_resize", image, boxes, indices, crop, method,
+                                         -0.5, data_format)
+        assert_same_bits(actual, expected)
+        grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(expected.dtype)
+        _assert_cuda_matches_cpu(
+            "crop_and_resize_grad_image", grads, boxes, indices, list(image.shape), method,
+            expected.dtype, data_format)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -260,14 +260,12 @@ def test_crop_and_resize_tiny_and_huge_boxes(interpreted_kernels, dtype):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 expected = ops.crop_and_resize(image, boxes, indices, crop, method, 7.0, "NHWC")
-                _same(ops._cuda_crop_and_resize(image, boxes, indices, crop, method, 7.0,
-                                                "NHWC"), expected)
+                assert_same_bits(ops._cuda_crop_and_resize(image, boxes, indices, crop, method,
+                                                           7.0, "NHWC"), expected)
                 grads = torch.ones_like(expected)
-                _same(ops._cuda_crop_and_resize_grad_image(grads, boxes, indices,
-                                                           list(image.shape), method, dtype,
-                                                           "NHWC"),
-                      ops.crop_and_resize_grad_image(grads, boxes, indices, list(image.shape),
-                                                     method, dtype, "NHWC"))
+                _assert_cuda_matches_cpu(
+                    "crop_and_resize_grad_image", grads, boxes, indices, list(image.shape),
+                    method, dtype, "NHWC")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # inf * 0 under NumPy
@@ -279,10 +277,9 @@ def test_crop_and_resize_gradient_propagates_inf(interpreted_kernels):
     grads[0, 1, 1, 0] = float("inf")
     grads[1, 0, 2, 1] = -float("inf")
     for method in ("bilinear", "nearest", "bilinear_v2"):
-        _same(ops._cuda_crop_and_resize_grad_image(grads, boxes, indices, [1, 5, 4, 2], method,
-                                                   torch.float32, "NHWC"),
-              ops.crop_and_resize_grad_image(grads, boxes, indices, [1, 5, 4, 2], method,
-                                             torch.float32, "NHWC"))
+        _assert_cuda_matches_cpu(
+            "crop_and_resize_grad_image", grads, boxes, indices, [1, 5, 4, 2], method,
+            torch.float32, "NHWC")
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflowing box: inf/NaN samples
@@ -323,7 +320,7 @@ def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile
             args = (grads, boxes, indices, image_shape, method, dtype, data_format)
             expected = ops.crop_and_resize_grad_image(*args)
             assert expected.abs().max() > 0
-            _same(ops._cuda_crop_and_resize_grad_image(*args), expected)
+            assert_same_bits(ops._cuda_crop_and_resize_grad_image(*args), expected)
 
 
 # Box gradients: relative tolerance per compute/result dtype. float32/float64: a few hundred
@@ -374,7 +371,7 @@ def test_crop_and_resize_grad_boxes_exact_on_dyadic_data(interpreted_kernels, cr
     grads = torch.from_numpy(rng.integers(-4, 5, (6, *crop, 3))).float()
     for method in ("bilinear", "nearest"):
         args = (grads, image, boxes, indices, method, "NHWC")
-        _same(ops._cuda_crop_and_resize_grad_boxes(*args), ops.crop_and_resize_grad_boxes(*args))
+        _assert_cuda_matches_cpu("crop_and_resize_grad_boxes", *args)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16,
@@ -415,7 +412,7 @@ def test_roi_align_grad_boxes_exact_on_dyadic_data(interpreted_kernels, case):
     for ratio in (2, -1):
         args = (grads, x, rois, [2, 2], 1.0, ratio, aligned, convention, mode)
         expected, actual = _cpu_and_cuda("roi_align_grad_boxes", *args)
-        _same(actual, expected)
+        assert_same_bits(actual, expected)
 
 
 def test_roi_align_grad_boxes_edge_cases(interpreted_kernels):
@@ -437,11 +434,11 @@ def test_grad_boxes_of_no_boxes(interpreted_kernels):
     image = torch.zeros(1, 4, 4, 2)
     actual = ops._cuda_crop_and_resize_grad_boxes(torch.zeros(0, 2, 2, 2), image,
                                                   torch.zeros(0, 4), torch.zeros(0).int())
-    _same(actual, torch.zeros(0, 4))
+    assert_same_bits(actual, torch.zeros(0, 4))
     x = torch.zeros(1, 2, 4, 4, dtype=torch.float64)
     actual = ops._cuda_roi_align_grad_boxes(torch.zeros(0, 2, 2, 2, dtype=torch.float64), x,
                                             torch.zeros(0, 5), [2, 2])
-    _same(actual, torch.zeros(0, 5, dtype=torch.float64))
+    assert_same_bits(actual, torch.zeros(0, 5, dtype=torch.float64))
 
 
 def test_grad_boxes_checks_run_before_launch(interpreted_kernels):
@@ -552,12 +549,12 @@ def test_registered_cuda_roi_align_matches_cpu(dtype, case):
     expected = ops.roi_align(x, rois, *args)
     actual = ops.roi_align(x.cuda(), rois.cuda(), *args)
     assert actual.device.type == "cuda"
-    _same(actual.cpu(), expected)
+    assert_same_bits(actual.cpu(), expected)
     grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(dtype)
     first = ops.roi_align_grad_input(grads.cuda(), rois.cuda(), list(x.shape), *args)
     second = ops.roi_align_grad_input(grads.cuda(), rois.cuda(), list(x.shape), *args)
     assert torch.equal(first, second)  # deterministic, run to run
-    _same(first.cpu(), ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
+    assert_same_bits(first.cpu(), ops.roi_align_grad_input(grads, rois, list(x.shape), *args))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -573,13 +570,13 @@ def test_registered_cuda_crop_and_resize_matches_cpu(dtype, method):
     actual = ops.crop_and_resize(image.cuda(), boxes.cuda(), indices.cuda(), [6, 9], method,
                                  0.25, "NHWC")
     assert actual.device.type == "cuda"
-    _same(actual.cpu(), expected)
+    assert_same_bits(actual.cpu(), expected)
     grads = torch.from_numpy(rng.standard_normal(expected.shape)).to(expected.dtype)
     args = (list(image.shape), method, expected.dtype, "NHWC")
     first = ops.crop_and_resize_grad_image(grads.cuda(), boxes.cuda(), indices.cuda(), *args)
     second = ops.crop_and_resize_grad_image(grads.cuda(), boxes.cuda(), indices.cuda(), *args)
     assert torch.equal(first, second)  # deterministic, run to run
-    _same(first.cpu(), ops.crop_and_resize_grad_image(grads, boxes, indices, *args))
+    assert_same_bits(first.cpu(), ops.crop_and_resize_grad_image(grads, boxes, indices, *args))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -38,8 +38,3 @@ def reference(fn, *args, dtype, **kwargs):
     """``fn`` on NumPy arrays, as a tensor of ``dtype`` (bfloat16: rounded once from float32)."""
     args = [to_numpy(a) if isinstance(a, torch.Tensor) else a for a in args]
     return torch.from_numpy(np.asarray(fn(*args, **kwargs))).to(dtype)
-
-
-def assert_identical(actual, expected):
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    torch.testing.assert_close(actual, expected, rtol=0, atol=0, equal_nan=True)
