@@ -37,22 +37,6 @@ def round_to_half(x):
 
 
 @njit(cache=True, inline="always")
-def half_bits_to_float(bits):
-    """The float32 value of binary16 ``bits`` (an integer 0..65535)."""
-    b = np.int64(bits)
-    negative = (b >> 15) & 1
-    exponent = (b >> 10) & 0x1F
-    mantissa = b & 0x3FF
-    if exponent == 0x1F:
-        value = np.float32(np.inf) if mantissa == 0 else np.float32(np.nan)
-    elif exponent == 0:
-        value = np.float32(mantissa * 2.0 ** -24)
-    else:
-        value = np.float32((1024 + mantissa) * 2.0 ** (exponent - 25))
-    return -value if negative else value
-
-
-@njit(cache=True, inline="always")
 def float_to_half_bits(x):
     """The binary16 bits (uint16) of float32 ``x`` rounded to half, ties to even."""
     h = np.float64(round_to_half(np.float32(x)))
