@@ -72,15 +72,17 @@ def yaml_stand_in(text):
 
 
 def test_names_from_a_data_yaml(dataset, labels, monkeypatch):
-    """Ultralytics' data.yaml, names as a mapping (JSON is YAML too; without PyYAML installed
-    a stand-in reads it)."""
+    """Ultralytics' data.yaml, names as a mapping whose keys are numbers (without PyYAML
+    installed a stand-in reads the same mapping written as JSON, whose keys are strings)."""
     try:
         import yaml  # noqa: F401
+        text = "path: .\nnames:\n  0: a\n  1: b\n  2: c\n"
     except ImportError:
         monkeypatch.setitem(sys.modules, "yaml", types.SimpleNamespace(
             safe_load=yaml_stand_in, YAMLError=ValueError))
+        text = json.dumps({"path": ".", "names": {0: "a", 1: "b", 2: "c"}})
     data = dataset / "data.yaml"
-    data.write_text(json.dumps({"path": ".", "names": {0: "a", 1: "b", 2: "c"}}))
+    data.write_text(text)
     assert yolo.class_names(data) == ["a", "b", "c"]
     assert run(dataset, labels, "--names", str(data)) == 1
     with np.load(dataset / "out" / "crops-00000.npz") as shard:
