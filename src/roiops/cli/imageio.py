@@ -6,9 +6,18 @@ orientation says (Pillow's ``ImageOps.exif_transpose``: what viewers, annotation
 OpenCV's ``imread`` and torchvision show). Images of more than 8 bits per channel are refused
 rather than silently clipped. Crops are float32 (crop_and_resize's output for integer images);
 :func:`to_uint8` rounds them half to even and clips them to ``[0, 255]`` for PNG and JPEG.
+
+PNG crops are written as OpenCV's ``imwrite`` writes PNG by default (and so ultralytics'
+``save_crop``): every row filtered with Sub (each byte minus the byte of the pixel on its
+left), compressed with zlib at level 1 with the RLE strategy. That is 4 to 5 times faster than
+Pillow's PNG writer at its own level 1 (which tries five filters on every row), for files of
+about the same size; PNG is lossless, so the pixels are the same.
 """
 import contextlib
+import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,9 +26,9 @@ from PIL import Image, UnidentifiedImageError
 from . import files
 
 JPEG_QUALITY = 95
-PNG_COMPRESS_LEVEL = 1  # fast; PNG is lossless at any level
-SAVE_OPTIONS = {"png": {"format": "PNG", "compress_level": PNG_COMPRESS_LEVEL},
-                "jpg": {"format": "JPEG", "quality": JPEG_QUALITY}}
+PNG_COMPRESS_LEVEL = 1  # zlib's fastest; PNG is lossless at any level
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SUB_FILTER = 1      # the filter type byte that starts each row
 _WIDE_MODES = {"I", "F"}
 ORIENTATION_TAG = 0x0112
 # EXIF orientation -> the transposition that shows the image upright (the table of Pillow's
@@ -61,7 +70,8 @@ def decode(path, orient=True):
         orientation = exif_orientation(image)
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")
-        rgb = image.convert("RGB")
+        # (convert() copies even an RGB image: most JPEGs are RGB already)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
         if orient and orientation != 1:
             rgb = rgb.transpose(TRANSPOSE[orientation])
         return Decoded(np.asarray(rgb), orientation)
@@ -112,8 +122,40 @@ def to_uint8(crops, in_place=False):
     return rounded.astype(np.uint8)
 
 
+def encode(crop, image_format):
+    """The file of a uint8 ``[h, w, 3]`` crop as PNG or JPEG (bytes)."""
+    if image_format == "png":
+        return png_bytes(crop)
+    buffer = io.BytesIO()
+    Image.fromarray(crop).save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def png_bytes(crop):
+    """A uint8 ``[h, w, 3]`` crop as an 8-bit RGB PNG file: rows Sub-filtered, zlib level 1
+    with the RLE strategy (OpenCV's default)."""
+    height, width, channels = crop.shape
+    rows = crop.reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), np.uint8)
+    filtered[:, 0] = PNG_SUB_FILTER
+    filtered[:, 1:channels + 1] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, channels + 1:])
+    compressor = zlib.compressobj(PNG_COMPRESS_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS, 8,
+                                  zlib.Z_RLE)
+    data = compressor.compress(filtered) + compressor.flush()
+    # IHDR: width, height, 8 bits per sample, colour type 2 (RGB), deflate, adaptive
+    # filtering, no interlace
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"".join((PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data),
+                     _png_chunk(b"IEND", b"")))
+
+
+def _png_chunk(kind, data):
+    return b"".join((struct.pack(">I", len(data)), kind, data,
+                     struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))))
+
+
 def write_image(array, path, image_format):
     """Write a uint8 ``[h, w, 3]`` crop as PNG or JPEG, atomically (:mod:`.files`): a run
     that is killed never leaves a partial image that a resume would take for finished."""
-    image = Image.fromarray(array)
-    files.write_atomically(path, lambda file: image.save(file, **SAVE_OPTIONS[image_format]))
+    files.write_bytes(path, encode(array, image_format))

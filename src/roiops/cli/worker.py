@@ -65,11 +65,11 @@ class CropOptions:
 @dataclass
 class Item:
     """One box of this run: its position in annotation order (among the boxes selected), its
-    annotation, and its output file (png/jpg)."""
+    annotation, and its output file (png/jpg; a string: --out joined with the file's name)."""
 
     number: int
     annotation: object
-    output: Path = None
+    output: str = None
 
 
 @dataclass
