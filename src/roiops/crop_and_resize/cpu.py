@@ -48,10 +48,11 @@ inside test: in float32, ``size - 1`` rounds up to ``size`` or beyond for some s
 2**24 on, so an accepted coordinate can floor to a pixel past the edge.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from roiops._numerics import float_to_half_bits, round_half_away, round_to_half
-from roiops._streaming import STREAM_BYTES, data_address, store_fence, stream_chunk
+from roiops._streaming import STREAM_BYTES, store_fence, stream_chunk
+from roiops._threads import run_tasks
 
 BILINEAR = 0
 NEAREST = 1
@@ -84,12 +85,10 @@ _STREAM_MIN_BYTES = 16 << 20
 # Work splitting
 # ---------------------------------------------------------------------------------------------
 
-@njit(cache=True, inline="always")
 def _ceil_div(a, b):
     return (a + b - 1) // b
 
 
-@njit(cache=True)
 def _split(size, parts, min_part):
     """(part size, number of parts) cutting ``size`` into at most ``parts`` pieces."""
     parts = max(min(parts, size // min_part), 1)
@@ -249,27 +248,38 @@ def _v2_axis_table(first, length, size, crop_size, lows, highs, weights, F):
                                                                     crop_size, F)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
+def _tf_column_tables(boxes, nearest, width, crop_width, lefts, rights, weights, F):
+    for box in range(boxes.shape[0]):
+        x_start, x_step = _forward_axis(boxes[box, 1], boxes[box, 3], width, crop_width, F)
+        _axis_table(x_start, x_step, width, crop_width, nearest, lefts[box], rights[box],
+                    weights[box], F)
+
+
+@njit(cache=True)
+def _v2_column_tables(boxes, width, crop_width, lefts, rights, weights, F):
+    for box in range(boxes.shape[0]):
+        first_column, window_width = _v2_window(boxes[box, 1], boxes[box, 3], width, F)
+        _v2_axis_table(first_column, window_width, width, crop_width, lefts[box], rights[box],
+                       weights[box], F)
+
+
 def _column_tables(boxes, method, width, crop_width, F):
     """(lefts, rights, weights) ``[N, crop_width]``: every box's column samples.
 
     All crop rows of a box (and every task or tile that handles some of them) share these,
-    so they are tabulated once per box up front.
+    so they are tabulated once per box up front, on one thread: they are a small fraction of
+    the work, and a parallel loop doubled the compile time of the first call.
     """
     num_boxes = boxes.shape[0]
     lefts = np.empty((num_boxes, crop_width), np.int64)
     rights = np.empty((num_boxes, crop_width), np.int64)
     weights = np.empty((num_boxes, crop_width), boxes.dtype)
-    for box in prange(num_boxes):
-        x1, x2 = boxes[box, 1], boxes[box, 3]
-        if method == BILINEAR_V2:
-            first_column, window_width = _v2_window(x1, x2, width, F)
-            _v2_axis_table(first_column, window_width, width, crop_width, lefts[box],
-                           rights[box], weights[box], F)
-        else:
-            x_start, x_step = _forward_axis(x1, x2, width, crop_width, F)
-            _axis_table(x_start, x_step, width, crop_width, method == NEAREST, lefts[box],
-                        rights[box], weights[box], F)
+    if method == BILINEAR_V2:
+        _v2_column_tables(boxes, width, crop_width, lefts, rights, weights, F)
+    else:
+        _tf_column_tables(boxes, method == NEAREST, width, crop_width, lefts, rights, weights,
+                          F)
     return lefts, rights, weights
 
 
@@ -437,17 +447,17 @@ def _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row
                     out_row[crop_x, channel] = extrapolation_value
 
 
-@njit(cache=True)
 def _can_stream(out):
     """Whether ``out`` [N,ch,cw,D] takes streaming stores: large, every row contiguous, every
     pixel a whole number of aligned ``STREAM_BYTES`` chunks."""
     itemsize = out.itemsize
     pixel_bytes = out.shape[3] * itemsize
+    strides = out.strides
     return (out.size * itemsize >= _STREAM_MIN_BYTES
-            and out.strides[3] == itemsize and out.strides[2] == pixel_bytes
+            and strides[3] == itemsize and strides[2] == pixel_bytes
             and pixel_bytes % STREAM_BYTES == 0
-            and out.strides[1] % STREAM_BYTES == 0 and out.strides[0] % STREAM_BYTES == 0
-            and data_address(out) % STREAM_BYTES == 0)
+            and strides[1] % STREAM_BYTES == 0 and strides[0] % STREAM_BYTES == 0
+            and out.ctypes.data % STREAM_BYTES == 0)
 
 
 @njit(cache=True)
@@ -489,23 +499,6 @@ def _bilinear_rows_streamed(image, batch_index, y_start, y_step, crop_row_begin,
             for chunk in range(0, depth, lanes):
                 stream_chunk(target, first + chunk, pixel, chunk)
     store_fence()
-
-
-@njit(cache=True, parallel=True)
-def _bilinear_streamed(image, boxes, box_indices, band_height, bands, all_lefts, all_rights,
-                       all_x_lerps, out, extrapolation_value, F):
-    """``forward``'s bilinear tasks for an ``out`` that ``_can_stream``, in a parallel region
-    of their own: inside ``forward``'s, next to the other paths, the same loop ran 25% slower.
-    """
-    height, crop_height = image.shape[1], out.shape[1]
-    for task in prange(out.shape[0] * bands):
-        box = task // bands
-        crop_row_begin = (task - box * bands) * band_height
-        y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
-        _bilinear_rows_streamed(image, box_indices[box], y_start, y_step, crop_row_begin,
-                                min(crop_row_begin + band_height, crop_height),
-                                all_lefts[box], all_rights[box], all_x_lerps[box], out, box,
-                                extrapolation_value, F)
 
 
 @njit(cache=True)
@@ -560,50 +553,51 @@ def _v2_row(image, batch_index, top, bottom, y_weight, lefts, rights, x_weights,
                     y_weight, y_complement, x_weight, x_complement, F)
 
 
-@njit(cache=True, parallel=True)
-def forward(image, boxes, box_indices, method, extrapolation_value, out, out_half, F):
-    """Crop and resize ``image`` [B,H,W,D] into ``out`` [N,ch,cw,D] (NHWC axis order).
-
-    ``method``: 0 bilinear, 1 nearest (TF = MindSpore), 2 MindSpore's bilinear_v2.
-    ``out`` has dtype ``F``, or uint16 (float16 bits) when ``out_half`` is true, in which case
-    each float32 result is rounded once to half.
-    """
-    height, width = image.shape[1], image.shape[2]
-    num_boxes, crop_height, crop_width = out.shape[0], out.shape[1], out.shape[2]
-    if num_boxes == 0:
-        return
-    # Tasks are (box, band of crop rows): whole boxes when there are many, bands so that a
-    # few large crops still spread over the threads.
-    band_height, bands = _split(crop_height, _ceil_div(_TARGET_TASKS, num_boxes), 1)
-    nearest = method == NEAREST
-    all_lefts, all_rights, all_x_lerps = _column_tables(boxes, method, width, crop_width, F)
-    if (method == BILINEAR and not out_half and image.shape[3] > _MAX_BAND_DEPTH
-            and _can_stream(out)):
-        _bilinear_streamed(image, boxes, box_indices, band_height, bands, all_lefts,
-                           all_rights, all_x_lerps, out, extrapolation_value, F)
-        return
-    for task in prange(num_boxes * bands):
+@njit(cache=True, nogil=True)
+def _forward_bands(image, boxes, box_indices, band_height, bands, all_lefts, all_rights,
+                   all_x_lerps, out, extrapolation_value, F, task_begin, task_end):
+    """Bilinear tasks (box, band of crop rows) of small depths into a float ``out``, reusing
+    x-interpolated pixel rows (``_bilinear_band``)."""
+    height, crop_height = image.shape[1], out.shape[1]
+    for task in range(task_begin, task_end):
         box = task // bands
         crop_row_begin = (task - box * bands) * band_height
-        crop_row_end = min(crop_row_begin + band_height, crop_height)
-        batch_index = box_indices[box]
-        y1, y2 = boxes[box, 0], boxes[box, 2]
-        lefts, rights, x_lerps = all_lefts[box], all_rights[box], all_x_lerps[box]
-        if method == BILINEAR_V2:
-            first_row, window_height = _v2_window(y1, y2, height, F)
-            for crop_y in range(crop_row_begin, crop_row_end):
-                top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height,
-                                                        crop_y, crop_height, F)
-                _v2_row(image, batch_index, top, bottom, y_weight, lefts, rights, x_lerps,
-                        out[box, crop_y], out_half, F)
-            continue
+        y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
+        _bilinear_band(image, box_indices[box], y_start, y_step, crop_row_begin,
+                       min(crop_row_begin + band_height, crop_height), all_lefts[box],
+                       all_rights[box], all_x_lerps[box], out, box, extrapolation_value, F)
 
-        y_start, y_step = _forward_axis(y1, y2, height, crop_height, F)
-        if not nearest and not out_half and image.shape[3] <= _MAX_BAND_DEPTH:
-            _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row_end,
-                           lefts, rights, x_lerps, out, box, extrapolation_value, F)
-            continue
-        for crop_y in range(crop_row_begin, crop_row_end):
+
+@njit(cache=True, nogil=True)
+def _forward_streamed(image, boxes, box_indices, band_height, bands, all_lefts, all_rights,
+                      all_x_lerps, out, extrapolation_value, F, task_begin, task_end):
+    """Bilinear tasks into an ``out`` that ``_can_stream``, in a parallel region of their own:
+    inside one region with the other paths, the same loop ran 25% slower."""
+    height, crop_height = image.shape[1], out.shape[1]
+    for task in range(task_begin, task_end):
+        box = task // bands
+        crop_row_begin = (task - box * bands) * band_height
+        y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
+        _bilinear_rows_streamed(image, box_indices[box], y_start, y_step, crop_row_begin,
+                                min(crop_row_begin + band_height, crop_height),
+                                all_lefts[box], all_rights[box], all_x_lerps[box], out, box,
+                                extrapolation_value, F)
+
+
+@njit(cache=True, nogil=True)
+def _forward_rows(image, boxes, box_indices, nearest, band_height, bands, all_lefts,
+                  all_rights, all_x_lerps, out, extrapolation_value, out_half, F, task_begin,
+                  task_end):
+    """Bilinear or nearest tasks row by row: half outputs and the depths past
+    ``_MAX_BAND_DEPTH`` that do not stream."""
+    height, crop_height, crop_width = image.shape[1], out.shape[1], out.shape[2]
+    for task in range(task_begin, task_end):
+        box = task // bands
+        crop_row_begin = (task - box * bands) * band_height
+        batch_index = box_indices[box]
+        lefts, rights, x_lerps = all_lefts[box], all_rights[box], all_x_lerps[box]
+        y_start, y_step = _forward_axis(boxes[box, 0], boxes[box, 2], height, crop_height, F)
+        for crop_y in range(crop_row_begin, min(crop_row_begin + band_height, crop_height)):
             in_y = _coordinate(y_start, y_step, crop_y, crop_height, F)
             target = out[box, crop_y]
             if not _inside(in_y, height, F):
@@ -617,6 +611,53 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
                 else:
                     _bilinear_row(image, batch_index, top, bottom, y_lerp, lefts, rights,
                                   x_lerps, target, extrapolation_value, out_half, F)
+
+
+@njit(cache=True, nogil=True)
+def _forward_v2(image, boxes, box_indices, band_height, bands, all_lefts, all_rights,
+                all_x_weights, out, out_half, F, task_begin, task_end):
+    """bilinear_v2 tasks (box, band of crop rows)."""
+    height, crop_height = image.shape[1], out.shape[1]
+    for task in range(task_begin, task_end):
+        box = task // bands
+        crop_row_begin = (task - box * bands) * band_height
+        batch_index = box_indices[box]
+        first_row, window_height = _v2_window(boxes[box, 0], boxes[box, 2], height, F)
+        for crop_y in range(crop_row_begin, min(crop_row_begin + band_height, crop_height)):
+            top, bottom, y_weight = _v2_axis_sample(first_row, window_height, height, crop_y,
+                                                    crop_height, F)
+            _v2_row(image, batch_index, top, bottom, y_weight, all_lefts[box],
+                    all_rights[box], all_x_weights[box], out[box, crop_y], out_half, F)
+
+
+def forward(image, boxes, box_indices, method, extrapolation_value, out, out_half, F):
+    """Crop and resize ``image`` [B,H,W,D] into ``out`` [N,ch,cw,D] (NHWC axis order).
+
+    ``method``: 0 bilinear, 1 nearest (TF = MindSpore), 2 MindSpore's bilinear_v2.
+    ``out`` has dtype ``F``, or uint16 (float16 bits) when ``out_half`` is true, in which case
+    each float32 result is rounded once to half.
+
+    Each path is a kernel of its own, picked here: a first call compiles only the path it
+    takes (one kernel holding all of them took three times as long to compile).
+    """
+    num_boxes, crop_height, crop_width = out.shape[0], out.shape[1], out.shape[2]
+    if num_boxes == 0:
+        return
+    # Tasks are (box, band of crop rows): whole boxes when there are many, bands so that a
+    # few large crops still spread over the threads.
+    band_height, bands = _split(crop_height, _ceil_div(_TARGET_TASKS, num_boxes), 1)
+    tables = _column_tables(boxes, method, image.shape[2], crop_width, F)
+    num_tasks = num_boxes * bands
+    tasks = (image, boxes, box_indices, band_height, bands, *tables)
+    if method == BILINEAR_V2:
+        run_tasks(_forward_v2, num_tasks, *tasks, out, out_half, F)
+    elif method == BILINEAR and not out_half and image.shape[3] <= _MAX_BAND_DEPTH:
+        run_tasks(_forward_bands, num_tasks, *tasks, out, extrapolation_value, F)
+    elif method == BILINEAR and not out_half and _can_stream(out):
+        run_tasks(_forward_streamed, num_tasks, *tasks, out, extrapolation_value, F)
+    else:
+        run_tasks(_forward_rows, num_tasks, image, boxes, box_indices, method == NEAREST,
+                  band_height, bands, *tables, out, extrapolation_value, out_half, F)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,7 +883,51 @@ def _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
                              grads, box, crop_y, crop_x, half_accumulate)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, inline="always")
+def _tile(tile, batch, height, width, band_height, row_bands, band_width):
+    """(image, first row, row end, first column, column end) of ``grad_image``'s tile."""
+    # The image index varies fastest so that each thread's share spans every image.
+    row_band = (tile // batch) % row_bands
+    column_band = tile // (batch * row_bands)
+    row_begin = row_band * band_height
+    column_begin = column_band * band_width
+    return (tile % batch, row_begin, min(row_begin + band_height, height), column_begin,
+            min(column_begin + band_width, width))
+
+
+@njit(cache=True, nogil=True)
+def _grad_image_tiles(grads, boxes, box_indices, method, out, half_accumulate, tiling,
+                      all_lefts, all_rights, all_x_lerps, F, task_begin, task_end):
+    """Every tile of ``tiling`` (see ``grad_image``): the bilinear or nearest boxes of its
+    image, in box order."""
+    batch, height, width = out.shape[0], out.shape[1], out.shape[2]
+    band_height, row_bands, band_width = tiling
+    for tile in range(task_begin, task_end):
+        batch_index, row_begin, row_end, column_begin, column_end = _tile(
+            tile, batch, height, width, band_height, row_bands, band_width)
+        for box in range(grads.shape[0]):
+            if box_indices[box] == batch_index:
+                _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate,
+                                row_begin, row_end, column_begin, column_end,
+                                all_lefts[box], all_rights[box], all_x_lerps[box], F)
+
+
+@njit(cache=True, nogil=True)
+def _grad_image_tiles_v2(grads, boxes, box_indices, out, half_accumulate, tiling,
+                         all_lefts, all_rights, all_x_weights, F, task_begin, task_end):
+    """``_grad_image_tiles`` for the adjoint of bilinear_v2."""
+    batch, height, width = out.shape[0], out.shape[1], out.shape[2]
+    band_height, row_bands, band_width = tiling
+    for tile in range(task_begin, task_end):
+        batch_index, row_begin, row_end, column_begin, column_end = _tile(
+            tile, batch, height, width, band_height, row_bands, band_width)
+        for box in range(grads.shape[0]):
+            if box_indices[box] == batch_index:
+                _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
+                                   row_begin, row_end, column_begin, column_end,
+                                   all_lefts[box], all_rights[box], all_x_weights[box], F)
+
+
 def grad_image(grads, boxes, box_indices, method, out, half_accumulate, F):
     """CropAndResizeGradImage: add the gradient of ``grads`` [N,ch,cw,D] into ``out`` [B,H,W,D].
 
@@ -851,37 +936,24 @@ def grad_image(grads, boxes, box_indices, method, out, half_accumulate, F):
     ``method``: 0 bilinear, 1 nearest, 2 the adjoint of bilinear_v2.
     """
     batch, height, width = out.shape[0], out.shape[1], out.shape[2]
-    num_boxes, crop_width = grads.shape[0], grads.shape[2]
-    if batch == 0 or num_boxes == 0:
+    if batch == 0 or grads.shape[0] == 0:
         return
     # Tiles are (image, band of rows, band of columns), never blocks of channels: a tile reads
     # only the grads of the samples landing in it, so grads (often far larger than the cache)
-    # stream from memory once. Only the speed depends on the tiling, never the result. It
-    # ignores the thread count: querying it would make the kernel uncacheable.
+    # stream from memory once. Only the speed depends on the tiling, never the result; it
+    # ignores the thread count.
     band_height, row_bands = _split(height, _ceil_div(_TARGET_TILES, batch), _MIN_BAND)
     band_width, column_bands = _split(width, _ceil_div(_TARGET_TILES, batch * row_bands),
                                       _MIN_BAND)
-    all_lefts, all_rights, all_x_weights = _column_tables(boxes, method, width, crop_width, F)
-    for tile in prange(batch * row_bands * column_bands):
-        # The image index varies fastest so that each thread's share spans every image.
-        batch_index = tile % batch
-        row_band = (tile // batch) % row_bands
-        column_band = tile // (batch * row_bands)
-        row_begin = row_band * band_height
-        row_end = min(row_begin + band_height, height)
-        column_begin = column_band * band_width
-        column_end = min(column_begin + band_width, width)
-        for box in range(num_boxes):
-            if box_indices[box] != batch_index:
-                continue
-            if method == BILINEAR_V2:
-                _grad_image_box_v2(grads, boxes, box, batch_index, out, half_accumulate,
-                                   row_begin, row_end, column_begin, column_end,
-                                   all_lefts[box], all_rights[box], all_x_weights[box], F)
-            else:
-                _grad_image_box(grads, boxes, box, batch_index, method, out, half_accumulate,
-                                row_begin, row_end, column_begin, column_end,
-                                all_lefts[box], all_rights[box], all_x_weights[box], F)
+    tiling = (band_height, row_bands, band_width)
+    num_tiles = batch * row_bands * column_bands
+    tables = _column_tables(boxes, method, width, grads.shape[2], F)
+    if method == BILINEAR_V2:
+        run_tasks(_grad_image_tiles_v2, num_tiles, grads, boxes, box_indices, out,
+                  half_accumulate, tiling, *tables, F)
+    else:
+        run_tasks(_grad_image_tiles, num_tiles, grads, boxes, box_indices, method, out,
+                  half_accumulate, tiling, *tables, F)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -899,19 +971,25 @@ def _accumulate_crop1(accumulator, term, size, crop1_in_double, F):
     return accumulator + (term * F(0.5)) * F(size - 1)
 
 
-@njit(cache=True, parallel=True)
 def grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F):
     """CropAndResizeGradBoxes: d/d[y1, x1, y2, x2] of the bilinear crop, into ``out`` [N,4].
 
     Uses the gradient's own coordinate recipe (docs/tensorflow.md#box-gradient), skips out-of-range
-    samples and sums each accumulator sequentially in (y, x, channel) order.
+    samples and sums each accumulator sequentially in (y, x, channel) order; tasks are boxes.
     """
+    run_tasks(_grad_boxes, grads.shape[0], grads, image, boxes, box_indices, crop1_in_double,
+              out, F)
+
+
+@njit(cache=True, nogil=True)
+def _grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F, box_begin, box_end):
+    """``grad_boxes`` of the boxes ``[box_begin, box_end)``."""
     height, width, depth = image.shape[1], image.shape[2], image.shape[3]
-    num_boxes, crop_height, crop_width = grads.shape[0], grads.shape[1], grads.shape[2]
+    crop_height, crop_width = grads.shape[1], grads.shape[2]
     height_ratio = F(height - 1) / F(crop_height - 1) if crop_height > 1 else F(0)
     width_ratio = F(width - 1) / F(crop_width - 1) if crop_width > 1 else F(0)
     one = F(1)
-    for box in prange(num_boxes):
+    for box in range(box_begin, box_end):
         batch_index = box_indices[box]
         y1, x1, y2, x2 = boxes[box, 0], boxes[box, 1], boxes[box, 2], boxes[box, 3]
         y_start, y_step = _grad_boxes_axis(y1, y2, height, crop_height, height_ratio, F)
