@@ -997,7 +997,9 @@ def _grad_boxes(grads, image, boxes, box_indices, crop1_in_double, out, F, box_b
         lefts = np.empty(crop_width, np.int64)
         rights = np.empty(crop_width, np.int64)
         x_lerps = np.empty(crop_width, boxes.dtype)
-        _axis_table(x_start, x_step, width, crop_width, False, lefts, rights, x_lerps, F)
+        # np.bool_, not False: a Python literal would compile _axis_table once more.
+        _axis_table(x_start, x_step, width, crop_width, np.bool_(False), lefts, rights,
+                    x_lerps, F)
         d_y1 = F(0)
         d_x1 = F(0)
         d_y2 = F(0)

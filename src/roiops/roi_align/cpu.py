@@ -34,11 +34,13 @@ of a sample are contiguous vectors over channels and the per-channel arithmetic,
 vectorizes. Either way each channel sees exactly the peers' operations in the peers' order.
 """
 import math
+from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .._numerics import float_to_half_bits, round_to_half
+from .._threads import run_tasks
 from .conventions import LESS_THAN_ONE, NOT_ABOVE_ONE
 
 # Channels per parallel task: enough to amortize the per-task setup, small enough that a
@@ -53,6 +55,31 @@ _MIN_TASKS = 16
 # Adaptive grid sizes saturate here (an int32, as the peers' grids): a huge finite box must
 # not overflow the sample count.
 _MAX_GRID = 2147483647.0
+
+
+class SampleTable(NamedTuple):
+    """The valid samples of one axis (y or x) of every roi: flat arrays indexed by entry, as
+    ``_plan_axis`` describes them."""
+
+    first: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    frac: np.ndarray
+    comp: np.ndarray
+    active: np.ndarray
+    position: np.ndarray
+
+
+class Plan(NamedTuple):
+    """Geometry of every roi and both axes' sample tables (``_plan``)."""
+
+    count: np.ndarray      # [K] the divisor of every bin, in F
+    ys: SampleTable
+    xs: SampleTable
+    y_clamped: np.ndarray  # [K] the minimum size fired on the axis (the size is constant 1)
+    x_clamped: np.ndarray
+    grid_h: np.ndarray     # [K] sample grid sizes
+    grid_w: np.ndarray
 
 
 @njit(cache=True, error_model="numpy")
@@ -132,8 +159,10 @@ def _sample_offset(index, bin_size, grid_f, half, F):
 
 
 
-# How _first_sample compares a coordinate with its bound.
-_AT_LEAST, _ABOVE, _AT_MOST, _BELOW = 0, 1, 2, 3
+# How _first_sample compares a coordinate with its bound. NumPy scalars, not Python ints:
+# Numba compiles a function once per Python int literal passed to it (four times here), once
+# in all for NumPy integers.
+_AT_LEAST, _ABOVE, _AT_MOST, _BELOW = np.int64(0), np.int64(1), np.int64(2), np.int64(3)
 
 
 @njit(cache=True, error_model="numpy")
@@ -183,8 +212,8 @@ def _valid_samples(bin_base, bin_size, grid_f, grid, size, half, F):
 def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
     """The valid samples of one axis (y with the height, or x with the width) of every roi.
 
-    Returns flat tables indexed by entry ``e``, where the entries of roi ``k`` and bin ``p``
-    are ``first[k, p] <= e < first[k, p + 1]`` in ascending sample order:
+    Returns a ``SampleTable``: flat arrays indexed by entry ``e``, where the entries of roi
+    ``k`` and bin ``p`` are ``first[k, p] <= e < first[k, p + 1]`` in ascending sample order:
 
     - ``low[e]``, ``high[e]``: the two neighbouring rows (equal when pinned at ``size - 1``);
       unsigned, so that indexing skips Numba's negative-index wraparound;
@@ -249,7 +278,7 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
                 active[e] = moves
                 position[e] = (F(p) + (F(i) + F(0.5)) / F(grids[k])) / F(pooled)
                 e += 1
-    return first, low, high, frac, comp, active, position
+    return SampleTable(first, low, high, frac, comp, active, position)
 
 
 @njit(cache=True, error_model="numpy")
@@ -257,10 +286,9 @@ def _plan(rois, spatial_scale, sampling_ratio, geometry,
           pooled_height, pooled_width, height, width, half, F):
     """Geometry of every roi and the sample tables of both axes (see ``_plan_axis``).
 
-    Returns ``(count, ys, xs, y_clamped, x_clamped, grid_h, grid_w)``; ``count`` is the
-    divisor of the forward (torchvision ``max(gh*gw, 1)``, MindSpore ``F(gh) * F(gw)``),
-    which the gradients share: it differs from torchvision's backward ``gh*gw`` only where a
-    roi has no samples at all.
+    Returns a ``Plan``; ``count`` is the divisor of the forward (torchvision
+    ``max(gh*gw, 1)``, MindSpore ``F(gh) * F(gw)``), which the gradients share: it differs
+    from torchvision's backward ``gh*gw`` only where a roi has no samples at all.
     """
     num_rois = rois.shape[0]
     y_start = np.empty(num_rois, F)
@@ -285,21 +313,10 @@ def _plan(rois, spatial_scale, sampling_ratio, geometry,
             count[k] = _h(F(max(grid_h[k] * grid_w[k], 1)), half)
     ys = _plan_axis(y_start, y_bin, grid_h, pooled_height, height, half, F)
     xs = _plan_axis(x_start, x_bin, grid_w, pooled_width, width, half, F)
-    return count, ys, xs, y_clamped, x_clamped, grid_h, grid_w
+    return Plan(count, ys, xs, y_clamped, x_clamped, grid_h, grid_w)
 
 
-@njit(cache=True, error_model="numpy")
-def _sample_work(ys, xs, num_rois):
-    """The number of samples of all rois together (each roi: y samples times x samples)."""
-    y_first, x_first = ys[0], xs[0]
-    total = 0
-    for k in range(num_rois):
-        total += (y_first[k, -1] - y_first[k, 0]) * (x_first[k, -1] - x_first[k, 0])
-    return total
-
-
-@njit(cache=True, error_model="numpy")
-def _use_channels_last(ys, xs, num_rois, input_shape):
+def _use_channels_last(plan, input_shape):
     """Whether to gather from a channels-last copy of the maps rather than in place.
 
     A channels-last copy makes the four taps of a sample contiguous vectors over channels,
@@ -307,30 +324,37 @@ def _use_channels_last(ys, xs, num_rois, input_shape):
     outnumber the map elements a few times over (dense rois on a map), not for a few rois.
     """
     batch, channels, height, width = input_shape
-    taps = 4 * channels * _sample_work(ys, xs, num_rois)
-    return taps >= _CHANNELS_LAST_MIN_RATIO * batch * channels * height * width
+    y_first, x_first = plan.ys.first, plan.xs.first
+    samples = int(((y_first[:, -1] - y_first[:, 0]) * (x_first[:, -1] - x_first[:, 0])).sum())
+    return 4 * channels * samples >= _CHANNELS_LAST_MIN_RATIO * batch * channels * height * width
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _channels_last(input):
-    """A C-contiguous ``[N, H, W, C]`` copy of ``[N, C, H, W]`` ``input`` (any strides)."""
-    batch, channels, height, width = input.shape
-    result = np.empty((batch, height, width, channels), input.dtype)
-    for task in prange(batch * height):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _channels_last_rows(input, result, task_begin, task_end):
+    """``result[b, y, x, c] = input[b, c, y, x]`` for the (image, row) tasks given."""
+    height, width, channels = result.shape[1], result.shape[2], result.shape[3]
+    for task in range(task_begin, task_end):
         b = task // height
         y = task % height
         # Channel rows stay in L1 across consecutive x (one line per channel); writes stream.
         for x in range(width):
             for c in range(channels):
                 result[b, y, x, c] = input[b, c, y, x]
+
+
+def _channels_last(input):
+    """A C-contiguous ``[N, H, W, C]`` copy of ``[N, C, H, W]`` ``input`` (any strides)."""
+    batch, channels, height, width = input.shape
+    result = np.empty((batch, height, width, channels), input.dtype)
+    run_tasks(_channels_last_rows, batch * height, input, result)
     return result
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _channels_first_into(out, source):
-    """``out[n, c, y, x] = source[n, y, x, c]``."""
-    batch, channels, height, width = out.shape
-    for task in prange(batch * channels):
+@njit(cache=True, nogil=True, error_model="numpy")
+def _channels_first_planes(out, source, task_begin, task_end):
+    """``out[n, c, y, x] = source[n, y, x, c]`` for the (image, channel) tasks given."""
+    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
+    for task in range(task_begin, task_end):
         b = task // channels
         c = task % channels
         for y in range(height):
@@ -351,8 +375,8 @@ def _forward_in_place(input, out, out_half, k, batch_index, first_channel, stop_
                       count, ys, xs, half, F):
     """Output bins of roi ``k``, channels ``[first_channel, stop_channel)``, gathered from the
     ``[N, C, H, W]`` maps through their strides; every op rounded to half when ``half``."""
-    y_first, y_low, y_high, y_frac, y_comp = ys[0], ys[1], ys[2], ys[3], ys[4]
-    x_first, x_low, x_high, x_frac, x_comp = xs[0], xs[1], xs[2], xs[3], xs[4]
+    y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
+    x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
     pooled_height = y_first.shape[1] - 1
     pooled_width = x_first.shape[1] - 1
     for c in range(first_channel, stop_channel):
@@ -381,8 +405,8 @@ def _forward_channels_last(features, out, out_half, k, batch_index, first_channe
                            stop_channel, count, ys, xs, acc, F):
     """As ``_forward_in_place`` (float path) from ``[N, H, W, C]`` ``features``: the channel
     loop is innermost over contiguous memory, so the same per-channel arithmetic vectorizes."""
-    y_first, y_low, y_high, y_frac, y_comp = ys[0], ys[1], ys[2], ys[3], ys[4]
-    x_first, x_low, x_high, x_frac, x_comp = xs[0], xs[1], xs[2], xs[3], xs[4]
+    y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
+    x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
     pooled_height = y_first.shape[1] - 1
     pooled_width = x_first.shape[1] - 1
     image = features[batch_index]
@@ -430,15 +454,44 @@ def _forward_channels_last(features, out, out_half, k, batch_index, first_channe
                     out[k, first_channel + c, ph, pw] = acc[c] / count
 
 
-@njit(cache=True, error_model="numpy")
 def _vector_blocks(channels, num_tasks_other):
-    """Channel blocks per task for the channels-last paths: as few as keep every thread busy
-    (long blocks amortize the per-sample work over more channels)."""
+    """(channels per block, blocks) for the channels-last paths: as few blocks as keep every
+    thread busy (long blocks amortize the per-sample work over more channels), each a whole
+    number of ``_LANES`` chunks."""
     wanted = (_MIN_TASKS + num_tasks_other - 1) // num_tasks_other
-    return max(1, min(wanted, (channels + _LANES - 1) // _LANES))
+    num_blocks = max(1, min(wanted, (channels + _LANES - 1) // _LANES))
+    block = (channels + num_blocks - 1) // num_blocks
+    block = (block + _LANES - 1) // _LANES * _LANES
+    return block, (channels + block - 1) // block
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_channels_last_tasks(features, out, out_half, batch_indices, block, num_blocks,
+                                 plan, F, task_begin, task_end):
+    """``_forward_channels_last`` of the (roi, channel block) tasks given."""
+    channels = out.shape[1]
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * block
+        stop_channel = min(first_channel + block, channels)
+        acc = np.empty(stop_channel - first_channel, F)
+        _forward_channels_last(features, out, out_half, k, batch_indices[k], first_channel,
+                               stop_channel, plan.count[k], plan.ys, plan.xs, acc, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_in_place_tasks(input, out, out_half, batch_indices, num_blocks, plan, half, F,
+                            task_begin, task_end):
+    """``_forward_in_place`` of the (roi, ``_CHANNEL_BLOCK`` channels) tasks given."""
+    channels = out.shape[1]
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        _forward_in_place(input, out, out_half, k, batch_indices[k], first_channel,
+                          stop_channel, plan.count[k], plan.ys, plan.xs, half, F)
+
+
 def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
             half_arithmetic, out, out_half, F):
     """roi_align forward into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits when
@@ -446,29 +499,16 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
     the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
-    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, geometry,
-                                      pooled_height, pooled_width, height, width,
-                                      half_arithmetic, F)
-    if not half_arithmetic and _use_channels_last(ys, xs, num_rois, input.shape):
-        features = _channels_last(input)
-        num_blocks = _vector_blocks(channels, num_rois)
-        block = (channels + num_blocks - 1) // num_blocks
-        block = (block + _LANES - 1) // _LANES * _LANES
-        for task in prange(num_rois * num_blocks):
-            k = task // num_blocks
-            first_channel = (task % num_blocks) * block
-            stop_channel = min(first_channel + block, channels)
-            acc = np.empty(stop_channel - first_channel, F)
-            _forward_channels_last(features, out, out_half, k, batch_indices[k],
-                                   first_channel, stop_channel, count[k], ys, xs, acc, F)
+    plan = _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+                 height, width, half_arithmetic, F)
+    if not half_arithmetic and _use_channels_last(plan, input.shape):
+        block, num_blocks = _vector_blocks(channels, num_rois)
+        run_tasks(_forward_channels_last_tasks, num_rois * num_blocks, _channels_last(input),
+                  out, out_half, batch_indices, block, num_blocks, plan, F)
     else:
         num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-        for task in prange(num_rois * num_blocks):
-            k = task // num_blocks
-            first_channel = (task % num_blocks) * _CHANNEL_BLOCK
-            stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
-            _forward_in_place(input, out, out_half, k, batch_indices[k], first_channel,
-                              stop_channel, count[k], ys, xs, half_arithmetic, F)
+        run_tasks(_forward_in_place_tasks, num_rois * num_blocks, input, out, out_half,
+                  batch_indices, num_blocks, plan, half_arithmetic, F)
 
 
 @njit(cache=True, error_model="numpy")
@@ -477,8 +517,8 @@ def _grad_input_in_place(grads, out, k, batch_index, first_channel, stop_channel
     """Scatter roi ``k``'s gradient into the ``[N, C, H, W]`` ``out`` planes of channels
     ``[first_channel, stop_channel)``: each valid sample adds ``(g * w) / count`` to its four
     corners in order; every op rounded to half when ``half``."""
-    y_first, y_low, y_high, y_frac, y_comp = ys[0], ys[1], ys[2], ys[3], ys[4]
-    x_first, x_low, x_high, x_frac, x_comp = xs[0], xs[1], xs[2], xs[3], xs[4]
+    y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
+    x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
     pooled_height = y_first.shape[1] - 1
     pooled_width = x_first.shape[1] - 1
     for c in range(first_channel, stop_channel):
@@ -524,8 +564,8 @@ def _scatter_corner(pixel, offset, g, weight, count, num_channels):
 def _grad_input_channels_last(grads, gradient, k, batch_index, first_channel, stop_channel,
                               count, ys, xs, g):
     """As ``_grad_input_in_place`` (float path) into ``[N, H, W, C]`` ``gradient``."""
-    y_first, y_low, y_high, y_frac, y_comp = ys[0], ys[1], ys[2], ys[3], ys[4]
-    x_first, x_low, x_high, x_frac, x_comp = xs[0], xs[1], xs[2], xs[3], xs[4]
+    y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
+    x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
     pooled_height = y_first.shape[1] - 1
     pooled_width = x_first.shape[1] - 1
     image = gradient[batch_index]
@@ -553,7 +593,39 @@ def _grad_input_channels_last(grads, gradient, k, batch_index, first_channel, st
                                     num_channels)
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_channels_last_tasks(grads, gradient, batch_indices, block, num_blocks, plan,
+                                    F, task_begin, task_end):
+    """``_grad_input_channels_last`` of the (image, channel block) tasks given, every roi of
+    the image in ascending order."""
+    channels = gradient.shape[3]
+    for task in range(task_begin, task_end):
+        b = task // num_blocks
+        first_channel = (task % num_blocks) * block
+        stop_channel = min(first_channel + block, channels)
+        g = np.empty(stop_channel - first_channel, F)
+        for k in range(grads.shape[0]):
+            if batch_indices[k] == b:
+                _grad_input_channels_last(grads, gradient, k, b, first_channel, stop_channel,
+                                          plan.count[k], plan.ys, plan.xs, g)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_in_place_tasks(grads, out, batch_indices, num_blocks, plan, half, F,
+                               task_begin, task_end):
+    """``_grad_input_in_place`` of the (image, ``_CHANNEL_BLOCK`` channels) tasks given,
+    every roi of the image in ascending order."""
+    channels = out.shape[1]
+    for task in range(task_begin, task_end):
+        b = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        for k in range(grads.shape[0]):
+            if batch_indices[k] == b:
+                _grad_input_in_place(grads, out, k, b, first_channel, stop_channel,
+                                     plan.count[k], plan.ys, plan.xs, half, F)
+
+
 def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
                half_arithmetic, out, out_channels_last, F):
     """Gradient of the forward w.r.t. its input, added into the zeroed ``[N, C, H, W]`` ``out``.
@@ -570,41 +642,24 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
     MindSpore's single-threaded ROIAlignGrad (the geometry of ``MINDSPORE_END_MODE_1``).
     """
     batch, channels, height, width = out.shape
-    num_rois, pooled_height, pooled_width = grads.shape[0], grads.shape[2], grads.shape[3]
-    count, ys, xs, _, _, _, _ = _plan(rois, spatial_scale, sampling_ratio, geometry,
-                                      pooled_height, pooled_width, height, width,
-                                      half_arithmetic, F)
-    if not half_arithmetic and _use_channels_last(ys, xs, num_rois, out.shape):
+    pooled_height, pooled_width = grads.shape[2], grads.shape[3]
+    plan = _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+                 height, width, half_arithmetic, F)
+    if not half_arithmetic and _use_channels_last(plan, out.shape):
         in_place = out_channels_last.size == out.size
         if in_place:
             gradient = out_channels_last
         else:
             gradient = np.zeros((batch, height, width, channels), F)
-        num_blocks = _vector_blocks(channels, batch)
-        block = (channels + num_blocks - 1) // num_blocks
-        block = (block + _LANES - 1) // _LANES * _LANES
-        num_blocks = (channels + block - 1) // block
-        for task in prange(batch * num_blocks):
-            b = task // num_blocks
-            first_channel = (task % num_blocks) * block
-            stop_channel = min(first_channel + block, channels)
-            g = np.empty(stop_channel - first_channel, F)
-            for k in range(num_rois):
-                if batch_indices[k] == b:
-                    _grad_input_channels_last(grads, gradient, k, b, first_channel,
-                                              stop_channel, count[k], ys, xs, g)
+        block, num_blocks = _vector_blocks(channels, batch)
+        run_tasks(_grad_input_channels_last_tasks, batch * num_blocks, grads, gradient,
+                  batch_indices, block, num_blocks, plan, F)
         if not in_place:
-            _channels_first_into(out, gradient)
+            run_tasks(_channels_first_planes, batch * channels, out, gradient)
     else:
         num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-        for task in prange(batch * num_blocks):
-            b = task // num_blocks
-            first_channel = (task % num_blocks) * _CHANNEL_BLOCK
-            stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
-            for k in range(num_rois):
-                if batch_indices[k] == b:
-                    _grad_input_in_place(grads, out, k, b, first_channel, stop_channel,
-                                         count[k], ys, xs, half_arithmetic, F)
+        run_tasks(_grad_input_in_place_tasks, batch * num_blocks, grads, out, batch_indices,
+                  num_blocks, plan, half_arithmetic, F)
 
 
 @njit(cache=True, error_model="numpy")
@@ -626,7 +681,6 @@ def _edge_derivatives(slopes, first, stop, positions, clamped, spatial_scale, F)
     return d_low, d_high
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
                out, F):
     """Gradient of ``sum(grads * forward(input, rois))`` w.r.t. x1, y1, x2, y2, into columns
@@ -654,16 +708,22 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     bins per sample row and column first, then weighted by ``dy/dy1``: deterministic, one
     thread per roi.
     """
-    height, width = input.shape[2], input.shape[3]
-    num_rois, channels = grads.shape[0], grads.shape[1]
-    pooled_height, pooled_width = grads.shape[2], grads.shape[3]
-    count, ys, xs, y_clamped, x_clamped, grid_h, grid_w = _plan(
-        rois, spatial_scale, sampling_ratio, geometry, pooled_height,
-        pooled_width, height, width, False, F)
-    y_first, y_low, y_high, y_frac, y_comp, y_active, y_position = ys
-    x_first, x_low, x_high, x_frac, x_comp, x_active, x_position = xs
-    for k in prange(num_rois):
-        if grid_h[k] <= 0 or grid_w[k] <= 0:
+    plan = _plan(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2], grads.shape[3],
+                 input.shape[2], input.shape[3], False, F)
+    run_tasks(_grad_boxes, grads.shape[0], grads, input, batch_indices, spatial_scale, plan,
+              out, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_boxes(grads, input, batch_indices, spatial_scale, plan, out, F, roi_begin, roi_end):
+    """``grad_boxes`` of the rois ``[roi_begin, roi_end)``."""
+    channels, pooled_height, pooled_width = grads.shape[1], grads.shape[2], grads.shape[3]
+    ys, xs = plan.ys, plan.xs
+    y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
+    x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
+    y_active, x_active = ys.active, xs.active
+    for k in range(roi_begin, roi_end):
+        if plan.grid_h[k] <= 0 or plan.grid_w[k] <= 0:
             continue  # no samples at all
         y_begin, y_end = y_first[k, 0], y_first[k, pooled_height]
         x_begin, x_end = x_first[k, 0], x_first[k, pooled_width]
@@ -689,11 +749,12 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
                             if x_active[i]:
                                 column_slopes[i - x_begin] += g * (hy * (v2 - v1)
                                                                    + ly * (v4 - v3))
-        d_y1, d_y2 = _edge_derivatives(row_slopes, y_begin, y_end, y_position, y_clamped[k],
-                                       spatial_scale, F)
-        d_x1, d_x2 = _edge_derivatives(column_slopes, x_begin, x_end, x_position,
-                                       x_clamped[k], spatial_scale, F)
-        out[k, 1] = d_x1 / count[k]
-        out[k, 2] = d_y1 / count[k]
-        out[k, 3] = d_x2 / count[k]
-        out[k, 4] = d_y2 / count[k]
+        d_y1, d_y2 = _edge_derivatives(row_slopes, y_begin, y_end, ys.position,
+                                       plan.y_clamped[k], spatial_scale, F)
+        d_x1, d_x2 = _edge_derivatives(column_slopes, x_begin, x_end, xs.position,
+                                       plan.x_clamped[k], spatial_scale, F)
+        count = plan.count[k]
+        out[k, 1] = d_x1 / count
+        out[k, 2] = d_y1 / count
+        out[k, 3] = d_x2 / count
+        out[k, 4] = d_y2 / count
