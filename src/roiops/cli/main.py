@@ -255,6 +255,25 @@ def build_parser():
     bench.add_argument("--repeats", type=positive_int, default=10, metavar="N",
                        help="timed calls per contender (default: %(default)s)")
     bench.set_defaults(handler=run_bench)
+
+    warmup = commands.add_parser(
+        "warmup", help="compile every kernel ahead of time (for a Docker or cluster image)",
+        description="Compile every CPU kernel variant (each dtype, memory layout and path) "
+                    "into Numba's on-disk cache, in parallel processes, so that no later run "
+                    "pays the first-run compilation; print each variant and the cache folder. "
+                    "The cache is NUMBA_CACHE_DIR if set, else __pycache__ beside roiops's "
+                    "modules if writable, else Numba's per-user cache folder: run the jobs "
+                    "with the same NUMBA_CACHE_DIR (or none).",
+        epilog="examples:\n  roiops warmup\n  NUMBA_CACHE_DIR=/opt/numba-cache roiops warmup"
+               "\n  roiops warmup --only 'crop_and_resize uint8' --list",
+        formatter_class=formatter)
+    warmup.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                        help="processes at once (default: one per CPU)")
+    warmup.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="only the variants whose name contains TEXT (repeatable)")
+    warmup.add_argument("--list", action="store_true",
+                        help="print the variants' names, compile nothing")
+    warmup.set_defaults(handler=run_warmup)
     return parser
 
 
@@ -298,6 +317,12 @@ def run_bench(args):
     from . import bench
 
     return bench.run(chart=args.chart, repeats=args.repeats)
+
+
+def run_warmup(args):
+    from . import warmup
+
+    return warmup.run(jobs=args.jobs, only=args.only, list_only=args.list)
 
 
 @contextlib.contextmanager
