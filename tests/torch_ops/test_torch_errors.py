@@ -120,6 +120,16 @@ def meta(tensor):
     (lambda: tensorflow.raw_ops.CropAndResizeGradBoxes(
         GRADS.to_sparse(), IMAGE, torch.tensor(BOXES), torch.tensor(BOX_INDICES).int()),
      TypeError, "grads must be a dense"),
+    # a NumPy array among tensors on a host-side primitive (was converted silently)
+    (lambda: tensorflow.raw_ops.CropAndResizeGradBoxes(
+        GRADS, IMAGE.numpy(), torch.tensor(BOXES), torch.tensor(BOX_INDICES).int()),
+     TypeError, "image must be a torch.Tensor like the other array arguments, got ndarray"),
+    (lambda: mindspore.ROIAlignGrad(2, 3, 0.5)(POOLED.numpy(), torch.tensor(ROIS),
+                                               (2, 3, 8, 9)),
+     TypeError, "dy must be a torch.Tensor like the other array arguments, got ndarray"),
+    (lambda: torchvision.roi_align_backward(POOLED, [np.array(BOXES, np.float32)], (2, 3, 8, 9),
+                                            (2, 3), 0.5, 2, False),
+     TypeError, "boxes[0] must be a torch.Tensor like the other array arguments"),
     # meta tensors where the values are computed on the host
     (lambda: tensorflow.raw_ops.CropAndResizeGradImage(
         meta(GRADS), meta(torch.tensor(BOXES)), meta(torch.tensor(BOX_INDICES).int()),

@@ -32,16 +32,20 @@ _HALF_OR_SINGLE = (torch.float16, torch.float32)
 def host_call(fn, *args):
     """``fn`` (a NumPy entry point) on tensor arguments: host views in, a tensor out.
 
-    Tensors (also inside lists) must share a device; the result goes back to it. There is
-    no autograd through this path, so a tensor that requires grad is refused rather than
+    Tensors (also inside lists) must share a device; the result goes back to it. Every
+    array argument (annotated ``ArrayOrTensor``) must be a tensor, as on the native paths. There
+    is no autograd through this path, so a tensor that requires grad is refused rather than
     silently cut from the graph.
     """
-    named = inspect.signature(fn).bind(*args).arguments
+    signature = inspect.signature(fn)
+    arrays = {name for name, parameter in signature.parameters.items()
+              if "ArrayOrTensor" in str(parameter.annotation)}
+    named = signature.bind(*args).arguments
     tensors = {}
     for name, value in named.items():
         items = value if isinstance(value, (list, tuple)) else [value]
         for i, item in enumerate(items):
-            if isinstance(item, torch.Tensor):
+            if isinstance(item, torch.Tensor) or name in arrays:
                 tensors[name if item is value else f"{name}[{i}]"] = item
     api.require_tensors(**tensors)
     for name, tensor in tensors.items():
