@@ -118,9 +118,10 @@ def _cast(g, value, source, target):
     return value if source == target else g.op("Cast", value, to=target)
 
 
-def _columns(g, matrix, start, end):
-    """Columns ``[start, end)`` of a ``[K, n]`` value (``[K, end - start]``)."""
-    return g.op("Slice", matrix, g.constant([start]), g.constant([end]), g.constant([1]))
+def _columns(g, matrix, start, end, axis=1):
+    """Columns ``[start, end)`` of a ``[K, n]`` value (``[K, end - start]``), or elements of a
+    vector with ``axis=0``."""
+    return g.op("Slice", matrix, g.constant([start]), g.constant([end]), g.constant([axis]))
 
 
 def _scalar(element_type, value):
@@ -265,8 +266,8 @@ def _crop_and_resize(g, image, boxes, box_indices, crop_size, method="bilinear",
     compute = _compute_type(element_type)
     if data_format == "NCHW":
         image = g.op("Transpose", image, perm=[0, 2, 3, 1])
-    height = g.op("Shape", image, start=1, end=2)
-    width = g.op("Shape", image, start=2, end=3)
+    shape = g.op("Shape", image)
+    height, width = _columns(g, shape, 1, 2, axis=0), _columns(g, shape, 2, 3, axis=0)
     boxes = _cast(g, boxes, g.element_type(boxes), compute)
     crop_height, crop_width = (int(size) for size in crop_size)
     nearest = method == "nearest"
@@ -276,7 +277,10 @@ def _crop_and_resize(g, image, boxes, box_indices, crop_size, method="bilinear",
     left, right, x_weight, x_inside = _axis_samples(
         g, _columns(g, boxes, 1, 2), _columns(g, boxes, 3, 4), width, crop_width, nearest,
         compute)
-    pixels = g.op("Flatten", image, axis=3)
+    # [B*H*W, D]. Not Flatten: onnxscript's optimizer rewrites it to a Reshape with a
+    # constant named after the input, and two crops of one image then lose one of them.
+    pixels = g.op("Reshape", image, g.op("Concat", g.constant([-1]),
+                                         _columns(g, shape, 3, 4, axis=0), axis=0))
     batch = g.op("Reshape", _cast(g, box_indices, g.element_type(box_indices), _INT64),
                  g.constant([-1, 1, 1]))
 
