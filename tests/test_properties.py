@@ -13,7 +13,8 @@ from exact import assert_same_bits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reference as R
+from roiops.crop_and_resize import reference as crop_reference
+from roiops.roi_align import reference as roi_reference
 
 roiops = pytest.importorskip("roiops")
 
@@ -94,8 +95,8 @@ def test_crop_and_resize_matches_reference(c, method):
     F = _F(c["image"].dtype)
     got = roiops.crop_and_resize(c["image"], c["boxes"], c["box_indices"], c["crop_size"],
                                  method=method, extrapolation_value=c["extrapolation_value"])
-    want = R.crop_and_resize(c["image"], c["boxes"], c["box_indices"], c["crop_size"], method,
-                             c["extrapolation_value"], F=F)
+    want = crop_reference.crop_and_resize(c["image"], c["boxes"], c["box_indices"],
+                                          c["crop_size"], method, c["extrapolation_value"], F=F)
     assert_same_bits(got, want)
 
 
@@ -121,8 +122,8 @@ def test_crop_and_resize_grad_image_matches_reference(c, method, out):
                                             method=method, dtype=out)
     out_dtype = np.dtype(out if out is not None else grads.dtype)
     F = _F(out_dtype)
-    want = R.crop_and_resize_grad_image(grads, c["boxes"], c["box_indices"], shape, method,
-                                        accumulate=F, F=F)
+    want = crop_reference.crop_and_resize_grad_image(grads, c["boxes"], c["box_indices"],
+                                                     shape, method, accumulate=F, F=F)
     assert_same_bits(got, want.astype(out_dtype))
 
 
@@ -134,8 +135,9 @@ def test_crop_and_resize_grad_boxes_matches_reference(c, method):
     grads = c["grads"].astype(F)
     got = roiops.crop_and_resize_grad_boxes(grads, c["image"], c["boxes"], c["box_indices"],
                                             method=method)
-    want = R.crop_and_resize_grad_boxes(grads, c["image"], c["boxes"], c["box_indices"],
-                                        crop1_rule="tensorflow", F=F)
+    want = crop_reference.crop_and_resize_grad_boxes(grads, c["image"], c["boxes"],
+                                                     c["box_indices"], crop1_rule="tensorflow",
+                                                     F=F)
     assert_same_bits(got, want)
 
 
@@ -205,7 +207,8 @@ def test_roi_align_matches_reference(c):
     x, rois = c["input"], c["rois"]
     got = roiops.roi_align(x, rois, c["output_size"], **c["options"])
     F = _F(x.dtype)
-    want = R.roi_align(x.astype(F), rois.astype(F), c["output_size"], F=F, **c["options"])
+    want = roi_reference.roi_align(x.astype(F), rois.astype(F), c["output_size"], F=F,
+                                   **c["options"])
     assert_same_bits(got, want.astype(x.dtype))
 
 
@@ -214,8 +217,8 @@ def test_roi_align_matches_reference(c):
 def test_roi_align_grad_input_matches_reference(c):
     x, rois, g = c["input"], c["rois"], c["grads"]
     got = roiops.roi_align_grad_input(g, rois, x.shape, c["output_size"], **c["options"])
-    want = R.roi_align_grad_input(g, rois, x.shape, c["output_size"], F=_F(g.dtype),
-                                  **c["options"])
+    want = roi_reference.roi_align_grad_input(g, rois, x.shape, c["output_size"],
+                                              F=_F(g.dtype), **c["options"])
     assert_same_bits(got, want)
 
 
@@ -228,8 +231,9 @@ def test_roi_align_grad_boxes_matches_reference(c):
     # kernel's do: a float64 reference can put a sample just off a kink (a clamp at 0, a pin
     # at H-1) that float32 rounding puts on it, and the derivative jumps there.
     F = _F(x.dtype)
-    want = R.roi_align_grad_boxes(g.astype(F), x.astype(F), rois.astype(F), c["output_size"],
-                                  F=F, **c["options"]).astype(np.float64)
+    want = roi_reference.roi_align_grad_boxes(g.astype(F), x.astype(F), rois.astype(F),
+                                              c["output_size"], F=F,
+                                              **c["options"]).astype(np.float64)
     assert got.shape == want.shape and got.dtype == x.dtype
     assert not np.asarray(got)[:, 0].any()
     # no prescribed summation order: a tolerance from a bound on the terms' magnitude

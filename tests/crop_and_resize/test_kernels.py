@@ -1,19 +1,22 @@
 """Direct tests of the Numba crop_and_resize kernels (roiops.crop_and_resize.cpu).
 
 Hand-checkable values, the peers' documented corner cases, layout and thread-count invariance,
-and small sequential re-statements of the gradient loops (the order of the ``+=`` is part of the
-contract, so the scatter is compared bit for bit with a plain loop in that order).
+and the gradients against the plain reference (``roiops.crop_and_resize.reference``): the order
+of the ``+=`` is part of the contract, so the scatter is compared bit for bit with the
+reference's loop in that order.
 """
 import numba
 import numpy as np
 import pytest
 from exact import assert_same_bits
 
+from roiops.crop_and_resize import reference
 from roiops.crop_and_resize.cpu import _can_stream, forward, grad_boxes, grad_image
 
 F32 = np.float32
-BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2
+BILINEAR, NEAREST, BILINEAR_V2 = 0, 1, 2  # the kernels' method codes
 METHODS = [BILINEAR, NEAREST, BILINEAR_V2]
+METHOD_NAMES = {BILINEAR: "bilinear", NEAREST: "nearest", BILINEAR_V2: "bilinear_v2"}
 
 
 def run_forward(image, boxes, crop, method=BILINEAR, extrapolation=0.0, box_indices=None,
@@ -55,113 +58,6 @@ def random_case(rng, batch=2, height=9, width=11, depth=3, num_boxes=5, crop=(4,
     box_indices = rng.integers(0, batch, num_boxes)
     grads = rng.standard_normal((num_boxes, *crop, depth)).astype(F32)
     return image, boxes, box_indices, grads
-
-
-# ---------------------------------------------------------------------------------------------
-# Sequential re-statements of the TF loops (docs/tensorflow.md#image-gradient and
-# docs/tensorflow.md#box-gradient), float32 only
-# ---------------------------------------------------------------------------------------------
-
-def _coordinates(low, high, size, crop, recipe):
-    low, high = F32(low), F32(high)
-    if crop == 1:
-        return [F32(0.5 * np.float64(F32(low + high)) * np.float64(size - 1))]
-    if recipe == "forward":
-        step = F32(F32(F32(high - low) * F32(size - 1)) / F32(crop - 1))
-    else:
-        step = F32(F32(high - low) * F32(F32(size - 1) / F32(crop - 1)))
-    return [F32(F32(low * F32(size - 1)) + F32(F32(i) * step)) for i in range(crop)]
-
-
-def _valid(c, size):
-    return bool(c >= 0 and c <= size - 1)
-
-
-def _roundf(c):
-    k = np.floor(c)
-    return int(k + 1) if c - k >= 0.5 else int(k)
-
-
-def sequential_grad_image(grads, boxes, box_indices, image_shape, method, accumulate=F32,
-                          half=False):
-    out = np.zeros(image_shape, accumulate)
-    _, height, width, depth = image_shape
-    num_boxes, crop_height, crop_width, _ = grads.shape
-    for n in range(num_boxes):
-        b = box_indices[n]
-        ys = _coordinates(boxes[n, 0], boxes[n, 2], height, crop_height, "forward")
-        xs = _coordinates(boxes[n, 1], boxes[n, 3], width, crop_width, "forward")
-        for y, cy in enumerate(ys):
-            if not _valid(cy, height):
-                continue
-            for x, cx in enumerate(xs):
-                if not _valid(cx, width):
-                    continue
-                for d in range(depth):
-                    g = grads[n, y, x, d]
-                    if method == NEAREST:
-                        updates = [(_roundf(cy), _roundf(cx), g)]
-                    else:
-                        t, bo, l, r = int(np.floor(cy)), int(np.ceil(cy)), int(np.floor(cx)), \
-                            int(np.ceil(cx))
-                        ly, lx = F32(cy - F32(t)), F32(cx - F32(l))
-                        dtop, dbot = F32(F32(1 - ly) * g), F32(ly * g)
-                        updates = [(t, l, F32(F32(1 - lx) * dtop)), (t, r, F32(lx * dtop)),
-                                   (bo, l, F32(F32(1 - lx) * dbot)), (bo, r, F32(lx * dbot))]
-                    for row, col, w in updates:
-                        if half:
-                            out[b, row, col, d] = np.float16(
-                                np.float16(out[b, row, col, d]) + np.float16(w))
-                        else:
-                            out[b, row, col, d] = out[b, row, col, d] + accumulate(w)
-    return out
-
-
-def sequential_grad_boxes(grads, image, boxes, box_indices, crop1_in_double):
-    _, height, width, depth = image.shape
-    num_boxes, crop_height, crop_width, _ = grads.shape
-    out = np.zeros((num_boxes, 4), F32)
-    rh = F32(F32(height - 1) / F32(crop_height - 1)) if crop_height > 1 else F32(0)
-    rw = F32(F32(width - 1) / F32(crop_width - 1)) if crop_width > 1 else F32(0)
-
-    def update(acc, term, index, ratio, size, crop, which):
-        if crop > 1:
-            weight = F32(F32(index) * ratio)
-            if which == 0:
-                weight = F32(F32(size - 1) - weight)
-            return F32(acc + F32(term * weight))
-        if crop1_in_double:
-            return F32(np.float64(acc) + (np.float64(term) * 0.5) * np.float64(size - 1))
-        return F32(acc + F32(F32(term * F32(0.5)) * F32(size - 1)))
-
-    for n in range(num_boxes):
-        b = box_indices[n]
-        acc = [F32(0)] * 4
-        ys = _coordinates(boxes[n, 0], boxes[n, 2], height, crop_height, "boxes")
-        xs = _coordinates(boxes[n, 1], boxes[n, 3], width, crop_width, "boxes")
-        for y, cy in enumerate(ys):
-            if not _valid(cy, height):
-                continue
-            t, bo = int(np.floor(cy)), int(np.ceil(cy))
-            ly = F32(cy - F32(t))
-            for x, cx in enumerate(xs):
-                if not _valid(cx, width):
-                    continue
-                l, r = int(np.floor(cx)), int(np.ceil(cx))
-                lx = F32(cx - F32(l))
-                for d in range(depth):
-                    tl, tr = F32(image[b, t, l, d]), F32(image[b, t, r, d])
-                    bl, br = F32(image[b, bo, l, d]), F32(image[b, bo, r, d])
-                    g = grads[n, y, x, d]
-                    gy = F32(F32(F32(1 - lx) * F32(bl - tl)) + F32(lx * F32(br - tr)))
-                    gx = F32(F32(F32(1 - ly) * F32(tr - tl)) + F32(ly * F32(br - bl)))
-                    gy, gx = F32(gy * g), F32(gx * g)
-                    acc[0] = update(acc[0], gy, y, rh, height, crop_height, 0)
-                    acc[2] = update(acc[2], gy, y, rh, height, crop_height, 2)
-                    acc[1] = update(acc[1], gx, x, rw, width, crop_width, 0)
-                    acc[3] = update(acc[3], gx, x, rw, width, crop_width, 2)
-        out[n] = acc
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -379,14 +275,16 @@ def overlapping_case(rng, batch=2, height=37, width=29, depth=2, num_boxes=8, cr
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("method", [BILINEAR, NEAREST])
 @pytest.mark.parametrize("accumulate, half", [(F32, False), (np.float64, False), (F32, True)])
-def test_grad_image_equals_the_sequential_loop(method, accumulate, half, batch):
+def test_grad_image_equals_the_reference(method, accumulate, half, batch):
     rng = np.random.default_rng(3)
     image, boxes, box_indices, grads = overlapping_case(rng, batch)
     got = run_grad_image(grads, boxes, box_indices, image.shape, method, accumulate, half)
-    expected = sequential_grad_image(grads, boxes, box_indices, image.shape, method,
-                                     accumulate, half)
+    # half: the kernel adds in float16 and keeps the sums in a float32 array
+    expected = reference.crop_and_resize_grad_image(
+        grads, boxes, box_indices, image.shape, METHOD_NAMES[method],
+        accumulate=np.float16 if half else accumulate)
     if half:
-        assert_same_bits(got.astype(np.float16), expected.astype(np.float16))
+        assert_same_bits(got.astype(np.float16), expected)
         assert_same_bits(got, got.astype(np.float16).astype(F32))  # every value is a half
     else:
         assert_same_bits(got, expected)
@@ -454,13 +352,16 @@ def test_grad_image_with_inf_gradient_propagates_nan_through_zero_weights():
 
 @pytest.mark.parametrize("crop", [(4, 6), (1, 5), (3, 1), (1, 1)])
 @pytest.mark.parametrize("crop1_in_double", [True, False])
-def test_grad_boxes_equals_the_sequential_loop(crop, crop1_in_double):
+def test_grad_boxes_equals_the_reference(crop, crop1_in_double):
     rng = np.random.default_rng(7)
     image, boxes, box_indices, grads = random_case(rng, crop=crop)
     # int64 beyond 2**24 also checks that pixels are read as float32 (rounded) first.
     image = (image * 2.0 ** 30).astype(np.int64)
     got = run_grad_boxes(grads, image, boxes, box_indices, crop1_in_double)
-    expected = sequential_grad_boxes(grads, image, boxes, box_indices, crop1_in_double)
+    # crop size 1: TensorFlow accumulates in double, MindSpore in float32
+    expected = reference.crop_and_resize_grad_boxes(
+        grads, image, boxes, box_indices,
+        crop1_rule="tensorflow" if crop1_in_double else "mindspore")
     assert_same_bits(got, expected)
 
 

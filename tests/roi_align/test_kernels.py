@@ -2,7 +2,7 @@
 
 Peer values were produced by torchvision 0.28 and MindSpore 2.10 (CPU) and are written here as
 literals; float32/float64 bit-exactness is checked against the sequential float64-capable
-reference in ``tests/reference.py``. Both kernel paths are exercised: a few rois run in place
+reference ``roiops.roi_align.reference``. Both kernel paths are exercised: a few rois run in place
 on the NCHW maps, dense rois through the internal channels-last copy.
 """
 import numba
@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from exact import assert_same_bits
 
-import reference
-from roiops.roi_align import conventions, cpu
+from roiops.roi_align import conventions, cpu, reference
 
 F32, F64 = np.float32, np.float64
 
