@@ -130,6 +130,10 @@ def meta(tensor):
     (lambda: torchvision.roi_align_backward(POOLED, [np.array(BOXES, np.float32)], (2, 3, 8, 9),
                                             (2, 3), 0.5, 2, False),
      TypeError, "boxes[0] must be a torch.Tensor like the other array arguments"),
+    # a dtype NumPy has not, on a host-side primitive (was torch's TypeError naming nothing)
+    (lambda: tensorflow.raw_ops.CropAndResizeGradBoxes(
+        GRADS.to(torch.float8_e4m3fn), IMAGE, torch.tensor(BOXES),
+        torch.tensor(BOX_INDICES).int()), TypeError, "grads must not be float8_e4m3fn"),
     # meta tensors where the values are computed on the host
     (lambda: tensorflow.raw_ops.CropAndResizeGradImage(
         meta(GRADS), meta(torch.tensor(BOXES)), meta(torch.tensor(BOX_INDICES).int()),

@@ -58,10 +58,14 @@ def host_call(fn, *args):
             f"{getattr(fn, '__qualname__', fn)} reproduces its framework's arithmetic on the "
             f"host and is not differentiable; detach the inputs, or use the native roiops "
             f"API (float32 arithmetic) for gradients")
+    numpy_dtypes = (torch.bool, torch.uint8, torch.uint16, torch.uint32, torch.uint64,
+                    torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                    torch.float32, torch.float64, torch.complex64, torch.complex128)
     for name, tensor in tensors.items():
-        if tensor.dtype == torch.bfloat16:
-            raise TypeError(f"{name} must not be bfloat16: the framework's kernel has no "
-                            f"bfloat16 arithmetic to reproduce, got {tensor.dtype}")
+        if tensor.dtype not in numpy_dtypes:  # bfloat16, float8, complex32, quantized
+            kind = str(tensor.dtype).removeprefix("torch.")
+            raise TypeError(f"{name} must not be {kind}: the framework's kernel has no "
+                            f"{kind} arithmetic to reproduce, got {tensor.dtype}")
     device = next(iter(tensors.values())).device
 
     def host(value):
