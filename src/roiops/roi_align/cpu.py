@@ -37,7 +37,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import literally, njit
 
 from .._numerics import float_to_half_bits, round_to_half
 from .._threads import run_tasks
@@ -52,6 +52,9 @@ _LANES = 64
 _CHANNELS_LAST_MIN_RATIO = 4
 # Parallel tasks wanted at least (a thread count cannot be read in cached code).
 _MIN_TASKS = 16
+# The half switches (``half``, ``out_half``) are compile-time constants in the kernels that
+# Python calls (``numba.literally``): a float call compiles none of the half arithmetic,
+# which otherwise made up most of a first call's compile time.
 # Adaptive grid sizes saturate here (an int32, as the peers' grids): a huge finite box must
 # not overflow the sample count.
 _MAX_GRID = 2147483647.0
@@ -290,6 +293,7 @@ def _plan(rois, spatial_scale, sampling_ratio, geometry,
     ``max(gh*gw, 1)``, MindSpore ``F(gh) * F(gw)``), which the gradients share: it differs
     from torchvision's backward ``gh*gw`` only where a roi has no samples at all.
     """
+    literally(half)
     num_rois = rois.shape[0]
     y_start = np.empty(num_rois, F)
     x_start = np.empty(num_rois, F)
@@ -469,6 +473,7 @@ def _vector_blocks(channels, num_tasks_other):
 def _forward_channels_last_tasks(features, out, out_half, batch_indices, block, num_blocks,
                                  plan, F, task_begin, task_end):
     """``_forward_channels_last`` of the (roi, channel block) tasks given."""
+    literally(out_half)
     channels = out.shape[1]
     for task in range(task_begin, task_end):
         k = task // num_blocks
@@ -483,6 +488,8 @@ def _forward_channels_last_tasks(features, out, out_half, batch_indices, block, 
 def _forward_in_place_tasks(input, out, out_half, batch_indices, num_blocks, plan, half, F,
                             task_begin, task_end):
     """``_forward_in_place`` of the (roi, ``_CHANNEL_BLOCK`` channels) tasks given."""
+    literally(out_half)
+    literally(half)
     channels = out.shape[1]
     for task in range(task_begin, task_end):
         k = task // num_blocks
@@ -615,6 +622,7 @@ def _grad_input_in_place_tasks(grads, out, batch_indices, num_blocks, plan, half
                                task_begin, task_end):
     """``_grad_input_in_place`` of the (image, ``_CHANNEL_BLOCK`` channels) tasks given,
     every roi of the image in ascending order."""
+    literally(half)
     channels = out.shape[1]
     for task in range(task_begin, task_end):
         b = task // num_blocks
