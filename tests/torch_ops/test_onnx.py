@@ -6,7 +6,8 @@ Each export has a dynamic number of boxes and is run on several inputs, zero box
 What holds, per case (docs/onnx.md#accuracy says why):
 
 * crop_and_resize, every method/layout/dtype exported: bit for bit (the graph performs TF's
-  operations in TF's order; ONNX Runtime rounds each elementwise operator separately).
+  operations in TF's order, MindSpore's for bilinear_v2; ONNX Runtime rounds each elementwise
+  operator separately).
 * roi_align, torchvision convention, float32/float64 (any scale, aligned or not, fixed or
   adaptive grid, reversed boxes): bit for bit. ONNX Runtime's RoiAlign samples and sums as
   torchvision's CPU kernel does; the export feeds it the boxes already scaled (its scale
@@ -209,7 +210,7 @@ def test_roi_align_mindspore_adaptive_grid_is_refused_at_export():
 # --- crop_and_resize -----------------------------------------------------------------------
 
 def crop_variants(image, boxes, box_indices):
-    """Both methods, both layouts, a crop size of 1, an extrapolation value."""
+    """Every method, both layouts, a crop size of 1, an extrapolation value."""
     nchw = image.permute(0, 3, 1, 2)
     return (
         roiops.crop_and_resize(image, boxes, box_indices, (5, 7)),
@@ -220,13 +221,24 @@ def crop_variants(image, boxes, box_indices):
                                data_format="NCHW"),
         roiops.crop_and_resize(nchw, boxes, box_indices, (6, 2), extrapolation_value=0.5,
                                data_format="NCHW"),
+        roiops.crop_and_resize(image, boxes, box_indices, (5, 3), method="bilinear_v2"),
+        roiops.crop_and_resize(nchw, boxes, box_indices, (1, 4), method="bilinear_v2",
+                               data_format="NCHW"),
     )
 
 
-def random_boxes(rng, count, batch):
-    """Normalized boxes over [-0.3, 1.3]: flipped and partly outside ones included."""
-    boxes = torch.from_numpy(rng.uniform(-0.3, 1.3, (count, 4)).astype(np.float32))
-    return boxes, torch.from_numpy(rng.integers(0, batch, count).astype(np.int32))
+EXTREME_BOXES = [[-3e38, 0.2, 3e38, 0.9],  # coordinates overflow to inf and NaN
+                 [0.5, 0.5, 0.5, 0.5], [0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]]
+
+
+def random_boxes(rng, count, batch, extreme=False):
+    """Normalized boxes over [-0.3, 1.3]: flipped and partly outside ones included; with
+    ``extreme``, ``EXTREME_BOXES`` first."""
+    boxes = rng.uniform(-0.3, 1.3, (count, 4))
+    if extreme:
+        boxes = np.concatenate([EXTREME_BOXES, boxes])
+    boxes = torch.from_numpy(boxes.astype(np.float32))
+    return boxes, torch.from_numpy(rng.integers(0, batch, len(boxes)).astype(np.int32))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.uint8])
@@ -237,20 +249,23 @@ def test_crop_and_resize_bit_exact(dtype):
         image = torch.from_numpy(rng.integers(0, 256, (2, 9, 12, 3), dtype=np.uint8))
     model = Calls(crop_variants)
     session = export_dynamo(model, (image, *random_boxes(rng, 3, 2)), boxed={1, 2})
-    for count in (12, 1, 0):
-        boxes, box_indices = random_boxes(rng, count, 2)
+    for boxes, box_indices in (random_boxes(rng, 12, 2, extreme=True), random_boxes(rng, 1, 2),
+                               random_boxes(rng, 0, 2)):
         assert_all_same_bits(run(session, image, boxes, box_indices),
                              model(image, boxes, box_indices))
 
 
-def test_crop_and_resize_modules_and_tensorflow_compat():
+def test_crop_and_resize_modules_and_compat_layers():
     rng = np.random.default_rng(4)
     image = torch.from_numpy(rng.random((2, 8, 8, 2), dtype=np.float32))
     module = roiops.nn.CropAndResize((3, 3), method="nearest", extrapolation_value=1.0)
+    mindspore = roiops.nn.MindSporeCropAndResize("bilinear_v2")
 
     def calls(image, boxes, box_indices):
-        return module(image, boxes, box_indices), tf_compat.crop_and_resize(
-            image, boxes, box_indices, (2, 5), extrapolation_value=-1.0)
+        return (module(image, boxes, box_indices),
+                tf_compat.crop_and_resize(image, boxes, box_indices, (2, 5),
+                                          extrapolation_value=-1.0),
+                mindspore(image, boxes, box_indices, (4, 4)))
 
     model = Calls(calls)
     session = export_dynamo(model, (image, *random_boxes(rng, 2, 2)), boxed={1, 2})
@@ -258,14 +273,6 @@ def test_crop_and_resize_modules_and_tensorflow_compat():
         boxes, box_indices = random_boxes(rng, count, 2)
         assert_all_same_bits(run(session, image, boxes, box_indices),
                              model(image, boxes, box_indices))
-
-
-def test_crop_and_resize_bilinear_v2_is_refused_at_export():
-    model = Calls(lambda image, boxes, indices: roiops.crop_and_resize(
-        image, boxes, indices, (2, 2), method="bilinear_v2"))
-    with pytest.raises(Exception, match="method='bilinear_v2' has no ONNX export"):
-        export_dynamo(model, (torch.rand(1, 4, 4, 1), *random_boxes(np.random.default_rng(5),
-                                                                     1, 1)), boxed={1, 2})
 
 
 # --- the TorchScript exporter and the table ----------------------------------------------

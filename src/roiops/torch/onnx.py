@@ -18,8 +18,8 @@ What each operator becomes (standard ONNX operators only, no custom domain):
   float64 for float64 inputs; the attribute is a float32) and the attribute is 1. MindSpore's
   convention exports for ``sampling_ratio > 0`` only (ONNX's adaptive grid is not its floor).
 * ``roiops::crop_and_resize`` -> a loop-free graph of ``Gather`` and elementwise operators
-  that performs TensorFlow's arithmetic operation by operation (bit-exact in ONNX Runtime);
-  ``bilinear_v2`` has no export.
+  that performs TensorFlow's arithmetic (MindSpore's for ``bilinear_v2``) operation by
+  operation, bit-exact in ONNX Runtime.
 
 Example:
     >>> import torch, roiops, roiops.torch.onnx
@@ -233,6 +233,54 @@ def _axis_samples(g, low, high, size, crop_size, nearest, compute):
     return g.op("Min", low_pixel, last), g.op("Min", high_pixel, last), weight, inside
 
 
+def _window_edge(g, value, compute):
+    """bilinear_v2's C truncation of a window edge, made total: NaN -> 0, clamped to +-2**61
+    (``roiops.crop_and_resize.cpu._window_edge``); int64."""
+    limit = 2.0 ** 61
+    zero = g.constant(_scalar(compute, 0.0))
+    value = g.op("Where", g.op("IsNaN", value), zero, value)
+    value = g.op("Clip", value, g.constant(_scalar(compute, -limit)),
+                 g.constant(_scalar(compute, limit)))
+    truncated = g.op("Where", g.op("Less", value, zero), g.op("Ceil", value),
+                     g.op("Floor", value))
+    return g.op("Cast", truncated, to=_INT64)
+
+
+def _v2_axis_samples(g, low, high, size, crop_size, compute):
+    """One axis of MindSpore's bilinear_v2 (``roiops.crop_and_resize.cpu._v2_axis_sample``):
+    (low pixel, high pixel, weight of the high pixel), ``[N, crop_size]``.
+
+    The box is truncated to the pixel window ``[trunc(low*H), trunc(high*H)]`` (at least one
+    pixel), sampled at half-pixel centres with the ratio formed first, the indices clamped to
+    the window and then to the image; the weight is taken from the clamped low index.
+    """
+    size_f = g.op("Cast", size, to=compute)
+    first = _window_edge(g, g.op("Mul", low, size_f), compute)
+    last = _window_edge(g, g.op("Mul", high, size_f), compute)
+    one = g.constant([1])
+    length = g.op("Max", g.op("Add", g.op("Sub", last, first), one), one)
+    ratio = g.op("Div", g.op("Cast", length, to=compute),
+                 g.constant(_scalar(compute, crop_size)))
+    centres = np.arange(crop_size, dtype=_NUMPY_TYPES[compute]).reshape(1, -1)
+    centres = centres + _NUMPY_TYPES[compute](0.5)  # exact, as F(index) + F(0.5)
+    position = g.op("Sub", g.op("Mul", g.constant(centres), ratio),
+                    g.constant(_scalar(compute, 0.5)))
+    zero, window_last = g.constant([0]), g.op("Sub", length, one)
+
+    def window_index(rounded):
+        return g.op("Min", g.op("Max", g.op("Cast", rounded, to=_INT64), zero), window_last)
+
+    low_index = window_index(g.op("Floor", position))
+    high_index = window_index(g.op("Ceil", position))
+    weight = g.op("Sub", position, g.op("Cast", low_index, to=compute))
+    image_last = g.op("Sub", size, one)
+
+    def pixel(index):
+        return g.op("Min", g.op("Max", g.op("Add", first, index), zero), image_last)
+
+    return pixel(low_index), pixel(high_index), weight
+
+
 def _unsqueeze(g, value, axes):
     return g.op("Unsqueeze", value, g.constant(axes))
 
@@ -255,13 +303,25 @@ def _lerp(g, a, b, weight):
     return g.op("Add", a, g.op("Mul", g.op("Sub", b, a), weight))
 
 
+def _v2_sum(g, gather, pixels, y_weight, x_weight, compute):
+    """bilinear_v2's four-weight sum in MindSpore's term order: top-left, bottom-right,
+    top-right, bottom-left, each ``(pixel * y weight) * x weight``."""
+    top, bottom, left, right = pixels
+    one = g.constant(_scalar(compute, 1.0))
+    y_complement, x_complement = g.op("Sub", one, y_weight), g.op("Sub", one, x_weight)
+
+    def term(rows, columns, y, x):
+        return g.op("Mul", g.op("Mul", gather(rows, columns), y), x)
+
+    total = g.op("Add", term(top, left, y_complement, x_complement),
+                 term(bottom, right, y_weight, x_weight))
+    total = g.op("Add", total, term(top, right, y_complement, x_weight))
+    return g.op("Add", total, term(bottom, left, y_weight, x_complement))
+
+
 def _crop_and_resize(g, image, boxes, box_indices, crop_size, method="bilinear",
                      extrapolation_value=0.0, data_format="NHWC"):
     """``roiops::crop_and_resize`` as Gather and elementwise operators (docs/onnx.md)."""
-    if method not in ("bilinear", "nearest"):
-        raise ValueError(
-            f"crop_and_resize with method={method!r} has no ONNX export: bilinear_v2 "
-            f"(MindSpore's CPU algorithm) is not translated; use 'bilinear' or 'nearest'")
     element_type = g.element_type(image)
     compute = _compute_type(element_type)
     if data_format == "NCHW":
@@ -270,13 +330,7 @@ def _crop_and_resize(g, image, boxes, box_indices, crop_size, method="bilinear",
     height, width = _columns(g, shape, 1, 2, axis=0), _columns(g, shape, 2, 3, axis=0)
     boxes = _cast(g, boxes, g.element_type(boxes), compute)
     crop_height, crop_width = (int(size) for size in crop_size)
-    nearest = method == "nearest"
-    top, bottom, y_weight, y_inside = _axis_samples(
-        g, _columns(g, boxes, 0, 1), _columns(g, boxes, 2, 3), height, crop_height, nearest,
-        compute)
-    left, right, x_weight, x_inside = _axis_samples(
-        g, _columns(g, boxes, 1, 2), _columns(g, boxes, 3, 4), width, crop_width, nearest,
-        compute)
+    y1, x1, y2, x2 = (_columns(g, boxes, i, i + 1) for i in range(4))
     # [B*H*W, D]. Not Flatten: onnxscript's optimizer rewrites it to a Reshape with a
     # constant named after the input, and two crops of one image then lose one of them.
     pixels = g.op("Reshape", image, g.op("Concat", g.constant([-1]),
@@ -288,15 +342,28 @@ def _crop_and_resize(g, image, boxes, box_indices, crop_size, method="bilinear",
         return _gather_pixels(g, pixels, batch, rows, columns, width, height, element_type,
                               compute)
 
-    if nearest:
-        value = gather(top, left)
+    if method == "bilinear_v2":
+        top, bottom, y_weight = _v2_axis_samples(g, y1, y2, height, crop_height, compute)
+        left, right, x_weight = _v2_axis_samples(g, x1, x2, width, crop_width, compute)
+        result = _v2_sum(g, gather, (top, bottom, left, right),
+                         _unsqueeze(g, y_weight, [2, 3]), _unsqueeze(g, x_weight, [1, 3]),
+                         compute)
     else:
-        x_weight = _unsqueeze(g, x_weight, [1, 3])
-        upper = _lerp(g, gather(top, left), gather(top, right), x_weight)
-        lower = _lerp(g, gather(bottom, left), gather(bottom, right), x_weight)
-        value = _lerp(g, upper, lower, _unsqueeze(g, y_weight, [2, 3]))
-    inside = g.op("And", _unsqueeze(g, y_inside, [2, 3]), _unsqueeze(g, x_inside, [1, 3]))
-    result = g.op("Where", inside, value, g.constant(_scalar(compute, extrapolation_value)))
+        nearest = method == "nearest"
+        top, bottom, y_weight, y_inside = _axis_samples(g, y1, y2, height, crop_height,
+                                                        nearest, compute)
+        left, right, x_weight, x_inside = _axis_samples(g, x1, x2, width, crop_width,
+                                                        nearest, compute)
+        if nearest:
+            value = gather(top, left)
+        else:
+            x_weight = _unsqueeze(g, x_weight, [1, 3])
+            upper = _lerp(g, gather(top, left), gather(top, right), x_weight)
+            lower = _lerp(g, gather(bottom, left), gather(bottom, right), x_weight)
+            value = _lerp(g, upper, lower, _unsqueeze(g, y_weight, [2, 3]))
+        inside = g.op("And", _unsqueeze(g, y_inside, [2, 3]), _unsqueeze(g, x_inside, [1, 3]))
+        result = g.op("Where", inside, value,
+                      g.constant(_scalar(compute, extrapolation_value)))
     result = _cast(g, result, compute, _result_type(element_type))
     if data_format == "NCHW":
         result = g.op("Transpose", result, perm=[0, 3, 1, 2])
