@@ -35,7 +35,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.onnx import symbolic_helper
 
 from . import ops  # noqa: F401  # registers torch.ops.roiops.*, which the symbolics name
 
@@ -396,20 +395,27 @@ def translation_table() -> dict[Callable, Callable]:
     }
 
 
-@symbolic_helper.parse_args("v", "v", "is", "f", "i", "b", "s", "i")
-def _roi_align_symbolic(graph, input, rois, output_size, spatial_scale, sampling_ratio, aligned,
-                        convention, roi_end_mode):
-    return _roi_align(_TorchScriptGraph(graph), input, rois, output_size, spatial_scale,
-                      sampling_ratio, aligned, convention, roi_end_mode)
+def _register_torchscript_symbolics():
+    """Register the symbolic functions of the TorchScript exporter (each op's schema parsed by
+    ``symbolic_helper.parse_args``: "v" a tensor, "is" int list, "f"/"i"/"b"/"s" scalars)."""
+    from torch.onnx import symbolic_helper
+
+    @symbolic_helper.parse_args("v", "v", "is", "f", "i", "b", "s", "i")
+    def roi_align(graph, input, rois, output_size, spatial_scale, sampling_ratio, aligned,
+                  convention, roi_end_mode):
+        return _roi_align(_TorchScriptGraph(graph), input, rois, output_size, spatial_scale,
+                          sampling_ratio, aligned, convention, roi_end_mode)
+
+    @symbolic_helper.parse_args("v", "v", "v", "is", "s", "f", "s")
+    def crop_and_resize(graph, image, boxes, box_indices, crop_size, method,
+                        extrapolation_value, data_format):
+        return _crop_and_resize(_TorchScriptGraph(graph), image, boxes, box_indices,
+                                crop_size, method, extrapolation_value, data_format)
+
+    torch.onnx.register_custom_op_symbolic("roiops::roi_align", roi_align, OPSET)
+    torch.onnx.register_custom_op_symbolic("roiops::crop_and_resize", crop_and_resize, OPSET)
 
 
-@symbolic_helper.parse_args("v", "v", "v", "is", "s", "f", "s")
-def _crop_and_resize_symbolic(graph, image, boxes, box_indices, crop_size, method,
-                              extrapolation_value, data_format):
-    return _crop_and_resize(_TorchScriptGraph(graph), image, boxes, box_indices, crop_size,
-                            method, extrapolation_value, data_format)
-
-
-torch.onnx.register_custom_op_symbolic("roiops::roi_align", _roi_align_symbolic, OPSET)
-torch.onnx.register_custom_op_symbolic("roiops::crop_and_resize", _crop_and_resize_symbolic,
-                                       OPSET)
+# The TorchScript exporter is deprecated: register only while torch still ships it.
+if hasattr(torch.onnx, "register_custom_op_symbolic"):
+    _register_torchscript_symbolics()
