@@ -141,6 +141,15 @@ def test_roi_align_bfloat16_inside_a_model():
         assert_all_same_bits(run(session, input, rois), model(input, rois))
 
 
+def test_roi_align_batch_index_is_read_before_the_cast_to_the_compute_type():
+    # 0.99999999 truncates to image 0; as float32 (the input's compute type) it would be 1.0.
+    input = torch.rand(2, 2, 6, 6)
+    rois = torch.tensor([[0.99999999, 0, 0, 4, 4], [1.5, 1, 1, 5, 5]], dtype=torch.float64)
+    model = Calls(lambda x, r: roiops.roi_align(x, r, 2, sampling_ratio=1))
+    session = export_dynamo(model, (input, rois), boxed={1})
+    assert_same_bits(run(session, input, rois)[0], model(input, rois))
+
+
 def test_roi_align_reversed_aligned_boxes_with_adaptive_grid_give_zeros():
     # ONNX Runtime alone fails on these (a negative sample count); the export clamps them.
     input = torch.rand(1, 2, 6, 6)

@@ -144,10 +144,12 @@ def _roi_align_mode(convention, aligned, roi_end_mode, sampling_ratio):
     return ("half_pixel", True) if roi_end_mode else ("output_half_pixel", False)
 
 
-def _batch_indices(g, rois, convention, compute):
+def _batch_indices(g, rois, convention, rois_type):
+    """The int64 batch indices, read from the rois as given (``rois_type``), before any cast
+    to the compute type, as ``roiops.roi_align.api`` reads them."""
     column = g.op("Squeeze", _columns(g, rois, 0, 1), g.constant([1]))
     if convention == "mindspore":
-        biased = g.op("Add", _cast(g, column, compute, _FLOAT),
+        biased = g.op("Add", _cast(g, column, rois_type, _FLOAT),
                       g.constant(_scalar(_FLOAT, _MINDSPORE_INDEX_BIAS)))
         return g.op("Cast", g.op("Round", biased), to=_INT64)
     return g.op("Cast", column, to=_INT64)  # truncation toward zero, as torchvision's cast
@@ -178,13 +180,14 @@ def _roi_align(g, input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1
     mode, shift = _roi_align_mode(convention, aligned, roi_end_mode, sampling_ratio)
     element_type = g.element_type(input)
     compute = _compute_type(element_type)  # ONNX Runtime's RoiAlign: float and double only
-    rois = _cast(g, rois, g.element_type(rois), compute)
+    rois_type = g.element_type(rois)
+    batch_indices = _batch_indices(g, rois, convention, rois_type)
     adaptive = sampling_ratio <= 0 and mode == "half_pixel"
-    boxes = _roi_boxes(g, rois, spatial_scale, convention, roi_end_mode, compute, shift,
-                       adaptive)
+    boxes = _roi_boxes(g, _cast(g, rois, rois_type, compute), spatial_scale, convention,
+                       roi_end_mode, compute, shift, adaptive)
     pooled_height, pooled_width = output_size
     result = g.op("RoiAlign", _cast(g, input, element_type, compute), boxes,
-                  _batch_indices(g, rois, convention, compute), mode="avg",
+                  batch_indices, mode="avg",
                   coordinate_transformation_mode=mode, output_height=int(pooled_height),
                   output_width=int(pooled_width), sampling_ratio=max(int(sampling_ratio), 0),
                   spatial_scale=1.0)
