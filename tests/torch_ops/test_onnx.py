@@ -295,13 +295,15 @@ def test_torchscript_exporter(tmp_path):
         return (*torchvision_variants(input, rois),
                 roiops.crop_and_resize(image, boxes, box_indices, (4, 5), method="nearest"),
                 roiops.crop_and_resize(image, boxes, box_indices, (3, 2),
-                                       extrapolation_value=0.25))
+                                       extrapolation_value=0.25),
+                roiops.crop_and_resize(image, boxes, box_indices, (2, 3), method="bilinear_v2"),
+                *mindspore_variants(input, rois))
 
     model = Calls(calls)
     example = (input, random_rois(rng, 3, 2, 30, torch.float32), *random_boxes(rng, 3, 2))
     session = export_torchscript(model, example, {1, 2, 3}, tmp_path / "model.onnx")
     for count in (7, 0):
-        inputs = (input, random_rois(rng, count, 2, 30, torch.float32),
+        inputs = (input, random_rois(rng, count, 2, 30, torch.float32, quarter=True),
                   *random_boxes(rng, count, 2))
         assert_all_same_bits(run(session, *inputs), model(*inputs))
 
