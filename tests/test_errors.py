@@ -390,3 +390,16 @@ def test_a_batch_index_beyond_int64_is_refused_without_a_warning(index):
         roi(rois=rois)
     assert f"rois batch index must be in [0, 2) (the batch size), row 1 is {index!r}" in str(
         info.value)
+
+
+def test_a_half_batch_index_is_compared_with_the_batch_size_exactly():
+    # found by tests/test_fuzz.py: float16 indices were compared with the batch size rounded to
+    # float16 (2049 -> 2048 refused a valid index; 2**40 -> inf warned of an overflow)
+    rois = np.array([[2048, 0, 0, 2, 2]], np.float16)
+    grads = np.ones((1, 1, 1, 1), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grad = roiops.roi_align_grad_input(grads, rois, (2049, 1, 3, 3), (1, 1))
+        assert grad.shape == (2049, 1, 3, 3) and grad[2048].any()
+        with pytest.raises(ValueError, match="input_shape"):
+            roiops.roi_align_grad_input(grads, rois, (2**40, 1, 3, 3), (1, 1))

@@ -244,6 +244,8 @@ def require_indices_in_range(name, indices, batch, shown=None):
     """
     if indices.size == 0:
         return
+    if indices.dtype.kind == "f":  # the batch may not fit a narrow float: 2049 is 2048 in half
+        indices = indices.astype(np.float64)
     bad = (indices < 0) | (indices >= batch)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
