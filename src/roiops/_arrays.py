@@ -32,12 +32,6 @@ def native_compute_type(dtype):
     return np.float64 if np.dtype(dtype) == np.float64 else np.float32
 
 
-def native_output_dtype(dtype):
-    """docs/api.md#dtypes: the input's float dtype; float32 for integer images."""
-    dtype = np.dtype(dtype)
-    return dtype if dtype.kind == "f" else np.dtype(np.float32)
-
-
 def kernel_input(array, F):
     """``array`` as the kernel reads it: float arrays in ``F``, integer images unchanged.
 

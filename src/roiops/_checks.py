@@ -8,6 +8,8 @@ import numbers
 import operator
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,6 +18,9 @@ IMAGE_DTYPES = (
     np.dtype(np.int8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64),
     np.dtype(np.uint8), np.dtype(np.uint16),
 ) + FLOAT_DTYPES
+# By name, for the frameworks' dtype rules that apply to arrays and tensors alike.
+FLOAT_NAMES = tuple(str(d) for d in FLOAT_DTYPES)
+IMAGE_NAMES = tuple(str(d) for d in IMAGE_DTYPES)
 
 # Samples per bin axis. A bin averages sampling_ratio**2 bilinear samples, so the work grows
 # with its square; 1024 already resolves a 1024-pixel bin at every pixel, and more samples
@@ -63,10 +68,58 @@ def require_array(name, value):
     return value
 
 
+class ArrayKind(NamedTuple):
+    """How the validators read one kind of array: NumPy's (:data:`NUMPY`) or torch's
+    (``roiops.torch.api.TORCH``). The validators only read metadata (types, dtypes, shapes,
+    devices), so one validator per operator serves both."""
+    # TypeError (or ValueError: mixed devices) unless every value of a {name: value} dict is
+    # an array of this kind the kernels can read.
+    require: Callable[[dict], None]
+    # dtype by name ("float32") -> this kind's dtype object
+    dtype: Callable[[str], Any]
+    float_dtypes: tuple
+    image_dtypes: tuple
+    is_integer: Callable[[Any], bool]
+    # the NumPy dtype the kernels compute and write a dtype's values as (bfloat16: float32)
+    numpy_dtype: Callable[[Any], np.dtype]
+    # (name, a float dtype of any spelling) -> this kind's dtype; TypeError naming ``name``
+    float_dtype: Callable[[str, Any], Any]
+
+    def dtypes(self, names):
+        """This kind's dtypes named ``names`` (a framework's own dtype rule)."""
+        return tuple(self.dtype(name) for name in names)
+
+    def result_dtype(self, dtype):
+        """docs/api.md#dtypes: a float dtype as it is; float32 for integer images."""
+        return dtype if dtype in self.float_dtypes else self.dtype("float32")
+
+
+def require_arrays(named):
+    """TypeError unless every value of the ``{name: value}`` dict is a plain NumPy array."""
+    for name, value in named.items():
+        require_array(name, value)
+
+
 def require_dtype(name, array, allowed):
     if array.dtype not in allowed:
         supported = ", ".join(str(d) for d in allowed)
         raise TypeError(f"{name} must have dtype in ({supported}), got {array.dtype}")
+
+
+def _is_integer_dtype(dtype):
+    return dtype.kind in "iu"
+
+
+def require_integer_dtype(kind, name, array):
+    """TypeError unless ``array`` (of ``kind``) holds integers (box indices)."""
+    if not kind.is_integer(array.dtype):
+        raise TypeError(f"{name} must have an integer dtype, got {array.dtype}")
+
+
+def require_same_depth(name, depth, other, other_depth):
+    """ValueError unless ``name``'s depth equals ``other``'s (a gradient's consistency)."""
+    if depth != other_depth:
+        raise ValueError(f"{name} depth must equal {other} depth {other_depth}, got {depth}")
 
 
 def float_dtype(name, value):
@@ -296,3 +349,8 @@ def require_memory(name, value, buffers, device=None):
         raise ValueError(f"{name} {describe(value)} needs {_bytes_text(needed)} for the result "
                          f"and its working buffers, more than the {_bytes_text(limit)} of "
                          f"memory of {where}")
+
+
+NUMPY = ArrayKind(require=require_arrays, dtype=np.dtype, float_dtypes=FLOAT_DTYPES,
+                  image_dtypes=IMAGE_DTYPES, is_integer=_is_integer_dtype,
+                  numpy_dtype=np.dtype, float_dtype=float_dtype)

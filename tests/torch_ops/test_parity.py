@@ -90,9 +90,9 @@ def test_contiguous_inputs_are_read_in_place(monkeypatch):
     seen = {}
     original = api.run_forward
 
-    def spy(input, *args, **kwargs):
+    def spy(call, input, *args, **kwargs):
         seen["input"] = input
-        return original(input, *args, **kwargs)
+        return original(call, input, *args, **kwargs)
 
     monkeypatch.setattr(api, "run_forward", spy)
     x = layout(randn(2, 3, 6, 7), "channels_last")

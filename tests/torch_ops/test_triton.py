@@ -197,9 +197,9 @@ def test_checks_run_before_launch(interpreted_kernels):
         ops._cuda_roi_align(x, torch.tensor([[3.0, 0, 0, 1, 1]]), [2, 2])
     with pytest.raises(ValueError):
         ops._cuda_roi_align(x, torch.tensor([[0.0, 0, float("nan"), 1, 1]]), [2, 2])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch index"):
         ops._cuda_roi_align_grad_input(torch.zeros(1, 1, 2, 2),
-                                       torch.tensor([[0.0, 0, 0, 1, 1]]), [1, 2, 4, 4], [2, 2])
+                                       torch.tensor([[-1.0, 0, 0, 1, 1]]), [1, 1, 4, 4], [2, 2])
     image = torch.zeros(1, 4, 4, 1)
     with pytest.raises(ValueError):
         ops._cuda_crop_and_resize(image, torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1]),
@@ -446,16 +446,17 @@ def test_grad_boxes_checks_run_before_launch(interpreted_kernels):
     with pytest.raises(ValueError, match="box_indices"):
         ops._cuda_crop_and_resize_grad_boxes(torch.zeros(1, 2, 2, 2), image,
                                              torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([1]))
-    with pytest.raises(ValueError, match="depth"):
-        ops._cuda_crop_and_resize_grad_boxes(torch.zeros(1, 2, 2, 3), image,
-                                             torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="boxes must be finite"):
+        ops._cuda_crop_and_resize_grad_boxes(torch.zeros(1, 2, 2, 2), image,
+                                             torch.tensor([[0.0, 0, 1, float("nan")]]),
+                                             torch.tensor([0]))
     x = torch.zeros(1, 2, 4, 4)
     with pytest.raises(ValueError, match="batch index"):
         ops._cuda_roi_align_grad_boxes(torch.zeros(1, 2, 2, 2), x,
                                        torch.tensor([[3.0, 0, 0, 1, 1]]), [2, 2])
-    with pytest.raises(ValueError, match="grads"):
-        ops._cuda_roi_align_grad_boxes(torch.zeros(1, 2, 3, 2), x,
-                                       torch.tensor([[0.0, 0, 0, 1, 1]]), [2, 2])
+    with pytest.raises(ValueError, match="rois must be finite"):
+        ops._cuda_roi_align_grad_boxes(torch.zeros(1, 2, 2, 2), x,
+                                       torch.tensor([[0.0, 0, 0, 1, float("inf")]]), [2, 2])
 
 
 def _kernel_variants():

@@ -21,26 +21,26 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _arrays, _checks
+from .. import _arrays, _checks, _dispatch
 from .._typing import ArrayOrTensor, FloatDtype
 from ..crop_and_resize import api as crop_api
+from ..crop_and_resize import checks as crop_checks
 from ..roi_align import api as roi_api
+from ..roi_align import checks as roi_checks
+from .tensorflow import DTYPES as _CROP_DTYPES  # MindSpore's dtype rule is TensorFlow's
 
-_FLOAT32 = (np.dtype(np.float32),)
-_HALF_OR_SINGLE = (np.dtype(np.float16), np.dtype(np.float32))
+_HALF_OR_SINGLE = ("float16", "float32")
+_CROP_NAMES = crop_checks.Names(image="x", indices="box_index", image_shape="image_size",
+                                dtype="T")
+_GRAD_NAMES = _CROP_NAMES._replace(image="image")
+# The pooled size's name in messages about the result's size.
+_ROI_NAMES = roi_checks.Names(input="features", output_size="pooled_height, pooled_width")
+_ROI_GRAD_NAMES = _ROI_NAMES._replace(grads="dy", input_shape="xdiff_shape")
 
 
 def _require_type(name, value, kinds, description):
     if not isinstance(value, kinds) or isinstance(value, bool):
         raise TypeError(f"{name} must be {description}, got {type(value).__name__} {value!r}")
-
-
-def _check_ms_boxes(boxes, box_index, batch):
-    _checks.require_array("boxes", boxes)
-    _checks.require_array("box_index", box_index)
-    _checks.require_dtype("boxes", boxes, _FLOAT32)
-    _checks.require_dtype("box_index", box_index, (np.dtype(np.int32),))
-    return crop_api.check_boxes(boxes, box_index, batch, "box_index")
 
 
 class CropAndResize:
@@ -55,23 +55,23 @@ class CropAndResize:
         _require_type("method", method, str, "a str")
         _require_type("extrapolation_value", extrapolation_value, float, "a float")
         _checks.representable("extrapolation_value", extrapolation_value, np.float32)
-        crop_api.method_code(method)
+        crop_checks.method_code(method)
         self.method = method
         self.extrapolation_value = extrapolation_value
 
     def __call__(self, x: ArrayOrTensor, boxes: ArrayOrTensor, box_index: ArrayOrTensor,
                  crop_size: Sequence[int]) -> ArrayOrTensor:
         if _checks.any_tensor(x, boxes, box_index):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.crop_and_resize(x, boxes, box_index, crop_size, self.method,
-                                                self.extrapolation_value,
-                                                ("x", "boxes", "box_index"), crop_api.METHODS)
+            return _dispatch.tensor_implementation("compat.crop_and_resize")(
+                x, boxes, box_index, crop_size, self.method, self.extrapolation_value,
+                _CROP_NAMES, _CROP_DTYPES, crop_checks.METHODS)
         x, boxes, box_index = _arrays.native_byte_order(x, boxes, box_index)
-        view = crop_api.check_image("x", x, "NHWC")
-        indices = _check_ms_boxes(boxes, box_index, view.shape[0])
-        crop_size = _checks.size_pair("crop_size", crop_size)
-        return crop_api.run_forward(view, boxes, indices, crop_size, self.method,
-                                    self.extrapolation_value, "NHWC", np.float32, np.float32)
+        call = crop_checks.check_forward(_checks.NUMPY, x, boxes, box_index, crop_size,
+                                         self.method, self.extrapolation_value,
+                                         names=_CROP_NAMES, dtypes=_CROP_DTYPES)
+        indices = crop_checks.check_box_values(boxes, box_index, call.image_shape[0],
+                                               _CROP_NAMES)
+        return crop_api.run_forward(call.computed_in(np.float32, np.float32), x, boxes, indices)
 
 
 class CropAndResizeGradImage:
@@ -84,23 +84,22 @@ class CropAndResizeGradImage:
     def __init__(self, T: FloatDtype, method: str = "bilinear") -> None:
         self.dtype = _checks.float_dtype("T", T)
         _require_type("method", method, str, "a str")
-        crop_api.method_code(method, ("bilinear", "nearest"))
+        crop_checks.method_code(method, ("bilinear", "nearest"))
         self.method = method
 
     def __call__(self, grads: ArrayOrTensor, boxes: ArrayOrTensor, box_index: ArrayOrTensor,
                  image_size: Sequence[int]) -> ArrayOrTensor:
         if _checks.any_tensor(grads, boxes, box_index):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.host_call(self.__call__, grads, boxes, box_index, image_size)
+            return _dispatch.tensor_implementation("compat.host_call")(
+                self.__call__, grads, boxes, box_index, image_size)
         grads, boxes, box_index = _arrays.native_byte_order(grads, boxes, box_index)
-        shape = crop_api.check_image_shape(image_size, "NHWC", "image_size")
-        indices = _check_ms_boxes(boxes, box_index, shape[0])
-        _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
-        view = crop_api.check_grads(grads, "NHWC", boxes.shape[0])
-        crop_api.require_same_depth("image_size", shape[3], "grads", view.shape[3])
-        return crop_api.run_grad_image(view, boxes, indices, shape, self.method, "NHWC",
-                                       np.float32, self.dtype,
-                                       half_accumulate=self.dtype == np.float16,
+        call = crop_checks.check_grad_image(_checks.NUMPY, grads, boxes, box_index, image_size,
+                                            self.method, self.dtype, names=_GRAD_NAMES,
+                                            dtypes=_CROP_DTYPES)
+        indices = crop_checks.check_box_values(boxes, box_index, call.image_shape[0],
+                                               _GRAD_NAMES)
+        return crop_api.run_grad_image(call.computed_in(np.float32, self.dtype), grads, boxes,
+                                       indices, half_accumulate=self.dtype == np.float16,
                                        size_name="image_size")
 
 
@@ -113,32 +112,23 @@ class CropAndResizeGradBoxes:
 
     def __init__(self, method: str = "bilinear") -> None:
         _require_type("method", method, str, "a str")
-        crop_api.method_code(method, ("bilinear",))
+        crop_checks.method_code(method, ("bilinear",))
         self.method = method
 
     def __call__(self, grads: ArrayOrTensor, image: ArrayOrTensor, boxes: ArrayOrTensor,
                  box_index: ArrayOrTensor) -> ArrayOrTensor:
         if _checks.any_tensor(grads, image, boxes, box_index):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.host_call(self.__call__, grads, image, boxes, box_index)
+            return _dispatch.tensor_implementation("compat.host_call")(
+                self.__call__, grads, image, boxes, box_index)
         grads, image, boxes, box_index = _arrays.native_byte_order(grads, image, boxes,
                                                                    box_index)
-        view = crop_api.check_image("image", image, "NHWC")
-        indices = _check_ms_boxes(boxes, box_index, view.shape[0])
-        _checks.require_dtype("grads", _checks.require_array("grads", grads), _FLOAT32)
-        grads_view = crop_api.check_grads(grads, "NHWC", boxes.shape[0])
-        crop_api.require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
-        return crop_api.run_grad_boxes(grads_view, view, boxes, indices, np.float32,
-                                       np.float32, crop1_in_double=False)
-
-
-def _roi_options(pooled_height, pooled_width, spatial_scale, sample_num, roi_end_mode,
-                 half):
-    """Options in MindSpore's arithmetic: the scale is stored as float32, then as T."""
-    dtypes = (np.float32, np.float16) if half else (np.float32,)
-    scale = _checks.representable("spatial_scale", spatial_scale, *dtypes)
-    return roi_api.Options((pooled_height, pooled_width), scale, sample_num, False,
-                           "mindspore", roi_end_mode)
+        call = crop_checks.check_grad_boxes(_checks.NUMPY, grads, image, boxes, box_index,
+                                            self.method, names=_GRAD_NAMES, dtypes=_CROP_DTYPES,
+                                            methods=("bilinear",))
+        indices = crop_checks.check_box_values(boxes, box_index, call.image_shape[0],
+                                               _GRAD_NAMES)
+        return crop_api.run_grad_boxes(call.computed_in(np.float32, np.float32), grads, image,
+                                       boxes, indices, crop1_in_double=False)
 
 
 def _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num,
@@ -155,17 +145,19 @@ def _check_roi_attributes(pooled_height, pooled_width, spatial_scale, sample_num
         raise ValueError(f"roi_end_mode must be 0 or 1, got {roi_end_mode}")
 
 
-# The pooled size's name in messages about the result's size.
-_POOLED_SIZE = "pooled_height, pooled_width"
+def _options(primitive, roi_end_mode):
+    return roi_checks.Options((primitive.pooled_height, primitive.pooled_width),
+                              primitive.spatial_scale, primitive.sample_num, False, "mindspore",
+                              roi_end_mode)
 
 
-def _half_mode(first, second, first_name, second_name):
-    """MindSpore's dtype rule: same half/single dtype -> that arithmetic; mixed -> float32."""
-    _checks.require_array(first_name, first)
-    _checks.require_array(second_name, second)
-    _checks.require_dtype(first_name, first, _HALF_OR_SINGLE)
-    _checks.require_dtype(second_name, second, _HALF_OR_SINGLE)
-    return first.dtype == np.float16 and second.dtype == np.float16
+def _in_mindspore_arithmetic(call, half):
+    """``call`` computed as MindSpore does: in float32 (every operation rounded to half for
+    two float16 tensors), the scale stored as float32 (then as float16)."""
+    dtypes = (np.float32, np.float16) if half else (np.float32,)
+    scale = _checks.representable("spatial_scale", call.options.spatial_scale, *dtypes)
+    return call._replace(options=call.options.with_scale(scale), F=np.float32,
+                         half_arithmetic=half)
 
 
 class ROIAlign:
@@ -188,16 +180,32 @@ class ROIAlign:
 
     def __call__(self, features: ArrayOrTensor, rois: ArrayOrTensor) -> ArrayOrTensor:
         if _checks.any_tensor(features, rois):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.mindspore_roi_align(self, features, rois)
+            return _dispatch.tensor_implementation("compat.mindspore_roi_align")(
+                self, features, rois)
         features, rois = _arrays.native_byte_order(features, rois)
-        half = _half_mode(features, rois, "features", "rois")
-        options = _roi_options(self.pooled_height, self.pooled_width, self.spatial_scale,
-                               self.sample_num, self.roi_end_mode, half)
-        roi_api.check_input("features", features)
-        indices = roi_api.check_rois(rois, features.shape[0], options)
-        return roi_api.run_forward(features, rois, indices, options, np.float32,
-                                   features.dtype, half_arithmetic=half, size_name=_POOLED_SIZE)
+        call = roi_checks.check_forward(_checks.NUMPY, features, rois,
+                                        _options(self, self.roi_end_mode), _ROI_NAMES,
+                                        _HALF_OR_SINGLE)
+        call = _in_mindspore_arithmetic(call, features.dtype == rois.dtype == np.float16)
+        indices = roi_checks.check_roi_values(rois, call.input_shape[0],
+                                              call.options.convention)
+        return roi_api.run_forward(call, features, rois, indices)
+
+    def features_gradient(self, dy: ArrayOrTensor, rois: ArrayOrTensor,
+                          features_shape: Sequence[int]) -> ArrayOrTensor:
+        """The true adjoint of this forward (its ``roi_end_mode``) in MindSpore's arithmetic:
+        :class:`ROIAlignGrad` always uses ``roi_end_mode = 1``. NumPy arrays."""
+        return _features_gradient(self, self.roi_end_mode, dy, rois, features_shape)
+
+
+def _features_gradient(primitive, roi_end_mode, dy, rois, xdiff_shape):
+    dy, rois = _arrays.native_byte_order(dy, rois)
+    call = roi_checks.check_grad_input(_checks.NUMPY, dy, rois, xdiff_shape,
+                                       _options(primitive, roi_end_mode), _ROI_GRAD_NAMES,
+                                       _HALF_OR_SINGLE)
+    call = _in_mindspore_arithmetic(call, dy.dtype == rois.dtype == np.float16)
+    indices = roi_checks.check_roi_values(rois, call.input_shape[0], call.options.convention)
+    return roi_api.run_grad_input(call, dy, rois, indices)
 
 
 class ROIAlignGrad:
@@ -218,14 +226,6 @@ class ROIAlignGrad:
     def __call__(self, dy: ArrayOrTensor, rois: ArrayOrTensor,
                  xdiff_shape: Sequence[int]) -> ArrayOrTensor:
         if _checks.any_tensor(dy, rois):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.host_call(self.__call__, dy, rois, xdiff_shape)
-        dy, rois = _arrays.native_byte_order(dy, rois)
-        half = _half_mode(dy, rois, "dy", "rois")
-        options = _roi_options(self.pooled_height, self.pooled_width, self.spatial_scale,
-                               self.sample_num, 1, half)
-        shape = roi_api.check_input_shape(xdiff_shape, "xdiff_shape")
-        indices = roi_api.check_rois(rois, shape[0], options)
-        roi_api.check_grads(dy, rois.shape[0], shape[1], options, "dy")
-        return roi_api.run_grad_input(dy, rois, indices, shape, options, np.float32, dy.dtype,
-                                      half_arithmetic=half, size_name="xdiff_shape")
+            return _dispatch.tensor_implementation("compat.host_call")(
+                self.__call__, dy, rois, xdiff_shape)
+        return _features_gradient(self, 1, dy, rois, xdiff_shape)

@@ -25,21 +25,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _arrays, _checks
+from .. import _arrays, _checks, _dispatch
 from .._typing import ArrayOrTensor, FloatDtype
-from ..crop_and_resize import api
+from ..crop_and_resize import api, checks
 
 _METHODS = ("bilinear", "nearest")
-
-
-def _check_tf_boxes(boxes, box_ind, batch, indices_name="box_ind"):
-    """boxes float32, indices int32 (named ``indices_name``: ``box_indices`` in
-    ``tf.image.crop_and_resize``, ``box_ind`` in the raw ops)."""
-    _checks.require_array("boxes", boxes)
-    _checks.require_array(indices_name, box_ind)
-    _checks.require_dtype("boxes", boxes, (np.dtype(np.float32),))
-    _checks.require_dtype(indices_name, box_ind, (np.dtype(np.int32),))
-    return api.check_boxes(boxes, box_ind, batch, indices_name)
+# TensorFlow's dtype rule (MindSpore's too): the nine image dtypes, boxes float32, box
+# indices int32, the gradients' grads float32.
+DTYPES = checks.Dtypes(image=_checks.IMAGE_NAMES, boxes=("float32",), indices=("int32",),
+                       grads=("float32",))
+_RAW_NAMES = checks.Names(indices="box_ind", image_shape="image_size", dtype="T")
 
 
 def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,
@@ -52,25 +47,21 @@ def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: Arr
     ``(crop_height, crop_width)``; method "bilinear" or "nearest".
     """
     return _crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value,
-                            "box_indices")
+                            checks.NATIVE)
 
 
-def _crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value,
-                     indices_name):
-    """The forward of both spellings; ``indices_name`` is the indices' name in messages."""
+def _crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value, names):
+    """The forward of both spellings, ``names`` in messages: float32 arithmetic and result."""
     if _checks.any_tensor(image, boxes, box_indices):
-        from ..torch import compat as torch_compat  # torch is optional: imported on first use
-        return torch_compat.crop_and_resize(image, boxes, box_indices, crop_size, method,
-                                            extrapolation_value,
-                                            ("image", "boxes", indices_name), _METHODS)
+        return _dispatch.tensor_implementation("compat.crop_and_resize")(
+            image, boxes, box_indices, crop_size, method, extrapolation_value, names, DTYPES,
+            _METHODS)
     image, boxes, box_indices = _arrays.native_byte_order(image, boxes, box_indices)
-    view = api.check_image("image", image, "NHWC")
-    indices = _check_tf_boxes(boxes, box_indices, view.shape[0], indices_name)
-    crop_size = _checks.size_pair("crop_size", crop_size)
-    api.method_code(method, _METHODS)
-    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
-    return api.run_forward(view, boxes, indices, crop_size, method, extrapolation_value,
-                           "NHWC", np.float32, np.float32)
+    call = checks.check_forward(_checks.NUMPY, image, boxes, box_indices, crop_size, method,
+                                extrapolation_value, names=names, dtypes=DTYPES,
+                                methods=_METHODS)
+    indices = checks.check_box_values(boxes, box_indices, call.image_shape[0], names)
+    return api.run_forward(call.computed_in(np.float32, np.float32), image, boxes, indices)
 
 
 class raw_ops:  # lower case, as tf.raw_ops
@@ -82,7 +73,7 @@ class raw_ops:  # lower case, as tf.raw_ops
                       extrapolation_value: float = 0.0) -> ArrayOrTensor:
         """``tf.raw_ops.CropAndResize``: see :func:`crop_and_resize`."""
         return _crop_and_resize(image, boxes, box_ind, crop_size, method, extrapolation_value,
-                                "box_ind")
+                                _RAW_NAMES)
 
     @staticmethod
     def CropAndResizeGradImage(grads: ArrayOrTensor, boxes: ArrayOrTensor,
@@ -91,23 +82,18 @@ class raw_ops:  # lower case, as tf.raw_ops
         """``tf.raw_ops.CropAndResizeGradImage``: grads ``[N,ch,cw,D]`` float32 -> ``T`` image.
 
         image_size is ``[B,H,W,D]``; T float16, float32 or float64; method "bilinear" or
-        "nearest".
+        "nearest". Float32 weights; a float16 ``T`` rounds after every add.
         """
         if _checks.any_tensor(grads, boxes, box_ind):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.host_call(raw_ops.CropAndResizeGradImage, grads, boxes,
-                                          box_ind, image_size, T, method)
-        dtype = _checks.float_dtype("T", T)
-        api.method_code(method, _METHODS)
+            return _dispatch.tensor_implementation("compat.host_call")(
+                raw_ops.CropAndResizeGradImage, grads, boxes, box_ind, image_size, T, method)
         grads, boxes, box_ind = _arrays.native_byte_order(grads, boxes, box_ind)
-        shape = api.check_image_shape(image_size, "NHWC", "image_size")
-        indices = _check_tf_boxes(boxes, box_ind, shape[0])
-        _checks.require_dtype("grads", _checks.require_array("grads", grads),
-                              (np.dtype(np.float32),))
-        view = api.check_grads(grads, "NHWC", boxes.shape[0])
-        api.require_same_depth("image_size", shape[3], "grads", view.shape[3])
-        return api.run_grad_image(view, boxes, indices, shape, method, "NHWC", np.float32,
-                                  dtype, half_accumulate=dtype == np.float16,
+        call = checks.check_grad_image(_checks.NUMPY, grads, boxes, box_ind, image_size,
+                                       method, _checks.float_dtype("T", T), names=_RAW_NAMES,
+                                       dtypes=DTYPES, methods=_METHODS)
+        indices = checks.check_box_values(boxes, box_ind, call.image_shape[0], _RAW_NAMES)
+        return api.run_grad_image(call.computed_in(np.float32, call.kernel_dtype), grads,
+                                  boxes, indices, half_accumulate=call.kernel_dtype == np.float16,
                                   size_name="image_size")
 
     @staticmethod
@@ -119,16 +105,11 @@ class raw_ops:  # lower case, as tf.raw_ops
         Always TensorFlow's bilinear derivative; method must be "bilinear".
         """
         if _checks.any_tensor(grads, image, boxes, box_ind):
-            from ..torch import compat as torch_compat  # torch is optional: imported on first use
-            return torch_compat.host_call(raw_ops.CropAndResizeGradBoxes, grads, image, boxes,
-                                          box_ind, method)
-        api.method_code(method, ("bilinear",))
+            return _dispatch.tensor_implementation("compat.host_call")(
+                raw_ops.CropAndResizeGradBoxes, grads, image, boxes, box_ind, method)
         grads, image, boxes, box_ind = _arrays.native_byte_order(grads, image, boxes, box_ind)
-        view = api.check_image("image", image, "NHWC")
-        indices = _check_tf_boxes(boxes, box_ind, view.shape[0])
-        _checks.require_dtype("grads", _checks.require_array("grads", grads),
-                              (np.dtype(np.float32),))
-        grads_view = api.check_grads(grads, "NHWC", boxes.shape[0])
-        api.require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
-        return api.run_grad_boxes(grads_view, view, boxes, indices, np.float32, np.float32,
-                                  crop1_in_double=True)
+        call = checks.check_grad_boxes(_checks.NUMPY, grads, image, boxes, box_ind, method,
+                                       names=_RAW_NAMES, dtypes=DTYPES, methods=("bilinear",))
+        indices = checks.check_box_values(boxes, box_ind, call.image_shape[0], _RAW_NAMES)
+        return api.run_grad_boxes(call.computed_in(np.float32, np.float32), grads, image,
+                                  boxes, indices, crop1_in_double=True)

@@ -18,17 +18,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from .. import _arrays, _checks
+from .. import _arrays, _checks, _dispatch
 from .._typing import ArrayOrTensor
-from ..roi_align import api
+from ..roi_align import api, checks
 
-try:  # RoIAlign is a torch.nn.Module, like torchvision's, when torch is installed
-    from torch.nn import Module as _ModuleBase
-except ImportError:
-    _ModuleBase = object  # type: ignore[misc,assignment]  # the fallback base, by design
+_NAMES = checks.Names(rois="boxes")
+_GRAD_NAMES = _NAMES._replace(grads="grad_output")
 
 
 def _has_tensor(input, boxes):
@@ -55,21 +54,27 @@ def _rois(boxes):
     ])
 
 
-def _prepare(data, name, rois, output_size, spatial_scale, sampling_ratio, aligned):
-    """(options, rois in the data's dtype, F, half) in torchvision's arithmetic."""
-    _checks.require_array(name, data)
-    _checks.require_dtype(name, data, _checks.FLOAT_DTYPES)
-    half = data.dtype == np.float16
-    scale = _checks.require_number("spatial_scale", spatial_scale)
-    if data.dtype != np.float64:  # torchvision converts the double scale to T once
-        scale = _checks.representable("spatial_scale", scale, np.float32, data.dtype)
-    options = api.Options(output_size, scale, sampling_ratio, aligned, "torchvision", 1)
-    _checks.require_array("boxes", rois)
-    _checks.require_dtype("boxes", rois, _checks.FLOAT_DTYPES)
-    _checks.require_shape("boxes", rois, ("K", 5))
+def in_data_type(call: checks.RoiAlign) -> checks.RoiAlign:
+    """A checked ``call`` in torchvision's arithmetic for its data's dtype (``kernel_dtype``):
+    the double spatial scale converted to the data's type once, and for float16 every
+    operation rounded to half."""
+    half = call.kernel_dtype == np.float16
+    scale = call.options.spatial_scale
+    if call.kernel_dtype != np.float64:
+        scale = _checks.representable("spatial_scale", scale, np.float32, call.kernel_dtype)
+    return call._replace(options=call.options.with_scale(scale), half_arithmetic=half)
+
+
+def _in_data_type(call, rois):
+    """(call, rois) as torchvision computes: :func:`in_data_type`, the boxes converted to the
+    data's dtype."""
     with np.errstate(over="ignore"):  # boxes beyond the data's range become inf, then refused
-        rois = rois.astype(data.dtype, copy=False)
-    return options, rois, _arrays.native_compute_type(data.dtype), half
+        rois = rois.astype(call.kernel_dtype, copy=False)
+    return in_data_type(call), rois
+
+
+def _options(output_size, spatial_scale, sampling_ratio, aligned):
+    return checks.Options(output_size, spatial_scale, sampling_ratio, aligned, "torchvision", 1)
 
 
 def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
@@ -82,16 +87,17 @@ def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTenso
     Returns ``[K,C,height,width]`` of the input's dtype.
     """
     if _has_tensor(input, boxes):
-        from ..torch import compat as torch_compat  # torch is optional: imported on first use
-        return torch_compat.torchvision_roi_align(input, boxes, output_size, spatial_scale,
-                                                  sampling_ratio, aligned)
+        return _dispatch.tensor_implementation("compat.torchvision_roi_align")(
+            input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
     input, boxes = _arrays.native_byte_order(input, boxes)
     rois = _rois(boxes)
-    options, rois, F, half = _prepare(input, "input", rois, output_size, spatial_scale,
-                                      sampling_ratio, aligned)
-    api.check_input("input", input)
-    indices = api.check_rois(rois, input.shape[0], options, "boxes")
-    return api.run_forward(input, rois, indices, options, F, input.dtype, half_arithmetic=half)
+    call = checks.check_forward(_checks.NUMPY, input, rois,
+                                _options(output_size, spatial_scale, sampling_ratio, aligned),
+                                _NAMES)
+    call, rois = _in_data_type(call, rois)
+    indices = checks.check_roi_values(rois, call.input_shape[0], call.options.convention,
+                                      "boxes")
+    return api.run_forward(call, input, rois, indices)
 
 
 def roi_align_backward(grad_output: ArrayOrTensor,
@@ -105,26 +111,35 @@ def roi_align_backward(grad_output: ArrayOrTensor,
     in grad_output's dtype.
     """
     if _has_tensor(grad_output, boxes):
-        from ..torch import compat as torch_compat  # torch is optional: imported on first use
-        return torch_compat.host_call(roi_align_backward, grad_output, boxes, input_shape,
-                                      output_size, spatial_scale, sampling_ratio, aligned)
+        return _dispatch.tensor_implementation("compat.host_call")(
+            roi_align_backward, grad_output, boxes, input_shape, output_size, spatial_scale,
+            sampling_ratio, aligned)
     grad_output, boxes = _arrays.native_byte_order(grad_output, boxes)
     rois = _rois(boxes)
-    options, rois, F, half = _prepare(grad_output, "grad_output", rois, output_size,
-                                      spatial_scale, sampling_ratio, aligned)
-    shape = api.check_input_shape(input_shape)
-    indices = api.check_rois(rois, shape[0], options, "boxes")
-    api.check_grads(grad_output, rois.shape[0], shape[1], options, "grad_output")
-    return api.run_grad_input(grad_output, rois, indices, shape, options, F, grad_output.dtype,
-                              half_arithmetic=half)
+    call = checks.check_grad_input(_checks.NUMPY, grad_output, rois, input_shape,
+                                   _options(output_size, spatial_scale, sampling_ratio,
+                                            aligned), _GRAD_NAMES)
+    call, rois = _in_data_type(call, rois)
+    indices = checks.check_roi_values(rois, call.input_shape[0], call.options.convention,
+                                      "boxes")
+    return api.run_grad_input(call, grad_output, rois, indices)
 
 
-class RoIAlign(_ModuleBase):
+class RoIAlign:
     """``torchvision.ops.RoIAlign(output_size, spatial_scale, sampling_ratio, aligned)``.
 
     A ``torch.nn.Module`` when torch is installed (a plain callable otherwise); called with
-    ``(input, rois)`` as NumPy arrays or tensors.
+    ``(input, rois)`` as NumPy arrays or tensors. torch is imported when the first instance
+    is made, not with this module.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> RoIAlign:
+        if cls is RoIAlign:
+            try:  # the torch.nn.Module subclass that roiops.torch registers
+                cls = _dispatch.tensor_implementation("compat.torchvision_RoIAlign")
+            except ImportError:  # no torch: a plain callable
+                pass
+        return super().__new__(cls)
 
     def __init__(self, output_size: int | Sequence[int], spatial_scale: float,
                  sampling_ratio: int, aligned: bool = False) -> None:
@@ -139,8 +154,7 @@ class RoIAlign(_ModuleBase):
         return roi_align(input, rois, self.output_size, self.spatial_scale,
                          self.sampling_ratio, self.aligned)
 
-    if _ModuleBase is object:
-        __call__ = forward
+    __call__ = forward
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(output_size={self.output_size}, "

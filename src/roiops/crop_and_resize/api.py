@@ -1,7 +1,8 @@
 """crop_and_resize and its gradients: the native API (docs/api.md) over the Numba kernels.
 
-The ``_run_*`` functions take already-validated arguments and an explicit compute type, so the
-compatibility layers can apply their framework's dtype rules and share everything else.
+Each entry point checks its call with the validator of ``roiops.crop_and_resize.checks``
+and hands the record to a ``run_*`` function, which the compatibility layers call too with
+their framework's record; tensors go to ``roiops.torch`` through ``roiops._dispatch``.
 """
 from __future__ import annotations
 
@@ -9,152 +10,60 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _arrays, _checks
+from .. import _arrays, _checks, _dispatch
 from .._typing import ArrayOrTensor, FloatDtype
-from . import cpu
+from . import checks, cpu
+from .checks import check_forward_run, check_grad_image_run, grad_image_accumulator
 
-METHODS = ("bilinear", "nearest", "bilinear_v2")
-_METHOD_CODES = {name: code for code, name in enumerate(METHODS)}
-DATA_FORMATS = ("NHWC", "NCHW")
-
-
-def check_boxes(boxes, box_indices, batch, indices_name="box_indices"):
-    """Validate boxes ``[N, 4]`` and box_indices ``[N]`` (``indices_name`` in messages: the
-    compat layers' ``box_ind``, ``box_index``); return box_indices as int64."""
-    _checks.require_array("boxes", boxes)
-    _checks.require_array(indices_name, box_indices)
-    _checks.require_dtype("boxes", boxes, _checks.FLOAT_DTYPES)
-    _checks.require_shape("boxes", boxes, ("num_boxes", 4))
-    if box_indices.dtype.kind not in "iu":
-        raise TypeError(f"{indices_name} must have an integer dtype, got {box_indices.dtype}")
-    _checks.require_shape(indices_name, box_indices, ("num_boxes",))
-    _checks.require_length(indices_name, box_indices, boxes.shape[0], "box")
-    _checks.require_finite_rows("boxes", boxes)
-    # On the values given: a uint64 2**63 would wrap to a negative int64.
-    _checks.require_indices_in_range(indices_name, box_indices, batch)
-    return box_indices.astype(np.int64)
+METHODS, DATA_FORMATS = checks.METHODS, checks.DATA_FORMATS
 
 
-def check_image(name, image, data_format, dtypes=_checks.IMAGE_DTYPES):
-    """Validate a rank-4 image; return its NHWC view."""
-    _checks.require_choice("data_format", data_format, DATA_FORMATS)
-    _checks.require_array(name, image)
-    _checks.require_dtype(name, image, dtypes)
-    layout = ("batch", "height", "width", "depth") if data_format == "NHWC" else (
-        "batch", "depth", "height", "width")
-    _checks.require_shape(name, image, layout)
-    view = _arrays.nhwc_view(image, data_format)
-    _checks.require_positive_image_size(name, view.shape[1], view.shape[2])
-    return view
-
-
-def check_grads(grads, data_format, num_boxes):
-    """Validate grads ``[N, ch, cw, D]`` (or NCHW); return the NHWC view."""
-    _checks.require_array("grads", grads)
-    _checks.require_dtype("grads", grads, _checks.FLOAT_DTYPES)
-    layout = ("num_boxes", "crop_height", "crop_width", "depth") if data_format == "NHWC" else (
-        "num_boxes", "depth", "crop_height", "crop_width")
-    _checks.require_shape("grads", grads, layout)
-    view = _arrays.nhwc_view(grads, data_format)
-    if view.shape[1] < 1 or view.shape[2] < 1:
-        raise ValueError(f"grads must have crop height and width >= 1, got shape {grads.shape}")
-    _checks.require_length("grads", grads, num_boxes, "box")
-    return view
-
-
-def require_same_depth(name, depth, other, other_depth):
-    """ValueError unless ``name``'s depth equals ``other``'s (the gradients' consistency)."""
-    if depth != other_depth:
-        raise ValueError(f"{name} depth must equal {other} depth {other_depth}, got {depth}")
-
-
-def method_code(method, allowed=METHODS):
-    _checks.require_choice("method", method, allowed)
-    return _METHOD_CODES[method]
-
-
-def forward_shape(num_boxes, crop_size, depth, data_format):
-    crop_height, crop_width = crop_size
-    return ((num_boxes, crop_height, crop_width, depth) if data_format == "NHWC"
-            else (num_boxes, depth, crop_height, crop_width))
-
-
-def check_forward_run(crop_size, extrapolation_value, shape, out_dtype, F, fresh_result=True,
-                      column_tables=True, device=None):
-    """The checks that need the compute type ``F`` and the result ``shape``; before allocating.
-
-    Memory: the result (unless written into ``out``) and the CPU kernel's per-box column
-    tables (two int64 indices and a weight in ``F`` per crop column).
-    """
-    _checks.representable("extrapolation_value", extrapolation_value, F)
-    buffers = [(shape, np.dtype(out_dtype).itemsize)] if fresh_result else []
-    if column_tables:
-        buffers.append(((shape[0], crop_size[1]), 16 + np.dtype(F).itemsize))
-    _checks.require_memory("crop_size", crop_size, buffers, device)
-
-
-def run_forward(image, boxes, box_indices, crop_size, method, extrapolation_value,
-                data_format, F, out_dtype, out=None):
-    """Kernel call for validated arguments (``out`` too); ``image`` is the NHWC view."""
-    num_boxes, depth = boxes.shape[0], image.shape[3]
-    shape = forward_shape(num_boxes, crop_size, depth, data_format)
-    check_forward_run(crop_size, extrapolation_value, shape, out_dtype, F,
-                      fresh_result=out is None, column_tables=bool(num_boxes and depth))
-    result = np.empty(shape, out_dtype) if out is None else out
-    target, out_half = _arrays.kernel_output(_arrays.nhwc_view(result, data_format))
-    if num_boxes and depth:
-        cpu.forward(_arrays.kernel_input(image, F), _arrays.kernel_input(boxes, F), box_indices,
-                    _METHOD_CODES[method], F(extrapolation_value), target, out_half, F)
+def run_forward(call, image, boxes, indices, out=None):
+    """The kernel call of a checked ``call`` (``out`` checked too); ``image`` is the NHWC
+    view, ``indices`` the checked int64 box indices."""
+    check_forward_run(call, fresh_result=out is None)
+    result = np.empty(call.result_shape, call.kernel_dtype) if out is None else out
+    target, out_half = _arrays.kernel_output(_arrays.nhwc_view(result, call.data_format))
+    if call.num_boxes and call.image_shape[3]:
+        cpu.forward(_arrays.kernel_input(image, call.F), _arrays.kernel_input(boxes, call.F),
+                    indices, checks.METHOD_CODES[call.method], call.F(call.extrapolation_value),
+                    target, out_half, call.F)
     return result
 
 
-def grad_image_accumulator(out_dtype):
-    """The dtype the image gradient is summed in: float64 for float64 results, else float32."""
-    return np.dtype(np.float64 if np.dtype(out_dtype) == np.float64 else np.float32)
-
-
-def check_grad_image_run(image_shape, out_dtype, data_format, size_name="image_shape",
-                         device=None):
-    """Memory for the image gradient (NHWC ``image_shape``), before allocating: the
-    accumulator and, unless it already is the result, the result."""
-    accumulate = grad_image_accumulator(out_dtype)
-    buffers = [(image_shape, accumulate.itemsize)]
-    if np.dtype(out_dtype) != accumulate or data_format == "NCHW":
-        buffers.append((image_shape, np.dtype(out_dtype).itemsize))
-    batch, height, width, depth = image_shape
-    given = image_shape if data_format == "NHWC" else (batch, depth, height, width)
-    _checks.require_memory(size_name, given, buffers, device)
-
-
-def run_grad_image(grads, boxes, box_indices, image_shape, method, data_format, F,
-                   out_dtype, half_accumulate=False, size_name="image_shape"):
-    """Kernel call for validated arguments; ``grads`` is the NHWC view, ``image_shape`` NHWC
-    (named ``size_name`` in messages).
+def run_grad_image(call, grads, boxes, indices, half_accumulate=False, size_name="image_shape"):
+    """The kernel call of a checked ``call``; ``grads`` is the NHWC view (the image shape is
+    named ``size_name`` in messages).
 
     The kernel accumulates in float64 for float64 results and in float32 otherwise; a float16
     result is the float32 sum rounded once, or with ``half_accumulate`` the peers' half sum
     (every addend and every add rounded to half).
     """
-    check_grad_image_run(image_shape, out_dtype, data_format, size_name)
-    out_dtype = np.dtype(out_dtype)
-    total = np.zeros(image_shape, grad_image_accumulator(out_dtype))
-    if boxes.shape[0] and image_shape[3]:
-        cpu.grad_image(_arrays.kernel_input(grads, F), _arrays.kernel_input(boxes, F), box_indices,
-                       _METHOD_CODES[method], total, half_accumulate, F)
-    if data_format == "NCHW":
+    check_grad_image_run(call, size_name)
+    total = np.zeros(call.image_shape, grad_image_accumulator(call.kernel_dtype))
+    if call.num_boxes and call.image_shape[3]:
+        cpu.grad_image(_arrays.kernel_input(grads, call.F), _arrays.kernel_input(boxes, call.F),
+                       indices, checks.METHOD_CODES[call.method], total, half_accumulate,
+                       call.F)
+    if call.data_format == "NCHW":
         total = total.transpose(0, 3, 1, 2)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
-        return np.ascontiguousarray(total, dtype=out_dtype)
+        return np.ascontiguousarray(total, dtype=call.kernel_dtype)
 
 
-def run_grad_boxes(grads, image, boxes, box_indices, F, out_dtype, crop1_in_double=True):
-    """Kernel call for validated arguments (NHWC views); returns ``[N, 4]`` of ``out_dtype``."""
-    total = np.zeros((boxes.shape[0], 4), F)
-    if boxes.shape[0] and image.shape[3]:
-        cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(image, F),
-                       _arrays.kernel_input(boxes, F), box_indices, crop1_in_double, total, F)
+def run_grad_boxes(call, grads, image, boxes, indices, crop1_in_double=True):
+    """The kernel call of a checked ``call`` (NHWC views); ``[N, 4]`` of its result dtype.
+
+    ``crop1_in_double``: a crop size of 1 accumulates ``(gy * 0.5) * (H - 1)`` in float64
+    (TensorFlow) rather than float32 (MindSpore).
+    """
+    total = np.zeros((call.num_boxes, 4), call.F)
+    if call.num_boxes and call.image_shape[3]:
+        cpu.grad_boxes(_arrays.kernel_input(grads, call.F), _arrays.kernel_input(image, call.F),
+                       _arrays.kernel_input(boxes, call.F), indices, crop1_in_double, total,
+                       call.F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
-        return total.astype(out_dtype, copy=False)
+        return total.astype(call.kernel_dtype, copy=False)
 
 
 def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,
@@ -206,34 +115,18 @@ def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: Arr
                [12., 15.]], dtype=float32)
     """
     if _checks.any_tensor(image, boxes, box_indices):
-        from ..torch import api as torch_api  # imported on first use: torch is optional
-        return torch_api.crop_and_resize(image, boxes, box_indices, crop_size, method=method,
-                                         extrapolation_value=extrapolation_value,
-                                         data_format=data_format, out=out)
+        return _dispatch.tensor_implementation("crop_and_resize")(
+            image, boxes, box_indices, crop_size, method=method,
+            extrapolation_value=extrapolation_value, data_format=data_format, out=out)
 
     image, boxes, box_indices = _arrays.native_byte_order(image, boxes, box_indices)
-    view = check_image("image", image, data_format)
-    indices = check_boxes(boxes, box_indices, view.shape[0])
-    crop_size = _checks.size_pair("crop_size", crop_size)
-    method_code(method)
-    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
-    F = _arrays.native_compute_type(image.dtype)
-    out_dtype = _arrays.native_output_dtype(image.dtype)
+    call = checks.check_forward(_checks.NUMPY, image, boxes, box_indices, crop_size, method,
+                                extrapolation_value, data_format)
+    indices = checks.check_box_values(boxes, box_indices, call.image_shape[0])
     if out is not None:
-        shape = forward_shape(boxes.shape[0], crop_size, view.shape[3], data_format)
-        _arrays.check_out(out, shape, out_dtype,
+        _arrays.check_out(out, call.result_shape, call.kernel_dtype,
                           {"image": image, "boxes": boxes, "box_indices": box_indices})
-    return run_forward(view, boxes, indices, crop_size, method, extrapolation_value,
-                       data_format, F, out_dtype, out)
-
-
-def check_image_shape(image_shape, data_format, name="image_shape"):
-    """The image shape as NHWC Python ints (``name`` is the argument's name in messages)."""
-    order = "(B, H, W, D)" if data_format == "NHWC" else "(B, D, H, W)"
-    dims = _checks.array_shape(name, image_shape, order)
-    nhwc = dims if data_format == "NHWC" else (dims[0], dims[2], dims[3], dims[1])
-    _checks.require_positive_image_size(name, nhwc[1], nhwc[2])
-    return nhwc
+    return run_forward(call, _arrays.nhwc_view(image, data_format), boxes, indices, out)
 
 
 def crop_and_resize_grad_image(grads: ArrayOrTensor, boxes: ArrayOrTensor,
@@ -266,21 +159,15 @@ def crop_and_resize_grad_image(grads: ArrayOrTensor, boxes: ArrayOrTensor,
                [0., 0., 0.]], dtype=float32)
     """
     if _checks.any_tensor(grads, boxes, box_indices):
-        from ..torch import api as torch_api  # imported on first use: torch is optional
-        return torch_api.crop_and_resize_grad_image(grads, boxes, box_indices, image_shape,
-                                                    method=method, dtype=dtype,
-                                                    data_format=data_format)
+        return _dispatch.tensor_implementation("crop_and_resize_grad_image")(
+            grads, boxes, box_indices, image_shape, method=method, dtype=dtype,
+            data_format=data_format)
 
     grads, boxes, box_indices = _arrays.native_byte_order(grads, boxes, box_indices)
-    _checks.require_choice("data_format", data_format, DATA_FORMATS)
-    shape = check_image_shape(image_shape, data_format)
-    indices = check_boxes(boxes, box_indices, shape[0])
-    view = check_grads(grads, data_format, boxes.shape[0])
-    require_same_depth("image_shape", shape[3], "grads", view.shape[3])
-    method_code(method)
-    out_dtype = grads.dtype if dtype is None else _checks.float_dtype("dtype", dtype)
-    F = _arrays.native_compute_type(out_dtype)
-    return run_grad_image(view, boxes, indices, shape, method, data_format, F, out_dtype)
+    call = checks.check_grad_image(_checks.NUMPY, grads, boxes, box_indices, image_shape,
+                                   method, dtype, data_format)
+    indices = checks.check_box_values(boxes, box_indices, call.image_shape[0])
+    return run_grad_image(call, _arrays.nhwc_view(grads, data_format), boxes, indices)
 
 
 def crop_and_resize_grad_boxes(grads: ArrayOrTensor, image: ArrayOrTensor,
@@ -308,17 +195,13 @@ def crop_and_resize_grad_boxes(grads: ArrayOrTensor, image: ArrayOrTensor,
         array([[3., 1., 3., 1.]], dtype=float32)
     """
     if _checks.any_tensor(grads, image, boxes, box_indices):
-        from ..torch import api as torch_api  # imported on first use: torch is optional
-        return torch_api.crop_and_resize_grad_boxes(grads, image, boxes, box_indices,
-                                                    method=method, data_format=data_format)
+        return _dispatch.tensor_implementation("crop_and_resize_grad_boxes")(
+            grads, image, boxes, box_indices, method=method, data_format=data_format)
 
     grads, image, boxes, box_indices = _arrays.native_byte_order(grads, image, boxes,
                                                                  box_indices)
-    view = check_image("image", image, data_format)
-    indices = check_boxes(boxes, box_indices, view.shape[0])
-    grads_view = check_grads(grads, data_format, boxes.shape[0])
-    require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
-    method_code(method)
-    F = _arrays.native_compute_type(image.dtype)
-    return run_grad_boxes(grads_view, view, boxes, indices, F,
-                          _arrays.native_output_dtype(image.dtype))
+    call = checks.check_grad_boxes(_checks.NUMPY, grads, image, boxes, box_indices, method,
+                                   data_format)
+    indices = checks.check_box_values(boxes, box_indices, call.image_shape[0])
+    return run_grad_boxes(call, _arrays.nhwc_view(grads, data_format),
+                          _arrays.nhwc_view(image, data_format), boxes, indices)

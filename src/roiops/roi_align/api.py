@@ -4,166 +4,68 @@ Two conventions share one kernel: ``"torchvision"`` (``aligned``, minimum size 1
 aligned, ceil adaptive grid, batch index truncated) and ``"mindspore"`` (``roi_end_mode``,
 floor adaptive grid, batch index ``rint(v + 7e-5)``). Every switch:
 docs/conventions.md#roi_align-switches.
+
+Each entry point checks its call with the validator of ``roiops.roi_align.checks`` and
+hands the record to a ``run_*`` function, which the compatibility layers call too with their
+framework's record; tensors go to ``roiops.torch`` through ``roiops._dispatch``.
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from .. import _arrays, _checks
+from .. import _arrays, _checks, _dispatch
 from .._typing import ArrayOrTensor
-from . import conventions, cpu
+from . import checks, conventions, cpu
+from .checks import Options, check_compute_type, check_forward_run, check_grad_input_run
 
 CONVENTIONS = conventions.NAMES
-_MINDSPORE_INDEX_BIAS = np.float32(7e-5)
 
 
-class Options:
-    """Validated roi_align options, shared by the forward and both gradients; ``convention``
-    is the selected :class:`roiops.roi_align.conventions.Convention` record."""
-
-    def __init__(self, output_size, spatial_scale, sampling_ratio, aligned, convention,
-                 roi_end_mode):
-        self.pooled_height, self.pooled_width = _checks.size_pair(
-            "output_size", output_size, allow_int=True)
-        self.spatial_scale = _checks.require_number("spatial_scale", spatial_scale)
-        # A comparison, not np.isfinite: torch.compile traces it, also for a symbolic float.
-        if not -math.inf < self.spatial_scale < math.inf:
-            raise ValueError(f"spatial_scale must be finite, got {spatial_scale!r}")
-        self.sampling_ratio = _checks.require_sampling_ratio("sampling_ratio", sampling_ratio)
-        self.convention = conventions.convention(convention, aligned, roi_end_mode)
-        self.aligned = bool(aligned)
-        self.roi_end_mode = int(roi_end_mode)
-
-    def kernel_args(self, F):
-        return F(self.spatial_scale), self.sampling_ratio, self.convention.geometry
-
-
-def batch_indices(rois, batch, convention, name="rois"):
-    """Each peer's batch index of the rois, range-checked as that peer defines it
-    (docs/decisions.md#batch-index-out-of-range).
-
-    torchvision truncates toward zero and the truncated index must lie in ``[0, N)``;
-    MindSpore requires the raw value in ``[0, N - 1]`` and then rounds ``v + 7e-5`` half to
-    even in float32.
-    """
-    column = rois[:, 0]
-    if convention.rounded_batch_index:
-        raw = column.astype(np.float32)
-        bad = (raw < 0) | (raw > np.float32(batch - 1))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name} batch index must be in [0, {batch - 1}], "
-                             f"row {row} is {column[row].item()!r}")
-        return np.rint(raw + _MINDSPORE_INDEX_BIAS).astype(np.int64)
-    truncated = np.trunc(column)
-    # in range before the cast: a value beyond int64 (1e30) has no int64 to become
-    _checks.require_indices_in_range(f"{name} batch index", truncated, batch, shown=column)
-    return truncated.astype(np.int64)
-
-
-def check_rois(rois, batch, options, name="rois"):
-    """Validate rois ``[K, 5]`` (``name`` in messages: torchvision's ``boxes``); return their
-    batch indices."""
-    _checks.require_array(name, rois)
-    _checks.require_dtype(name, rois, _checks.FLOAT_DTYPES)
-    _checks.require_shape(name, rois, ("num_rois", 5))
-    _checks.require_finite_rows(name, rois)
-    return batch_indices(rois, batch, options.convention, name)
-
-
-def check_input(name, input):
-    _checks.require_array(name, input)
-    _checks.require_dtype(name, input, _checks.FLOAT_DTYPES)
-    _checks.require_shape(name, input, ("batch", "channels", "height", "width"))
-    _checks.require_positive_image_size(name, input.shape[2], input.shape[3])
-
-
-def check_grads(grads, num_rois, channels, options, name="grads"):
-    """Validate the pooled gradient (``name`` in messages: MindSpore's ``dy``, torchvision's
-    ``grad_output``)."""
-    _checks.require_array(name, grads)
-    _checks.require_dtype(name, grads, _checks.FLOAT_DTYPES)
-    expected = (num_rois, channels, options.pooled_height, options.pooled_width)
-    if grads.shape != expected:
-        raise ValueError(f"{name} must have shape [num_rois, channels, pooled_height, "
-                         f"pooled_width] = {expected}, got {grads.shape}")
-
-
-def forward_shape(num_rois, channels, options):
-    return (num_rois, channels, options.pooled_height, options.pooled_width)
-
-
-def check_compute_type(options, F):
-    """ValueError if the spatial scale overflows the compute type ``F`` (1e39 in float32)."""
-    _checks.representable("spatial_scale", options.spatial_scale, F)
-
-
-def check_forward_run(options, shape, out_dtype, F, fresh_result=True, size_name="output_size",
-                      device=None):
-    """The checks that need ``F`` and the result ``shape``, before allocating the result."""
-    check_compute_type(options, F)
-    buffers = [(shape, np.dtype(out_dtype).itemsize)] if fresh_result else []
-    _checks.require_memory(size_name, (options.pooled_height, options.pooled_width), buffers,
-                           device)
-
-
-def check_grad_input_run(options, input_shape, out_dtype, F, size_name="input_shape",
-                         device=None):
-    """The checks that need ``F`` and the gradient's size, before allocating: the
-    accumulator in ``F`` and, when ``out_dtype`` differs, the result."""
-    check_compute_type(options, F)
-    buffers = [(input_shape, np.dtype(F).itemsize)]
-    if np.dtype(out_dtype) != np.dtype(F):
-        buffers.append((input_shape, np.dtype(out_dtype).itemsize))
-    _checks.require_memory(size_name, input_shape, buffers, device)
-
-
-def run_forward(input, rois, indices, options, F, out_dtype, half_arithmetic=False, out=None,
-                size_name="output_size"):
-    """Kernel call for validated arguments (``out`` too); ``size_name`` names the pooled size
-    in messages."""
-    shape = forward_shape(rois.shape[0], input.shape[1], options)
-    check_forward_run(options, shape, out_dtype, F, fresh_result=out is None,
-                      size_name=size_name)
-    result = np.empty(shape, out_dtype) if out is None else out
+def run_forward(call, input, rois, indices, out=None):
+    """The kernel call of a checked ``call`` (``out`` checked too)."""
+    check_forward_run(call, fresh_result=out is None)
+    result = np.empty(call.result_shape, call.kernel_dtype) if out is None else out
     target, out_half = _arrays.kernel_output(result)
     if result.size:
+        F = call.F
         cpu.forward(_arrays.kernel_input(input, F), _arrays.kernel_input(rois, F), indices,
-                    *options.kernel_args(F), half_arithmetic, target, out_half, F)
+                    *call.options.kernel_args(F), call.half_arithmetic, target, out_half, F)
     return result
 
 
-def run_grad_input(grads, rois, indices, input_shape, options, F, out_dtype,
-                   half_arithmetic=False, size_name="input_shape"):
-    """The input gradient, ``input_shape`` ``[N, C, H, W]`` (named ``size_name`` in messages)
-    stored channels-last.
+def run_grad_input(call, grads, rois, indices):
+    """The input gradient of a checked ``call``, stored channels-last.
 
     Channels-last memory lets the kernel accumulate the dense case (four taps of a sample
     contiguous over channels) directly in the result, with no result-sized temporary; the
     values do not depend on the layout.
     """
-    check_grad_input_run(options, input_shape, out_dtype, F, size_name)
-    batch, channels, height, width = input_shape
+    check_grad_input_run(call)
+    batch, channels, height, width = call.input_shape
+    F = call.F
     channels_last = np.zeros((batch, height, width, channels), F)
     total = channels_last.transpose(0, 3, 1, 2)
     if grads.size:
         cpu.grad_input(_arrays.kernel_input(grads, F), _arrays.kernel_input(rois, F), indices,
-                       *options.kernel_args(F), half_arithmetic, total, channels_last, F)
+                       *call.options.kernel_args(F), call.half_arithmetic, total,
+                       channels_last, F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
-        return total.astype(out_dtype, copy=False)
+        return total.astype(call.kernel_dtype, copy=False)
 
 
-def run_grad_boxes(grads, input, rois, indices, options, F, out_dtype):
-    check_compute_type(options, F)
-    total = np.zeros((rois.shape[0], 5), F)
+def run_grad_boxes(call, grads, input, rois, indices):
+    """The box gradient of a checked ``call``: ``[K, 5]``."""
+    check_compute_type(call)
+    F = call.F
+    total = np.zeros((call.num_rois, 5), F)
     if grads.size:
         cpu.grad_boxes(_arrays.kernel_input(grads, F), _arrays.kernel_input(input, F),
-                       _arrays.kernel_input(rois, F), indices, *options.kernel_args(F), total, F)
+                       _arrays.kernel_input(rois, F), indices, *call.options.kernel_args(F),
+                       total, F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
-        return total.astype(out_dtype, copy=False)
+        return total.astype(call.kernel_dtype, copy=False)
 
 
 def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequence[int], *,
@@ -212,8 +114,7 @@ def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequ
                [6.5, 7.5]], dtype=float32)
     """
     if _checks.any_tensor(input, rois):
-        from ..torch import api as torch_api  # imported on first use: torch is optional
-        return torch_api.roi_align(
+        return _dispatch.tensor_implementation("roi_align")(
             input, rois, output_size, spatial_scale=spatial_scale,
             sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
             roi_end_mode=roi_end_mode, out=out)
@@ -221,13 +122,12 @@ def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequ
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
     input, rois = _arrays.native_byte_order(input, rois)
-    check_input("input", input)
-    indices = check_rois(rois, input.shape[0], options)
-    F = _arrays.native_compute_type(input.dtype)
+    call = checks.check_forward(_checks.NUMPY, input, rois, options)
+    indices = checks.check_roi_values(rois, call.input_shape[0], options.convention)
     if out is not None:
-        _arrays.check_out(out, forward_shape(rois.shape[0], input.shape[1], options),
-                          input.dtype, {"input": input, "rois": rois})
-    return run_forward(input, rois, indices, options, F, input.dtype, out=out)
+        _arrays.check_out(out, call.result_shape, call.kernel_dtype,
+                          {"input": input, "rois": rois})
+    return run_forward(call, input, rois, indices, out)
 
 
 def roi_align_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor, input_shape: Sequence[int],
@@ -263,8 +163,7 @@ def roi_align_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor, input_shape:
                [0.  , 0.  , 0.  , 0.  ]], dtype=float32)
     """
     if _checks.any_tensor(grads, rois):
-        from ..torch import api as torch_api  # imported on first use: torch is optional
-        return torch_api.roi_align_grad_input(
+        return _dispatch.tensor_implementation("roi_align_grad_input")(
             grads, rois, input_shape, output_size, spatial_scale=spatial_scale,
             sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
             roi_end_mode=roi_end_mode)
@@ -272,11 +171,9 @@ def roi_align_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor, input_shape:
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
     grads, rois = _arrays.native_byte_order(grads, rois)
-    input_shape = check_input_shape(input_shape)
-    indices = check_rois(rois, input_shape[0], options)
-    check_grads(grads, rois.shape[0], input_shape[1], options)
-    F = _arrays.native_compute_type(grads.dtype)
-    return run_grad_input(grads, rois, indices, input_shape, options, F, grads.dtype)
+    call = checks.check_grad_input(_checks.NUMPY, grads, rois, input_shape, options)
+    indices = checks.check_roi_values(rois, call.input_shape[0], options.convention)
+    return run_grad_input(call, grads, rois, indices)
 
 
 def roi_align_grad_boxes(grads: ArrayOrTensor, input: ArrayOrTensor, rois: ArrayOrTensor,
@@ -306,8 +203,7 @@ def roi_align_grad_boxes(grads: ArrayOrTensor, input: ArrayOrTensor, rois: Array
         array([[0. , 0.5, 2. , 0.5, 2. ]])
     """
     if _checks.any_tensor(grads, input, rois):
-        from ..torch import api as torch_api  # imported on first use: torch is optional
-        return torch_api.roi_align_grad_boxes(
+        return _dispatch.tensor_implementation("roi_align_grad_boxes")(
             grads, input, rois, output_size, spatial_scale=spatial_scale,
             sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
             roi_end_mode=roi_end_mode)
@@ -315,15 +211,6 @@ def roi_align_grad_boxes(grads: ArrayOrTensor, input: ArrayOrTensor, rois: Array
     options = Options(output_size, spatial_scale, sampling_ratio, aligned, convention,
                       roi_end_mode)
     grads, input, rois = _arrays.native_byte_order(grads, input, rois)
-    check_input("input", input)
-    indices = check_rois(rois, input.shape[0], options)
-    check_grads(grads, rois.shape[0], input.shape[1], options)
-    F = _arrays.native_compute_type(input.dtype)
-    return run_grad_boxes(grads, input, rois, indices, options, F, input.dtype)
-
-
-def check_input_shape(input_shape, name="input_shape"):
-    """The input shape as Python ints (``name`` is the argument's name in messages)."""
-    dims = _checks.array_shape(name, input_shape, "(N, C, H, W)")
-    _checks.require_positive_image_size(name, dims[2], dims[3])
-    return dims
+    call = checks.check_grad_boxes(_checks.NUMPY, grads, input, rois, options)
+    indices = checks.check_roi_values(rois, call.input_shape[0], options.convention)
+    return run_grad_boxes(call, grads, input, rois, indices)

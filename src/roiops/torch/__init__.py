@@ -13,6 +13,19 @@ Example:
     >>> rois.grad
     tensor([[0., 2., 8., 2., 8.]])
 """
-from . import ops
+from .. import _dispatch
+from . import api, compat, ops
 
 __all__ = ["ops"]
+
+# The torch implementations of the entry points that take NumPy arrays or tensors: this is
+# where roiops and roiops.compat find them (roiops._dispatch), so they never import torch.
+for _name in ("crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
+              "roi_align", "roi_align_grad_input", "roi_align_grad_boxes"):
+    _dispatch.register(_name, getattr(api, _name))
+_dispatch.register("compat.crop_and_resize", compat.crop_and_resize)
+_dispatch.register("compat.host_call", compat.host_call)
+_dispatch.register("compat.mindspore_roi_align", compat.mindspore_roi_align)
+_dispatch.register("compat.torchvision_roi_align", compat.torchvision_roi_align)
+_dispatch.register("compat.torchvision_RoIAlign", compat.TorchvisionRoIAlign)
+del _name

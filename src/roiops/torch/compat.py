@@ -18,15 +18,13 @@ import numpy as np
 import torch
 
 from .. import _checks
-from ..compat import mindspore as mindspore_compat
 from ..compat import torchvision as torchvision_compat
-from ..crop_and_resize.api import method_code
-from ..roi_align import api as roi_api
-from . import api, ops
+from ..crop_and_resize import checks as crop_checks
+from ..roi_align import checks as roi_checks
+from . import ops
+from .tensors import TORCH, require_dense, require_tensors
 
-_IMAGE_DTYPES = tuple(d for d in api.IMAGE_DTYPES if d != torch.bfloat16)
-_FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
-_HALF_OR_SINGLE = (torch.float16, torch.float32)
+_HALF_OR_SINGLE = ("float16", "float32")
 
 
 def host_call(fn, *args):
@@ -47,7 +45,7 @@ def host_call(fn, *args):
         for i, item in enumerate(items):
             if isinstance(item, torch.Tensor) or name in arrays:
                 tensors[name if item is value else f"{name}[{i}]"] = item
-    api.require_tensors(**tensors)
+    require_tensors(tensors)
     for name, tensor in tensors.items():
         if tensor.device.type == "meta":
             raise ValueError(f"{name} must hold values: "
@@ -80,26 +78,24 @@ def host_call(fn, *args):
 
 
 def crop_and_resize(image, boxes, box_indices, crop_size, method, extrapolation_value,
-                    names, methods):
+                    names, dtypes, methods):
     """TensorFlow/MindSpore ``CropAndResize`` on tensors: float32 crops, differentiable.
 
     Both compute in float32 whatever the image dtype, which is the native op on the image cast
     to float32 (exact for float16, the frameworks' own rounding for float64; integer images
-    are read as they are). ``names`` are the framework's (image, boxes, indices) names.
+    are read as they are). ``names``, ``dtypes`` and ``methods`` are the framework's
+    (``roiops.crop_and_resize.checks.Names`` and ``Dtypes``).
     """
-    image_name, boxes_name, indices_name = names
-    api.require_tensors(**{image_name: image, boxes_name: boxes, indices_name: box_indices})
-    api.check_image(image_name, image, "NHWC", _IMAGE_DTYPES)
-    _checks.require_dtype(boxes_name, boxes, (torch.float32,))
-    _checks.require_dtype(indices_name, box_indices, (torch.int32,))
-    api.check_boxes(boxes, box_indices, indices_name)
-    crop_size = _checks.size_pair("crop_size", crop_size)
-    method_code(method, methods)
-    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
+    call = crop_checks.check_forward(TORCH, image, boxes, box_indices, crop_size, method,
+                                     extrapolation_value, "NHWC", names, dtypes, methods)
     if image.is_floating_point():
         image = image.to(torch.float32)  # a no-op for float32
-    return ops.crop_and_resize(image, boxes, box_indices, crop_size, method,
-                               extrapolation_value, "NHWC")
+    return ops.crop_and_resize(image, boxes, box_indices, list(call.crop_size), method,
+                               call.extrapolation_value, "NHWC")
+
+
+def _both_half(*values):
+    return all(isinstance(v, torch.Tensor) and v.dtype == torch.float16 for v in values)
 
 
 def mindspore_roi_align(primitive, features, rois):
@@ -108,17 +104,15 @@ def mindspore_roi_align(primitive, features, rois):
     Mixed float16/float32 computes in float32 and rounds the result once, which is the native
     op with MindSpore's float32 spatial scale.
     """
-    api.require_tensors(features=features, rois=rois)
-    _checks.require_dtype("features", features, _HALF_OR_SINGLE)
-    _checks.require_dtype("rois", rois, _HALF_OR_SINGLE)
-    if features.dtype == rois.dtype == torch.float16:
+    if _both_half(features, rois):
         return _MindSporeHalfROIAlign.apply(primitive, features, rois)
-    api.check_input("features", features)
-    api.check_rois(rois)
-    scale = float(np.float32(primitive.spatial_scale))
-    return ops.roi_align(features, rois, (primitive.pooled_height, primitive.pooled_width),
-                         scale, primitive.sample_num, False, "mindspore",
-                         primitive.roi_end_mode)
+    options = roi_checks.Options(
+        (primitive.pooled_height, primitive.pooled_width),
+        float(np.float32(primitive.spatial_scale)), primitive.sample_num, False, "mindspore",
+        primitive.roi_end_mode)
+    roi_checks.check_forward(TORCH, features, rois, options, roi_checks.Names(input="features"),
+                             _HALF_OR_SINGLE)
+    return ops.roi_align(features, rois, *options.op_args())
 
 
 def boxes_to_rois(boxes):
@@ -133,8 +127,8 @@ def boxes_to_rois(boxes):
     for i, item in enumerate(boxes):
         if not isinstance(item, torch.Tensor):
             raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(item).__name__}")
-        api.require_dense(f"boxes[{i}]", item)
-        _checks.require_dtype(f"boxes[{i}]", item, _FLOAT_DTYPES)
+        require_dense(f"boxes[{i}]", item)
+        _checks.require_dtype(f"boxes[{i}]", item, TORCH.dtypes(_checks.FLOAT_NAMES))
         _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
     ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
     return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)
@@ -147,18 +141,22 @@ def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_rat
     the input dtype, so they are differentiable w.r.t. input and boxes.
     """
     rois = boxes_to_rois(boxes)
-    api.require_tensors(input=input, boxes=rois)
-    _checks.require_dtype("input", input, _FLOAT_DTYPES)
-    if input.dtype == torch.float16:
+    if _both_half(input):
         return _TorchvisionHalfRoIAlign.apply(input, rois, output_size, spatial_scale,
                                               sampling_ratio, aligned)
-    scale = _checks.require_number("spatial_scale", spatial_scale)
-    if input.dtype == torch.float32:  # torchvision converts the double scale to T once
-        scale = _checks.representable("spatial_scale", scale, np.float32)
-    _checks.require_dtype("boxes", rois, _FLOAT_DTYPES)
-    _checks.require_shape("boxes", rois, ("K", 5))
-    return api.roi_align(input, rois.to(input.dtype), output_size, spatial_scale=scale,
-                         sampling_ratio=sampling_ratio, aligned=aligned)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 "torchvision", 1)
+    call = roi_checks.check_forward(TORCH, input, rois, options,
+                                    roi_checks.Names(rois="boxes"), _checks.FLOAT_NAMES)
+    call = torchvision_compat.in_data_type(call)
+    return ops.roi_align(input, rois.to(input.dtype), *call.options.op_args())
+
+
+class TorchvisionRoIAlign(torchvision_compat.RoIAlign, torch.nn.Module):
+    """``roiops.compat.torchvision.RoIAlign`` as a ``torch.nn.Module`` (what it is whenever
+    torch is installed: its constructor returns one)."""
+
+    __call__ = torch.nn.Module.__call__
 
 
 # --- autograd of the half-arithmetic RoI Align forwards ----------------------------------
@@ -240,16 +238,6 @@ class _TorchvisionHalfRoIAlign(_HalfRoIAlign):
         return grad_input, grad_rois, None, None, None, None
 
 
-def _mindspore_half_features_gradient(primitive, dy, rois, features_shape):
-    """NumPy: the half-arithmetic features gradient of ``primitive`` (its ``roi_end_mode``)."""
-    options = mindspore_compat._roi_options(primitive.pooled_height, primitive.pooled_width,
-                                            primitive.spatial_scale, primitive.sample_num,
-                                            primitive.roi_end_mode, half=True)
-    indices = roi_api.check_rois(rois, features_shape[0], options)
-    return roi_api.run_grad_input(dy, rois, indices, features_shape, options, np.float32,
-                                  np.float16, half_arithmetic=True)
-
-
 class _MindSporeHalfROIAlign(_HalfRoIAlign):
     """MindSpore's float16 ``ROIAlign`` (host) with the half-arithmetic features gradient."""
 
@@ -267,10 +255,8 @@ class _MindSporeHalfROIAlign(_HalfRoIAlign):
         primitive = ctx.primitive
         grad_features = grad_rois = None
         if ctx.needs_input_grad[1]:
-            grad_features = host_call(
-                lambda dy, boxes: _mindspore_half_features_gradient(
-                    primitive, dy, boxes, tuple(features.shape)),
-                grad.half(), rois)
+            grad_features = host_call(primitive.features_gradient, grad.half(), rois,
+                                      tuple(features.shape))
         if ctx.needs_input_grad[2]:
             grad_rois = _half_boxes_gradient(
                 grad, features, rois, (primitive.pooled_height, primitive.pooled_width),

@@ -18,10 +18,9 @@ import torch
 
 from .. import _checks
 from ..compat import mindspore as _mindspore
-from ..crop_and_resize import api as _crop_api
-from ..crop_and_resize.api import crop_and_resize
-from ..roi_align import api as _roi_api
-from ..roi_align.api import roi_align
+from ..crop_and_resize import checks as _crop_checks
+from ..roi_align import checks as _roi_checks
+from .api import crop_and_resize, roi_align
 
 __all__ = ["CropAndResize", "RoIAlign", "MindSporeCropAndResize", "MindSporeROIAlign"]
 
@@ -47,8 +46,8 @@ class CropAndResize(torch.nn.Module):
                  extrapolation_value: float = 0.0, data_format: str = "NHWC") -> None:
         super().__init__()
         self.crop_size = _checks.size_pair("crop_size", crop_size)
-        _crop_api.method_code(method)
-        _checks.require_choice("data_format", data_format, _crop_api.DATA_FORMATS)
+        _crop_checks.method_code(method)
+        _checks.require_choice("data_format", data_format, _crop_checks.DATA_FORMATS)
         self.method = method
         self.extrapolation_value = _checks.require_number("extrapolation_value",
                                                           extrapolation_value)
@@ -84,7 +83,7 @@ class RoIAlign(torch.nn.Module):
                  sampling_ratio: int = -1, aligned: bool = False,
                  convention: str = "torchvision", roi_end_mode: int = 1) -> None:
         super().__init__()
-        options = _roi_api.Options(output_size, spatial_scale, sampling_ratio, aligned,
+        options = _roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
                                    convention, roi_end_mode)
         self.output_size = (options.pooled_height, options.pooled_width)
         self.spatial_scale = options.spatial_scale

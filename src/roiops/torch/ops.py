@@ -15,14 +15,18 @@ Each has a fake (meta) implementation, so ``torch.compile(fullgraph=True)`` and
 ``torch.export`` trace it, and the two forwards have autograd formulas for the image/input
 and the boxes. The gradient ops are not differentiable themselves: a double backward raises.
 
-The ops take already-normalized options (``roiops.crop_and_resize`` and friends check the
-tensor metadata first and are the public entry points). The CPU kernels run the NumPy API
-on zero-copy views of the tensors, which also runs every data-dependent check of docs/errors.md
-(non-finite boxes, batch indices out of range) with the NumPy messages.
+The ops take checked arguments: ``roiops.crop_and_resize`` and friends, the public entry
+points (``roiops.torch.api``), run the operators' validators on the tensors' metadata and
+the options first, once, and the ops trust them (call the ops through those functions). Each
+op checks what depends on the values (docs/errors.md#box-data: non-finite boxes, batch
+indices out of range), with the NumPy messages, next to its kernels: the CPU ops run the
+NumPy runners on zero-copy views of the tensors after the host's value checks.
 
 Devices: the CPU kernels are registered with ``device_types="cpu"``. CUDA tensors run the
 Triton kernels of ``roiops.roi_align.cuda`` and ``roiops.crop_and_resize.cuda`` for all six
-ops, all deterministic: the forwards, ``roi_align_grad_input`` and
+ops after the value checks ran on the device (one reduction, read back as one boolean: the
+boxes are copied to the host only when a check fails, to name the first bad row). All are
+deterministic: the forwards, ``roi_align_grad_input`` and
 ``crop_and_resize_grad_image`` equal the CPU kernels bit for bit in float32/float64; the two
 box gradients sum in a different fixed order and agree with the CPU within rounding. The
 fake implementations and the autograd formulas are device independent.
@@ -34,14 +38,19 @@ Example:
     tensor([[2.5000, 3.5000],
             [6.5000, 7.5000]])
 """
+import importlib
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .. import _arrays, _checks
+from .. import _arrays
 from ..crop_and_resize import api as crop_api
+from ..crop_and_resize import checks as crop_checks
 from ..roi_align import api as roi_api
+from ..roi_align import checks as roi_checks
+from .tensors import TORCH
 
 __all__ = [
     "crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
@@ -61,11 +70,6 @@ def _numpy(tensor):
     return tensor.numpy()
 
 
-def _numpy_dtype(dtype):
-    """The NumPy dtype the kernels produce for a torch result dtype (bfloat16 -> float32)."""
-    return torch.empty(0, dtype=torch.float32 if dtype == torch.bfloat16 else dtype).numpy().dtype
-
-
 def _tensor(array, dtype, memory_format=torch.contiguous_format):
     """Wrap a fresh NumPy result without copying; cast (round once) only for bfloat16.
 
@@ -83,20 +87,31 @@ def _empty(like, shape, dtype, memory_format=torch.contiguous_format):
 
 def _result_dtype(dtype):
     """docs/api.md#dtypes: the image's float dtype, float32 for integer images."""
-    return dtype if dtype.is_floating_point else torch.float32
+    return TORCH.result_dtype(dtype)
 
 
 # --- crop_and_resize -------------------------------------------------------------------
+
+def _nhwc(array, data_format):
+    return _arrays.nhwc_view(array, data_format)
+
+
+def _host_box_indices(boxes, box_indices, batch):
+    """The host's value checks of CPU tensors (NumPy views): the int64 box indices."""
+    return crop_checks.check_box_values(boxes, _numpy(box_indices), batch)
+
 
 @torch.library.custom_op("roiops::crop_and_resize", mutates_args=(), device_types="cpu")
 def crop_and_resize(image: Tensor, boxes: Tensor, box_indices: Tensor, crop_size: Sequence[int],
                     method: str = "bilinear", extrapolation_value: float = 0.0,
                     data_format: str = "NHWC") -> Tensor:
     """:func:`roiops.crop_and_resize` on tensors (float dtype of the image, float32 for ints)."""
-    result = crop_api.crop_and_resize(
-        _numpy(image), _numpy(boxes), _numpy(box_indices), tuple(crop_size), method=method,
-        extrapolation_value=extrapolation_value, data_format=data_format)
-    return _tensor(result, _result_dtype(image.dtype))
+    call = crop_checks.forward_call(TORCH, image, boxes.shape[0], crop_size, method,
+                                    extrapolation_value, data_format)
+    host_boxes = _numpy(boxes)
+    indices = _host_box_indices(host_boxes, box_indices, call.image_shape[0])
+    result = crop_api.run_forward(call, _nhwc(_numpy(image), data_format), host_boxes, indices)
+    return _tensor(result, call.out_dtype)
 
 
 @crop_and_resize.register_fake
@@ -117,9 +132,12 @@ def crop_and_resize_grad_image(grads: Tensor, boxes: Tensor, box_indices: Tensor
                                dtype: torch.dtype = torch.float32,
                                data_format: str = "NHWC") -> Tensor:
     """:func:`roiops.crop_and_resize_grad_image` on tensors; the result has ``dtype``."""
-    result = crop_api.crop_and_resize_grad_image(
-        _numpy(grads), _numpy(boxes), _numpy(box_indices), tuple(image_shape), method=method,
-        dtype=_numpy_dtype(dtype), data_format=data_format)
+    call = crop_checks.grad_image_call(TORCH, grads, boxes.shape[0], image_shape, method,
+                                       dtype, data_format)
+    host_boxes = _numpy(boxes)
+    indices = _host_box_indices(host_boxes, box_indices, call.image_shape[0])
+    result = crop_api.run_grad_image(call, _nhwc(_numpy(grads), data_format), host_boxes,
+                                     indices)
     return _tensor(result, dtype)
 
 
@@ -134,10 +152,12 @@ def _(grads, boxes, box_indices, image_shape, method="bilinear", dtype=torch.flo
 def crop_and_resize_grad_boxes(grads: Tensor, image: Tensor, boxes: Tensor, box_indices: Tensor,
                                method: str = "bilinear", data_format: str = "NHWC") -> Tensor:
     """:func:`roiops.crop_and_resize_grad_boxes` on tensors: ``[N, 4]``."""
-    result = crop_api.crop_and_resize_grad_boxes(
-        _numpy(grads), _numpy(image), _numpy(boxes), _numpy(box_indices), method=method,
-        data_format=data_format)
-    return _tensor(result, _result_dtype(image.dtype))
+    call = crop_checks.grad_boxes_call(TORCH, grads, image, boxes.shape[0], method, data_format)
+    host_boxes = _numpy(boxes)
+    indices = _host_box_indices(host_boxes, box_indices, call.image_shape[0])
+    result = crop_api.run_grad_boxes(call, _nhwc(_numpy(grads), data_format),
+                                     _nhwc(_numpy(image), data_format), host_boxes, indices)
+    return _tensor(result, call.out_dtype)
 
 
 @crop_and_resize_grad_boxes.register_fake
@@ -171,16 +191,22 @@ crop_and_resize.register_autograd(_crop_and_resize_backward,
 
 # --- roi_align -------------------------------------------------------------------------
 
+def _host_roi_indices(rois, batch, options):
+    """The host's value checks of CPU tensors (NumPy views): the int64 batch indices."""
+    return roi_checks.check_roi_values(rois, batch, options.convention)
+
+
 @torch.library.custom_op("roiops::roi_align", mutates_args=(), device_types="cpu")
 def roi_align(input: Tensor, rois: Tensor, output_size: Sequence[int], spatial_scale: float = 1.0,
               sampling_ratio: int = -1, aligned: bool = False, convention: str = "torchvision",
               roi_end_mode: int = 1) -> Tensor:
     """:func:`roiops.roi_align` on tensors: ``[K, C, ph, pw]`` of ``input.dtype``."""
-    result = roi_api.roi_align(
-        _numpy(input), _numpy(rois), tuple(output_size), spatial_scale=spatial_scale,
-        sampling_ratio=sampling_ratio, aligned=aligned, convention=convention,
-        roi_end_mode=roi_end_mode)
-    return _tensor(result, input.dtype)
+    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
+                                              aligned, convention, roi_end_mode)
+    call = roi_checks.forward_call(TORCH, input, rois.shape[0], options)
+    host_rois = _numpy(rois)
+    indices = _host_roi_indices(host_rois, call.input_shape[0], options)
+    return _tensor(roi_api.run_forward(call, _numpy(input), host_rois, indices), input.dtype)
 
 
 @roi_align.register_fake
@@ -201,10 +227,12 @@ def roi_align_grad_input(grads: Tensor, rois: Tensor, input_shape: Sequence[int]
     The result is channels_last: the layout the CPU kernel accumulates into without a
     temporary (the values do not depend on it).
     """
-    result = roi_api.roi_align_grad_input(
-        _numpy(grads), _numpy(rois), tuple(input_shape), tuple(output_size),
-        spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned,
-        convention=convention, roi_end_mode=roi_end_mode)
+    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
+                                              aligned, convention, roi_end_mode)
+    call = roi_checks.grad_input_call(TORCH, grads, rois.shape[0], tuple(input_shape), options)
+    host_rois = _numpy(rois)
+    indices = _host_roi_indices(host_rois, call.input_shape[0], options)
+    result = roi_api.run_grad_input(call, _numpy(grads), host_rois, indices)
     return _tensor(result, grads.dtype, torch.channels_last)
 
 
@@ -220,10 +248,12 @@ def roi_align_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor, output_size
                          aligned: bool = False, convention: str = "torchvision",
                          roi_end_mode: int = 1) -> Tensor:
     """:func:`roiops.roi_align_grad_boxes` on tensors: ``[K, 5]`` of ``input.dtype``."""
-    result = roi_api.roi_align_grad_boxes(
-        _numpy(grads), _numpy(input), _numpy(rois), tuple(output_size),
-        spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned,
-        convention=convention, roi_end_mode=roi_end_mode)
+    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
+                                              aligned, convention, roi_end_mode)
+    call = roi_checks.grad_boxes_call(TORCH, input, rois.shape[0], options)
+    host_rois = _numpy(rois)
+    indices = _host_roi_indices(host_rois, call.input_shape[0], options)
+    result = roi_api.run_grad_boxes(call, _numpy(grads), _numpy(input), host_rois, indices)
     return _tensor(result, input.dtype)
 
 
@@ -277,121 +307,124 @@ del _name, _op
 
 # --- CUDA: Triton kernels --------------------------------------------------------------
 #
-# Every op's CUDA kernel. triton is imported on the first CUDA call only, so roiops imports
-# without it; the data-dependent checks (non-finite rois, batch index range) run on a host
-# copy of the rois (K x 5 values, one small transfer) before any launch, with the CPU path's
-# messages.
+# Every op's CUDA kernel. The metadata was checked by the public entry point; here the checks
+# that need the compute type and the device's memory run on the host (no value is read), and
+# the value checks run on the device: one boolean reduction, one scalar read (a sync, but no
+# copy of the boxes). Only when it is false are the boxes copied to the host, where the CPU
+# path's check names the first bad row with the CPU path's message.
 
-def _metadata_array(tensor):
-    """A zero-byte NumPy stand-in with ``tensor``'s shape and dtype, for the shape/dtype checks
-    of the NumPy API (they never read values)."""
-    import numpy as np
-    return np.broadcast_to(np.zeros((), _numpy_dtype(tensor.dtype)), tuple(tensor.shape))
-
-
-def _roi_indices(rois, batch, options):
-    """The checked batch indices (int64, host), as the CPU kernel path computes them."""
-    return torch.from_numpy(roi_api.check_rois(_numpy(rois.cpu()), batch, options))
+def _cuda_kernels(operator):
+    """The Triton kernels of ``operator`` (``roiops.<operator>.cuda``). Imported on the first
+    CUDA call, not with this module: triton is optional, and only CUDA tensors need it."""
+    return importlib.import_module(f"roiops.{operator}.cuda")
 
 
-def _crop_indices(boxes, box_indices, batch):
-    """The checked box indices (int64, host), as the CPU kernel path computes them."""
-    return torch.from_numpy(crop_api.check_boxes(_numpy(boxes.cpu()), _numpy(box_indices.cpu()),
-                                                 batch))
+def _host(tensor):
+    """A host copy of a device tensor as NumPy (bfloat16 widened to float32, as on the CPU)."""
+    return _numpy(tensor.cpu())
 
 
-def _compute_type(dtype):
-    """The NumPy compute type of a torch dtype (docs/api.md#dtypes), for the checks that need it."""
-    return _arrays.native_compute_type(_numpy_dtype(dtype))
+def _all_true(ok):
+    """The device's verdict: one reduction, read back as one Python bool."""
+    return bool(ok.all()) if ok.numel() else True
 
 
-def _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention, roi_end_mode):
-    return roi_api.Options(tuple(output_size), spatial_scale, sampling_ratio, aligned,
-                           convention, roi_end_mode)
+def _device_box_indices(boxes, box_indices, batch):
+    """The box indices as int64 on the device, after the value checks of
+    ``crop_checks.check_box_values`` ran there (finite boxes, indices in ``[0, batch)``).
+
+    The int64 view is exact for every valid index; a uint64 above 2**63 - 1 wraps to a
+    negative one and is refused, named by the host check with its own value.
+    """
+    indices = box_indices.to(torch.int64)
+    ok = torch.isfinite(boxes).all(dim=1) & (indices >= 0) & (indices < batch)
+    if not _all_true(ok):
+        crop_checks.check_box_values(_host(boxes), _host(box_indices), batch)
+    return indices
+
+
+def _device_roi_indices(rois, batch, convention):
+    """The rois' batch indices as int64 on the device, after the value checks of
+    ``roi_checks.check_roi_values`` ran there, in the same arithmetic (each convention's
+    index rule)."""
+    column = rois[:, 0] if rois.dtype != torch.bfloat16 else rois[:, 0].float()
+    if convention.rounded_batch_index:
+        raw = column.float()
+        in_range = (raw >= 0) & (raw <= float(np.float32(batch - 1)))
+        indices = torch.round(raw + roi_checks.MINDSPORE_INDEX_BIAS)
+    else:
+        indices = torch.trunc(column)
+        in_range = roi_checks.truncated_in_range(indices, batch)
+    ok = torch.isfinite(rois).all(dim=1) & in_range
+    if not _all_true(ok):
+        roi_checks.check_roi_values(_host(rois), batch, convention)
+    # Only now: a value beyond int64 has no int64 to become.
+    return indices.to(torch.int64)
 
 
 def _cuda_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1,
                     aligned=False, convention="torchvision", roi_end_mode=1):
-    from ..roi_align import cuda
-    options = _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention,
-                           roi_end_mode)
-    roi_api.check_input("input", _metadata_array(input))
-    indices = _roi_indices(rois, input.shape[0], options)
-    shape = roi_api.forward_shape(rois.shape[0], input.shape[1], options)
-    roi_api.check_forward_run(options, shape, _numpy_dtype(input.dtype),
-                              _compute_type(input.dtype), device=input.device)
-    return cuda.forward(input, rois, indices, options)
+    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
+                                              aligned, convention, roi_end_mode)
+    call = roi_checks.forward_call(TORCH, input, rois.shape[0], options)
+    roi_checks.check_forward_run(call, device=input.device)
+    indices = _device_roi_indices(rois, call.input_shape[0], options.convention)
+    return _cuda_kernels("roi_align").forward(input, rois, indices, options)
 
 
 def _cuda_roi_align_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
                                sampling_ratio=-1, aligned=False, convention="torchvision",
                                roi_end_mode=1):
-    from ..roi_align import cuda
-    options = _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention,
-                           roi_end_mode)
-    input_shape = roi_api.check_input_shape(input_shape)
-    indices = _roi_indices(rois, input_shape[0], options)
-    roi_api.check_grads(_metadata_array(grads), rois.shape[0], input_shape[1], options)
-    roi_api.check_grad_input_run(options, input_shape, _numpy_dtype(grads.dtype),
-                                 _compute_type(grads.dtype), device=grads.device)
-    return cuda.grad_input(grads, rois, indices, input_shape, options).contiguous(
+    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
+                                              aligned, convention, roi_end_mode)
+    call = roi_checks.grad_input_call(TORCH, grads, rois.shape[0],
+                                      tuple(int(d) for d in input_shape), options)
+    roi_checks.check_grad_input_run(call, device=grads.device)
+    indices = _device_roi_indices(rois, call.input_shape[0], options.convention)
+    return _cuda_kernels("roi_align").grad_input(grads, rois, indices, call.input_shape,
+                                                 options).contiguous(
         memory_format=torch.channels_last)
-
-
-def _cuda_crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
-                          extrapolation_value=0.0, data_format="NHWC"):
-    from ..crop_and_resize import cuda
-    view = crop_api.check_image("image", _metadata_array(image), data_format)
-    indices = _crop_indices(boxes, box_indices, view.shape[0])
-    crop_size = _checks.size_pair("crop_size", tuple(crop_size))
-    crop_api.method_code(method)
-    extrapolation_value = _checks.require_number("extrapolation_value", extrapolation_value)
-    out_dtype = _result_dtype(image.dtype)
-    shape = crop_api.forward_shape(boxes.shape[0], crop_size, view.shape[3], data_format)
-    crop_api.check_forward_run(crop_size, extrapolation_value, shape, _numpy_dtype(out_dtype),
-                               _compute_type(image.dtype), column_tables=False,
-                               device=image.device)
-    return cuda.forward(image, boxes, indices, crop_size, method, extrapolation_value,
-                        data_format, out_dtype)
-
-
-def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="bilinear",
-                                     dtype=torch.float32, data_format="NHWC"):
-    from ..crop_and_resize import cuda
-    _checks.require_choice("data_format", data_format, crop_api.DATA_FORMATS)
-    shape = crop_api.check_image_shape(image_shape, data_format)
-    indices = _crop_indices(boxes, box_indices, shape[0])
-    view = crop_api.check_grads(_metadata_array(grads), data_format, boxes.shape[0])
-    crop_api.require_same_depth("image_shape", shape[3], "grads", view.shape[3])
-    crop_api.method_code(method)
-    crop_api.check_grad_image_run(shape, _checks.float_dtype("dtype", _numpy_dtype(dtype)),
-                                  data_format, device=grads.device)
-    return cuda.grad_image(grads, boxes, indices, image_shape, method, data_format, dtype)
-
-
-def _cuda_crop_and_resize_grad_boxes(grads, image, boxes, box_indices, method="bilinear",
-                                     data_format="NHWC"):
-    from ..crop_and_resize import cuda
-    view = crop_api.check_image("image", _metadata_array(image), data_format)
-    indices = _crop_indices(boxes, box_indices, view.shape[0])
-    grads_view = crop_api.check_grads(_metadata_array(grads), data_format, boxes.shape[0])
-    crop_api.require_same_depth("grads", grads_view.shape[3], "image", view.shape[3])
-    crop_api.method_code(method)
-    return cuda.grad_boxes(grads, image, boxes, indices, data_format,
-                           _result_dtype(image.dtype))
 
 
 def _cuda_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.0,
                                sampling_ratio=-1, aligned=False, convention="torchvision",
                                roi_end_mode=1):
-    from ..roi_align import cuda
-    options = _roi_options(output_size, spatial_scale, sampling_ratio, aligned, convention,
-                           roi_end_mode)
-    roi_api.check_input("input", _metadata_array(input))
-    indices = _roi_indices(rois, input.shape[0], options)
-    roi_api.check_grads(_metadata_array(grads), rois.shape[0], input.shape[1], options)
-    roi_api.check_compute_type(options, _compute_type(input.dtype))
-    return cuda.grad_boxes(grads, input, rois, indices, options)
+    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
+                                              aligned, convention, roi_end_mode)
+    call = roi_checks.grad_boxes_call(TORCH, input, rois.shape[0], options)
+    roi_checks.check_compute_type(call)
+    indices = _device_roi_indices(rois, call.input_shape[0], options.convention)
+    return _cuda_kernels("roi_align").grad_boxes(grads, input, rois, indices, options)
+
+
+def _cuda_crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
+                          extrapolation_value=0.0, data_format="NHWC"):
+    call = crop_checks.forward_call(TORCH, image, boxes.shape[0], crop_size, method,
+                                    extrapolation_value, data_format)
+    crop_checks.check_forward_run(call, column_tables=False, device=image.device)
+    indices = _device_box_indices(boxes, box_indices, call.image_shape[0])
+    return _cuda_kernels("crop_and_resize").forward(
+        image, boxes, indices, call.crop_size, method, call.extrapolation_value, data_format,
+        call.out_dtype)
+
+
+def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="bilinear",
+                                     dtype=torch.float32, data_format="NHWC"):
+    call = crop_checks.grad_image_call(TORCH, grads, boxes.shape[0],
+                                       tuple(int(d) for d in image_shape), method, dtype,
+                                       data_format)
+    crop_checks.check_grad_image_run(call, device=grads.device)
+    indices = _device_box_indices(boxes, box_indices, call.image_shape[0])
+    return _cuda_kernels("crop_and_resize").grad_image(grads, boxes, indices, image_shape,
+                                                       method, data_format, dtype)
+
+
+def _cuda_crop_and_resize_grad_boxes(grads, image, boxes, box_indices, method="bilinear",
+                                     data_format="NHWC"):
+    call = crop_checks.grad_boxes_call(TORCH, grads, image, boxes.shape[0], method, data_format)
+    indices = _device_box_indices(boxes, box_indices, call.image_shape[0])
+    return _cuda_kernels("crop_and_resize").grad_boxes(grads, image, boxes, indices,
+                                                       data_format, call.out_dtype)
 
 
 # Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
