@@ -2,7 +2,9 @@
 --dry-run, --limit, --quiet, --category, --min-size, and the first-run notice."""
 import csv
 import io
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -146,3 +148,36 @@ def test_slow_kernels_are_announced_unless_quiet(dataset, monkeypatch):
                                   options, workers=1, quiet=quiet, stderr=stderr)
         assert job.run().written == 5
         assert stderr.getvalue().splitlines() == expected
+
+
+def test_engine_ray_without_ray_is_a_usage_error(dataset, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    assert crop(dataset, "--engine", "ray") == 2
+    assert 'error: --engine ray needs Ray: pip install "roiops[ray]"' in capsys.readouterr().err
+    assert not (dataset / "out").exists()
+
+
+def test_images_from_a_file_uri_are_the_folder_images(dataset, capsys, tree_hashes):
+    """--images as a pyarrow filesystem URI (file:// here): the same crops as the folder; an
+    image path leaving it is refused, a link out of it too."""
+    pytest.importorskip("pyarrow")
+    images = (dataset / "images").resolve()
+    assert crop(dataset) == 0
+    folder = {Path(path).name: digest for path, digest in tree_hashes(dataset / "out").items()}
+    (dataset / "outside.png").write_bytes((images / "street.png").read_bytes())
+    (images / "link.png").symlink_to(dataset / "outside.png")
+    (dataset / "more.csv").write_text("image,x1,y1,x2,y2\n../outside.png,0,0,4,4\n"
+                                      "link.png,0,0,4,4\n")
+    for annotations in ("coco.json", "more.csv"):
+        capsys.readouterr()
+        status = main(["crop", str(dataset / annotations), "--images", f"file://{images}",
+                       "--out", str(dataset / "uri"), "--size", "6", "--workers", "1"])
+        assert status == (0 if annotations == "coco.json" else 1)
+    uri = {Path(path).name: digest for path, digest in tree_hashes(dataset / "uri").items()}
+    assert {name: uri[name] for name in folder if name != "manifest.csv"} == {
+        name: digest for name, digest in folder.items() if name != "manifest.csv"}
+    errors = capsys.readouterr().err
+    assert errors.count("outside --images") == 2
+    assert main(["crop", str(dataset / "coco.json"), "--images", f"file://{images}/none",
+                 "--out", str(dataset / "uri")]) == 2
+    assert "no such folder" in capsys.readouterr().err

@@ -27,6 +27,8 @@ from . import files, imageio, manifest, memory, sampling, shards, sheet
 from .boxes import BoxError, pixel_size, sample_box, samples_outside
 from .errors import UsageError
 from .progress import Progress
+from .ray_engine import RayEngine
+from .sources import RemoteFolder, is_uri
 from .worker import (
     CALL_BYTES,
     FLOAT_CROP_BYTES,
@@ -179,9 +181,11 @@ class CropJob:
     def __init__(self, annotations, images, out, options, *, contact_sheet=None, workers=None,
                  allow_outside_images=False, columns=None, names=None, categories=(),
                  min_size=0.0, limit=None, dry_run=False, quiet=False, stderr=None,
-                 progress=None):
+                 progress=None, engine="local"):
         self.annotations_path = Path(annotations)
-        self.images = Path(images)
+        # A pyarrow filesystem URI (s3://, gs://, file://), or a folder
+        self.images = (RemoteFolder(images) if is_uri(images) else
+                       Path(images))
         self.out = Path(out)
         self.options = options
         self.contact_sheet = Path(contact_sheet) if contact_sheet else None
@@ -197,6 +201,9 @@ class CropJob:
         self.stderr = sys.stderr if stderr is None else stderr
         self.progress_enabled = False if quiet else progress
         self.summary = Summary(dry_run=dry_run)
+        # --engine ray: the tasks run on a Ray cluster (Ray is imported now: a usage error
+        # before any work if it is missing)
+        self.ray = RayEngine(workers) if engine == "ray" else None
         self.thumbs = {}             # item number -> contact sheet cell
         self.done = {}               # item number -> Done
         self._progress = None
@@ -230,11 +237,19 @@ class CropJob:
             chunks, tasks = self._plan_shards(items, readable, sources, protected)
         else:
             chunks, tasks = None, [self._plan_files(readable, sources, protected)]
-        self.summary.workers = self._worker_count(sum(len(batch) for batch in tasks))
+        images = sum(len(batch) for batch in tasks)
         if self.dry_run:
             self.summary.written = sum(len(task.items) for batch in tasks for task in batch)
+        elif self.ray is not None:
+            try:
+                self.summary.workers = max(1, min(self.ray.start() if images else 1, images))
+                self._collect(tasks, chunks, self.ray.map_images)
+            finally:
+                self.ray.stop()
         else:
-            self._collect(tasks, chunks)
+            self.summary.workers = self._worker_count(images)
+            self._collect(tasks, chunks, map_images)
+        if not self.dry_run:
             self._write_manifest(items)
             if self.contact_sheet:
                 self._write_contact_sheet(items)
@@ -245,11 +260,19 @@ class CropJob:
 
     def _check_folders(self):
         """--images must be a folder, and nothing is written in it: --out may not be it or a
-        folder inside it (a folder containing it is fine), nor may --contact-sheet be in it."""
-        if not self.images.is_dir():
-            problem = "is not a folder" if self.images.exists() else "no such folder"
-            raise UsageError(f"--images {self.images}: {problem}")
-        self._images_root = _resolve(self.images, "--images")
+        folder inside it (a folder containing it is fine), nor may --contact-sheet be in it.
+        (A URI of another filesystem than the local one is not checked against them.)"""
+        if isinstance(self.images, RemoteFolder):
+            self.images.check()
+            local = self.images.local_path
+            if local is None:
+                return
+        else:
+            local = self.images
+            if not local.is_dir():
+                problem = "is not a folder" if local.exists() else "no such folder"
+                raise UsageError(f"--images {self.images}: {problem}")
+        self._images_root = _resolve(local, "--images")
         out = _resolve(self.out, "--out")
         if out == self._images_root:
             raise UsageError(f"--out {self.out} is the --images folder: crops would be written "
@@ -309,12 +332,20 @@ class CropJob:
 
     def _check_memory(self, items):
         """Refuse a --size (or --workers) whose crops cannot fit in the memory available, before
-        anything is allocated; cap the default number of workers to what fits."""
+        anything is allocated; cap the default number of workers to what fits. (With --engine
+        ray the workers' memory is the cluster's: only this process's shards are checked.)"""
         available = memory.available()
         if available is None or not items:
             return
         options = self.options
         size = options.size
+        if self.ray is not None:
+            main = npz_bytes(size, len(items), options.dtype) if self.npz else 0
+            if main > available:
+                raise UsageError(f"--size {size[0]}x{size[1]} needs {memory.describe(main)} for "
+                                 f"a shard of crops, more than the {memory.describe(available)}"
+                                 " of memory available; choose a smaller --size")
+            return
         per_image = {}
         for item in items:
             per_image[item.annotation.image] = per_image.get(item.annotation.image, 0) + 1
@@ -394,7 +425,10 @@ class CropJob:
         """The input files (never written): the annotation file and every image it names, each
         as named (its folder resolved) and as resolved."""
         named = {self.annotations_path}
-        named.update(self.images / item.annotation.image for item in items)
+        images = (self.images.local_path if isinstance(self.images, RemoteFolder) else
+                  self.images)
+        if images is not None:
+            named.update(images / item.annotation.image for item in items)
         paths = set()
         for path in named:
             with contextlib.suppress(OSError, RuntimeError, ValueError):  # unresolvable: unread
@@ -480,6 +514,11 @@ class CropJob:
         except UnicodeEncodeError:  # e.g. a lone surrogate escaped in JSON ("\ud800")
             raise ImagePathError("the image name cannot be a file name (not valid "
                                  "Unicode)") from None
+        if isinstance(self.images, RemoteFolder):
+            try:
+                return self.images.image(name, self.allow_outside_images)
+            except ValueError as error:
+                raise ImagePathError(str(error)) from None
         try:
             path = (self.images / name).resolve()
         except (OSError, RuntimeError) as error:  # RuntimeError: a link loop (Python < 3.13)
@@ -652,9 +691,10 @@ class CropJob:
 
     # -- running ----------------------------------------------------------------------------
 
-    def _collect(self, batches, chunks):
-        """Run the tasks, batch after batch (one batch per npz shard), counting their results
-        and writing each shard once its batch is done."""
+    def _collect(self, batches, chunks, map_images):
+        """Run the tasks, batch after batch (one batch per npz shard), with ``map_images`` (the
+        local pool's or Ray's), counting their results and writing each shard once its batch
+        is done."""
         self._items = {}
         for batch in batches:
             for task in batch:

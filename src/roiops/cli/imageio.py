@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from . import files
+from .sources import RemoteImage
 
 JPEG_QUALITY = 95
 PNG_COMPRESS_LEVEL = 1  # zlib's fastest; PNG is lossless at any level
@@ -60,8 +61,9 @@ def read_rgb(path, orient=True):
 
 
 def decode(path, orient=True):
-    """The image at ``path`` as :class:`Decoded`; ImageError if it cannot be read."""
-    with _image_errors(), Image.open(path) as image:
+    """The image at ``path`` (a file, or a :class:`RemoteImage`) as :class:`Decoded`;
+    ImageError if it cannot be read."""
+    with _image_errors(), Image.open(_readable(path)) as image:
         if image.mode in _WIDE_MODES or image.mode.startswith("I;16"):
             raise ImageError(f"unsupported pixel mode {image.mode} (more than 8 bits per "
                              "channel); convert it to 8-bit RGB first")
@@ -80,12 +82,17 @@ def decode(path, orient=True):
 def read_size(path, orient=True):
     """``(height, width)`` of the image at ``path`` as :func:`decode` gives it, read from its
     header (nothing is decoded); ImageError if it cannot be read."""
-    with _image_errors(), Image.open(path) as image:
+    with _image_errors(), Image.open(_readable(path)) as image:
         width, height = image.size
         # Pillow's TIFF reader gives the turned size already (and turns the pixels on load).
         if orient and image.format != "TIFF" and exif_orientation(image) in SWAPS_AXES:
             width, height = height, width
         return height, width
+
+
+def _readable(path):
+    """What Pillow opens: a file's path, or a remote file's bytes."""
+    return path.open() if isinstance(path, RemoteImage) else path
 
 
 def exif_orientation(image):

@@ -23,6 +23,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 FORMATS = ("png", "jpg", "npz")
 DTYPES = ("uint8", "float32")
 LAYOUTS = ("flat", "class")
+ENGINES = ("local", "ray")
 
 DESCRIPTION = """\
 Exact, fast region-of-interest sampling. Cut fixed-size object crops out of an image dataset
@@ -87,6 +88,8 @@ examples:
   roiops crop labels/train --images images/train --out crops/ --names data.yaml
   roiops crop VOC2012/Annotations --images VOC2012/JPEGImages --out crops/ --category dog
   roiops crop instances.json --images images/ --out crops/ --min-size 16 --limit 100 --dry-run
+  ray job submit -- roiops crop instances.json --images s3://bucket/images \\
+      --out /shared/crops --engine ray
 
 exit status: 0 every crop written or skipped, 1 some item failed (one line each on stderr),
 2 usage error (bad flag, unreadable annotation file, missing --images, --out inside --images,
@@ -182,7 +185,8 @@ def build_parser():
                       help="COCO JSON file, CSV (header image,x1,y1,x2,y2[,label,width,height]), "
                            "folder of YOLO label files, or Pascal VOC XML file or folder")
     crop.add_argument("--images", required=True, metavar="DIR",
-                      help="folder the annotation's image paths are relative to")
+                      help="folder the annotation's image paths are relative to, or a pyarrow "
+                           "filesystem URI (s3://bucket/images, gs://..., file:///...)")
     crop.add_argument("--out", required=True, metavar="DIR", help="output folder")
     crop.add_argument("--size", type=size, default=(64, 64), metavar="H[xW]",
                       help="crop size: 64 means 64x64, 32x48 is 32 high, 48 wide (default: 64)")
@@ -232,6 +236,10 @@ def build_parser():
     crop.add_argument("--workers", type=positive_int, default=None, metavar="N",
                       help="worker processes, at most one per image (default: one per CPU, "
                            "and at most one per 16 images)")
+    crop.add_argument("--engine", choices=ENGINES, default="local",
+                      help="local: worker processes on this machine (default); ray: Ray tasks "
+                           "on the cluster RAY_ADDRESS names, else a local Ray instance "
+                           "(pip install \"roiops[ray]\"; --workers: tasks at once)")
     crop.add_argument("--overwrite", action="store_true",
                       help="replace existing outputs instead of skipping them")
     crop.add_argument("--allow-outside-images", action="store_true",
@@ -297,7 +305,8 @@ def run_crop(args):
                       contact_sheet=args.contact_sheet, workers=args.workers,
                       allow_outside_images=args.allow_outside_images, columns=args.columns,
                       names=args.names, categories=args.category, min_size=args.min_size,
-                      limit=args.limit, dry_run=args.dry_run, quiet=args.quiet).run()
+                      limit=args.limit, dry_run=args.dry_run, quiet=args.quiet,
+                      engine=args.engine).run()
     if not args.quiet:
         for line in summary.lines():
             print(line)

@@ -9,11 +9,13 @@ Ultralytics ``data.yaml``), else from ``classes.txt`` in the labels folder; with
 label is the class number.
 """
 import os
+import posixpath
 from pathlib import Path
 
 from PIL import Image
 
 from .annotations import Annotation, AnnotationFileError, Problem, number, reason
+from .sources import RemoteFolder
 
 NAMES_FILE = "classes.txt"
 
@@ -80,17 +82,22 @@ def _yaml_names(path):
 
 def _image_files(images):
     """``{relative path without extension: [relative image paths]}`` of the images under
-    ``images`` (files whose extension Pillow reads)."""
+    ``images`` (a folder, or a URI's :class:`.sources.RemoteFolder`; files whose extension
+    Pillow reads)."""
     extensions = {extension.lower() for extension in Image.registered_extensions()}
     found = {}
-    for root, _, files in os.walk(images):
-        for name in files:
-            path = Path(root, name)
-            if path.suffix.lower() in extensions:
-                relative = path.relative_to(images)
-                found.setdefault(relative.with_suffix("").as_posix(), []).append(
-                    relative.as_posix())
+    for relative in _relative_files(images):
+        stem, extension = posixpath.splitext(relative)
+        if extension.lower() in extensions:
+            found.setdefault(stem, []).append(relative)
     return found
+
+
+def _relative_files(images):
+    if isinstance(images, RemoteFolder):
+        return images.relative_files()
+    return [Path(root, name).relative_to(images).as_posix()
+            for root, _, files in os.walk(images) for name in files]
 
 
 def _read_label_file(path, names):
