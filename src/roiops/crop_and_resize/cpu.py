@@ -48,7 +48,7 @@ inside test: in float32, ``size - 1`` rounds up to ``size`` or beyond for some s
 2**24 on, so an accepted coordinate can floor to a pixel past the edge.
 """
 import numpy as np
-from numba import literally, njit
+from numba import njit
 
 from roiops._numerics import float_to_half_bits, round_half_away, round_to_half
 from roiops._streaming import STREAM_BYTES, store_fence, stream_chunk
@@ -69,8 +69,6 @@ _WINDOW_EDGE_LIMIT = 2.0 ** 61
 # (a measured trade-off: on a [2,64,64,256] case 4 tiles were 7% and 16 tiles 70% slower).
 _TARGET_TILES = 2
 _MIN_BAND = 8
-# The half switches (``out_half``, ``half_accumulate``) are compile-time constants in the
-# kernels that Python calls (``numba.literally``): a float call compiles no half code.
 # forward: depths up to this take the path that reuses x-interpolated pixel rows across crop
 # rows (per-sample overhead dominates there); deeper images vectorize over the channels.
 _MAX_BAND_DEPTH = 16
@@ -592,7 +590,6 @@ def _forward_rows(image, boxes, box_indices, nearest, band_height, bands, all_le
                   task_end):
     """Bilinear or nearest tasks row by row: half outputs and the depths past
     ``_MAX_BAND_DEPTH`` that do not stream."""
-    literally(out_half)
     height, crop_height, crop_width = image.shape[1], out.shape[1], out.shape[2]
     for task in range(task_begin, task_end):
         box = task // bands
@@ -620,7 +617,6 @@ def _forward_rows(image, boxes, box_indices, nearest, band_height, bands, all_le
 def _forward_v2(image, boxes, box_indices, band_height, bands, all_lefts, all_rights,
                 all_x_weights, out, out_half, F, task_begin, task_end):
     """bilinear_v2 tasks (box, band of crop rows)."""
-    literally(out_half)
     height, crop_height = image.shape[1], out.shape[1]
     for task in range(task_begin, task_end):
         box = task // bands
@@ -904,7 +900,6 @@ def _grad_image_tiles(grads, boxes, box_indices, method, out, half_accumulate, t
                       all_lefts, all_rights, all_x_lerps, F, task_begin, task_end):
     """Every tile of ``tiling`` (see ``grad_image``): the bilinear or nearest boxes of its
     image, in box order."""
-    literally(half_accumulate)
     batch, height, width = out.shape[0], out.shape[1], out.shape[2]
     band_height, row_bands, band_width = tiling
     for tile in range(task_begin, task_end):
@@ -921,7 +916,6 @@ def _grad_image_tiles(grads, boxes, box_indices, method, out, half_accumulate, t
 def _grad_image_tiles_v2(grads, boxes, box_indices, out, half_accumulate, tiling,
                          all_lefts, all_rights, all_x_weights, F, task_begin, task_end):
     """``_grad_image_tiles`` for the adjoint of bilinear_v2."""
-    literally(half_accumulate)
     batch, height, width = out.shape[0], out.shape[1], out.shape[2]
     band_height, row_bands, band_width = tiling
     for tile in range(task_begin, task_end):

@@ -37,7 +37,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import literally, njit
+from numba import njit
 
 from .._numerics import float_to_half_bits, round_to_half
 from .._threads import run_tasks
@@ -52,9 +52,6 @@ _LANES = 64
 _CHANNELS_LAST_MIN_RATIO = 4
 # Parallel tasks wanted at least (a thread count cannot be read in cached code).
 _MIN_TASKS = 16
-# The half switches (``half``, ``out_half``) are compile-time constants in the kernels that
-# Python calls (``numba.literally``): a float call compiles none of the half arithmetic,
-# which otherwise made up most of a first call's compile time.
 # Adaptive grid sizes saturate here (an int32, as the peers' grids): a huge finite box must
 # not overflow the sample count.
 _MAX_GRID = 2147483647.0
@@ -293,7 +290,6 @@ def _plan(rois, spatial_scale, sampling_ratio, geometry,
     ``max(gh*gw, 1)``, MindSpore ``F(gh) * F(gw)``), which the gradients share: it differs
     from torchvision's backward ``gh*gw`` only where a roi has no samples at all.
     """
-    literally(half)
     num_rois = rois.shape[0]
     y_start = np.empty(num_rois, F)
     x_start = np.empty(num_rois, F)
@@ -318,6 +314,28 @@ def _plan(rois, spatial_scale, sampling_ratio, geometry,
     ys = _plan_axis(y_start, y_bin, grid_h, pooled_height, height, half, F)
     xs = _plan_axis(x_start, x_bin, grid_w, pooled_width, width, half, F)
     return Plan(count, ys, xs, y_clamped, x_clamped, grid_h, grid_w)
+
+
+@njit(cache=True, error_model="numpy")
+def _plan_float(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+                height, width, F):
+    """``_plan`` in float arithmetic. The constant ``False`` compiles a ``_plan`` without any
+    half rounding (one with a runtime switch compiled half the code for nothing)."""
+    return _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+                 height, width, False, F)
+
+
+@njit(cache=True, error_model="numpy")
+def _plan_half(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+               height, width, F):
+    """``_plan`` with every operation rounded to half."""
+    return _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+                 height, width, True, F)
+
+
+def _plan_for(half, *args):
+    """``_plan(*args)`` in half arithmetic or not (``*args`` without ``half``)."""
+    return (_plan_half if half else _plan_float)(*args)
 
 
 def _use_channels_last(plan, input_shape):
@@ -473,7 +491,6 @@ def _vector_blocks(channels, num_tasks_other):
 def _forward_channels_last_tasks(features, out, out_half, batch_indices, block, num_blocks,
                                  plan, F, task_begin, task_end):
     """``_forward_channels_last`` of the (roi, channel block) tasks given."""
-    literally(out_half)
     channels = out.shape[1]
     for task in range(task_begin, task_end):
         k = task // num_blocks
@@ -488,8 +505,6 @@ def _forward_channels_last_tasks(features, out, out_half, batch_indices, block, 
 def _forward_in_place_tasks(input, out, out_half, batch_indices, num_blocks, plan, half, F,
                             task_begin, task_end):
     """``_forward_in_place`` of the (roi, ``_CHANNEL_BLOCK`` channels) tasks given."""
-    literally(out_half)
-    literally(half)
     channels = out.shape[1]
     for task in range(task_begin, task_end):
         k = task // num_blocks
@@ -506,8 +521,8 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
     the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
-    plan = _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                 height, width, half_arithmetic, F)
+    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
+                     pooled_height, pooled_width, height, width, F)
     if not half_arithmetic and _use_channels_last(plan, input.shape):
         block, num_blocks = _vector_blocks(channels, num_rois)
         run_tasks(_forward_channels_last_tasks, num_rois * num_blocks, _channels_last(input),
@@ -622,7 +637,6 @@ def _grad_input_in_place_tasks(grads, out, batch_indices, num_blocks, plan, half
                                task_begin, task_end):
     """``_grad_input_in_place`` of the (image, ``_CHANNEL_BLOCK`` channels) tasks given,
     every roi of the image in ascending order."""
-    literally(half)
     channels = out.shape[1]
     for task in range(task_begin, task_end):
         b = task // num_blocks
@@ -651,8 +665,8 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
     """
     batch, channels, height, width = out.shape
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
-    plan = _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                 height, width, half_arithmetic, F)
+    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
+                     pooled_height, pooled_width, height, width, F)
     if not half_arithmetic and _use_channels_last(plan, out.shape):
         in_place = out_channels_last.size == out.size
         if in_place:
@@ -716,8 +730,8 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     bins per sample row and column first, then weighted by ``dy/dy1``: deterministic, one
     thread per roi.
     """
-    plan = _plan(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2], grads.shape[3],
-                 input.shape[2], input.shape[3], False, F)
+    plan = _plan_float(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
+                       grads.shape[3], input.shape[2], input.shape[3], F)
     run_tasks(_grad_boxes, grads.shape[0], grads, input, batch_indices, spatial_scale, plan,
               out, F)
 
