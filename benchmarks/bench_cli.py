@@ -1,23 +1,38 @@
-"""``roiops crop`` on a realistic folder vs a per-box Pillow ``crop().resize()`` loop, one run.
+"""``roiops crop`` against the loops people write and against decoding the images alone.
 
     python benchmarks/bench_cli.py [--images 200] [--boxes 10] [--size 64] [--formats png jpg]
+                                   [--workers 1 2] [--rounds 5] [--dir DIR] [--ray]
 
 Generates ``--images`` 640x480 JPEGs (smooth shapes, texture noise; quality 90) with
-``--boxes`` random boxes each (20 to 240 pixels a side) into a temporary folder, then crops
-every box to ``--size`` and writes it, with:
+``--boxes`` random boxes each (20 to 240 pixels a side) into a temporary folder in ``--dir``
+(the file system matters: every contender creates one file per crop), then, for each format
+and each number of workers, times on the same data:
 
-* ``roiops crop`` (the real job, in this process: decode, one crop_and_resize call per image,
-  encode), with 1 worker and with one worker per CPU;
-* a per-box Pillow loop: ``Image.open().load()``, then ``image.crop(box).resize(size,
-  BILINEAR)`` and ``save`` per box, single process (Pillow's resize is not crop_and_resize's
-  semantics; it is the loop people write).
+* **decode alone**: every image decoded to an RGB array, nothing else: as roiops decodes
+  (Pillow, :func:`roiops.cli.imageio.decode`) and with ``cv2.imread`` (the floor of any job
+  that reads these images);
+* **OpenCV loop**: ``cv2.imread``, then per box ``cv2.resize(image[y1:y2, x1:x2], size)``
+  and ``cv2.imwrite`` with OpenCV's defaults (PNG) or quality 95 (JPEG): the loop a user
+  writes (and ultralytics' ``save_one_box``);
+* **Pillow loop**: ``Image.open().load()``, per box ``crop(box).resize(size, BILINEAR)`` and
+  ``save`` (PNG compress level 1, JPEG quality 95);
+* **roiops crop** with its default settings, in this process (``CropJob``), with the local
+  process pool, and with ``--ray`` on a local Ray instance (started before the timings; its
+  worker processes are warm after the first round).
 
-Both encode with the same settings (PNG compress level 1, JPEG quality 95). Prints a Markdown
-table of crops/s and the time split (decode, crop, encode; summed over workers).
+The loops run in N forked processes for N workers (the images split in N parts); OpenCV with
+one thread per process. Contenders take turns in every round (the order rotates); the table
+gives the median of ``--rounds`` rounds, crops/s per worker against the OpenCV loop, and the
+time against decoding alone. The load average before and after is printed: the machine may be
+shared. Semantics differ: roiops is crop_and_resize (TensorFlow); OpenCV's and Pillow's
+resizes are not.
 """
 import argparse
 import json
+import multiprocessing
+import os
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +41,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from roiops.cli import imageio
-from roiops.cli.crop import CropJob, CropOptions, default_workers
+from roiops.cli.crop import CropJob, CropOptions
 
 WIDTH, HEIGHT = 640, 480
 
@@ -64,45 +79,140 @@ def make_dataset(folder, images, boxes_per_image, seed=0):
     return path
 
 
-def pillow_loop(annotations_path, images, out, size, image_format):
-    """The per-box Pillow loop; returns (crops written, seconds, {stage: seconds})."""
+def work_list(annotations_path, images):
+    """``[(image path, stem, [(id, x, y, w, h)])]`` from the COCO file."""
     coco = json.loads(annotations_path.read_text())
-    by_image = {}
+    boxes = {}
     for item in coco["annotations"]:
-        by_image.setdefault(item["image_id"], []).append(item)
-    timings = dict.fromkeys(("decode", "crop", "encode"), 0.0)
+        boxes.setdefault(item["image_id"], []).append((item["id"], *item["bbox"]))
+    return [(str(images / info["file_name"]), Path(info["file_name"]).stem,
+             boxes.get(info["id"], [])) for info in coco["images"]]
+
+
+def in_processes(function, work, out, size, image_format, workers):
+    """``function(part, out, size, image_format)`` over ``work`` split in ``workers`` parts
+    (forked processes, or this one); returns the crops it counted."""
+    if workers == 1:
+        return function(work, out, size, image_format)
+    parts = [work[k::workers] for k in range(workers)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return sum(pool.starmap(function, [(part, out, size, image_format) for part in parts]))
+
+
+def pillow_decode(work, out, size, image_format):
+    for path, _, _ in work:
+        imageio.decode(path)
+    return sum(len(boxes) for _, _, boxes in work)
+
+
+def opencv_decode(work, out, size, image_format):
+    import cv2
+    cv2.setNumThreads(1)
+    for path, _, _ in work:
+        cv2.imread(path)
+    return sum(len(boxes) for _, _, boxes in work)
+
+
+def opencv_loop(work, out, size, image_format):
+    import cv2
+    cv2.setNumThreads(1)
+    options = [cv2.IMWRITE_JPEG_QUALITY, imageio.JPEG_QUALITY] if image_format == "jpg" else []
     written = 0
-    start = time.perf_counter()
-    for image_info in coco["images"]:
-        clock = time.perf_counter()
-        image = Image.open(images / image_info["file_name"])
-        image.load()
-        image = image.convert("RGB")
-        timings["decode"] += time.perf_counter() - clock
-        stem = Path(image_info["file_name"]).stem
-        for item in by_image.get(image_info["id"], []):
-            x, y, w, h = item["bbox"]
-            clock = time.perf_counter()
+    for path, stem, boxes in work:
+        image = cv2.imread(path)
+        for ident, x, y, w, h in boxes:
+            crop = image[int(y):int(y + h), int(x):int(x + w)]
+            crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+            written += cv2.imwrite(f"{out}/{stem}_{ident}_object.{image_format}", crop, options)
+    return written
+
+
+def pillow_loop(work, out, size, image_format):
+    save = ({"format": "PNG", "compress_level": 1} if image_format == "png" else
+            {"format": "JPEG", "quality": imageio.JPEG_QUALITY})
+    written = 0
+    for path, stem, boxes in work:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+        for ident, x, y, w, h in boxes:
             crop = image.crop((x, y, x + w, y + h)).resize((size, size),
-                                                           Image.Resampling.BILINEAR)
-            timings["crop"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-            name = out / f"{stem}_{item['id']}_object.{image_format}"
-            if image_format == "png":
-                crop.save(name, "PNG", compress_level=imageio.PNG_COMPRESS_LEVEL)
-            else:
-                crop.save(name, "JPEG", quality=imageio.JPEG_QUALITY)
-            timings["encode"] += time.perf_counter() - clock
+                                                         Image.Resampling.BILINEAR)
+            crop.save(f"{out}/{stem}_{ident}_object.{image_format}", **save)
             written += 1
-    return written, time.perf_counter() - start, timings
+    return written
 
 
-def roiops_crop(annotations_path, images, out, size, image_format, workers):
-    options = CropOptions(size=(size, size), image_format=image_format)
-    summary = CropJob(annotations_path, images, out, options, workers=workers,
-                      progress=False).run()
-    assert summary.failed == 0
-    return summary.written, summary.seconds, summary.timings
+class Roiops:
+    """``roiops crop`` in this process: the local pool, or the Ray engine."""
+
+    def __init__(self, annotations, images, engine):
+        self.annotations, self.images, self.engine = annotations, images, engine
+        self.timings = []
+
+    def __call__(self, work, out, size, image_format, workers):
+        options = CropOptions(size=(size, size), image_format=image_format)
+        summary = CropJob(self.annotations, self.images, out, options, workers=workers,
+                          progress=False, engine=self.engine).run()
+        assert summary.failed == 0 and summary.written == sum(len(b) for _, _, b in work)
+        self.timings.append(summary.timings)
+        return summary.written
+
+
+def contenders(annotations, images, ray):
+    """``[(name, run(work, out, size, format, workers) -> crops, Roiops or None)]``."""
+    listed = [("decode alone (Pillow, as roiops)", pillow_decode),
+              ("decode alone (cv2.imread)", opencv_decode),
+              ("OpenCV loop", opencv_loop),
+              ("Pillow loop", pillow_loop)]
+    runs = [(name, lambda *a, f=f: in_processes(f, *a), None) for name, f in listed]
+    local = Roiops(annotations, images, "local")
+    runs.append(("roiops crop", local, local))
+    if ray:
+        on_ray = Roiops(annotations, images, "ray")
+        runs.append(("roiops crop --engine ray", on_ray, on_ray))
+    return runs
+
+
+def start_ray(workers):
+    """A local Ray instance with ``workers`` CPUs (before any timing); its start seconds."""
+    import ray
+    clock = time.perf_counter()
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
+    return time.perf_counter() - clock
+
+
+def measure(work, runs, folder, size, image_format, workers, rounds):
+    """``{name: [seconds of each round]}``, contenders taking turns (the order rotates)."""
+    seconds = {name: [] for name, _, _ in runs}
+    for round_number in range(rounds):
+        turn = runs[round_number % len(runs):] + runs[:round_number % len(runs)]
+        for name, run, _ in turn:
+            out = folder / "out"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            clock = time.perf_counter()
+            run(work, out, size, image_format, workers)
+            seconds[name].append(time.perf_counter() - clock)
+    shutil.rmtree(folder / "out", ignore_errors=True)
+    return seconds
+
+
+def report(seconds, runs, crops, image_format, workers):
+    """Markdown rows: crops/s, per worker against the OpenCV loop, time against decoding
+    alone (Pillow, as roiops decodes)."""
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    loop = crops / median["OpenCV loop"]
+    decode = median["decode alone (Pillow, as roiops)"]
+    for name, _, roiops in runs:
+        rate = crops / median[name]
+        split = ""
+        if roiops is not None:
+            timings = roiops.timings[-len(seconds[name]):]
+            split = " / ".join(f"{statistics.median(t[stage] for t in timings):.2f}"
+                               for stage in ("decode", "crop", "encode"))
+        print(f"| {name} | {image_format} | {workers} | {rate:.0f} | {median[name]:.2f} | "
+              f"{rate / loop:.2f}x | {median[name] / decode:.2f}x | {split} |", flush=True)
 
 
 def main():
@@ -111,40 +221,37 @@ def main():
     parser.add_argument("--boxes", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--formats", nargs="+", default=["png", "jpg"], choices=["png", "jpg"])
+    parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--dir", help="where to make the temporary folder (default: the "
+                        "system's temporary folder)")
+    parser.add_argument("--ray", action="store_true", help="also roiops crop --engine ray")
     args = parser.parse_args()
-    cpus = default_workers()
-    with tempfile.TemporaryDirectory(prefix="roiops-bench-cli-") as temporary:
+    started = f"{os.getloadavg()[0]:.2f}"
+    ray_start = start_ray(max(args.workers)) if args.ray else None
+    with tempfile.TemporaryDirectory(prefix="roiops-bench-cli-", dir=args.dir) as temporary:
         folder = Path(temporary)
         images = folder / "images"
         images.mkdir()
         annotations = make_dataset(images, args.images, args.boxes)
         megabytes = sum(p.stat().st_size for p in images.glob("*.jpg")) / 1e6
-        print(f"## roiops crop vs a per-box Pillow loop\n\n{args.images} JPEGs of {WIDTH}x"
-              f"{HEIGHT} ({megabytes:.1f} MB), {args.boxes} boxes each, crops {args.size}x"
-              f"{args.size}; {cpus} CPUs, Pillow {Image.__version__}\n")
-        print("| contender | format | workers | crops/s | wall s | decode s | crop s | "
-              "encode s |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
-        contenders = [("Pillow crop().resize() loop", 1, pillow_loop),
-                      ("roiops crop", 1, None), ("roiops crop", cpus, None)]
+        work = work_list(annotations, images)
+        crops = args.images * args.boxes
+        runs = contenders(annotations, images, args.ray)
+        print(f"## roiops crop, the loops people write, and decoding alone\n\n{args.images} "
+              f"JPEGs of {WIDTH}x{HEIGHT} ({megabytes:.1f} MB), {args.boxes} boxes each, crops "
+              f"{args.size}x{args.size}, in {folder.parent}; {os.cpu_count()} CPUs, "
+              f"Pillow {Image.__version__}; medians of {args.rounds} rounds\n")
+        print("| contender | format | workers | crops/s | s | crops/s vs OpenCV loop | "
+              "time vs decode alone | roiops decode / crop / encode s (summed) |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
         for image_format in args.formats:
-            for name, workers, loop in contenders:
-                out = folder / "out"
-                shutil.rmtree(out, ignore_errors=True)
-                out.mkdir()
-                if loop is None:
-                    written, seconds, timings = roiops_crop(annotations, images, out, args.size,
-                                                            image_format, workers)
-                else:
-                    written, seconds, timings = loop(annotations, images, out, args.size,
-                                                     image_format)
-                print(f"| {name} | {image_format} | {workers} | {written / seconds:.0f} | "
-                      f"{seconds:.2f} | {timings['decode']:.2f} | {timings['crop']:.2f} | "
-                      f"{timings['encode']:.2f} |", flush=True)
-        print("\ncrop and resize semantics differ: roiops is crop_and_resize (TensorFlow), "
-              "Pillow's BILINEAR resize filters over the reduction. Times are wall-clock for "
-              "the whole run (roiops: including its worker start-up); the split is summed "
-              "over workers.")
+            for workers in args.workers:
+                seconds = measure(work, runs, folder, args.size, image_format, workers,
+                                  args.rounds)
+                report(seconds, runs, crops, image_format, workers)
+    print(f"\nload average (1 min) {started} before, {os.getloadavg()[0]:.2f} after"
+          + (f"; Ray started in {ray_start:.1f} s (not timed)" if ray_start else ""))
 
 
 if __name__ == "__main__":
