@@ -427,12 +427,14 @@ class CropJob:
         named = {self.annotations_path}
         images = (self.images.local_path if isinstance(self.images, RemoteFolder) else
                   self.images)
-        if images is not None:
-            named.update(images / item.annotation.image for item in items)
-        paths = set()
+        if images is not None:  # each image name once (a Path per box was half the time)
+            named.update(images / name for name in {item.annotation.image for item in items})
+        paths, folders = set(), {}
         for path in named:
             with contextlib.suppress(OSError, RuntimeError, ValueError):  # unresolvable: unread
-                paths.update((path.resolve(), path.parent.resolve() / path.name))
+                if path.parent not in folders:
+                    folders[path.parent] = path.parent.resolve()
+                paths.update((path.resolve(), folders[path.parent] / path.name))
         return paths
 
     def _prepare_out(self, protected, items):
