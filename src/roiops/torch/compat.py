@@ -98,6 +98,13 @@ def _both_half(*values):
     return all(isinstance(v, torch.Tensor) and v.dtype == torch.float16 for v in values)
 
 
+def _mindspore_options(primitive):
+    """A MindSpore ``ROIAlign`` primitive's options (its constructor checked them)."""
+    return roi_checks.Options((primitive.pooled_height, primitive.pooled_width),
+                              primitive.spatial_scale, primitive.sample_num, False, "mindspore",
+                              primitive.roi_end_mode)
+
+
 def mindspore_roi_align(primitive, features, rois):
     """MindSpore ``ROIAlign`` on tensors; float32 unless both are float16 (then on the host).
 
@@ -106,10 +113,8 @@ def mindspore_roi_align(primitive, features, rois):
     """
     if _both_half(features, rois):
         return _MindSporeHalfROIAlign.apply(primitive, features, rois)
-    options = roi_checks.Options(
-        (primitive.pooled_height, primitive.pooled_width),
-        float(np.float32(primitive.spatial_scale)), primitive.sample_num, False, "mindspore",
-        primitive.roi_end_mode)
+    options = _mindspore_options(primitive)
+    options = options.with_scale(float(np.float32(options.spatial_scale)))
     roi_checks.check_forward(TORCH, features, rois, options, roi_checks.Names(input="features"),
                              _HALF_OR_SINGLE)
     return ops.roi_align(features, rois, *options.op_args())
@@ -192,20 +197,13 @@ class _HalfRoIAlign(torch.autograd.Function):
         return tuple(None if r is None else _NoDoubleBackward.apply(r, *saved) for r in results)
 
 
-def _half_scale(spatial_scale):
-    """The spatial scale as both frameworks' half kernels hold it: float32, then half."""
-    return float(np.float16(np.float32(spatial_scale)))
-
-
-def _half_boxes_gradient(grad, input, rois, output_size, scale, sampling_ratio, aligned,
-                         convention, roi_end_mode):
-    """The native boxes gradient at the half values, computed in float32, in ``rois.dtype``.
-
-    ``scale`` is the forward's (already rounded to half, so exact in float32).
-    """
-    gradient = ops.roi_align_grad_boxes(
-        grad.float(), input.float(), rois.half().float(), output_size, scale, sampling_ratio,
-        aligned, convention, roi_end_mode)
+def _half_boxes_gradient(grad, input, rois, options):
+    """The native boxes gradient at the half values, computed in float32, in ``rois.dtype``,
+    with the spatial scale as both frameworks' half kernels hold it: float32, then half (so
+    exact in float32). ``options``: the forward's ``roi_checks.Options``."""
+    half_scale = float(np.float16(np.float32(options.spatial_scale)))
+    gradient = ops.roi_align_grad_boxes(grad.float(), input.float(), rois.half().float(),
+                                        *options.with_scale(half_scale).op_args())
     return gradient.half().to(rois.dtype)
 
 
@@ -231,10 +229,9 @@ class _TorchvisionHalfRoIAlign(_HalfRoIAlign):
                                    tuple(input.shape), output_size, spatial_scale,
                                    sampling_ratio, aligned)
         if ctx.needs_input_grad[1]:
-            pair = _checks.size_pair("output_size", output_size, allow_int=True)
-            grad_rois = _half_boxes_gradient(grad, input, rois, pair,
-                                             _half_scale(spatial_scale), sampling_ratio,
-                                             aligned, "torchvision", 1)
+            options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                         "torchvision", 1)
+            grad_rois = _half_boxes_gradient(grad, input, rois, options)
         return grad_input, grad_rois, None, None, None, None
 
 
@@ -258,8 +255,5 @@ class _MindSporeHalfROIAlign(_HalfRoIAlign):
             grad_features = host_call(primitive.features_gradient, grad.half(), rois,
                                       tuple(features.shape))
         if ctx.needs_input_grad[2]:
-            grad_rois = _half_boxes_gradient(
-                grad, features, rois, (primitive.pooled_height, primitive.pooled_width),
-                _half_scale(primitive.spatial_scale),
-                primitive.sample_num, False, "mindspore", primitive.roi_end_mode)
+            grad_rois = _half_boxes_gradient(grad, features, rois, _mindspore_options(primitive))
         return None, grad_features, grad_rois
