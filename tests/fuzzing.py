@@ -1,0 +1,1353 @@
+"""Hypothesis strategies and the property of the fuzz tests (issue 13: a fuzzer in the suite).
+
+``test_fuzz.py`` (NumPy) and ``torch_ops/test_fuzz_tensors.py`` (torch CPU tensors) call every
+public entry point, native and compat, with arguments drawn to be hostile in combination:
+shapes with 0 and 1 and wrong ranks; every dtype (signed and unsigned ints, float16/32/64,
+bool, complex, object, strings, big-endian; bfloat16 and float8 on tensors); layouts (Fortran
+order, strided slices, negative strides, zero-stride broadcasts, read-only and unaligned
+arrays; channels_last, transposed, expanded, offset, sparse and meta tensors); NaN, +-inf,
+-0.0, subnormal, huge and tiny values; boxes inside, outside and flipped; batch indices in and
+out of range; options valid and invalid (methods, conventions, sampling ratios, sizes, scales).
+
+While it draws, a builder records each rule of docs/errors.md that the draw breaks (a
+:class:`Refusal`: the exception types and the arguments its message may name). The property
+(:func:`check`), for every call:
+
+* no refusal: the call returns the plain reference's result
+  (``roiops.crop_and_resize.reference``, ``roiops.roi_align.reference``), bit for bit with
+  NaN == NaN (``roi_align_grad_boxes`` within a tolerance, as in ``test_properties.py``), when
+  the call is small enough for the reference;
+* some refusal: it raises the TypeError or ValueError of one of them, whose message names
+  one of the call's arguments;
+* never another exception, and its inputs are unchanged, also when it raises.
+
+Seeded and short by default (``derandomize``, ``EXAMPLES`` examples per entry point). Longer:
+``ROIOPS_FUZZ_EXAMPLES=2000 python -m pytest -q tests/test_fuzz.py
+tests/torch_ops/test_fuzz_tensors.py`` runs 2000 random examples per entry point.
+"""
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+from roiops.crop_and_resize import reference as crop_reference
+from roiops.roi_align import reference as roi_reference
+
+LONG = "ROIOPS_FUZZ_EXAMPLES" in os.environ
+EXAMPLES = int(os.environ.get("ROIOPS_FUZZ_EXAMPLES", "0")) or 30
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    derandomize=not LONG,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                           HealthCheck.filter_too_much],
+)
+
+F32, F64 = np.float32, np.float64
+MAX_INDEX = 2**63 - 1
+# A reference call costing more sample evaluations than this is skipped (it is plain Python).
+REFERENCE_BUDGET = 20_000
+# Sizes far beyond any machine's memory when the result is not empty; see too_big().
+HUGE = 2**40
+
+NATIVE_FLOATS = ("float16", "float32", "float64", "bfloat16")
+NATIVE_IMAGES = ("int8", "int16", "int32", "int64", "uint8", "uint16") + NATIVE_FLOATS
+INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+FLOAT_SPECIALS = (math.nan, math.inf, -math.inf, -0.0, 5e-324, 1e-45, 6e-8, 1e-300, 1e30,
+                  3.4e38, 65504.0, 1e308, -1e308)
+
+
+# ---------------------------------------------------------------------------------------------
+# the property
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Refusal:
+    """A rule the draw broke: the exceptions it raises and the arguments its message may
+    name (or one of the entry point's aliases; a RuntimeError documented in docs/errors.md
+    need not name one)."""
+    rule: str
+    names: tuple
+    types: tuple = (TypeError, ValueError)
+
+    def matches(self, error, aliases=()):
+        return isinstance(error, self.types) and (not self.names or any(
+            names_argument(error, n) for n in self.names + aliases))
+
+
+# The arguments each class entry point takes at construction; the rest go to the call.
+CONSTRUCTOR_ARGUMENTS = {
+    "nn.CropAndResize": ("crop_size", "method", "extrapolation_value", "data_format"),
+    "mindspore.CropAndResize": ("method", "extrapolation_value"),
+    "nn.MindSporeCropAndResize": ("method", "extrapolation_value"),
+    "mindspore.CropAndResizeGradImage": ("T", "method"),
+    "mindspore.CropAndResizeGradBoxes": ("method",),
+    "mindspore.ROIAlign": ("pooled_height", "pooled_width", "spatial_scale", "sample_num",
+                           "roi_end_mode"),
+    "nn.MindSporeROIAlign": ("pooled_height", "pooled_width", "spatial_scale", "sample_num",
+                             "roi_end_mode"),
+    "mindspore.ROIAlignGrad": ("pooled_height", "pooled_width", "spatial_scale", "sample_num"),
+    "nn.RoIAlign": ("output_size", "spatial_scale", "sampling_ratio", "aligned", "convention",
+                    "roi_end_mode"),
+    "torchvision.RoIAlign": ("output_size", "spatial_scale", "sampling_ratio", "aligned"),
+}
+
+
+def entry_point(name):
+    """The public object called ``name``: ``roiops.<name>``, ``roiops.compat.<name>`` or
+    ``roiops.nn.<name>``."""
+    import roiops
+    import roiops.compat.mindspore
+    import roiops.compat.tensorflow
+    import roiops.compat.torchvision
+    first, *rest = name.split(".")
+    if first == "nn":
+        import roiops.nn
+        target = roiops.nn
+    elif first in ("tensorflow", "mindspore", "torchvision"):
+        target = getattr(roiops.compat, first)
+    else:
+        return getattr(roiops, first)
+    for part in rest:
+        target = getattr(target, part)
+    return target
+
+
+@dataclass
+class Call:
+    """One drawn call of the entry point ``name`` with ``arguments`` (by name, as the entry
+    point spells them). ``expected()`` gives the reference result (or a :class:`Shaped`);
+    ``refusals`` the rules the arguments break."""
+    name: str
+    arguments: dict
+    inputs: list
+    refusals: list
+    maker: object
+    expected: object = None
+    close: object = False
+    aliases: tuple = ()
+
+    def run(self):
+        target = entry_point(self.name)
+        constructor = CONSTRUCTOR_ARGUMENTS.get(self.name, ())
+        if constructor:
+            target = target(**{k: v for k, v in self.arguments.items() if k in constructor})
+        return target(**{k: v for k, v in self.arguments.items() if k not in constructor})
+
+    @property
+    def names(self):
+        return tuple(self.arguments) + self.aliases
+
+    def __repr__(self):
+        shown = ", ".join(f"{k}={self.maker.describe(v)}" for k, v in self.arguments.items())
+        rules = "; ".join(r.rule for r in self.refusals) or "none"
+        return f"{self.name}({shown})  [rules broken: {rules}]"
+
+
+def names_argument(error, name):
+    return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", str(error)) is not None
+
+
+def check(call):
+    """The fuzz property for one call (see the module docstring)."""
+    snapshot = call.maker.snapshot
+    before = [snapshot(value) for value in call.inputs]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a warning would be an exception under -W error
+            result = call.run()
+    except (TypeError, ValueError, RuntimeError) as error:
+        kind = type(error).__name__
+        rules = "; ".join(r.rule for r in call.refusals)
+        assert call.refusals, f"a valid call raised {kind}: {error}"
+        assert any(r.matches(error, call.aliases) for r in call.refusals), (
+            f"raised {kind}: {error}\nbut the draw broke: {rules}")
+        assert isinstance(error, RuntimeError) or any(
+            names_argument(error, n) for n in call.names), (
+            f"the message names none of {call.names}: {error}")
+    else:
+        assert not call.refusals, (
+            "accepted a call that breaks: " + "; ".join(r.rule for r in call.refusals))
+        if call.expected is not None:
+            compare(call.maker.as_result(result), call.expected(), call.close)
+    after = [snapshot(value) for value in call.inputs]
+    for i, (b, a) in enumerate(zip(before, after)):
+        assert b == a, f"input {i} of the call was modified"
+
+
+@dataclass
+class Shaped:
+    """An expected result known by its shape and dtype only (too large for the reference)."""
+    shape: tuple
+    dtype: np.dtype
+
+
+def compare(got, want, close):
+    assert got.shape == tuple(want.shape), (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    if isinstance(want, Shaped):
+        return
+    if close:
+        np.testing.assert_allclose(got.astype(F64), want.astype(F64), **close)
+        return
+    nan_got, nan_want = np.isnan(got), np.isnan(want)
+    np.testing.assert_array_equal(nan_got, nan_want)
+    unsigned = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[got.dtype.itemsize]
+    bad = (got.view(unsigned) != want.view(unsigned)) & ~nan_got
+    if bad.any():
+        at = tuple(np.argwhere(bad)[0])
+        raise AssertionError(f"{bad.sum()} of {bad.size} elements differ; first at {at}: "
+                             f"got {got[at]!r}, want {want[at]!r}")
+
+
+def numpy_snapshot(value):
+    """What must not change about an argument: its bits, dtype and shape (or, for anything
+    that is not an array, its repr)."""
+    if isinstance(value, np.ndarray):
+        data = value.tolist() if value.dtype.kind == "O" else np.ascontiguousarray(value).tobytes()
+        return (value.dtype.str, value.shape, data)
+    if isinstance(value, list):
+        return [numpy_snapshot(v) for v in value]
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing
+# ---------------------------------------------------------------------------------------------
+
+class Draft:
+    """The call being drawn: ``draw`` for choices, refusals recorded as rules are broken.
+
+    ``maker`` builds the array arguments (NumPy arrays or tensors, see NumpyMaker)."""
+
+    def __init__(self, draw, maker, name):
+        self.draw = draw
+        self.maker = maker
+        self.name = name
+        self.refusals = []
+        self.inputs = []
+        self.arrays_not_tensors = set()  # NumPy arrays drawn among tensors
+        # one draw in `odds` breaks a rule: a third of the calls break none
+        self.odds = draw(st.sampled_from([0, 40, 10]))
+
+    def refuse(self, rule, names, *types):
+        self.refusals.append(Refusal(rule, tuple(names), types or (TypeError, ValueError)))
+
+    def exotic_layouts(self):
+        """Whether this call may pass arrays in any layout (Fortran order, zero strides,
+        read-only, unaligned). Each new combination of array types that reaches a kernel costs
+        a Numba compilation (seconds, on a cold cache), so the short run keeps those layouts
+        to calls already refused, which never reach a kernel; longer runs use them anywhere."""
+        return LONG or bool(self.refusals)
+
+    def rarely(self):
+        """True about once in ``odds`` draws; never in calls drawn with odds 0."""
+        return bool(self.odds) and self.draw(st.integers(1, self.odds)) == self.odds
+
+    def pick(self, name, valid, hostile=()):
+        """One of ``valid`` or, rarely, one of ``hostile`` (``(value, types)`` pairs, or
+        bare values refused with TypeError or ValueError)."""
+        if hostile and self.rarely():
+            choice = self.draw(st.sampled_from(hostile))
+            value, types = choice if isinstance(choice, tuple) else (choice, ())
+            self.refuse(f"{name}={describe_array(value)}", (name,),
+                        *(types if isinstance(types, tuple) else (types,)))
+            return value
+        return self.draw(st.sampled_from(valid))
+
+    def call(self, name, arguments, expected=None, close=False, aliases=()):
+        arguments = self.maker.finish(self, arguments)
+        return Call(name, arguments, self.inputs, self.refusals, self.maker, expected, close,
+                    aliases + self.maker.aliases.get(name, ()))
+
+
+def data_values(draft, shape):
+    """float64 values for images, feature maps and gradients, with special values planted."""
+    draw = draft.draw
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    style = draw(st.sampled_from(["small ints", "normal", "bytes"]))
+    if style == "small ints":
+        values = rng.integers(-9, 10, size=shape).astype(F64)
+    elif style == "normal":
+        values = rng.normal(size=shape) * 10
+    else:
+        values = rng.uniform(0, 255, size=shape)
+    if values.size:  # most calls compare finite values; some plant one or two specials
+        for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+            values.flat[rng.integers(values.size)] = draw(st.sampled_from(FLOAT_SPECIALS))
+    return values
+
+
+def cast(values, dtype):
+    """``values`` (float64) as ``dtype``: integers rounded and clipped to the type's range."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = max(info.min, -2**62), min(info.max, 2**62)
+        clean = np.nan_to_num(values, nan=0.0, posinf=high, neginf=low)
+        return np.clip(np.round(clean), low, high).astype(dtype)
+    if dtype.kind == "b":
+        return values != 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        return values.astype(dtype)
+
+
+NUMPY_DTYPES = ("float32", "float32", "float64", "float16", "int8", "int16", "int32", "int64",
+                "uint8", "uint16", "uint32", "uint64", "bool", "complex64", "object", "U8",
+                ">f4", ">f8", ">f2", ">i4", ">u2", "longdouble")
+NUMPY_LAYOUTS = ("C", "C", "C", "fortran", "strided", "reversed", "broadcast", "unaligned")
+# The layout whose Numba array types the rest of the suite compiles too. See
+# Draft.exotic_layouts.
+COMMON_NUMPY_LAYOUTS = ("C",)
+
+
+class NumpyMaker:
+    """Array arguments as NumPy arrays, in every dtype and layout."""
+
+    snapshot = staticmethod(numpy_snapshot)
+    as_result = staticmethod(np.asarray)
+    aliases = {}  # entry point -> other names its messages may use for its arguments
+    keeps_negative_zero = True  # an extrapolation_value of -0.0 comes back as -0.0
+    supports_out = True  # the native forwards take out=
+
+    def array(self, draft, name, values, allowed, dtype=None):
+        """``values`` as the argument ``name``: usually an array of a dtype in ``allowed``
+        (names; big-endian ones are accepted too), in any layout. Returns ``(value, ok)``:
+        ``ok`` is False when the value itself breaks a rule (recorded)."""
+        draw = draft.draw
+        ok = True
+        dtype = np.dtype(dtype or draw(st.sampled_from([d for d in allowed if d != "bfloat16"])))
+        if draft.rarely():
+            dtype = np.dtype(draw(st.sampled_from(NUMPY_DTYPES)))
+            if dtype.newbyteorder("=").name not in allowed:
+                draft.refuse(f"{name} of dtype {dtype}", (name,), TypeError)
+                ok = False
+        array = cast(values, dtype)
+        if draft.rarely():
+            merge = array.ndim >= 2 and draw(st.booleans())
+            merged = array.shape[:-2] + (array.shape[-2] * array.shape[-1],) if merge else None
+            array = array.reshape(merged) if merge else array[None]
+            draft.refuse(f"{name} of rank {array.ndim}", (name,), ValueError)
+            ok = False
+        array = numpy_layout(draw, array, draft.exotic_layouts())
+        if draft.rarely():
+            value = self.not_an_array(draft, name, array)
+            ok = False
+        else:
+            value = array
+        draft.inputs.append(value)
+        return value, ok
+
+    @staticmethod
+    def not_an_array(draft, name, array):
+        kind = draft.draw(st.sampled_from(["list", "masked", "matrix", "scalar", "None"]))
+        draft.refuse(f"{name} as a {kind}", (name,), TypeError)
+        if kind == "list":
+            return array.tolist()
+        if kind == "masked":
+            return np.ma.masked_array(array, mask=np.zeros(array.shape, bool))
+        if kind == "matrix" and array.ndim == 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PendingDeprecationWarning)
+                return np.asmatrix(array)
+        if kind == "scalar" and array.size:
+            return array.flat[0]
+        return None
+
+    @staticmethod
+    def finish(draft, arguments):
+        """The arguments to call with, after any rules that need all of them."""
+        return arguments
+
+    @staticmethod
+    def values(value):
+        """The NumPy values of a well-formed array argument (native byte order)."""
+        value = np.asarray(value)
+        return value.astype(value.dtype.newbyteorder("="))
+
+    @staticmethod
+    def dtype_name(value):
+        """The dtype of a well-formed array argument, as named in the allowed lists."""
+        return value.dtype.newbyteorder("=").name
+
+    @staticmethod
+    def dtype_name_of(spelling):
+        return np.dtype(spelling).name
+
+    @staticmethod
+    def numpy_dtype(name):
+        return np.dtype(name)
+
+    @staticmethod
+    def rounded(array, name):
+        """The reference result (in its arithmetic type) as the call returns it: ``name``."""
+        return array.astype(name)
+
+    @staticmethod
+    def shaped(shape, name):
+        return Shaped(tuple(shape), np.dtype(name))
+
+    @staticmethod
+    def shape_forms(dims):
+        return []
+
+    @staticmethod
+    def dtype_spellings(native):
+        return []
+
+    @staticmethod
+    def describe(value):
+        return describe_array(value)
+
+
+def describe_array(value):
+    """An argument as a failure report shows it: arrays with dtype, shape, layout and (when
+    small) values."""
+    if isinstance(value, np.ndarray):
+        flags = value.flags
+        layout = "".join(tag for tag, on in (("C", flags.c_contiguous), ("F", flags.f_contiguous),
+                                             ("read-only ", not flags.writeable),
+                                             ("unaligned ", not flags.aligned)) if on)
+        values = f" {value.tolist()!r}" if value.size <= 24 else ""
+        return (f"{type(value).__name__}[{value.dtype.str} {value.shape} strides "
+                f"{value.strides} {layout or 'strided'}]{values}")
+    if isinstance(value, list) and any(isinstance(v, np.ndarray) for v in value):
+        return "[" + ", ".join(describe_array(v) for v in value) + "]"
+    text = repr(value)
+    return text if len(text) < 200 else text[:200] + "..."
+
+
+def numpy_layout(draw, array, exotic):
+    """``array`` with the same values (a broadcast: constant along one axis) in a drawn
+    layout; ``exotic``: any layout, maybe read-only (else C-contiguous)."""
+    kind = draw(st.sampled_from(NUMPY_LAYOUTS if exotic else COMMON_NUMPY_LAYOUTS))
+    if array.ndim == 0 or (kind == "unaligned" and array.dtype.kind in "OU"):
+        kind = "C"
+    axis = draw(st.integers(0, max(array.ndim - 1, 0)))
+    if kind == "fortran":
+        array = np.asfortranarray(array)
+    elif kind == "strided":
+        shape = list(array.shape)
+        shape[axis] *= 2
+        spread = np.zeros(shape, array.dtype)
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(None, None, 2)
+        spread[tuple(index)] = array
+        array = spread[tuple(index)]
+    elif kind == "reversed":
+        array = np.flip(np.flip(array, axis).copy(), axis)
+    elif kind == "broadcast" and array.shape[axis]:
+        array = np.broadcast_to(np.take(array, [0], axis=axis), array.shape)
+    elif kind == "unaligned" and array.dtype.itemsize > 1:
+        buffer = np.zeros(array.nbytes + 1, np.uint8)[1:]
+        unaligned = buffer.view(array.dtype).reshape(array.shape)
+        unaligned[...] = array
+        array = unaligned
+    if exotic and array.flags.writeable and draw(st.booleans()):
+        array.flags.writeable = False
+    return array
+
+
+# ---------------------------------------------------------------------------------------------
+# argument families shared by the entry points
+# ---------------------------------------------------------------------------------------------
+
+def physical_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return MAX_INDEX
+
+
+def too_big(shape, itemsize):
+    """docs/errors.md: an array beyond 2**63 - 1 bytes (counting non-zero dimensions), or
+    larger than the machine's memory. Only drawn sizes far from either bound reach here."""
+    nonzero = math.prod(d for d in shape if d) * itemsize
+    return nonzero > MAX_INDEX or math.prod(shape) * itemsize > physical_memory()
+
+
+def size_pair(draft, name, pair, allow_int=False, python_ints=False):
+    """A ``crop_size`` / ``output_size`` argument for the sizes ``pair``.
+
+    Returns ``(value, sizes)``: ``sizes`` is the pair the call will use (maybe huge), or None
+    when the value breaks a rule (recorded)."""
+    draw = draft.draw
+    if draft.rarely():
+        value = draw(st.sampled_from([(HUGE, pair[1]), (pair[0], HUGE), (2**62, 1), (HUGE, HUGE)]
+                                     + ([HUGE] if allow_int else [])))
+        return value, (value, value) if isinstance(value, int) else value
+    if draft.rarely():
+        value = draw(st.sampled_from([
+            (0, pair[1]), (pair[0], -1), (pair[0],), pair + (1,), (2.0, pair[1]), "34", None,
+            (True, pair[1]), (2**63, 1), (10**30, 1), np.array(pair, F32), [pair[0], "2"],
+        ] + ([] if allow_int else [pair[0]]) + ([np.int64(2)] if python_ints else [])))
+        draft.refuse(f"{name}={value!r}", (name,), *((TypeError, ValueError) if python_ints
+                                                     else (ValueError,)))
+        return value, None
+    forms = [tuple(pair), list(pair)]
+    if not python_ints:
+        forms += [np.array(pair), (np.int64(pair[0]), np.uint8(pair[1]))]
+    if allow_int and pair[0] == pair[1]:
+        forms.append(pair[0])
+    return draw(st.sampled_from(forms)), tuple(pair)
+
+
+def refuse_if_too_big(draft, name, shape, itemsize):
+    if too_big(shape, itemsize):
+        draft.refuse(f"{name}: a result of shape {shape} cannot be allocated", (name,),
+                     ValueError)
+        return True
+    return False
+
+
+def shape_argument(draft, name, dims):
+    """An ``image_shape`` / ``input_shape`` argument for ``dims`` (the order it is given in).
+
+    Returns ``(value, dims)``; dims None when the value breaks a rule (recorded)."""
+    draw = draft.draw
+    if draft.rarely():
+        axis = draw(st.integers(0, 3))
+        dims = tuple(HUGE if i == axis else d for i, d in enumerate(dims))
+        return dims, dims
+    if draft.rarely():
+        value, types = draw(st.sampled_from([
+            ("".join(map(str, dims)), TypeError), (tuple(float(d) for d in dims), TypeError),
+            (dims[:3], ValueError), (dims + (1,), ValueError), (None, TypeError),
+            ((dims[0], -1) + dims[2:], ValueError), (dims[:3] + (True,), TypeError),
+            (np.array(dims, F64), TypeError), (dims[:3] + (2**63,), ValueError),
+            (7, TypeError), (dims[:3] + ("3",), TypeError),
+        ]))
+        draft.refuse(f"{name}={value!r}", (name,), types)
+        return value, None
+    forms = [tuple(dims), list(dims), np.array(dims), tuple(np.int32(d) for d in dims)]
+    return draw(st.sampled_from(forms + draft.maker.shape_forms(dims))), tuple(dims)
+
+
+def box_indices(draft, name, batch, count, allowed):
+    """``[count]`` batch indices, mostly in ``[0, batch)``."""
+    rng = np.random.default_rng(draft.draw(st.integers(0, 2**16)))
+    values = rng.integers(0, max(batch, 1), count).astype(F64)
+    if count and draft.rarely():
+        values[rng.integers(count)] = draft.draw(st.sampled_from([-1, batch, 2**31 - 1, 2**62]))
+    if draft.rarely():
+        values = np.append(values, 0) if draft.draw(st.booleans()) or not count else values[1:]
+        draft.refuse(f"{name} of length {len(values)} for {count} boxes", (name, "grads"),
+                     ValueError)
+    return draft.maker.array(draft, name, values, allowed)
+
+
+def refuse_bad_indices(draft, name, value, batch):
+    indices = draft.maker.values(value)
+    if indices.size and ((indices < 0) | (indices >= batch)).any():
+        draft.refuse(f"{name} outside [0, {batch})", (name,), ValueError)
+
+
+def refuse_non_finite(draft, name, value):
+    rows = draft.maker.values(value).astype(F64)
+    if not np.isfinite(rows).all():
+        draft.refuse(f"{name} not finite", (name,), ValueError)
+
+
+def coordinate(extent):
+    """A box coordinate along an axis of ``extent``: inside or near it, on the lattice, or
+    special (signed zero, subnormal, one ulp off an edge)."""
+    return st.one_of(
+        st.floats(-0.25 * extent, 1.25 * extent, width=32),
+        st.integers(-1, 4 * int(extent) + 1).map(lambda k: k / 4),
+        st.sampled_from([0.0, -0.0, float(extent), extent - 1.0, 1e-45, 5e-324, 0.99999994,
+                         1.0000001]),
+    )
+
+
+def box_rows(draft, count, extent_y, extent_x):
+    """``[count, 4]`` float64 ``[y1, x1, y2, x2]`` rows, flipped and degenerate too; rarely
+    one coordinate far outside (up to float32's largest) or not finite."""
+    draw = draft.draw
+    rows = []
+    for _ in range(count):
+        y1, x1 = draw(coordinate(extent_y)), draw(coordinate(extent_x))
+        if draw(st.booleans()):
+            y2, x2 = draw(coordinate(extent_y)), draw(coordinate(extent_x))
+        else:  # degenerate: a point
+            y2, x2 = y1, x1
+        rows.append([y1, x1, y2, x2])
+    rows = np.array(rows, F64).reshape(count, 4)
+    for far in (-1.5 * extent_x, 1e10, 1e30, -3e38, 3.4e38, math.nan, math.inf, -math.inf):
+        if count and draft.rarely():
+            rows.flat[draw(st.integers(0, rows.size - 1))] = far
+    return rows
+
+
+# --- options -----------------------------------------------------------------------------
+
+def not_a_number(python_float):
+    """Refused numbers; an int beyond float64 is out of range (ValueError), or, where only a
+    Python float is taken (MindSpore's attributes), not a float (TypeError)."""
+    return [("0", TypeError), (None, TypeError), (True, TypeError), (1j, TypeError),
+            (np.array(1.0), TypeError), (10**400, TypeError if python_float else ValueError)]
+
+
+def extrapolation_value(draft, name="extrapolation_value", compute=F32, python_float=False):
+    """A valid value (NaN and infinities included) or, rarely, a refused one."""
+    valid = [0.0, -1.0, 0.5, 7.25, math.nan, math.inf, -math.inf, -0.0, 1e-310, 1e30,
+             np.float64(2.5)]
+    if not python_float:
+        valid += [3, np.float32(2.5), np.float16(1.5), np.int8(-3), Fraction(1, 3)]
+    hostile = not_a_number(python_float)
+    if python_float:
+        hostile += [(1, TypeError), (np.float32(1), TypeError)]
+    if not draft.maker.keeps_negative_zero:
+        valid = [v for v in valid if not (v == 0 and math.copysign(1, v) < 0)]
+    value = draft.pick(name, valid, hostile)
+    if draft.rarely():
+        value = draft.draw(st.sampled_from([1e39, -1e300, 1e300]))
+        if compute is not F64:
+            draft.refuse(f"{name}={value} overflows {compute.__name__}", (name,), ValueError)
+    return value
+
+
+def spatial_scale(draft, python_float=False, name="spatial_scale"):
+    """A scale (zero, negative and subnormal too) or, rarely, a refused one; rarely a huge
+    one, which :func:`refuse_overflow` judges once the types it is rounded through are known."""
+    valid = [1.0, 0.5, 0.25, 2.0, 0.3, 1.0, 0.5, 0.0625, 0.0, -0.5, 1e-40]
+    if not python_float:
+        valid += [1, np.float32(0.5), Fraction(1, 4)]
+    hostile = not_a_number(python_float) + [(math.nan, ValueError), (math.inf, ValueError),
+                                            (-math.inf, ValueError)]
+    if python_float:
+        hostile += [(1, TypeError), (np.float32(0.5), TypeError)]
+    value = draft.pick(name, valid, hostile)
+    if draft.rarely():
+        value = draft.draw(st.sampled_from([1e30, 1e39, -1e39, 1e5]))
+    return value
+
+
+def refuse_overflow(draft, name, value, *chain):
+    """docs/errors.md: a finite float that becomes inf rounded through the types ``chain``."""
+    if type(value) is not float or not math.isfinite(value):
+        return
+    with np.errstate(over="ignore"):
+        for dtype in chain:
+            value = dtype(value)
+    if not math.isfinite(value):
+        draft.refuse(f"{name} overflows {[d.__name__ for d in chain]}", (name,), ValueError)
+
+
+def sampling_ratio(draft, name="sampling_ratio", python_int=False, cells=1):
+    """A ratio (adaptive ones too) or, rarely, a refused one; the largest, 1024, only for
+    ``cells`` (output elements) few enough that its million samples per bin stay quick."""
+    largest = 1024 if cells <= 4 else 64
+    valid = [-1, 0, 1, 2, 3, -7, -2**63, largest] + ([] if python_int else [np.int32(2)])
+    hostile = [(1025, ValueError), (2**63, ValueError), (10**400, ValueError),
+               (-2**64, ValueError), (2.0, TypeError), (True, TypeError), ("2", TypeError),
+               (None, TypeError)]
+    hostile += ([(np.int64(2), TypeError)] if python_int
+                else [(np.uint64(2**64 - 1), ValueError)])
+    return draft.pick(name, valid, hostile)
+
+
+# ---------------------------------------------------------------------------------------------
+# reference helpers
+# ---------------------------------------------------------------------------------------------
+
+def compute_type(dtype):
+    """docs/api.md#dtypes: float64 for float64 data, float32 for everything else."""
+    return F64 if np.dtype(dtype) == F64 else F32
+
+
+def nhwc(array, data_format):
+    return array if data_format == "NHWC" else array.transpose(0, 2, 3, 1)
+
+
+def nchw_result(array, data_format):
+    return array if data_format == "NHWC" else array.transpose(0, 3, 1, 2)
+
+
+def roi_cost(rois, output_size, channels, options, F):
+    """Steps of the reference for these rois, or None where it cannot run (an adaptive grid
+    of a non-finite roi size). Per bin it evaluates ``gh * gw`` samples per channel, after
+    listing the ``gh`` and ``gw`` coordinates: a huge ``gh`` costs also when ``gw`` is 0."""
+    total = 0
+    for roi in rois:
+        try:
+            with np.errstate(all="ignore"):  # a huge grid's count overflows F: not run then
+                geometry = roi_reference.roi_geometry(roi, *output_size, F=F, **options)
+        except ValueError:
+            return None
+        gh, gw = max(geometry.gh, 0), max(geometry.gw, 0)
+        total += output_size[0] * output_size[1] * (gh * gw * max(channels, 1) + gh + gw)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# crop_and_resize entry points
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class CropEntry:
+    """How one crop_and_resize entry point names and types its arguments."""
+    image: str = "image"
+    indices: str = "box_indices"
+    shape: str = "image_shape"
+    float_dtypes: tuple = NATIVE_FLOATS  # boxes and grads
+    index_dtypes: tuple = INTEGERS
+    image_dtypes: tuple = NATIVE_IMAGES
+    methods: tuple = ("bilinear", "nearest", "bilinear_v2")
+    native: bool = True  # the native dtype rules and options (data_format, dtype, out)
+    aliases: tuple = ()  # other names its messages may use for its arguments
+
+
+_TF = dict(float_dtypes=("float32",), index_dtypes=("int32",),
+           image_dtypes=tuple(d for d in NATIVE_IMAGES if d != "bfloat16"), native=False)
+CROP_ENTRIES = {
+    "crop_and_resize": CropEntry(),
+    "crop_and_resize_grad_image": CropEntry(),
+    "crop_and_resize_grad_boxes": CropEntry(),
+    "nn.CropAndResize": CropEntry(),
+    "tensorflow.crop_and_resize": CropEntry(methods=("bilinear", "nearest"), **_TF),
+    "tensorflow.raw_ops.CropAndResize": CropEntry(indices="box_ind", shape="image_size",
+                                                  methods=("bilinear", "nearest"), **_TF),
+    "mindspore.CropAndResize": CropEntry(image="x", indices="box_index", shape="image_size",
+                                         **_TF),
+    "nn.MindSporeCropAndResize": CropEntry(image="x", indices="box_index", **_TF),
+}
+CROP_ENTRIES["tensorflow.raw_ops.CropAndResizeGradImage"] = CROP_ENTRIES[
+    "tensorflow.raw_ops.CropAndResize"]
+CROP_ENTRIES["tensorflow.raw_ops.CropAndResizeGradBoxes"] = CROP_ENTRIES[
+    "tensorflow.raw_ops.CropAndResize"]
+CROP_ENTRIES["mindspore.CropAndResizeGradImage"] = CROP_ENTRIES["mindspore.CropAndResize"]
+CROP_ENTRIES["mindspore.CropAndResizeGradBoxes"] = CROP_ENTRIES["mindspore.CropAndResize"]
+
+BAD_METHODS = ["area", "NEAREST", "", None, 1, b"bilinear", "bilinear "]
+BAD_FORMATS = ["nhwc", "NDHWC", None, ""]
+
+
+def crop_dims(draft):
+    """(B, H, W, D, N): batch, height, width, depth and box count; rarely 0."""
+    return tuple(dimension(draft, sizes) for sizes in ([1, 2], [1, 2, 3, 5], [1, 2, 4],
+                                                        [1, 2, 3, 17], [1, 2, 3]))
+
+
+def dimension(draft, sizes):
+    return 0 if draft.rarely() else draft.draw(st.sampled_from(sizes))
+
+
+def data_format(draft, entry):
+    return draft.pick("data_format", ["NHWC", "NCHW"], BAD_FORMATS) if entry.native else "NHWC"
+
+
+def crop_boxes(draft, entry, batch, count):
+    """boxes ``[count, 4]`` and their indices, with the rules their values break."""
+    maker = draft.maker
+    boxes, boxes_ok = maker.array(draft, "boxes", box_rows(draft, count, 1, 1),
+                                  entry.float_dtypes)
+    indices, indices_ok = box_indices(draft, entry.indices, batch, count, entry.index_dtypes)
+    if boxes_ok:
+        refuse_non_finite(draft, "boxes", boxes)
+    if indices_ok:
+        refuse_bad_indices(draft, entry.indices, indices, batch)
+    return boxes, indices
+
+
+def crop_image(draft, entry, dims, layout, name=None):
+    """An image ``[B, H, W, D]`` (NCHW order when ``layout`` says so): (value, ok)."""
+    values = data_values(draft, dims)
+    if layout == "NCHW":
+        values = values.transpose(0, 3, 1, 2).copy()
+    name = name or entry.image
+    image, ok = draft.maker.array(draft, name, values, entry.image_dtypes)
+    if ok and (dims[1] == 0 or dims[2] == 0):
+        draft.refuse(f"{name} of size {dims[1]}x{dims[2]}", (name,), ValueError)
+    return image, ok
+
+
+def known_dtype(maker, value):
+    """The dtype name of an array or tensor argument, whatever else it breaks (the rules that
+    follow from its dtype apply before its shape is checked); float32 for anything else."""
+    return maker.dtype_name(value) if hasattr(value, "dtype") else "float32"
+
+
+def output_dtype(maker, value):
+    """docs/api.md#dtypes: the image's float dtype, float32 for integer images (and for
+    anything else)."""
+    name = known_dtype(maker, value)
+    return name if name in NATIVE_FLOATS else "float32"
+
+
+def out_argument(draft, shape, dtype, image):
+    """``out=`` of a native NumPy forward: None, a fitting array, or a refused one."""
+    draw = draft.draw
+    if not draft.maker.supports_out:
+        if draft.rarely():
+            draft.refuse("out with tensors", ("out",), ValueError)
+            return np.zeros(1, F32)
+        return None
+    small = math.prod(shape) < 10**5
+    kind = draw(st.sampled_from(["none", "none", "fits"])) if small else "none"
+    if small and draft.rarely():
+        kind = draw(st.sampled_from(["dtype", "shape", "strided", "read-only", "overlap",
+                                     "list"]))
+    if kind == "none":
+        return None
+    out = np.full(shape, np.nan, dtype)
+    if kind == "overlap":
+        if not (isinstance(image, np.ndarray) and image.dtype == out.dtype and image.size >=
+                out.size > 0 and image.flags.c_contiguous and image.flags.writeable):
+            return out
+        out = image.reshape(-1)[:out.size].reshape(shape)
+    elif kind == "dtype":
+        out = out.astype(F64 if out.dtype != F64 else F32)
+    elif kind == "shape":
+        out = np.zeros(shape + (1,), dtype)
+    elif kind == "strided":
+        if out.ndim and out.shape[-1] > 1:
+            out = np.zeros(shape[:-1] + (2 * shape[-1],), dtype)[..., ::2]
+        else:
+            return out
+    elif kind == "read-only":
+        out.flags.writeable = False
+    elif kind == "list":
+        out = out.tolist()
+    if kind != "fits":
+        draft.refuse(f"out: {kind}", ("out",), ValueError)
+    return out
+
+
+def crop_forward(draft, name):
+    entry = CROP_ENTRIES[name]
+    maker, draw = draft.maker, draft.draw
+    batch, height, width, depth, count = crop_dims(draft)
+    layout = data_format(draft, entry)
+    image, _ = crop_image(draft, entry, (batch, height, width, depth), layout)
+    boxes, indices = crop_boxes(draft, entry, batch, count)
+    crop_value, crop = size_pair(draft, "crop_size", (draw(st.integers(1, 4)),
+                                                      draw(st.integers(1, 4))))
+    result_dtype = output_dtype(maker, image) if entry.native else "float32"
+    compute = F64 if result_dtype == "float64" else F32
+    method = draft.pick("method", entry.methods, BAD_METHODS)
+    mindspore = name.endswith("MindSporeCropAndResize") or name.startswith("mindspore")
+    value = extrapolation_value(draft, compute=compute, python_float=mindspore)
+    shape = None
+    if crop is not None:
+        shape = (count, *crop, depth) if layout == "NHWC" else (count, depth, *crop)
+        if refuse_if_too_big(draft, "crop_size", shape, np.dtype(maker.numpy_dtype(
+                result_dtype)).itemsize):
+            shape = None
+    out = None
+    if entry.native and shape is not None:
+        out = out_argument(draft, shape, maker.numpy_dtype(result_dtype), image)
+    elif entry.native and maker.supports_out and draft.rarely():
+        out = np.zeros(1, F32)
+        draft.refuse("out of the wrong shape", ("out",), ValueError)
+
+    def expected():
+        if count * crop[0] * crop[1] * max(depth, 1) > REFERENCE_BUDGET:
+            return maker.shaped(shape, result_dtype)
+        want = crop_reference.crop_and_resize(
+            nhwc(maker.values(image), layout), maker.values(boxes), maker.values(indices), crop,
+            method, value, F=compute)
+        return maker.rounded(nchw_result(want, layout), result_dtype)
+
+    arguments = {entry.image: image, "boxes": boxes, entry.indices: indices,
+                 "crop_size": crop_value, "method": method, "extrapolation_value": value}
+    if entry.native:
+        arguments["data_format"] = layout
+    if name == "crop_and_resize":
+        arguments["out"] = out
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+def gradient_dtype(draft, entry, grads, grads_ok, name):
+    """The result dtype option: the native ``dtype`` (None: the grads' dtype) or ``T``.
+
+    Returns ``(value, result dtype name)``."""
+    maker = draft.maker
+    valid = [np.float16, "float32", np.dtype(F64), "f8", "<f4"] + maker.dtype_spellings(
+        entry.native)
+    if entry.native:
+        valid.append(None)
+    hostile = [(np.int32, TypeError), ("foo", TypeError), (1, TypeError), (2.5, TypeError),
+               (">f4", TypeError), (np.complex64, TypeError), (bool, TypeError)]
+    if not entry.native:
+        hostile.append((None, TypeError))
+    value = draft.pick(name, valid, hostile)
+    if value is None:
+        return value, maker.dtype_name(grads) if grads_ok else "float32"
+    try:
+        return value, maker.dtype_name_of(value)
+    except TypeError:
+        return value, "float32"
+
+
+def crop_grad_image(draft, name):
+    entry = CROP_ENTRIES[name]
+    maker, draw = draft.maker, draft.draw
+    batch, height, width, depth, count = crop_dims(draft)
+    crop = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    layout = data_format(draft, entry)
+    values = data_values(draft, (count, *crop, depth))
+    grads, grads_ok = maker.array(draft, "grads", nchw_result(values, layout).copy(),
+                                  entry.float_dtypes)
+    boxes, indices = crop_boxes(draft, entry, batch, count)
+    dims = (batch, height, width, depth)
+    shape_value, given = shape_argument(draft, entry.shape, nchw_result_dims(dims, layout))
+    dtype_name = "dtype" if entry.native else "T"
+    dtype_value, result_dtype = gradient_dtype(draft, entry, grads, grads_ok, dtype_name)
+    method = draft.pick("method", entry.methods[:2] if not entry.native else entry.methods,
+                        BAD_METHODS + ([] if entry.native else ["bilinear_v2"]))
+    shape = None
+    if given is not None:
+        shape = nhwc_dims(given, layout)
+        if shape[1] == 0 or shape[2] == 0:
+            draft.refuse(f"{entry.shape} of size {shape[1]}x{shape[2]}", (entry.shape,),
+                         ValueError)
+        if shape[3] != depth:
+            draft.refuse(f"{entry.shape} depth {shape[3]}, grads depth {depth}",
+                         (entry.shape, "grads"), ValueError)
+        if shape[0] != batch and count:
+            refuse_bad_indices(draft, entry.indices, indices, shape[0])
+        if refuse_if_too_big(draft, entry.shape, shape, 8):
+            shape = None
+    compute = F64 if result_dtype == "float64" else F32
+
+    def expected():
+        accumulate = compute if entry.native else np.dtype(result_dtype).type
+        want = crop_reference.crop_and_resize_grad_image(
+            nhwc(maker.values(grads), layout), maker.values(boxes), maker.values(indices),
+            shape, method, accumulate=accumulate, F=F32 if not entry.native else compute)
+        return maker.rounded(nchw_result(want, layout), result_dtype)
+
+    arguments = {"grads": grads, "boxes": boxes, entry.indices: indices,
+                 entry.shape: shape_value, "method": method, dtype_name: dtype_value}
+    if entry.native:
+        arguments["data_format"] = layout
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+def nchw_result_dims(dims, layout):
+    return dims if layout == "NHWC" else (dims[0], dims[3], dims[1], dims[2])
+
+
+def nhwc_dims(dims, layout):
+    return dims if layout == "NHWC" else (dims[0], dims[2], dims[3], dims[1])
+
+
+def crop_grad_boxes(draft, name):
+    entry = CROP_ENTRIES[name]
+    maker, draw = draft.maker, draft.draw
+    batch, height, width, depth, count = crop_dims(draft)
+    crop = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    layout = data_format(draft, entry)
+    grads_depth = depth
+    if draft.rarely():
+        grads_depth = depth + 1
+        draft.refuse(f"grads depth {grads_depth}, image depth {depth}", ("grads", "image"),
+                     ValueError)
+    values = data_values(draft, (count, *crop, grads_depth))
+    grads, grads_ok = maker.array(draft, "grads", nchw_result(values, layout).copy(),
+                                  entry.float_dtypes)
+    image, _ = crop_image(draft, entry, (batch, height, width, depth), layout, name="image")
+    boxes, indices = crop_boxes(draft, entry, batch, count)
+    method = draft.pick("method", entry.methods if entry.native else ("bilinear",),
+                        BAD_METHODS + ([] if entry.native else ["nearest", "bilinear_v2"]))
+    result_dtype = output_dtype(maker, image) if entry.native else "float32"
+    compute = compute_type(maker.numpy_dtype(result_dtype))
+
+    def expected():
+        want = crop_reference.crop_and_resize_grad_boxes(
+            nhwc(maker.values(grads), layout).astype(compute), nhwc(maker.values(image), layout),
+            maker.values(boxes), maker.values(indices),
+            crop1_rule="mindspore" if name.startswith("mindspore") else "tensorflow", F=compute)
+        return maker.rounded(want, result_dtype)
+
+    arguments = {"grads": grads, "image": image, "boxes": boxes, entry.indices: indices,
+                 "method": method}
+    if entry.native:
+        arguments["data_format"] = layout
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+# ---------------------------------------------------------------------------------------------
+# roi_align entry points
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RoiEntry:
+    """How one roi_align entry point names and types its arguments."""
+    family: str = "native"  # "native", "mindspore" or "torchvision": options and dtype rules
+    input: str = "input"
+    rois: str = "rois"
+    grads: str = "grads"
+    shape: str = "input_shape"
+    dtypes: tuple = NATIVE_FLOATS  # feature maps and gradients
+    rois_dtypes: tuple = NATIVE_FLOATS
+    aliases: tuple = ()
+
+    @property
+    def size(self):
+        return "pooled_height" if self.family == "mindspore" else "output_size"
+
+
+_MS = dict(family="mindspore", input="features", dtypes=("float16", "float32"),
+           rois_dtypes=("float16", "float32"))
+_TV = dict(family="torchvision", rois="boxes", dtypes=("float16", "float32", "float64"),
+           rois_dtypes=("float16", "float32", "float64"))
+ROI_ENTRIES = {
+    "roi_align": RoiEntry(),
+    "roi_align_grad_input": RoiEntry(),
+    "roi_align_grad_boxes": RoiEntry(),
+    "nn.RoIAlign": RoiEntry(),
+    "mindspore.ROIAlign": RoiEntry(**_MS),
+    "nn.MindSporeROIAlign": RoiEntry(**_MS),
+    "mindspore.ROIAlignGrad": RoiEntry(grads="dy", shape="xdiff_shape", **_MS),
+    "torchvision.roi_align": RoiEntry(**_TV),
+    "torchvision.roi_align_backward": RoiEntry(grads="grad_output", **_TV),
+    # torchvision's RoIAlign.forward(input, rois) calls roi_align(input, rois): its messages
+    # name the rois "boxes", as torchvision's own do.
+    "torchvision.RoIAlign": RoiEntry(**dict(_TV, rois="rois"), aliases=("boxes",)),
+}
+
+
+def roi_dims(draft):
+    """(N, C, H, W, K, PH, PW): batch, channels, map size, roi count (rarely 0), pooled size."""
+    batch, channels, height, width, count = (
+        dimension(draft, sizes) for sizes in ([1, 2], [1, 2, 3, 17], [1, 2, 3, 5], [1, 2, 4],
+                                              [1, 2, 3]))
+    draw = draft.draw
+    return batch, channels, height, width, count, draw(st.integers(1, 3)), draw(
+        st.integers(1, 3))
+
+
+def roi_rows(draft, batch, height, width, count, mindspore):
+    """``[count, 5]`` float64 rows ``(batch_index, x1, y1, x2, y2)`` in image units; batch
+    indices valid as the convention reads them (truncated, or rounded from ``v + 7e-5``)."""
+    draw = draft.draw
+    boxes = box_rows(draft, count, 2.0 * height + 1, 2.0 * width + 1)[:, [1, 0, 3, 2]]
+    valid = list(range(batch or 1))
+    valid += ([0.49993] if batch > 1 else []) + [-0.0] if mindspore else [
+        0.3, -0.5, 0.999, max(batch - 1, 0) + 0.75]
+    column = [draw(st.sampled_from(valid)) for _ in range(count)]
+    if count and draft.rarely():
+        column[draw(st.integers(0, count - 1))] = draw(
+            st.sampled_from([batch, -1, 1e30, 2.5e9, math.nan]))
+    return np.column_stack([np.array(column, F64), boxes]).reshape(count, 5)
+
+
+def refuse_bad_rois(draft, name, rows, batch, mindspore):
+    """docs/errors.md: finite rows; the batch index in range as each convention reads it
+    (torchvision: truncated, in [0, N); MindSpore: the raw value in [0, N - 1])."""
+    if not np.isfinite(rows).all():
+        draft.refuse(f"{name} not finite", (name,), ValueError)
+        return
+    column = rows[:, 0]
+    if mindspore:
+        raw = column.astype(F32)
+        bad = (raw < 0) | (raw > F32(batch - 1))
+    else:
+        bad = (np.trunc(column) < 0) | (np.trunc(column) >= batch)
+    if bad.any():
+        draft.refuse(f"{name} batch index outside [0, {batch})", (name,), ValueError)
+
+
+def call_rois(draft, entry, rows):
+    """The rois argument: ``(value, its rows as float64 in call order)``, the rows None when
+    the value breaks a rule (recorded). torchvision's also come as a list of ``[L, 4]``
+    arrays, one per image."""
+    maker, draw = draft.maker, draft.draw
+    if entry.family != "torchvision" or draw(st.booleans()):
+        value, ok = maker.array(draft, entry.rois, rows, entry.rois_dtypes)
+        return value, maker.values(value).astype(F64) if ok else None
+    images = draw(st.integers(0, 3))
+    if not images:
+        draft.refuse("an empty list of boxes", (entry.rois,), ValueError)
+        return [], None
+    owner = np.array([draw(st.integers(0, images - 1)) for _ in range(len(rows))], int)
+    items, ordered, ok = [], [], True
+    for image in range(images):
+        item, item_ok = maker.array(draft, f"{entry.rois}[{image}]", rows[owner == image, 1:],
+                                    entry.rois_dtypes)
+        items.append(item)
+        ok = ok and item_ok
+        if item_ok:
+            mine = maker.values(item).astype(F64)
+            ordered.append(np.column_stack([np.full(len(mine), image, F64), mine]))
+    return items, np.concatenate(ordered).reshape(-1, 5) if ok else None
+
+
+def roi_options(draft, entry, data_dtype, pair, cells):
+    """The options of ``entry``: (call values, reference options, pooled size or None).
+
+    The scale must stay finite in the types it is computed in, which :func:`roi_forward` and
+    friends judge once the rois' dtype is known."""
+    if entry.family == "mindspore":
+        pooled = mindspore_pooled(draft, pair)
+        call = dict(pooled_height=pooled[0], pooled_width=pooled[1],
+                    spatial_scale=spatial_scale(draft, python_float=True),
+                    sample_num=sampling_ratio(draft, "sample_num", True, cells))
+        mode = 1
+        if entry.grads != "dy":  # ROIAlignGrad has MindSpore's fixed roi_end_mode = 1
+            mode = call["roi_end_mode"] = draft.pick(
+                "roi_end_mode", [0, 1], [(2, ValueError), (-1, ValueError), (1.0, TypeError),
+                                         (True, TypeError)])
+        reference = dict(spatial_scale=call["spatial_scale"], sampling_ratio=call["sample_num"],
+                         aligned=False, convention="mindspore", roi_end_mode=mode)
+        valid = all(type(s) is int and 0 < s <= MAX_INDEX for s in pooled)
+        return call, reference, pooled if valid else None
+    size_value, pooled = size_pair(draft, "output_size", pair, allow_int=True)
+    call = dict(output_size=size_value, spatial_scale=spatial_scale(draft),
+                sampling_ratio=sampling_ratio(draft, cells=cells))
+    if entry.family == "native":
+        call.update(native_convention(draft))
+    else:
+        call["aligned"] = draft.pick("aligned", [False, True], [(1, TypeError),
+                                                                ("yes", TypeError)])
+    reference = dict(spatial_scale=call["spatial_scale"], sampling_ratio=call["sampling_ratio"],
+                     aligned=bool(call["aligned"]), convention=call.get("convention",
+                                                                        "torchvision"),
+                     roi_end_mode=call.get("roi_end_mode", 1))
+    return call, reference, pooled
+
+
+def native_convention(draft):
+    """convention, aligned and roi_end_mode; rarely an option the convention does not take."""
+    convention = draft.pick("convention", ["torchvision", "mindspore"],
+                            ["detectron", "TorchVision", None, ""])
+    if convention == "mindspore":
+        mode = draft.pick("roi_end_mode", [0, 1, np.int8(0)],
+                          [(2, ValueError), (-1, ValueError), (1.0, TypeError),
+                           (True, TypeError), ("1", TypeError)])
+        aligned = draft.pick("aligned", [False, np.bool_(False)],
+                             [(True, ValueError), (1, TypeError)])
+    elif convention == "torchvision":
+        mode = draft.pick("roi_end_mode", [1], [(0, ValueError), (2, ValueError),
+                                                (1.0, TypeError)])
+        aligned = draft.pick("aligned", [False, True, np.bool_(True)],
+                             [(1, TypeError), ("yes", TypeError), (None, TypeError)])
+    else:
+        mode, aligned = 1, False
+    return dict(aligned=aligned, convention=convention, roi_end_mode=mode)
+
+
+def mindspore_pooled(draft, pair):
+    """MindSpore's pooled_height and pooled_width: Python ints (its constructor's rule)."""
+    sizes = []
+    for name, size in zip(("pooled_height", "pooled_width"), pair):
+        if draft.rarely():
+            size = draft.draw(st.sampled_from([HUGE, 2**62]))
+        else:
+            size = draft.pick(name, [size], [(0, ValueError), (-1, ValueError), (2.0, TypeError),
+                                             (True, TypeError), (np.int64(2), TypeError),
+                                             (2**63, ValueError)])
+        sizes.append(size)
+    return tuple(sizes)
+
+
+def roi_arguments(draft, entry, data, dims, pair):
+    """Options, rois and the rules they break, for the data argument ``data`` of a call with
+    ``dims`` (N, C, H, W, K): returns (call options, reference options, pooled size, rois
+    value, rows, reference type F)."""
+    maker = draft.maker
+    batch, channels, height, width, count = dims
+    data_dtype = known_dtype(maker, data)
+    call, options, pooled = roi_options(draft, entry, data_dtype, pair,
+                                        count * channels * pair[0] * pair[1])
+    mindspore = options["convention"] == "mindspore"
+    rois, rows = call_rois(draft, entry, roi_rows(draft, batch, height, width, count,
+                                                  mindspore))
+    rois_dtype = None if isinstance(rois, list) else known_dtype(maker, rois)
+    half = data_dtype == "float16" and entry.family == "torchvision" or (
+        data_dtype == rois_dtype == "float16" and entry.family == "mindspore")
+    F = np.float16 if half else compute_type(maker.numpy_dtype(data_dtype))
+    # the scale is rounded through float32 (torchvision and MindSpore hold it there), then
+    # through the arithmetic type
+    chain = (F,) if entry.family == "native" or F is F64 else (F32, F)
+    refuse_overflow(draft, "spatial_scale", call["spatial_scale"], *chain)
+    if rows is not None and entry.family == "torchvision":  # converted to the data's dtype
+        with np.errstate(over="ignore"):
+            rows = rows.astype(maker.numpy_dtype(data_dtype)).astype(F64)
+    return call, options, pooled, rois, rows, F
+
+
+def affordable_rows(rows, pooled, channels, options, F):
+    """The rows in the reference's type ``F``, or None where the reference would cost too much
+    or cannot run."""
+    rows = rows.astype(F)
+    cost = roi_cost(rows, pooled, channels, options, F)
+    return rows if cost is not None and cost <= REFERENCE_BUDGET else None
+
+
+def roi_forward(draft, name):
+    entry = ROI_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    features, features_ok = maker.array(draft, entry.input, data_values(
+        draft, (batch, channels, height, width)), entry.dtypes)
+    if features_ok and (height == 0 or width == 0):
+        draft.refuse(f"{entry.input} of size {height}x{width}", (entry.input,), ValueError)
+    call, options, pooled, rois, rows, F = roi_arguments(
+        draft, entry, features, (batch, channels, height, width, count), tuple(pair))
+    if rows is not None:
+        refuse_bad_rois(draft, entry.rois, rows, batch, options["convention"] == "mindspore")
+    data_dtype = maker.dtype_name(features) if features_ok else "float32"
+    shape = None
+    if pooled is not None:
+        shape = (count, channels, *pooled)
+        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
+        if refuse_if_too_big(draft, entry.size, shape, itemsize):
+            shape = None
+    out = None
+    if name == "roi_align" and shape is not None:
+        out = out_argument(draft, shape, maker.numpy_dtype(data_dtype), features)
+
+    def expected():
+        affordable = affordable_rows(rows, pooled, channels, options, F)
+        if affordable is None:
+            return maker.shaped(shape, data_dtype)
+        want = roi_reference.roi_align(maker.values(features).astype(F), affordable, pooled,
+                                       F=F, **options)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {entry.input: features, entry.rois: rois, **call}
+    if name == "roi_align":
+        arguments["out"] = out
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+def roi_gradients(draft, entry, count, channels, pooled_pair):
+    """grads ``[K, C, PH, PW]`` (rarely one channel too many): (value, ok, channels)."""
+    if draft.rarely():
+        channels += 1
+    values = data_values(draft, (count, channels) + pooled_pair)
+    grads, ok = draft.maker.array(draft, entry.grads, values, entry.dtypes)
+    return grads, ok, channels
+
+
+def refuse_gradient_shape(draft, entry, grads_channels, channels, pooled, pair):
+    if grads_channels != channels or (pooled is not None and tuple(pooled) != pair):
+        draft.refuse(f"{entry.grads} of {grads_channels} channels and pooled size {pair}",
+                     (entry.grads,), ValueError)
+
+
+def roi_grad_input(draft, name):
+    entry = ROI_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    pair = tuple(pair)
+    grads, grads_ok, grads_channels = roi_gradients(draft, entry, count, channels, pair)
+    call, options, pooled, rois, rows, F = roi_arguments(
+        draft, entry, grads, (batch, channels, height, width, count), pair)
+    data_dtype = maker.dtype_name(grads) if grads_ok else "float32"
+    shape_value, dims = shape_argument(draft, entry.shape, (batch, channels, height, width))
+    if dims is not None:
+        if dims[2] == 0 or dims[3] == 0:
+            draft.refuse(f"{entry.shape} of size {dims[2]}x{dims[3]}", (entry.shape,),
+                         ValueError)
+        refuse_gradient_shape(draft, entry, grads_channels, dims[1], pooled, pair)
+        if rows is not None:
+            refuse_bad_rois(draft, entry.rois, rows, dims[0],
+                            options["convention"] == "mindspore")
+        refuse_if_too_big(draft, entry.shape, dims, 8)
+
+    def expected():
+        affordable = affordable_rows(rows, pooled, channels, options, F)
+        if affordable is None:
+            return maker.shaped(dims, data_dtype)
+        want = roi_reference.roi_align_grad_input(maker.values(grads), affordable, dims,
+                                                  pooled, F=F, **options)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {entry.grads: grads, entry.rois: rois, entry.shape: shape_value, **call}
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+def roi_grad_boxes(draft, name):
+    entry = ROI_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    pair = tuple(pair)
+    grads, grads_ok, grads_channels = roi_gradients(draft, entry, count, channels, pair)
+    features, features_ok = maker.array(draft, "input", data_values(
+        draft, (batch, channels, height, width)), entry.dtypes)
+    if features_ok and (height == 0 or width == 0):
+        draft.refuse(f"input of size {height}x{width}", ("input",), ValueError)
+    call, options, pooled, rois, rows, F = roi_arguments(
+        draft, entry, features, (batch, channels, height, width, count), pair)
+    refuse_gradient_shape(draft, entry, grads_channels, channels, pooled, pair)
+    if rows is not None:
+        refuse_bad_rois(draft, "rois", rows, batch, options["convention"] == "mindspore")
+    data_dtype = maker.dtype_name(features) if features_ok else "float32"
+    close = grad_boxes_tolerance(maker, grads, features, data_dtype, call["spatial_scale"]) \
+        if grads_ok and features_ok else None
+
+    def expected():
+        affordable = affordable_rows(rows, pooled, channels, options, F)
+        if affordable is None or close is None:
+            return maker.shaped((count, 5), data_dtype)
+        want = roi_reference.roi_align_grad_boxes(maker.values(grads).astype(F),
+                                                  maker.values(features).astype(F), affordable,
+                                                  pooled, F=F, **options)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {"grads": grads, "input": features, "rois": rois, **call}
+    return draft.call(name, arguments, expected, close=close or False)
+
+
+def grad_boxes_tolerance(maker, grads, features, data_dtype, scale):
+    """roi_align_grad_boxes has no prescribed summation order (test_properties.py): a
+    tolerance from a bound on its terms, or None (shape and dtype only) for data with
+    non-finite or huge values, where the order decides between inf and NaN."""
+    g, x = maker.values(grads).astype(F64), maker.values(features).astype(F64)
+    largest = max(np.abs(g).max(initial=0), np.abs(x).max(initial=0))
+    if not (np.isfinite(g).all() and np.isfinite(x).all() and largest < 1e6):
+        return None
+    rtol = {"float64": 1e-9, "float32": 1e-4}.get(data_dtype, 1e-2)
+    try:
+        scale = abs(float(scale))
+    except (TypeError, ValueError, OverflowError):
+        scale = 1.0
+    bound = np.abs(g).sum() * 2 * (np.abs(x).max(initial=0) + 1) * max(scale, 1.0)
+    return dict(rtol=rtol, atol=rtol * bound)
+
+
+# ---------------------------------------------------------------------------------------------
+# the entry points
+# ---------------------------------------------------------------------------------------------
+
+BUILDERS = {
+    "crop_and_resize": crop_forward,
+    "crop_and_resize_grad_image": crop_grad_image,
+    "crop_and_resize_grad_boxes": crop_grad_boxes,
+    "roi_align": roi_forward,
+    "roi_align_grad_input": roi_grad_input,
+    "roi_align_grad_boxes": roi_grad_boxes,
+    "tensorflow.crop_and_resize": crop_forward,
+    "tensorflow.raw_ops.CropAndResize": crop_forward,
+    "tensorflow.raw_ops.CropAndResizeGradImage": crop_grad_image,
+    "tensorflow.raw_ops.CropAndResizeGradBoxes": crop_grad_boxes,
+    "mindspore.CropAndResize": crop_forward,
+    "mindspore.CropAndResizeGradImage": crop_grad_image,
+    "mindspore.CropAndResizeGradBoxes": crop_grad_boxes,
+    "mindspore.ROIAlign": roi_forward,
+    "mindspore.ROIAlignGrad": roi_grad_input,
+    "torchvision.roi_align": roi_forward,
+    "torchvision.roi_align_backward": roi_grad_input,
+    "torchvision.RoIAlign": roi_forward,
+    # torch modules (roiops.nn)
+    "nn.CropAndResize": crop_forward,
+    "nn.MindSporeCropAndResize": crop_forward,
+    "nn.RoIAlign": roi_forward,
+    "nn.MindSporeROIAlign": roi_forward,
+}
+NUMPY_ENTRY_POINTS = [name for name in BUILDERS if not name.startswith("nn.")]
+
+
+def calls(name, maker):
+    """A strategy of :class:`Call` s of the entry point ``name`` with ``maker``'s arrays."""
+    return st.composite(lambda draw: BUILDERS[name](Draft(draw, maker, name), name))()
