@@ -1,8 +1,9 @@
 """``roiops crop --engine ray`` on a real two-node Ray cluster started here on loopback: the same
 outputs (bytes), manifest, error lines and exit status as ``--engine local``, resume included.
 
-The cluster (two nodes of one CPU each) is started once for the module, which takes most of its
-time (about 40 s here on 2 busy cores, the whole file). Skipped when Ray is not installed.
+The cluster (two nodes of one CPU each) is started once for the module, which takes about a third
+of its time: the whole file took 20-29 s on this 2-core machine under a load average of 4-5.
+Skipped when Ray is not installed.
 """
 import os
 import subprocess

@@ -20,7 +20,9 @@ from . import worker
 from .errors import UsageError
 
 IMAGES_PER_TASK = 8   # at most: few enough to spread small runs over the workers
-TASKS_PER_WORKER = 2  # in flight at once: each worker has its next task waiting
+# Tasks in flight per CPU of the cluster (each CPU has its next task waiting); with --workers N
+# exactly N, so that the run never takes more than N CPUs.
+TASKS_PER_CPU = 2
 _kernels_loaded = False  # in a Ray worker process
 
 
@@ -41,6 +43,7 @@ class RayEngine:
         self.ray = import_ray()
         self.workers = workers
         self._connected_here = False
+        self._in_flight = 1
 
     def start(self):
         """Connect (``RAY_ADDRESS``, else a new local instance); the number of images cropped
@@ -54,6 +57,7 @@ class RayEngine:
                      **where)
             self._connected_here = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._in_flight = self.workers or TASKS_PER_CPU * max(1, cpus)
         return max(1, self.workers or cpus)
 
     def stop(self):
@@ -64,7 +68,7 @@ class RayEngine:
 
     def map_images(self, batches, workers, load_kernels):
         """``crop_image`` over the tasks of each batch, in Ray tasks of up to
-        ``IMAGES_PER_TASK`` images, at most ``TASKS_PER_WORKER * workers`` in flight; results
+        ``IMAGES_PER_TASK`` images, at most ``--workers`` (else two per CPU) in flight; results
         in order. ``load_kernels()`` runs here first, so that a first run compiles the kernels
         once (the workers load them from Numba's cache where they share this file system)."""
         ray = self.ray
@@ -76,7 +80,7 @@ class RayEngine:
         try:
             for chunk in chunks:
                 pending.append((chunk, remote.remote(chunk, cwd)))
-                if len(pending) >= TASKS_PER_WORKER * workers:
+                if len(pending) >= min(self._in_flight, TASKS_PER_CPU * workers):
                     yield from _results(ray, *pending.pop(0))
             while pending:
                 yield from _results(ray, *pending.pop(0))
