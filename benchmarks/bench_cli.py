@@ -95,8 +95,14 @@ def in_processes(function, work, out, size, image_format, workers):
     if workers == 1:
         return function(work, out, size, image_format)
     parts = [work[k::workers] for k in range(workers)]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    try:
         return sum(pool.starmap(function, [(part, out, size, image_format) for part in parts]))
+    finally:
+        # close + join, not terminate: the forked processes inherit the SIGTERM handler Ray
+        # installs in this process (--ray), which prints a stack trace
+        pool.close()
+        pool.join()
 
 
 def pillow_decode(work, out, size, image_format):
