@@ -56,6 +56,16 @@ def test_roi_batch_indices_match_the_host(dtype, convention):
                              roi_checks.check_roi_values, (_host(rois), BATCH, convention))
 
 
+@pytest.mark.parametrize("convention", [conventions.TORCHVISION, conventions.MINDSPORE_END_MODE_1],
+                         ids=lambda c: c.name)
+def test_half_batch_indices_beyond_2048_match_the_host(convention):
+    # 2049 is 2048 in half: compared in the rois' dtype, index 2048 would be refused
+    for batch, value in itertools.product([2048, 2049, 2**40], [2047, 2048, 2050, 65504]):
+        rois = torch.tensor([[value, 1, 1, 2, 2]], dtype=torch.float16)
+        _assert_same_outcome(ops._device_roi_indices, (rois, batch, convention),
+                             roi_checks.check_roi_values, (rois.numpy(), batch, convention))
+
+
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
 def test_non_finite_roi_coordinates_match_the_host(dtype):
     for column, value in itertools.product(range(1, 5), [float("nan"), float("inf")]):

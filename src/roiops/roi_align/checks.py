@@ -201,12 +201,6 @@ def check_roi_values(rois, batch, convention, name="rois"):
     return truncated.astype(np.int64)
 
 
-def truncated_in_range(truncated, batch):
-    """Whether each truncated (torchvision) batch index lies in ``[0, batch)``, compared in
-    the rois' dtype; NumPy arrays and tensors alike (the host and the device checks)."""
-    return (truncated >= 0) & (truncated < batch)
-
-
 def check_compute_type(call):
     """ValueError if the spatial scale overflows the compute type (1e39 in float32)."""
     _checks.representable("spatial_scale", call.options.spatial_scale, call.F)

@@ -354,7 +354,8 @@ def _device_roi_indices(rois, batch, convention):
         indices = torch.round(raw + roi_checks.MINDSPORE_INDEX_BIAS)
     else:
         indices = torch.trunc(column)
-        in_range = roi_checks.truncated_in_range(indices, batch)
+        # in float64, as the host: the batch size may not fit a narrow float (2049 in half)
+        in_range = (indices.double() >= 0) & (indices.double() < batch)
     ok = torch.isfinite(rois).all(dim=1) & in_range
     if not _all_true(ok):
         roi_checks.check_roi_values(_host(rois), batch, convention)
