@@ -75,3 +75,21 @@ def test_links_in_out_are_replaced_not_followed(dataset, tree_hashes, image_form
         with np.load(out / "crops-00000.npz") as data:
             assert data["crops"].shape == (3, 6, 6, 3)
     assert not list(out.glob(".roiops-*"))
+
+
+def test_write_bytes_creates_replaces_and_leaves_no_temporary(tmp_path):
+    """Crop files: a new name is created whole (an unnamed file linked into place where the
+    system has them), with the permissions of any new file; an empty file or a link at the name
+    is replaced (the link's target untouched)."""
+    target = tmp_path / "elsewhere.png"
+    target.write_bytes(b"keep me")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "link.png").symlink_to(target)
+    for name in ("new.png", "empty.png", "link.png"):
+        files.write_bytes(str(tmp_path / name), b"crop " + name.encode())
+        path = tmp_path / name
+        assert not path.is_symlink() and path.read_bytes() == b"crop " + name.encode()
+        assert path.stat().st_mode & 0o777 == 0o666 & ~current_umask()
+    assert target.read_bytes() == b"keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere.png", "empty.png",
+                                                          "link.png", "new.png"]

@@ -1,5 +1,6 @@
 """Decoding images: EXIF orientation (Pillow's exif_transpose), colour modes, header sizes; and
 ``roiops crop`` on EXIF-rotated photos against the annotation's image size."""
+import io
 import json
 
 import numpy as np
@@ -124,3 +125,16 @@ def test_ignoring_the_orientation_against_upright_sizes_says_so(tmp_path, stored
     args = photo_dataset(tmp_path, stored, (30, 40))
     assert main([*args, "--ignore-exif-orientation"]) == 1
     assert "leave out --ignore-exif-orientation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (7, 13, 3), (64, 64, 3)])
+def test_png_crops_hold_their_pixels(shape):
+    """roiops' own PNG writer (OpenCV's default settings: Sub filter, zlib level 1, RLE): an
+    8-bit RGB PNG that Pillow reads back as the same pixels."""
+    rng = np.random.default_rng(shape[1])
+    smooth = np.cumsum(rng.integers(-3, 4, shape), axis=1)
+    crop = np.clip(smooth + 128, 0, 255).astype(np.uint8)
+    data = imageio.png_bytes(crop)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.mode == "RGB" and image.size == (shape[1], shape[0])
+        assert np.array_equal(np.asarray(image), crop)

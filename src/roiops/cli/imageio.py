@@ -7,11 +7,11 @@ OpenCV's ``imread`` and torchvision show). Images of more than 8 bits per channe
 rather than silently clipped. Crops are float32 (crop_and_resize's output for integer images);
 :func:`to_uint8` rounds them half to even and clips them to ``[0, 255]`` for PNG and JPEG.
 
-PNG crops are written as OpenCV's ``imwrite`` writes PNG by default (and so ultralytics'
-``save_crop``): every row filtered with Sub (each byte minus the byte of the pixel on its
-left), compressed with zlib at level 1 with the RLE strategy. That is 4 to 5 times faster than
-Pillow's PNG writer at its own level 1 (which tries five filters on every row), for files of
-about the same size; PNG is lossless, so the pixels are the same.
+PNG crops are written with the settings OpenCV's ``imwrite`` uses for PNG by default (and
+so ultralytics' ``save_crop``): every row filtered with Sub (each byte minus the byte of the
+pixel on its left), compressed with zlib at level 1 with the RLE strategy. That is 4 to 5
+times faster than Pillow's PNG writer at its own level 1 (which tries five filters on every
+row), for files of about the same size; PNG is lossless, so the pixels are the same.
 """
 import contextlib
 import io
