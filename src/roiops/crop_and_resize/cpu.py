@@ -299,6 +299,13 @@ def _fill_pixel(target, crop_x, value, out_half):
 
 
 @njit(cache=True, inline="always")
+def _lerp(a, b, weight):
+    """TF's interpolation step, ``a + (b - a) * weight``: every bilinear path's one formula
+    (the x-lerp of a pixel row, then the y-lerp of two of them)."""
+    return a + (b - a) * weight
+
+
+@njit(cache=True, inline="always")
 def _lerp2d(image, batch_index, top, bottom, left, right, channel, y_lerp, x_lerp, F):
     # TF's two-step a + (b - a) * w form, not the four-weight sum: it differs in rounding and
     # in how inf pixels turn into NaN.
@@ -306,9 +313,8 @@ def _lerp2d(image, batch_index, top, bottom, left, right, channel, y_lerp, x_ler
     top_right = F(image[batch_index, top, right, channel])
     bottom_left = F(image[batch_index, bottom, left, channel])
     bottom_right = F(image[batch_index, bottom, right, channel])
-    top_value = top_left + (top_right - top_left) * x_lerp
-    bottom_value = bottom_left + (bottom_right - bottom_left) * x_lerp
-    return top_value + (bottom_value - top_value) * y_lerp
+    return _lerp(_lerp(top_left, top_right, x_lerp), _lerp(bottom_left, bottom_right, x_lerp),
+                 y_lerp)
 
 
 @njit(cache=True)
@@ -361,12 +367,10 @@ def _horizontal_row(image, batch_index, row, lefts, rights, x_lerps, target, F):
             ul = np.uint64(left)
             ur = np.uint64(rights[crop_x])
             x_lerp = x_lerps[crop_x]
-            a = F(source[ul, np.uint64(0)])
-            target[cx, np.uint64(0)] = a + (F(source[ur, np.uint64(0)]) - a) * x_lerp
-            b = F(source[ul, np.uint64(1)])
-            target[cx, np.uint64(1)] = b + (F(source[ur, np.uint64(1)]) - b) * x_lerp
-            c = F(source[ul, np.uint64(2)])
-            target[cx, np.uint64(2)] = c + (F(source[ur, np.uint64(2)]) - c) * x_lerp
+            for k in range(3):
+                channel = np.uint64(k)
+                target[cx, channel] = _lerp(F(source[ul, channel]), F(source[ur, channel]),
+                                            x_lerp)
         return
     for crop_x in range(target.shape[0]):
         left = lefts[crop_x]
@@ -377,8 +381,8 @@ def _horizontal_row(image, batch_index, row, lefts, rights, x_lerps, target, F):
         right = rights[crop_x]
         x_lerp = x_lerps[crop_x]
         for channel in range(np.uint64(depth)):
-            a = F(source[left, channel])
-            target[crop_x, channel] = a + (F(source[right, channel]) - a) * x_lerp
+            target[crop_x, channel] = _lerp(F(source[left, channel]), F(source[right, channel]),
+                                            x_lerp)
 
 
 @njit(cache=True)
@@ -434,13 +438,13 @@ def _bilinear_band(image, batch_index, y_start, y_step, crop_row_begin, crop_row
                 cx = np.uint64(crop_x)
                 for k in range(3):
                     channel = np.uint64(k)
-                    t = top_values[cx, channel]
-                    out_row[cx, channel] = t + (bottom_values[cx, channel] - t) * y_lerp
+                    out_row[cx, channel] = _lerp(top_values[cx, channel],
+                                                 bottom_values[cx, channel], y_lerp)
         else:
             for crop_x in range(crop_width):
                 for channel in range(np.uint64(depth)):
-                    t = top_values[crop_x, channel]
-                    out_row[crop_x, channel] = t + (bottom_values[crop_x, channel] - t) * y_lerp
+                    out_row[crop_x, channel] = _lerp(top_values[crop_x, channel],
+                                                     bottom_values[crop_x, channel], y_lerp)
         for crop_x in range(crop_width):
             if lefts[crop_x] < 0:
                 for channel in range(np.uint64(depth)):
@@ -665,6 +669,13 @@ def forward(image, boxes, box_indices, method, extrapolation_value, out, out_hal
 # ---------------------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
+def _share(grad, y_weight, x_weight):
+    """A corner's share of a sample's gradient, ``(g * y_weight) * x_weight``: every scatter
+    path's one formula (TF forms the y product first)."""
+    return (grad * y_weight) * x_weight
+
+
+@njit(cache=True, inline="always")
 def _scatter(out, batch_index, row, column, grads, box, crop_y, crop_x,
              y_weight, x_weight, half_accumulate):
     """``out[pixel] += (g * y_weight) * x_weight`` for every channel.
@@ -677,14 +688,15 @@ def _scatter(out, batch_index, row, column, grads, box, crop_y, crop_x,
     channels = range(np.uint64(out.shape[3]))
     if half_accumulate:
         for channel in channels:
-            addend = round_to_half((grads[box, crop_y, crop_x, channel] * y_weight) * x_weight)
+            addend = round_to_half(_share(grads[box, crop_y, crop_x, channel], y_weight,
+                                          x_weight))
             out[batch_index, row, column, channel] = round_to_half(
                 out[batch_index, row, column, channel] + addend)
     else:
         for channel in channels:
             out[batch_index, row, column, channel] = (
                 out[batch_index, row, column, channel]
-                + (grads[box, crop_y, crop_x, channel] * y_weight) * x_weight)
+                + _share(grads[box, crop_y, crop_x, channel], y_weight, x_weight))
 
 
 @njit(cache=True, inline="always")
@@ -709,13 +721,13 @@ def _scatter_corners(out, batch_index, rows, columns, y_weights, x_weights, owne
     for channel in range(np.uint64(out.shape[3])):
         grad = grads[box, crop_y, crop_x, channel]
         out[batch_index, row0, column0, channel] = (
-            out[batch_index, row0, column0, channel] + (grad * y_weight0) * x_weight0)
+            out[batch_index, row0, column0, channel] + _share(grad, y_weight0, x_weight0))
         out[batch_index, row1, column1, channel] = (
-            out[batch_index, row1, column1, channel] + (grad * y_weight1) * x_weight1)
+            out[batch_index, row1, column1, channel] + _share(grad, y_weight1, x_weight1))
         out[batch_index, row2, column2, channel] = (
-            out[batch_index, row2, column2, channel] + (grad * y_weight2) * x_weight2)
+            out[batch_index, row2, column2, channel] + _share(grad, y_weight2, x_weight2))
         out[batch_index, row3, column3, channel] = (
-            out[batch_index, row3, column3, channel] + (grad * y_weight3) * x_weight3)
+            out[batch_index, row3, column3, channel] + _share(grad, y_weight3, x_weight3))
 
 
 @njit(cache=True, inline="always")
@@ -765,12 +777,10 @@ def _grad_image_row_nearest(grads, box, crop_y, out, batch_index, row, columns,
 def _scatter_channel3(grad_row, top_row, bottom_row, cx, left, right, channel,
                       y_lerp, y_complement, x_lerp, x_complement):
     grad = grad_row[cx, channel]
-    top_grad = grad * y_complement
-    bottom_grad = grad * y_lerp
-    top_row[left, channel] = top_row[left, channel] + top_grad * x_complement
-    top_row[right, channel] = top_row[right, channel] + top_grad * x_lerp
-    bottom_row[left, channel] = bottom_row[left, channel] + bottom_grad * x_complement
-    bottom_row[right, channel] = bottom_row[right, channel] + bottom_grad * x_lerp
+    top_row[left, channel] = top_row[left, channel] + _share(grad, y_complement, x_complement)
+    top_row[right, channel] = top_row[right, channel] + _share(grad, y_complement, x_lerp)
+    bottom_row[left, channel] = bottom_row[left, channel] + _share(grad, y_lerp, x_complement)
+    bottom_row[right, channel] = bottom_row[right, channel] + _share(grad, y_lerp, x_lerp)
 
 
 @njit(cache=True)
@@ -819,16 +829,15 @@ def _grad_image_row(grads, box, crop_y, out, batch_index, top, bottom, y_lerp,
             x_complement = F(1) - x_lerp
             for channel in range(np.uint64(out.shape[3])):
                 grad = grads[box, crop_y, crop_x, channel]
-                top_grad = grad * y_complement
-                bottom_grad = grad * y_lerp
                 out[batch_index, top, left, channel] = (
-                    out[batch_index, top, left, channel] + top_grad * x_complement)
+                    out[batch_index, top, left, channel] + _share(grad, y_complement,
+                                                                  x_complement))
                 out[batch_index, top, right, channel] = (
-                    out[batch_index, top, right, channel] + top_grad * x_lerp)
+                    out[batch_index, top, right, channel] + _share(grad, y_complement, x_lerp))
                 out[batch_index, bottom, left, channel] = (
-                    out[batch_index, bottom, left, channel] + bottom_grad * x_complement)
+                    out[batch_index, bottom, left, channel] + _share(grad, y_lerp, x_complement))
                 out[batch_index, bottom, right, channel] = (
-                    out[batch_index, bottom, right, channel] + bottom_grad * x_lerp)
+                    out[batch_index, bottom, right, channel] + _share(grad, y_lerp, x_lerp))
         return
     for crop_x in range(grads.shape[2]):
         left = lefts[crop_x]
