@@ -1,4 +1,6 @@
 """roiops._threads.run_tasks: every task once, in contiguous chunks, on the threads asked for."""
+import multiprocessing
+import os
 import threading
 
 import numba
@@ -41,3 +43,26 @@ def test_an_error_in_any_chunk_reaches_the_caller():
             run_tasks(fail_late, 10)
     finally:
         numba.set_num_threads(previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_runs_tasks_on_a_pool_of_its_own():
+    """The parent's pool threads do not exist in a forked child: handing them tasks would
+    hang. The child runs on two threads after the parent did."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        run_tasks(record, 4, [])  # the parent's pool exists now
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1) as pool:
+            chunks = pool.apply_async(_chunks_in_child).get(timeout=60)
+    finally:
+        numba.set_num_threads(previous)
+    assert sorted(task for begin, end, _ in chunks for task in range(begin, end)) == [0, 1, 2, 3]
+
+
+def _chunks_in_child():
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    chunks = []
+    run_tasks(record, 4, chunks)
+    return chunks

@@ -11,6 +11,7 @@ made a first call compile two to three times as long (BENCHMARKS.md#jit), for th
 of the loops themselves. The thread count is Numba's (``numba.set_num_threads``, per calling
 thread), so existing settings keep working.
 """
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,6 +19,17 @@ import numba
 
 _pool = None
 _pool_lock = threading.Lock()
+
+
+def _forget_pool():
+    """In a forked child: the parent's pool threads do not exist there, and tasks handed to
+    its executor would wait forever; the child makes its own pool on first use."""
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _executor():
