@@ -514,6 +514,15 @@ def _forward_in_place_tasks(input, out, out_half, batch_indices, num_blocks, pla
                           stop_channel, plan.count[k], plan.ys, plan.xs, half, F)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_in_place_float(input, out, batch_indices, num_blocks, plan, F, task_begin,
+                            task_end):
+    """``_forward_in_place_tasks`` into a float ``out`` in float arithmetic: the constants
+    compile a variant without half rounding (see ``_plan_float``)."""
+    _forward_in_place_tasks(input, out, False, batch_indices, num_blocks, plan, False, F,
+                            task_begin, task_end)
+
+
 def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
             half_arithmetic, out, out_half, F):
     """roi_align forward into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits when
@@ -529,8 +538,12 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
                   out, out_half, batch_indices, block, num_blocks, plan, F)
     else:
         num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-        run_tasks(_forward_in_place_tasks, num_rois * num_blocks, input, out, out_half,
-                  batch_indices, num_blocks, plan, half_arithmetic, F)
+        if half_arithmetic or out_half:
+            run_tasks(_forward_in_place_tasks, num_rois * num_blocks, input, out, out_half,
+                      batch_indices, num_blocks, plan, half_arithmetic, F)
+        else:
+            run_tasks(_forward_in_place_float, num_rois * num_blocks, input, out,
+                      batch_indices, num_blocks, plan, F)
 
 
 @njit(cache=True, error_model="numpy")
@@ -648,6 +661,14 @@ def _grad_input_in_place_tasks(grads, out, batch_indices, num_blocks, plan, half
                                      plan.count[k], plan.ys, plan.xs, half, F)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_in_place_float(grads, out, batch_indices, num_blocks, plan, F, task_begin,
+                               task_end):
+    """``_grad_input_in_place_tasks`` in float arithmetic (see ``_forward_in_place_float``)."""
+    _grad_input_in_place_tasks(grads, out, batch_indices, num_blocks, plan, False, F,
+                               task_begin, task_end)
+
+
 def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
                half_arithmetic, out, out_channels_last, F):
     """Gradient of the forward w.r.t. its input, added into the zeroed ``[N, C, H, W]`` ``out``.
@@ -680,8 +701,12 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
             run_tasks(_channels_first_planes, batch * channels, out, gradient)
     else:
         num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-        run_tasks(_grad_input_in_place_tasks, batch * num_blocks, grads, out, batch_indices,
-                  num_blocks, plan, half_arithmetic, F)
+        if half_arithmetic:
+            run_tasks(_grad_input_in_place_tasks, batch * num_blocks, grads, out,
+                      batch_indices, num_blocks, plan, True, F)
+        else:
+            run_tasks(_grad_input_in_place_float, batch * num_blocks, grads, out,
+                      batch_indices, num_blocks, plan, F)
 
 
 @njit(cache=True, error_model="numpy")
