@@ -57,19 +57,6 @@ def stream_chunk(typingctx, destination, destination_offset, source, source_offs
 
 
 @intrinsic
-def data_address(typingctx, array):
-    """The address of ``array``'s first element, to test its alignment."""
-    if not isinstance(array, types.Array):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.ptrtoint(_data_pointer(context, builder, signature.args[0], args[0]),
-                                ir.IntType(64))
-
-    return types.uint64(array), codegen
-
-
-@intrinsic
 def store_fence(typingctx):
     """Order this thread's streaming stores before everything after it (they are weakly
     ordered: without a fence another thread may not see them yet when the kernel returns)."""
