@@ -106,6 +106,11 @@ def require_dtype(name, array, allowed):
         raise TypeError(f"{name} must have dtype in ({supported}), got {array.dtype}")
 
 
+def _same(dtype):
+    """A NumPy array's dtype is already the one the kernels compute and write."""
+    return dtype
+
+
 def _is_integer_dtype(dtype):
     return dtype.kind in "iu"
 
@@ -353,4 +358,4 @@ def require_memory(name, value, buffers, device=None):
 
 NUMPY = ArrayKind(require=require_arrays, dtype=np.dtype, float_dtypes=FLOAT_DTYPES,
                   image_dtypes=IMAGE_DTYPES, is_integer=_is_integer_dtype,
-                  numpy_dtype=np.dtype, float_dtype=float_dtype)
+                  numpy_dtype=_same, float_dtype=float_dtype)

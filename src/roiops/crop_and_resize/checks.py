@@ -152,7 +152,7 @@ def _record(kind, image_shape, num_boxes, crop_size, method, data_format, out_dt
             compute_from, result_shape, extrapolation_value=0.0):
     """The record; ``F`` is the compute type of the dtype ``compute_from``."""
     return Crop(image_shape, num_boxes, tuple(crop_size), method, data_format, out_dtype,
-                np.dtype(kind.numpy_dtype(out_dtype)),
+                kind.numpy_dtype(out_dtype),
                 _arrays.native_compute_type(kind.numpy_dtype(compute_from)), result_shape,
                 extrapolation_value)
 

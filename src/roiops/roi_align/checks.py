@@ -99,7 +99,7 @@ class RoiAlign(NamedTuple):
 
 def _record(kind, input_shape, num_rois, options, dtype, result_shape, names):
     """The record of a result of ``dtype`` (computed in its compute type)."""
-    kernel_dtype = np.dtype(kind.numpy_dtype(dtype))
+    kernel_dtype = kind.numpy_dtype(dtype)
     return RoiAlign(tuple(input_shape), num_rois, options, dtype, kernel_dtype,
                     _arrays.native_compute_type(kernel_dtype), tuple(result_shape), names)
 
