@@ -387,8 +387,10 @@ class NumpyMaker:
 
     @staticmethod
     def rounded(array, name):
-        """The reference result (in its arithmetic type) as the call returns it: ``name``."""
-        return array.astype(name)
+        """The reference result (in its arithmetic type) as the call returns it: ``name``
+        (beyond float16's range: inf, as the call gives it)."""
+        with np.errstate(over="ignore"):
+            return array.astype(name)
 
     @staticmethod
     def shaped(shape, name):
@@ -770,8 +772,10 @@ def crop_image(draft, entry, dims, layout, name=None):
 
 def known_dtype(maker, value):
     """The dtype name of an array or tensor argument, whatever else it breaks (the rules that
-    follow from its dtype apply before its shape is checked); float32 for anything else."""
-    return maker.dtype_name(value) if hasattr(value, "dtype") else "float32"
+    follow from its dtype apply before its shape is checked); float32 for anything else,
+    strings and bytes included (NumPy cannot parse their names back: 'str256')."""
+    name = maker.dtype_name(value) if hasattr(value, "dtype") else "float32"
+    return "float32" if name.startswith(("str", "bytes")) else name
 
 
 def output_dtype(maker, value):
