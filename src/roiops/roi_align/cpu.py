@@ -209,13 +209,14 @@ def _valid_samples(bin_base, bin_size, grid_f, grid, size, half, F):
 
 
 @njit(cache=True, error_model="numpy")
-def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
-    """The valid samples of one axis (y with the height, or x with the width) of every roi.
+def _plan_axis(starts, bin_sizes, grids, pooled, sizes, half, F):
+    """The valid samples of one axis (y with the heights, or x with the widths: ``sizes[k]``
+    is the size of roi ``k``'s map along the axis) of every roi.
 
     Returns a ``SampleTable``: flat arrays indexed by entry ``e``, where the entries of roi
     ``k`` and bin ``p`` are ``first[k, p] <= e < first[k, p + 1]`` in ascending sample order:
 
-    - ``low[e]``, ``high[e]``: the two neighbouring rows (equal when pinned at ``size - 1``);
+    - ``low[e]``, ``high[e]``: the two neighbouring rows (equal when pinned at the last);
       unsigned, so that indexing skips Numba's negative-index wraparound;
     - ``frac[e]``, ``comp[e]``: the weights ``l = c - low`` and ``h = 1 - l`` in ``F``;
     - ``active[e]``: the coordinate moves with the box (not clamped at 0, not pinned);
@@ -230,7 +231,7 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
         for p in range(pooled):
             bin_base = _h(starts[k] + _h(_h(F(p), half) * bin_sizes[k], half), half)
             start_index, stop_index = _valid_samples(bin_base, bin_sizes[k], grid_f, grids[k],
-                                                     size, half, F)
+                                                     sizes[k], half, F)
             begin[k, p] = start_index
             first[k, p + 1] = stop_index - start_index
     total = 0  # counts to offsets: a running sum, sequential and cheap
@@ -247,8 +248,8 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
     active = np.empty(total, np.bool_)
     position = np.empty(total, F)
     one = F(1)
-    last = size - 1
     for k in range(num_rois):
+        last = sizes[k] - 1
         grid_f = _h(F(grids[k]), half)
         for p in range(pooled):
             bin_base = _h(starts[k] + _h(_h(F(p), half) * bin_sizes[k], half), half)
@@ -282,9 +283,13 @@ def _plan_axis(starts, bin_sizes, grids, pooled, size, half, F):
 
 
 @njit(cache=True, error_model="numpy")
-def _plan(rois, spatial_scale, sampling_ratio, geometry,
-          pooled_height, pooled_width, height, width, half, F):
+def _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height, pooled_width,
+          half, F):
     """Geometry of every roi and the sample tables of both axes (see ``_plan_axis``).
+
+    Roi ``k`` is scaled by ``scales[k]`` onto a map of ``heights[k] x widths[k]``: one map for
+    roi_align (:func:`one_map`), each roi's own level for multi-scale RoI Align
+    (``roiops.multi_scale_roi_align.cpu``), with the same per-roi arithmetic.
 
     Returns a ``Plan``; ``count`` is the divisor of the forward (torchvision
     ``max(gh*gw, 1)``, MindSpore ``F(gh) * F(gw)``), which the gradients share: it differs
@@ -302,40 +307,46 @@ def _plan(rois, spatial_scale, sampling_ratio, geometry,
     count = np.empty(num_rois, F)
     for k in range(num_rois):
         x_start[k], x_bin[k], grid_w[k], x_clamped[k] = _axis_geometry(
-            rois[k, 1], rois[k, 3], spatial_scale, sampling_ratio, geometry, pooled_width,
+            rois[k, 1], rois[k, 3], scales[k], sampling_ratio, geometry, pooled_width,
             half, F)
         y_start[k], y_bin[k], grid_h[k], y_clamped[k] = _axis_geometry(
-            rois[k, 2], rois[k, 4], spatial_scale, sampling_ratio, geometry, pooled_height,
+            rois[k, 2], rois[k, 4], scales[k], sampling_ratio, geometry, pooled_height,
             half, F)
         if geometry.count_product:
             count[k] = _h(_h(F(grid_h[k]), half) * _h(F(grid_w[k]), half), half)
         else:
             count[k] = _h(F(max(grid_h[k] * grid_w[k], 1)), half)
-    ys = _plan_axis(y_start, y_bin, grid_h, pooled_height, height, half, F)
-    xs = _plan_axis(x_start, x_bin, grid_w, pooled_width, width, half, F)
+    ys = _plan_axis(y_start, y_bin, grid_h, pooled_height, heights, half, F)
+    xs = _plan_axis(x_start, x_bin, grid_w, pooled_width, widths, half, F)
     return Plan(count, ys, xs, y_clamped, x_clamped, grid_h, grid_w)
 
 
 @njit(cache=True, error_model="numpy")
-def _plan_float(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                height, width, F):
+def _plan_float(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
+                pooled_width, F):
     """``_plan`` in float arithmetic. The constant ``False`` compiles a ``_plan`` without any
     half rounding (one with a runtime switch compiled half the code for nothing)."""
-    return _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                 height, width, False, F)
+    return _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
+                 pooled_width, False, F)
 
 
 @njit(cache=True, error_model="numpy")
-def _plan_half(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-               height, width, F):
+def _plan_half(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
+               pooled_width, F):
     """``_plan`` with every operation rounded to half."""
-    return _plan(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                 height, width, True, F)
+    return _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
+                 pooled_width, True, F)
 
 
-def _plan_for(half, *args):
+def plan_for(half, *args):
     """``_plan(*args)`` in half arithmetic or not (``*args`` without ``half``)."""
     return (_plan_half if half else _plan_float)(*args)
+
+
+def one_map(num_rois, spatial_scale, height, width):
+    """``_plan``'s per-roi ``(scales, heights, widths)`` when every roi reads one map."""
+    return (np.full(num_rois, spatial_scale), np.full(num_rois, height, np.int64),
+            np.full(num_rois, width, np.int64))
 
 
 def _use_channels_last(plan, input_shape):
@@ -385,6 +396,47 @@ def _channels_first_planes(out, source, task_begin, task_end):
 
 
 @njit(cache=True, error_model="numpy")
+def sample_value(plane, row_lo, row_hi, col_lo, col_hi, ly, hy, lx, hx, half):
+    """One valid sample's bilinear value, the per-sample formula of every gathering path
+    (roi_align's in-place forward, ps_roi_align's forward):
+    ``((w1*v1 + w2*v2) + w3*v3) + w4*v4`` with ``w1 = hy*hx, w2 = hy*lx, w3 = ly*hx,
+    w4 = ly*lx`` in the peers' order; every op rounded to half when ``half``."""
+    w1 = _h(hy * hx, half)
+    w2 = _h(hy * lx, half)
+    w3 = _h(ly * hx, half)
+    w4 = _h(ly * lx, half)
+    term = _h(_h(w1 * plane[row_lo, col_lo], half) + _h(w2 * plane[row_lo, col_hi], half),
+              half)
+    term = _h(term + _h(w3 * plane[row_hi, col_lo], half), half)
+    return _h(term + _h(w4 * plane[row_hi, col_hi], half), half)
+
+
+@njit(cache=True, error_model="numpy")
+def scatter_sample(plane, row_lo, row_hi, col_lo, col_hi, ly, hy, lx, hx, g, count, half):
+    """The adjoint of :func:`sample_value`: add ``(g * w_i) / count`` to the four corners in
+    order ``i = 1..4`` (a pinned sample's corners are one pixel: the order matters)."""
+    w1 = _h(hy * hx, half)
+    w2 = _h(hy * lx, half)
+    w3 = _h(ly * hx, half)
+    w4 = _h(ly * lx, half)
+    plane[row_lo, col_lo] = _h(plane[row_lo, col_lo] + _h(_h(g * w1, half) / count, half), half)
+    plane[row_lo, col_hi] = _h(plane[row_lo, col_hi] + _h(_h(g * w2, half) / count, half), half)
+    plane[row_hi, col_lo] = _h(plane[row_hi, col_lo] + _h(_h(g * w3, half) / count, half), half)
+    plane[row_hi, col_hi] = _h(plane[row_hi, col_hi] + _h(_h(g * w4, half) / count, half), half)
+
+
+@njit(cache=True, error_model="numpy")
+def sample_slopes(plane, row_lo, row_hi, col_lo, col_hi, ly, hy, lx, hx):
+    """``(d value/dy, d value/dx)`` of :func:`sample_value` with the other axis' weights
+    fixed: ``hx*(v3 - v1) + lx*(v4 - v2)`` and ``hy*(v2 - v1) + ly*(v4 - v3)``."""
+    v1 = plane[row_lo, col_lo]
+    v2 = plane[row_lo, col_hi]
+    v3 = plane[row_hi, col_lo]
+    v4 = plane[row_hi, col_hi]
+    return hx * (v3 - v1) + lx * (v4 - v2), hy * (v2 - v1) + ly * (v4 - v3)
+
+
+@njit(cache=True, error_model="numpy")
 def _store(out, out_half, k, c, ph, pw, value):
     if out_half:
         out[k, c, ph, pw] = _half_bits(value)
@@ -410,15 +462,8 @@ def _forward_in_place(input, out, out_half, k, batch_index, first_channel, stop_
                     row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
                     for i in range(x_first[k, pw], x_first[k, pw + 1]):
                         col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
-                        w1 = _h(hy * hx, half)
-                        w2 = _h(hy * lx, half)
-                        w3 = _h(ly * hx, half)
-                        w4 = _h(ly * lx, half)
-                        term = _h(_h(w1 * plane[row_lo, col_lo], half)
-                                  + _h(w2 * plane[row_lo, col_hi], half), half)
-                        term = _h(term + _h(w3 * plane[row_hi, col_lo], half), half)
-                        term = _h(term + _h(w4 * plane[row_hi, col_hi], half), half)
-                        acc = _h(acc + term, half)
+                        acc = _h(acc + sample_value(plane, row_lo, row_hi, col_lo, col_hi,
+                                                    ly, hy, lx, hx, half), half)
                 _store(out, out_half, k, c, ph, pw, _h(acc / count, half))
 
 
@@ -530,8 +575,8 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
     the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
-    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
-                     pooled_height, pooled_width, height, width, F)
+    plan = plan_for(half_arithmetic, rois, *one_map(num_rois, spatial_scale, height, width),
+                    sampling_ratio, geometry, pooled_height, pooled_width, F)
     if not half_arithmetic and _use_channels_last(plan, input.shape):
         block, num_blocks = _vector_blocks(channels, num_rois)
         run_tasks(_forward_channels_last_tasks, num_rois * num_blocks, _channels_last(input),
@@ -565,18 +610,8 @@ def _grad_input_in_place(grads, out, k, batch_index, first_channel, stop_channel
                     row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
                     for i in range(x_first[k, pw], x_first[k, pw + 1]):
                         col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
-                        w1 = _h(hy * hx, half)
-                        w2 = _h(hy * lx, half)
-                        w3 = _h(ly * hx, half)
-                        w4 = _h(ly * lx, half)
-                        plane[row_lo, col_lo] = _h(
-                            plane[row_lo, col_lo] + _h(_h(g * w1, half) / count, half), half)
-                        plane[row_lo, col_hi] = _h(
-                            plane[row_lo, col_hi] + _h(_h(g * w2, half) / count, half), half)
-                        plane[row_hi, col_lo] = _h(
-                            plane[row_hi, col_lo] + _h(_h(g * w3, half) / count, half), half)
-                        plane[row_hi, col_hi] = _h(
-                            plane[row_hi, col_hi] + _h(_h(g * w4, half) / count, half), half)
+                        scatter_sample(plane, row_lo, row_hi, col_lo, col_hi, ly, hy, lx, hx,
+                                       g, count, half)
 
 
 @njit(cache=True, error_model="numpy")
@@ -686,8 +721,9 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
     """
     batch, channels, height, width = out.shape
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
-    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
-                     pooled_height, pooled_width, height, width, F)
+    plan = plan_for(half_arithmetic, rois,
+                    *one_map(rois.shape[0], spatial_scale, height, width), sampling_ratio,
+                    geometry, pooled_height, pooled_width, F)
     if not half_arithmetic and _use_channels_last(plan, out.shape):
         in_place = out_channels_last.size == out.size
         if in_place:
@@ -755,8 +791,9 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     bins per sample row and column first, then weighted by ``dy/dy1``: deterministic, one
     thread per roi.
     """
-    plan = _plan_float(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
-                       grads.shape[3], input.shape[2], input.shape[3], F)
+    plan = _plan_float(rois, *one_map(rois.shape[0], spatial_scale, input.shape[2],
+                                      input.shape[3]), sampling_ratio, geometry,
+                       grads.shape[2], grads.shape[3], F)
     run_tasks(_grad_boxes, grads.shape[0], grads, input, batch_indices, spatial_scale, plan,
               out, F)
 
@@ -764,44 +801,50 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grad_boxes(grads, input, batch_indices, spatial_scale, plan, out, F, roi_begin, roi_end):
     """``grad_boxes`` of the rois ``[roi_begin, roi_end)``."""
+    for k in range(roi_begin, roi_end):
+        grad_boxes_roi(grads, input, k, batch_indices[k], spatial_scale, plan, out, F)
+
+
+@njit(cache=True, error_model="numpy")
+def grad_boxes_roi(grads, input, k, b, spatial_scale, plan, out, F):
+    """Row ``k`` of ``grad_boxes``: roi ``k`` reads image ``b`` of ``input`` at
+    ``spatial_scale`` (the scale its plan was made with)."""
     channels, pooled_height, pooled_width = grads.shape[1], grads.shape[2], grads.shape[3]
     ys, xs = plan.ys, plan.xs
     y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
     x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
     y_active, x_active = ys.active, xs.active
-    for k in range(roi_begin, roi_end):
-        if plan.grid_h[k] <= 0 or plan.grid_w[k] <= 0:
-            continue  # no samples at all
-        y_begin, y_end = y_first[k, 0], y_first[k, pooled_height]
-        x_begin, x_end = x_first[k, 0], x_first[k, pooled_width]
-        # d(sum of grads * values)/d(coordinate) of each sample row and column of the roi
-        row_slopes = np.zeros(y_end - y_begin, F)
-        column_slopes = np.zeros(x_end - x_begin, F)
-        b = batch_indices[k]
-        for c in range(channels):
-            plane = input[b, c]
-            for ph in range(pooled_height):
-                for pw in range(pooled_width):
-                    g = grads[k, c, ph, pw]
-                    for j in range(y_first[k, ph], y_first[k, ph + 1]):
-                        row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
-                        for i in range(x_first[k, pw], x_first[k, pw + 1]):
-                            col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
-                            v1 = plane[row_lo, col_lo]
-                            v2 = plane[row_lo, col_hi]
-                            v3 = plane[row_hi, col_lo]
-                            v4 = plane[row_hi, col_hi]
-                            if y_active[j]:
-                                row_slopes[j - y_begin] += g * (hx * (v3 - v1) + lx * (v4 - v2))
-                            if x_active[i]:
-                                column_slopes[i - x_begin] += g * (hy * (v2 - v1)
-                                                                   + ly * (v4 - v3))
-        d_y1, d_y2 = _edge_derivatives(row_slopes, y_begin, y_end, ys.position,
-                                       plan.y_clamped[k], spatial_scale, F)
-        d_x1, d_x2 = _edge_derivatives(column_slopes, x_begin, x_end, xs.position,
-                                       plan.x_clamped[k], spatial_scale, F)
-        count = plan.count[k]
-        out[k, 1] = d_x1 / count
-        out[k, 2] = d_y1 / count
-        out[k, 3] = d_x2 / count
-        out[k, 4] = d_y2 / count
+    if plan.grid_h[k] <= 0 or plan.grid_w[k] <= 0:
+        return  # no samples at all
+    y_begin, y_end = y_first[k, 0], y_first[k, pooled_height]
+    x_begin, x_end = x_first[k, 0], x_first[k, pooled_width]
+    # d(sum of grads * values)/d(coordinate) of each sample row and column of the roi
+    row_slopes = np.zeros(y_end - y_begin, F)
+    column_slopes = np.zeros(x_end - x_begin, F)
+    for c in range(channels):
+        plane = input[b, c]
+        for ph in range(pooled_height):
+            for pw in range(pooled_width):
+                g = grads[k, c, ph, pw]
+                for j in range(y_first[k, ph], y_first[k, ph + 1]):
+                    row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
+                    for i in range(x_first[k, pw], x_first[k, pw + 1]):
+                        col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
+                        v1 = plane[row_lo, col_lo]
+                        v2 = plane[row_lo, col_hi]
+                        v3 = plane[row_hi, col_lo]
+                        v4 = plane[row_hi, col_hi]
+                        if y_active[j]:
+                            row_slopes[j - y_begin] += g * (hx * (v3 - v1) + lx * (v4 - v2))
+                        if x_active[i]:
+                            column_slopes[i - x_begin] += g * (hy * (v2 - v1)
+                                                               + ly * (v4 - v3))
+    d_y1, d_y2 = _edge_derivatives(row_slopes, y_begin, y_end, ys.position,
+                                   plan.y_clamped[k], spatial_scale, F)
+    d_x1, d_x2 = _edge_derivatives(column_slopes, x_begin, x_end, xs.position,
+                                   plan.x_clamped[k], spatial_scale, F)
+    count = plan.count[k]
+    out[k, 1] = d_x1 / count
+    out[k, 2] = d_y1 / count
+    out[k, 3] = d_x2 / count
+    out[k, 4] = d_y2 / count
