@@ -322,31 +322,52 @@ def _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height
 
 
 @njit(cache=True, error_model="numpy")
-def _plan_float(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
-                pooled_width, F):
-    """``_plan`` in float arithmetic. The constant ``False`` compiles a ``_plan`` without any
-    half rounding (one with a runtime switch compiled half the code for nothing)."""
+def _plan_float(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+                height, width, F):
+    """``_plan`` of rois on one ``height x width`` map in float arithmetic. The constant
+    ``False`` compiles a ``_plan`` without any half rounding (one with a runtime switch
+    compiled half the code for nothing)."""
+    num_rois = rois.shape[0]
+    return _plan(rois, np.full(num_rois, spatial_scale), np.full(num_rois, height),
+                 np.full(num_rois, width), sampling_ratio, geometry, pooled_height,
+                 pooled_width, False, F)
+
+
+@njit(cache=True, error_model="numpy")
+def _plan_half(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
+               height, width, F):
+    """``_plan_float`` with every operation rounded to half."""
+    num_rois = rois.shape[0]
+    return _plan(rois, np.full(num_rois, spatial_scale), np.full(num_rois, height),
+                 np.full(num_rois, width), sampling_ratio, geometry, pooled_height,
+                 pooled_width, True, F)
+
+
+def _plan_for(half, *args):
+    """``_plan_float(*args)`` in half arithmetic or not."""
+    return (_plan_half if half else _plan_float)(*args)
+
+
+@njit(cache=True, error_model="numpy")
+def _plan_levels_float(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
+                       pooled_width, F):
+    """``_plan`` of rois each on its own map (``heights[k] x widths[k]`` at ``scales[k]``)."""
     return _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
                  pooled_width, False, F)
 
 
 @njit(cache=True, error_model="numpy")
-def _plan_half(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
-               pooled_width, F):
-    """``_plan`` with every operation rounded to half."""
+def _plan_levels_half(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
+                      pooled_width, F):
+    """``_plan_levels_float`` with every operation rounded to half."""
     return _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
                  pooled_width, True, F)
 
 
-def plan_for(half, *args):
-    """``_plan(*args)`` in half arithmetic or not (``*args`` without ``half``)."""
-    return (_plan_half if half else _plan_float)(*args)
-
-
-def one_map(num_rois, spatial_scale, height, width):
-    """``_plan``'s per-roi ``(scales, heights, widths)`` when every roi reads one map."""
-    return (np.full(num_rois, spatial_scale), np.full(num_rois, height, np.int64),
-            np.full(num_rois, width, np.int64))
+def plan_levels(half, *args):
+    """``_plan_levels_float(*args)`` in half arithmetic or not: the plan of multi-scale RoI
+    Align (``roiops.multi_scale_roi_align.cpu``), every roi reading its level's map."""
+    return (_plan_levels_half if half else _plan_levels_float)(*args)
 
 
 def _use_channels_last(plan, input_shape):
@@ -575,8 +596,8 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
     the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
-    plan = plan_for(half_arithmetic, rois, *one_map(num_rois, spatial_scale, height, width),
-                    sampling_ratio, geometry, pooled_height, pooled_width, F)
+    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
+                     pooled_height, pooled_width, height, width, F)
     if not half_arithmetic and _use_channels_last(plan, input.shape):
         block, num_blocks = _vector_blocks(channels, num_rois)
         run_tasks(_forward_channels_last_tasks, num_rois * num_blocks, _channels_last(input),
@@ -721,9 +742,8 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
     """
     batch, channels, height, width = out.shape
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
-    plan = plan_for(half_arithmetic, rois,
-                    *one_map(rois.shape[0], spatial_scale, height, width), sampling_ratio,
-                    geometry, pooled_height, pooled_width, F)
+    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
+                     pooled_height, pooled_width, height, width, F)
     if not half_arithmetic and _use_channels_last(plan, out.shape):
         in_place = out_channels_last.size == out.size
         if in_place:
@@ -791,9 +811,8 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     bins per sample row and column first, then weighted by ``dy/dy1``: deterministic, one
     thread per roi.
     """
-    plan = _plan_float(rois, *one_map(rois.shape[0], spatial_scale, input.shape[2],
-                                      input.shape[3]), sampling_ratio, geometry,
-                       grads.shape[2], grads.shape[3], F)
+    plan = _plan_float(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
+                       grads.shape[3], input.shape[2], input.shape[3], F)
     run_tasks(_grad_boxes, grads.shape[0], grads, input, batch_indices, spatial_scale, plan,
               out, F)
 
@@ -830,15 +849,12 @@ def grad_boxes_roi(grads, input, k, b, spatial_scale, plan, out, F):
                     row_lo, row_hi, ly, hy = y_low[j], y_high[j], y_frac[j], y_comp[j]
                     for i in range(x_first[k, pw], x_first[k, pw + 1]):
                         col_lo, col_hi, lx, hx = x_low[i], x_high[i], x_frac[i], x_comp[i]
-                        v1 = plane[row_lo, col_lo]
-                        v2 = plane[row_lo, col_hi]
-                        v3 = plane[row_hi, col_lo]
-                        v4 = plane[row_hi, col_hi]
+                        slope_y, slope_x = sample_slopes(plane, row_lo, row_hi, col_lo, col_hi,
+                                                         ly, hy, lx, hx)
                         if y_active[j]:
-                            row_slopes[j - y_begin] += g * (hx * (v3 - v1) + lx * (v4 - v2))
+                            row_slopes[j - y_begin] += g * slope_y
                         if x_active[i]:
-                            column_slopes[i - x_begin] += g * (hy * (v2 - v1)
-                                                               + ly * (v4 - v3))
+                            column_slopes[i - x_begin] += g * slope_x
     d_y1, d_y2 = _edge_derivatives(row_slopes, y_begin, y_end, ys.position,
                                    plan.y_clamped[k], spatial_scale, F)
     d_x1, d_x2 = _edge_derivatives(column_slopes, x_begin, x_end, xs.position,
