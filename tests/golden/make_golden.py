@@ -5,6 +5,7 @@ Run from the repository root, each with its peer's own interpreter (never the ro
     .peers/tf/bin/python tests/golden/make_golden.py tensorflow    # TensorFlow 2.21.0 (CPU)
     .peers/ms/bin/python tests/golden/make_golden.py mindspore     # MindSpore 2.10.0 (CPU, PyNative)
     .peers/tv/bin/python tests/golden/make_golden.py torchvision   # torch 2.13.0 + torchvision 0.28.0
+    .peers/tv/bin/python tests/golden/make_golden.py torchvision_ps  # ps_roi_align, ps_roi_pool
 
 Each run writes ``tests/golden/<peer>.npz``. The inputs are drawn from ``numpy.random.default_rng``
 with a fixed seed per peer, so a rerun with the same peer versions gives identical files.
@@ -44,8 +45,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 F32 = np.float32
 
 PEER_PY = {"tensorflow": ".peers/tf/bin/python", "mindspore": ".peers/ms/bin/python",
-           "torchvision": ".peers/tv/bin/python"}
-SEEDS = {"tensorflow": 20250101, "mindspore": 20250202, "torchvision": 20250303}
+           "torchvision": ".peers/tv/bin/python", "torchvision_ps": ".peers/tv/bin/python"}
+SEEDS = {"tensorflow": 20250101, "mindspore": 20250202, "torchvision": 20250303,
+         "torchvision_ps": 20250316}
 
 IMAGE_DTYPES = ["uint8", "uint16", "int8", "int16", "int32", "int64", "float16", "float32", "float64"]
 EXTRAPOLATION_VALUES = [0.0, -1.0, 7.25, float("nan")]
@@ -633,16 +635,80 @@ def gen_torchvision(store, rng):
     return "torch %s, torchvision %s" % (torch.__version__, torchvision.__version__)
 
 
+def gen_torchvision_ps(store, rng):
+    """ps_roi_align and ps_roi_pool (issue 16): forward and input gradient of each, in every
+    dtype torchvision's CPU kernels dispatch (float16, float32, float64)."""
+    import torch
+    import torchvision
+    from torchvision.ops import ps_roi_align, ps_roi_pool
+    torch.set_num_threads(1)
+
+    def run(x, boxes, output_size, scale, sampling_ratio):
+        if sampling_ratio is None:
+            return ps_roi_pool(x, boxes, output_size, scale)
+        return ps_roi_align(x, boxes, output_size, scale, sampling_ratio)
+
+    combos = [(op, dt, sr, sc) for op in ("ps_roi_align", "ps_roi_pool")
+              for dt in ("float32", "float64", "float16")
+              for sr in ((-1, 0, 1, 2, 3) if op == "ps_roi_align" else (None,))
+              for sc in SCALES]
+    reps = {"float32": 2, "float64": 1, "float16": 2}
+    for op, dtype, sr, scale in combos:
+        for _ in range(reps[dtype] * (1 if op == "ps_roi_align" else 3)):
+            N, C, H, W = feature_dims(rng, max_c=2)
+            ph, pw = (int(x) for x in rng.integers(1, 4, 2))
+            osize = ph if (ph == pw or rng.random() < 0.15) else [ph, pw]
+            if isinstance(osize, int):
+                pw = ph
+            C *= ph * pw
+            rois, fams = roi_rows(rng, int(rng.integers(1, 5)), N, H, W, scale, dtype,
+                                  "torchvision")
+            sp = rng.random() < 0.1
+            feat = feature_map(rng, dtype, (N, C, H, W), sp)
+            as_list = rng.random() < 0.3
+            if as_list:
+                rois[:, 0] = np.trunc(rois[:, 0].astype(np.float64)).astype(dtype)
+                rois = rois[np.argsort(rois[:, 0], kind="stable")]
+                blist = [rois[rois[:, 0] == i][:, 1:] for i in range(N)]
+                tboxes = [torch.from_numpy(b.copy()) for b in blist]
+            else:
+                tboxes = torch.from_numpy(rois.copy())
+
+            x = torch.from_numpy(feat.copy()).requires_grad_(True)
+            out = run(x, tboxes, osize, scale, sr)
+            go = torch.from_numpy(coarse(rng, rng.standard_normal(tuple(out.shape)).astype(dtype)))
+            out.backward(go)
+            gin = x.grad.numpy().copy()
+            x2 = torch.from_numpy(feat.copy()).requires_grad_(True)
+            run(x2, tboxes, osize, scale, sr).backward(go)
+            assert bits_equal(gin, x2.grad.numpy())
+            arrays = dict(input=feat, out=out.detach().numpy(), grad_output=go.numpy(),
+                          grad_input=gin)
+            if as_list:
+                for i, b in enumerate(blist):
+                    arrays["boxes%d" % i] = b
+            else:
+                arrays["boxes"] = rois
+            options = dict(dtype=dtype, output_size=osize, spatial_scale=scale,
+                           boxes_list=len(blist) if as_list else 0, families=fams,
+                           special=bool(sp))
+            if sr is not None:
+                options["sampling_ratio"] = sr
+            store.add(op, options, arrays)
+    return "torch %s, torchvision %s" % (torch.__version__, torchvision.__version__)
+
+
 # --------------------------------------------------------------------------------------------
 
 def main():
     if len(sys.argv) != 2 or sys.argv[1] not in PEER_PY:
-        sys.exit("usage: <peer python> tests/golden/make_golden.py {tensorflow|mindspore|torchvision}")
+        sys.exit("usage: <peer python> tests/golden/make_golden.py "
+                 "{tensorflow|mindspore|torchvision|torchvision_ps}")
     peer = sys.argv[1]
     rng = np.random.default_rng(SEEDS[peer])
     store = Store()
     version = {"tensorflow": gen_tensorflow, "mindspore": gen_mindspore,
-               "torchvision": gen_torchvision}[peer](store, rng)
+               "torchvision": gen_torchvision, "torchvision_ps": gen_torchvision_ps}[peer](store, rng)
     command = "%s tests/golden/make_golden.py %s" % (PEER_PY[peer], peer)
     path = os.path.join(HERE, peer + ".npz")
     store.save(path, version, command)
