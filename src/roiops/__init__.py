@@ -1,9 +1,10 @@
 """roiops: exact, fast region-of-interest sampling.
 
-The native API (docs/api.md): ``crop_and_resize`` (TensorFlow/MindSpore semantics) and
-``roi_align`` (torchvision/MindSpore conventions) with their image/input and box gradients, on
-NumPy arrays or torch tensors (``roiops.torch``, ``roiops.nn``). Framework-exact adapters
-live in ``roiops.compat``; the ``roiops`` command in ``roiops.cli``.
+The native API (docs/api.md): ``crop_and_resize`` (TensorFlow/MindSpore semantics),
+``roi_align`` (torchvision/MindSpore conventions) with their image/input and box gradients,
+and ``roi_pool`` (torchvision) with its input gradient, on NumPy arrays or torch tensors
+(``roiops.torch``, ``roiops.nn``). Framework-exact adapters live in ``roiops.compat``; the
+``roiops`` command in ``roiops.cli``.
 """
 from .crop_and_resize.api import (
     crop_and_resize,
@@ -11,6 +12,12 @@ from .crop_and_resize.api import (
     crop_and_resize_grad_image,
 )
 from .roi_align.api import roi_align, roi_align_grad_boxes, roi_align_grad_input
+from .roi_align_rotated.api import (
+    roi_align_rotated,
+    roi_align_rotated_grad_boxes,
+    roi_align_rotated_grad_input,
+)
+from .roi_pool.api import roi_pool, roi_pool_grad_input
 
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
 
@@ -21,4 +28,9 @@ __all__ = [
     "roi_align",
     "roi_align_grad_input",
     "roi_align_grad_boxes",
+    "roi_align_rotated",
+    "roi_align_rotated_grad_input",
+    "roi_align_rotated_grad_boxes",
+    "roi_pool",
+    "roi_pool_grad_input",
 ]

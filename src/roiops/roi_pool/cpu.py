@@ -1,0 +1,283 @@
+"""Numba CPU kernels of roi_pool: the forward (max and argmax per bin) and the input gradient.
+
+torchvision's arithmetic (docs/roi_pool.md), in the compute type ``F`` (the input's type for
+float32/float64; float16 widened exactly to float32), with ``half`` rounding every geometry
+operation to binary16 as torchvision's float16 kernel does. The integer geometry follows the
+C++ kernel on x86-64: a float converted to ``int`` outside the int32 range (or NaN) becomes
+``-2**31`` (``cvttss2si``), and int32 sums wrap.
+
+Design, in two phases like roi_align's kernels:
+
+1. **Plan** (``_plan``, sequential: it is small). A bin's rows depend only on ``(roi, ph)``
+   and its columns only on ``(roi, pw)``: each roi gets ``[start, end)`` rows per bin row and
+   columns per bin column, already clipped to the map.
+2. **Apply.** The forward runs over (roi, block of channels) tasks, each output element
+   written by one thread; a bin is scanned row by row, left to right, and a pixel replaces
+   the maximum only when it is strictly greater (``>``): ties keep the first pixel, NaN never
+   wins. The input gradient runs over (image, block of channels) tasks, each walking the rois
+   in ascending order, so every element receives its adds in torchvision's sequential order
+   (roi, ph, pw) on any number of threads.
+
+Two forward paths give the same bits. *In place* scans the NCHW planes one channel at a time.
+*Channels last* is taken when the scanned pixels outnumber the map elements several times
+(dense rois): the maps are copied once as ``[N, H, W, C]``, so that one pixel of a block of
+channels is a contiguous vector and the compare-and-select of every channel vectorizes.
+"""
+import numpy as np
+from numba import njit
+
+from .._numerics import float_to_half_bits, round_half_away, round_to_half
+from .._threads import run_tasks
+
+# Channels per task of the in-place paths.
+_CHANNEL_BLOCK = 16
+# Channels per vector chunk of the channels-last path; its blocks are whole chunks.
+_LANES = 64
+# The channels-last copy is made once the scanned pixels exceed this many times the map.
+_CHANNELS_LAST_MIN_RATIO = 4
+# Parallel tasks wanted at least (a thread count cannot be read in cached code).
+_MIN_TASKS = 16
+# The maximum a bin starts from when it is not empty: torchvision's -FLT_MAX in every type
+# (-inf in half, where it overflows).
+LOWEST = float(np.finfo(np.float32).min)
+_INT32_MIN = -2147483648
+_TWO_31 = 2147483648.0
+
+
+@njit(cache=True, error_model="numpy")
+def _h(value, half):
+    """``value`` rounded to binary16 when computing in half, else unchanged (one peer op)."""
+    if half:
+        return round_to_half(value)
+    return value
+
+
+@njit(cache=True, error_model="numpy")
+def _int32(value):
+    """C's float-to-int conversion on x86-64: truncation, and ``-2**31`` for a value outside
+    the int32 range or NaN (the "integer indefinite" of ``cvttss2si``)."""
+    if -_TWO_31 <= value < _TWO_31:
+        return np.int64(value)
+    return np.int64(_INT32_MIN)
+
+
+@njit(cache=True, error_model="numpy")
+def _wrap(value):
+    """An int64 ``value`` wrapped to int32, as an int32 sum wraps on x86-64."""
+    return ((value + 2147483648) & 0xFFFFFFFF) - 2147483648
+
+
+@njit(cache=True, error_model="numpy")
+def _rounded_edge(coordinate, spatial_scale, half):
+    """``(int) round(coordinate * spatial_scale)``: C ``round`` (halves away from zero)."""
+    scaled = _h(coordinate * spatial_scale, half)
+    if not abs(scaled) < _TWO_31:  # also inf: no int32 to round to
+        return np.int64(_INT32_MIN)
+    return _int32(round_half_away(scaled))
+
+
+@njit(cache=True, error_model="numpy")
+def _axis(low, high, spatial_scale, pooled, size, starts, ends, half, F):
+    """One roi axis: ``starts[p], ends[p]``, the clipped ``[start, end)`` of bin ``p``.
+
+    ``start = round(low*s)``, ``length = max(round(high*s) - start + 1, 1)`` (a malformed
+    roi becomes one pixel), ``bin = F(length) / F(pooled)``; bin ``p`` spans
+    ``[floor(p*bin), ceil((p+1)*bin))`` shifted by ``start`` and clipped to ``[0, size]``.
+    """
+    start = _rounded_edge(low, spatial_scale, half)
+    end = _rounded_edge(high, spatial_scale, half)
+    length = max(_wrap(end - start + 1), 1)
+    bin_size = _h(_h(F(length), half) / _h(F(pooled), half), half)
+    for p in range(pooled):
+        first = _int32(np.floor(_h(_h(F(p), half) * bin_size, half)))
+        stop = _int32(np.ceil(_h(_h(F(p + 1), half) * bin_size, half)))
+        starts[p] = min(max(_wrap(first + start), 0), size)
+        ends[p] = min(max(_wrap(stop + start), 0), size)
+
+
+@njit(cache=True, error_model="numpy")
+def _plan(rois, spatial_scale, pooled_height, pooled_width, height, width, half, F):
+    """``(row_start, row_end, col_start, col_end)``: ``[K, PH]`` and ``[K, PW]`` int64."""
+    num_rois = rois.shape[0]
+    row_start = np.empty((num_rois, pooled_height), np.int64)
+    row_end = np.empty((num_rois, pooled_height), np.int64)
+    col_start = np.empty((num_rois, pooled_width), np.int64)
+    col_end = np.empty((num_rois, pooled_width), np.int64)
+    for k in range(num_rois):
+        _axis(rois[k, 2], rois[k, 4], spatial_scale, pooled_height, height, row_start[k],
+              row_end[k], half, F)
+        _axis(rois[k, 1], rois[k, 3], spatial_scale, pooled_width, width, col_start[k],
+              col_end[k], half, F)
+    return row_start, row_end, col_start, col_end
+
+
+@njit(cache=True, error_model="numpy")
+def _store(out, out_half, k, c, ph, pw, value):
+    """The result element; float16 results are written as their bits (values read from a
+    float16 map are halves already, so the rounding is exact; -FLT_MAX becomes -inf)."""
+    if out_half:
+        out[k, c, ph, pw] = float_to_half_bits(value)
+    else:
+        out[k, c, ph, pw] = value
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_in_place(input, out, out_half, argmax, with_argmax, batch_indices, num_blocks,
+                      plan, F, task_begin, task_end):
+    """The (roi, ``_CHANNEL_BLOCK`` channels) tasks given, scanning the NCHW planes."""
+    row_start, row_end, col_start, col_end = plan
+    channels, width = out.shape[1], input.shape[3]
+    pooled_height, pooled_width = row_start.shape[1], col_start.shape[1]
+    lowest = F(LOWEST)
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
+            plane = input[batch_indices[k], c]
+            for ph in range(pooled_height):
+                h0, h1 = row_start[k, ph], row_end[k, ph]
+                for pw in range(pooled_width):
+                    w0, w1 = col_start[k, pw], col_end[k, pw]
+                    best = lowest
+                    best_index = -1
+                    if h1 <= h0 or w1 <= w0:
+                        best = F(0)  # an empty bin is 0 (and has no argmax)
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            value = plane[h, w]
+                            if value > best:
+                                best = value
+                                best_index = h * width + w
+                    _store(out, out_half, k, c, ph, pw, best)
+                    if with_argmax:
+                        argmax[k, c, ph, pw] = best_index
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_channels_last(features, out, out_half, argmax, with_argmax, batch_indices, block,
+                           num_blocks, plan, F, task_begin, task_end):
+    """The (roi, ``block`` channels) tasks given, scanning the ``[N, H, W, C]`` copy: the
+    compare-and-select of one pixel runs over the block's channels as vectors."""
+    row_start, row_end, col_start, col_end = plan
+    channels, width = out.shape[1], features.shape[2]
+    pooled_height, pooled_width = row_start.shape[1], col_start.shape[1]
+    lowest = F(LOWEST)
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * block
+        lanes = min(first_channel + block, channels) - first_channel
+        image = features[batch_indices[k]]
+        best = np.empty(lanes, F)
+        best_index = np.empty(lanes, np.int32)
+        for ph in range(pooled_height):
+            h0, h1 = row_start[k, ph], row_end[k, ph]
+            for pw in range(pooled_width):
+                w0, w1 = col_start[k, pw], col_end[k, pw]
+                start = F(0) if h1 <= h0 or w1 <= w0 else lowest
+                for c in range(lanes):
+                    best[c] = start
+                    best_index[c] = -1
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        pixel = image[h, w, first_channel:first_channel + lanes]
+                        index = np.int32(h * width + w)
+                        for c in range(lanes):
+                            value = pixel[c]
+                            greater = value > best[c]
+                            best[c] = value if greater else best[c]
+                            best_index[c] = index if greater else best_index[c]
+                for c in range(lanes):
+                    _store(out, out_half, k, first_channel + c, ph, pw, best[c])
+                    if with_argmax:
+                        argmax[k, first_channel + c, ph, pw] = best_index[c]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _channels_last_rows(input, result, task_begin, task_end):
+    """``result[b, y, x, c] = input[b, c, y, x]`` for the (image, row) tasks given."""
+    height, width, channels = result.shape[1], result.shape[2], result.shape[3]
+    for task in range(task_begin, task_end):
+        b = task // height
+        y = task % height
+        for x in range(width):
+            for c in range(channels):
+                result[b, y, x, c] = input[b, c, y, x]
+
+
+def _scanned_pixels(plan):
+    """The pixels every channel's scans read, summed over the rois' bins."""
+    row_start, row_end, col_start, col_end = plan
+    rows = (row_end - row_start).clip(0).sum(axis=1)
+    cols = (col_end - col_start).clip(0).sum(axis=1)
+    return int((rows * cols).sum())
+
+
+def forward(input, rois, batch_indices, spatial_scale, half_arithmetic, out, out_half, argmax,
+            with_argmax, F):
+    """Max pooling of every roi's bins into ``out`` ``[K, C, PH, PW]`` (float16 results as
+    uint16 bits) and, when ``with_argmax``, the winners' flat plane indices into ``argmax``
+    (int32, -1 where a bin is empty or holds nothing above -FLT_MAX).
+
+    ``input`` is ``[N, C, H, W]`` in ``F`` (any strides), ``rois`` ``[K, 5]`` in ``F`` (in
+    half arithmetic: values already rounded to half), ``spatial_scale`` an ``F`` (likewise).
+    """
+    batch, channels, height, width = input.shape
+    num_rois, _, pooled_height, pooled_width = out.shape
+    plan = _plan(rois, spatial_scale, pooled_height, pooled_width, height, width,
+                 half_arithmetic, F)
+    scanned = _scanned_pixels(plan)
+    if scanned >= _CHANNELS_LAST_MIN_RATIO * batch * height * width:
+        features = np.empty((batch, height, width, channels), F)
+        run_tasks(_channels_last_rows, batch * height, input, features)
+        block, num_blocks = _vector_blocks(channels, num_rois)
+        run_tasks(_forward_channels_last, num_rois * num_blocks, features, out, out_half,
+                  argmax, with_argmax, batch_indices, block, num_blocks, plan, F)
+    else:
+        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+        run_tasks(_forward_in_place, num_rois * num_blocks, input, out, out_half, argmax,
+                  with_argmax, batch_indices, num_blocks, plan, F)
+
+
+def _vector_blocks(channels, num_rois):
+    """(channels per block, blocks): as few blocks as keep every thread busy, each a whole
+    number of ``_LANES`` chunks."""
+    wanted = (_MIN_TASKS + num_rois - 1) // num_rois
+    num_blocks = max(1, min(wanted, (channels + _LANES - 1) // _LANES))
+    block = (channels + num_blocks - 1) // num_blocks
+    block = (block + _LANES - 1) // _LANES * _LANES
+    return block, (channels + block - 1) // block
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input(grads, argmax, batch_indices, out, num_blocks, half, task_begin, task_end):
+    """The (image, ``_CHANNEL_BLOCK`` channels) tasks given: every roi of the image in
+    ascending order adds ``grads[k, c, ph, pw]`` at its argmax (each add rounded to half
+    when ``half``); an argmax outside the plane (-1: an empty bin) adds nothing."""
+    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
+    plane_size = height * width
+    pooled_height, pooled_width = grads.shape[2], grads.shape[3]
+    for task in range(task_begin, task_end):
+        b = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        for k in range(grads.shape[0]):
+            if batch_indices[k] != b:
+                continue
+            for c in range(first_channel, stop_channel):
+                plane = out[b, c]
+                for ph in range(pooled_height):
+                    for pw in range(pooled_width):
+                        index = np.int64(argmax[k, c, ph, pw])
+                        if 0 <= index < plane_size:
+                            h = index // width
+                            w = index - h * width
+                            plane[h, w] = _h(plane[h, w] + grads[k, c, ph, pw], half)
+
+
+def grad_input(grads, argmax, batch_indices, half_arithmetic, out):
+    """Add every bin's gradient to its argmax pixel of the zeroed ``[N, C, H, W]`` ``out``
+    (in ``F``), in torchvision's sequential order (roi, ph, pw) per element."""
+    batch, channels = out.shape[0], out.shape[1]
+    num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    run_tasks(_grad_input, batch * num_blocks, grads, argmax, batch_indices, out, num_blocks,
+              half_arithmetic)
