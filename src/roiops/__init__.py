@@ -11,6 +11,8 @@ from .crop_and_resize.api import (
     crop_and_resize_grad_boxes,
     crop_and_resize_grad_image,
 )
+from .ps_roi_align.api import ps_roi_align, ps_roi_align_grad_boxes, ps_roi_align_grad_input
+from .ps_roi_pool.api import ps_roi_pool, ps_roi_pool_grad_input
 from .roi_align.api import roi_align, roi_align_grad_boxes, roi_align_grad_input
 from .roi_align_rotated.api import (
     roi_align_rotated,
@@ -28,6 +30,11 @@ __all__ = [
     "roi_align",
     "roi_align_grad_input",
     "roi_align_grad_boxes",
+    "ps_roi_align",
+    "ps_roi_align_grad_input",
+    "ps_roi_align_grad_boxes",
+    "ps_roi_pool",
+    "ps_roi_pool_grad_input",
     "roi_align_rotated",
     "roi_align_rotated_grad_input",
     "roi_align_rotated_grad_boxes",

@@ -1,0 +1,161 @@
+"""Numba CPU kernels of ps_roi_pool: forward and gradient w.r.t. the input.
+
+Position-sensitive average pooling (R-FCN), torchvision's arithmetic operation for operation
+(docs/torchvision.md#ps_roi_pool): the roi's scaled corners rounded half away from zero to
+whole pixels, its size at least 1, ``PH x PW`` bins from ``floor(p * bin)`` to
+``ceil((p + 1) * bin)`` offset by the roi start and clipped to the map (each direction's
+:class:`roiops.ps_roi_pool.conventions.Bins` rule), and bin ``(c, ph, pw)`` the mean of input
+channel ``(c * PH + ph) * PW + pw`` over the bin, row-major; an empty bin gives 0. Every
+float-to-int conversion saturates and every index is clamped in integer arithmetic, so no
+roi, however large, reads outside the map.
+
+Parallel tasks as in ``roiops.ps_roi_align.cpu``: the forward over (roi, block of output
+channels), the input gradient over (image, block of input channels) walking the rois in
+ascending order, which is torchvision's sequential order for every element.
+"""
+import numpy as np
+from numba import njit
+
+from .._numerics import round_half_away
+from .._threads import run_tasks
+from ..roi_align.cpu import _h, _store
+
+_CHANNEL_BLOCK = 16
+# float-to-int conversions saturate to int32, the peer's int (beyond it the peer is undefined)
+_INT_MAX = 2147483647.0
+
+
+@njit(cache=True, error_model="numpy")
+def _to_int(value):
+    """A float already rounded, floored or ceiled as an int, saturating at int32's range."""
+    if value >= _INT_MAX:
+        return 2147483647
+    if value <= -_INT_MAX - 1:
+        return -2147483648
+    return int(value)
+
+
+@njit(cache=True, error_model="numpy")
+def _round_coordinate(value, spatial_scale, bins, half, F):
+    """C's ``round(value * scale)`` of one roi coordinate, as an int."""
+    scaled = _h(value * spatial_scale, half)
+    if bins.round_in_float32:
+        scaled = np.float32(scaled)
+    if not -_INT_MAX < scaled < _INT_MAX:  # saturate first: the rounding works in int64
+        return _to_int(scaled)
+    return _to_int(round_half_away(scaled))
+
+
+@njit(cache=True, error_model="numpy")
+def _axis_bins(rois, low_column, high_column, spatial_scale, pooled, size, bins, half, F):
+    """``(starts, ends)`` ``[K, pooled]`` of one axis: each bin's clipped pixel range."""
+    num_rois = rois.shape[0]
+    starts = np.empty((num_rois, pooled), np.int64)
+    ends = np.empty((num_rois, pooled), np.int64)
+    limit = size + bins.end_limit
+    for k in range(num_rois):
+        low = _round_coordinate(rois[k, low_column], spatial_scale, bins, half, F)
+        high = _round_coordinate(rois[k, high_column], spatial_scale, bins, half, F)
+        length = max(high - low, 1)
+        bin_size = _h(_h(F(length), half) / _h(F(pooled), half), half)
+        for p in range(pooled):
+            start = _to_int(np.floor(_h(_h(F(p), half) * bin_size, half)))
+            end = _to_int(np.ceil(_h(_h(F(p + 1), half) * bin_size, half)))
+            starts[k, p] = min(max(start + low, 0), limit)
+            ends[k, p] = min(max(end + low, 0), limit)
+    return starts, ends
+
+
+def _bins(rois, spatial_scale, pooled_height, pooled_width, height, width, bins, half, F):
+    y_start, y_end = _axis_bins(rois, 2, 4, spatial_scale, pooled_height, height, bins, half, F)
+    x_start, x_end = _axis_bins(rois, 1, 3, spatial_scale, pooled_width, width, bins, half, F)
+    return y_start, y_end, x_start, x_end
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_roi(input, out, out_half, k, batch_index, first_channel, stop_channel, y_start,
+                 y_end, x_start, x_end, half, F):
+    """Output channels ``[first_channel, stop_channel)`` of roi ``k``."""
+    pooled_height, pooled_width = out.shape[2], out.shape[3]
+    for c in range(first_channel, stop_channel):
+        for ph in range(pooled_height):
+            h0, h1 = y_start[k, ph], y_end[k, ph]
+            for pw in range(pooled_width):
+                w0, w1 = x_start[k, pw], x_end[k, pw]
+                if h1 <= h0 or w1 <= w0:
+                    _store(out, out_half, k, c, ph, pw, F(0))
+                    continue
+                plane = input[batch_index, (c * pooled_height + ph) * pooled_width + pw]
+                acc = F(0)
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        acc = _h(acc + plane[h, w], half)
+                area = _h(F((h1 - h0) * (w1 - w0)), half)
+                _store(out, out_half, k, c, ph, pw, _h(acc / area, half))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_tasks(input, out, out_half, batch_indices, num_blocks, y_start, y_end, x_start,
+                   x_end, half, F, task_begin, task_end):
+    """``_forward_roi`` of the (roi, ``_CHANNEL_BLOCK`` output channels) tasks given."""
+    channels = out.shape[1]
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        _forward_roi(input, out, out_half, k, batch_indices[k], first_channel, stop_channel,
+                     y_start, y_end, x_start, x_end, half, F)
+
+
+def forward(input, rois, batch_indices, spatial_scale, bins, half_arithmetic, out, out_half,
+            F):
+    """ps_roi_pool forward into ``out`` ``[K, C / (PH*PW), PH, PW]`` (dtype ``F``, or uint16
+    half bits when ``out_half``) with the bin rule ``bins``."""
+    num_rois, channels, pooled_height, pooled_width = out.shape
+    tables = _bins(rois, spatial_scale, pooled_height, pooled_width, input.shape[2],
+                   input.shape[3], bins, half_arithmetic, F)
+    num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    run_tasks(_forward_tasks, num_rois * num_blocks, input, out, out_half, batch_indices,
+              num_blocks, *tables, half_arithmetic, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_tasks(grads, out, batch_indices, num_blocks, y_start, y_end, x_start, x_end,
+                      half, F, task_begin, task_end):
+    """The (image, ``_CHANNEL_BLOCK`` input channels) tasks given: every roi of the image in
+    ascending order adds ``grads / area`` over its bin of each channel, row-major."""
+    channels = out.shape[1]
+    pooled_height, pooled_width = grads.shape[2], grads.shape[3]
+    for task in range(task_begin, task_end):
+        b = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        for k in range(grads.shape[0]):
+            if batch_indices[k] != b:
+                continue
+            for c in range(first_channel, stop_channel):
+                c_out = c // (pooled_height * pooled_width)
+                ph = (c // pooled_width) % pooled_height
+                pw = c % pooled_width
+                h0, h1 = y_start[k, ph], y_end[k, ph]
+                w0, w1 = x_start[k, pw], x_end[k, pw]
+                if h1 <= h0 or w1 <= w0:
+                    continue
+                area = _h(F((h1 - h0) * (w1 - w0)), half)
+                share = _h(grads[k, c_out, ph, pw] / area, half)
+                plane = out[b, c]
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        plane[h, w] = _h(plane[h, w] + share, half)
+
+
+def grad_input(grads, rois, batch_indices, spatial_scale, bins, half_arithmetic, out, F):
+    """The input gradient added into the zeroed ``[N, C, H, W]`` ``out`` of dtype ``F`` with
+    the bin rule ``bins``: each bin's gradient over its area, added to every pixel of the bin
+    of its channel, in torchvision's sequential order."""
+    batch, channels, height, width = out.shape
+    tables = _bins(rois, spatial_scale, grads.shape[2], grads.shape[3], height, width, bins,
+                   half_arithmetic, F)
+    num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+    run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, batch_indices, num_blocks,
+              *tables, half_arithmetic, F)
