@@ -139,8 +139,7 @@ def check_forward(kind, image, boxes, box_indices, crop_size, method, extrapolat
 
 
 def forward_call(kind, image, num_boxes, crop_size, method, extrapolation_value, data_format):
-    """The record of a forward whose arguments were checked (the custom ops' arguments:
-    ``roiops.torch.api`` checked them); derives, checks nothing."""
+    """The record of a forward whose arguments were checked; derives, checks nothing."""
     image_shape = nhwc(image.shape, data_format)
     return _record(kind, image_shape, num_boxes, crop_size, method, data_format,
                    kind.result_dtype(image.dtype), image.dtype,

@@ -42,8 +42,8 @@ class Options:
     @classmethod
     def from_op_args(cls, output_size, spatial_scale, sampling_ratio, aligned, convention,
                      roi_end_mode):
-        """The options of a custom op's arguments (:meth:`op_args`, checked by the entry
-        point that made them): converted, not checked again."""
+        """The options of a custom op's arguments (:meth:`op_args`) that were checked
+        already: converted, not checked again."""
         options = cls.__new__(cls)
         options.pooled_height, options.pooled_width = (int(v) for v in output_size)
         options.spatial_scale = float(spatial_scale)
@@ -143,8 +143,7 @@ def check_forward(kind, input, rois, options, names=NATIVE, dtypes=None):
 
 
 def forward_call(kind, input, num_rois, options, names=NATIVE):
-    """The record of a forward whose arguments were checked (the custom ops' arguments:
-    ``roiops.torch.api`` checked them); derives, checks nothing."""
+    """The record of a forward whose arguments were checked; derives, checks nothing."""
     return _record(kind, input.shape, num_rois, options, input.dtype,
                    (num_rois, input.shape[1], *options.output_size), names)
 

@@ -15,12 +15,15 @@ Each has a fake (meta) implementation, so ``torch.compile(fullgraph=True)`` and
 ``torch.export`` trace it, and the two forwards have autograd formulas for the image/input
 and the boxes. The gradient ops are not differentiable themselves: a double backward raises.
 
-The ops take checked arguments: ``roiops.crop_and_resize`` and friends, the public entry
-points (``roiops.torch.api``), run the operators' validators on the tensors' metadata and
-the options first, once, and the ops trust them (call the ops through those functions). Each
-op checks what depends on the values (docs/errors.md#box-data: non-finite boxes, batch
-indices out of range), with the NumPy messages, next to its kernels: the CPU ops run the
-NumPy runners on zero-copy views of the tensors after the host's value checks.
+Each op checks its own arguments, since anyone can call ``torch.ops.roiops.*`` directly:
+its CPU, CUDA and fake kernels run the operator's validator on the tensors' metadata and the
+options (microseconds, no value read), so a wrong shape, dtype or option is a TypeError or
+ValueError naming the argument, never a read out of bounds. ``roiops.crop_and_resize`` and
+friends (``roiops.torch.api``) and the compat layers run the same validator first, with
+their own argument names and dtype rules. Then each op checks what depends on the values
+(docs/errors.md#box-data: non-finite boxes, batch indices out of range), with the NumPy
+messages, next to its kernels: the CPU ops run the NumPy runners on zero-copy views of the
+tensors after the host's value checks.
 
 Devices: the CPU kernels are registered with ``device_types="cpu"``. CUDA tensors run the
 Triton kernels of ``roiops.roi_align.cuda`` and ``roiops.crop_and_resize.cuda`` for all six
@@ -85,11 +88,6 @@ def _empty(like, shape, dtype, memory_format=torch.contiguous_format):
     return torch.empty(shape, dtype=dtype, device=like.device, memory_format=memory_format)
 
 
-def _result_dtype(dtype):
-    """docs/api.md#dtypes: the image's float dtype, float32 for integer images."""
-    return TORCH.result_dtype(dtype)
-
-
 # --- crop_and_resize -------------------------------------------------------------------
 
 def _nhwc(array, data_format):
@@ -106,8 +104,8 @@ def crop_and_resize(image: Tensor, boxes: Tensor, box_indices: Tensor, crop_size
                     method: str = "bilinear", extrapolation_value: float = 0.0,
                     data_format: str = "NHWC") -> Tensor:
     """:func:`roiops.crop_and_resize` on tensors (float dtype of the image, float32 for ints)."""
-    call = crop_checks.forward_call(TORCH, image, boxes.shape[0], crop_size, method,
-                                    extrapolation_value, data_format)
+    call = crop_checks.check_forward(TORCH, image, boxes, box_indices, crop_size, method,
+                                     extrapolation_value, data_format)
     host_boxes = _numpy(boxes)
     indices = _host_box_indices(host_boxes, box_indices, call.image_shape[0])
     result = crop_api.run_forward(call, _nhwc(_numpy(image), data_format), host_boxes, indices)
@@ -117,12 +115,9 @@ def crop_and_resize(image: Tensor, boxes: Tensor, box_indices: Tensor, crop_size
 @crop_and_resize.register_fake
 def _(image, boxes, box_indices, crop_size, method="bilinear", extrapolation_value=0.0,
       data_format="NHWC"):
-    crop_height, crop_width = crop_size
-    if data_format == "NHWC":
-        shape = (boxes.shape[0], crop_height, crop_width, image.shape[3])
-    else:
-        shape = (boxes.shape[0], image.shape[1], crop_height, crop_width)
-    return _empty(image, shape, _result_dtype(image.dtype))
+    call = crop_checks.check_forward(TORCH, image, boxes, box_indices, crop_size, method,
+                                     extrapolation_value, data_format)
+    return _empty(image, call.result_shape, call.out_dtype)
 
 
 @torch.library.custom_op("roiops::crop_and_resize_grad_image", mutates_args=(),
@@ -132,8 +127,8 @@ def crop_and_resize_grad_image(grads: Tensor, boxes: Tensor, box_indices: Tensor
                                dtype: torch.dtype = torch.float32,
                                data_format: str = "NHWC") -> Tensor:
     """:func:`roiops.crop_and_resize_grad_image` on tensors; the result has ``dtype``."""
-    call = crop_checks.grad_image_call(TORCH, grads, boxes.shape[0], image_shape, method,
-                                       dtype, data_format)
+    call = crop_checks.check_grad_image(TORCH, grads, boxes, box_indices, image_shape, method,
+                                        dtype, data_format)
     host_boxes = _numpy(boxes)
     indices = _host_box_indices(host_boxes, box_indices, call.image_shape[0])
     result = crop_api.run_grad_image(call, _nhwc(_numpy(grads), data_format), host_boxes,
@@ -144,7 +139,9 @@ def crop_and_resize_grad_image(grads: Tensor, boxes: Tensor, box_indices: Tensor
 @crop_and_resize_grad_image.register_fake
 def _(grads, boxes, box_indices, image_shape, method="bilinear", dtype=torch.float32,
       data_format="NHWC"):
-    return _empty(grads, tuple(image_shape), dtype)
+    call = crop_checks.check_grad_image(TORCH, grads, boxes, box_indices, image_shape, method,
+                                        dtype, data_format)
+    return _empty(grads, call.result_shape, call.out_dtype)
 
 
 @torch.library.custom_op("roiops::crop_and_resize_grad_boxes", mutates_args=(),
@@ -152,7 +149,8 @@ def _(grads, boxes, box_indices, image_shape, method="bilinear", dtype=torch.flo
 def crop_and_resize_grad_boxes(grads: Tensor, image: Tensor, boxes: Tensor, box_indices: Tensor,
                                method: str = "bilinear", data_format: str = "NHWC") -> Tensor:
     """:func:`roiops.crop_and_resize_grad_boxes` on tensors: ``[N, 4]``."""
-    call = crop_checks.grad_boxes_call(TORCH, grads, image, boxes.shape[0], method, data_format)
+    call = crop_checks.check_grad_boxes(TORCH, grads, image, boxes, box_indices, method,
+                                        data_format)
     host_boxes = _numpy(boxes)
     indices = _host_box_indices(host_boxes, box_indices, call.image_shape[0])
     result = crop_api.run_grad_boxes(call, _nhwc(_numpy(grads), data_format),
@@ -162,7 +160,9 @@ def crop_and_resize_grad_boxes(grads: Tensor, image: Tensor, boxes: Tensor, box_
 
 @crop_and_resize_grad_boxes.register_fake
 def _(grads, image, boxes, box_indices, method="bilinear", data_format="NHWC"):
-    return _empty(boxes, (boxes.shape[0], 4), _result_dtype(image.dtype))
+    call = crop_checks.check_grad_boxes(TORCH, grads, image, boxes, box_indices, method,
+                                        data_format)
+    return _empty(boxes, call.result_shape, call.out_dtype)
 
 
 def _crop_and_resize_setup(ctx, inputs, output):
@@ -201,9 +201,9 @@ def roi_align(input: Tensor, rois: Tensor, output_size: Sequence[int], spatial_s
               sampling_ratio: int = -1, aligned: bool = False, convention: str = "torchvision",
               roi_end_mode: int = 1) -> Tensor:
     """:func:`roiops.roi_align` on tensors: ``[K, C, ph, pw]`` of ``input.dtype``."""
-    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                              aligned, convention, roi_end_mode)
-    call = roi_checks.forward_call(TORCH, input, rois.shape[0], options)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_forward(TORCH, input, rois, options)
     host_rois = _numpy(rois)
     indices = _host_roi_indices(host_rois, call.input_shape[0], options)
     return _tensor(roi_api.run_forward(call, _numpy(input), host_rois, indices), input.dtype)
@@ -212,9 +212,10 @@ def roi_align(input: Tensor, rois: Tensor, output_size: Sequence[int], spatial_s
 @roi_align.register_fake
 def _(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
       convention="torchvision", roi_end_mode=1):
-    pooled_height, pooled_width = output_size
-    return _empty(input, (rois.shape[0], input.shape[1], pooled_height, pooled_width),
-                  input.dtype)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_forward(TORCH, input, rois, options)
+    return _empty(input, call.result_shape, call.out_dtype)
 
 
 @torch.library.custom_op("roiops::roi_align_grad_input", mutates_args=(), device_types="cpu")
@@ -227,9 +228,9 @@ def roi_align_grad_input(grads: Tensor, rois: Tensor, input_shape: Sequence[int]
     The result is channels_last: the layout the CPU kernel accumulates into without a
     temporary (the values do not depend on it).
     """
-    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                              aligned, convention, roi_end_mode)
-    call = roi_checks.grad_input_call(TORCH, grads, rois.shape[0], tuple(input_shape), options)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
     host_rois = _numpy(rois)
     indices = _host_roi_indices(host_rois, call.input_shape[0], options)
     result = roi_api.run_grad_input(call, _numpy(grads), host_rois, indices)
@@ -239,7 +240,10 @@ def roi_align_grad_input(grads: Tensor, rois: Tensor, input_shape: Sequence[int]
 @roi_align_grad_input.register_fake
 def _(grads, rois, input_shape, output_size, spatial_scale=1.0, sampling_ratio=-1,
       aligned=False, convention="torchvision", roi_end_mode=1):
-    return _empty(grads, tuple(input_shape), grads.dtype, torch.channels_last)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
+    return _empty(grads, call.input_shape, call.out_dtype, torch.channels_last)
 
 
 @torch.library.custom_op("roiops::roi_align_grad_boxes", mutates_args=(), device_types="cpu")
@@ -248,9 +252,9 @@ def roi_align_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor, output_size
                          aligned: bool = False, convention: str = "torchvision",
                          roi_end_mode: int = 1) -> Tensor:
     """:func:`roiops.roi_align_grad_boxes` on tensors: ``[K, 5]`` of ``input.dtype``."""
-    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                              aligned, convention, roi_end_mode)
-    call = roi_checks.grad_boxes_call(TORCH, input, rois.shape[0], options)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_grad_boxes(TORCH, grads, input, rois, options)
     host_rois = _numpy(rois)
     indices = _host_roi_indices(host_rois, call.input_shape[0], options)
     result = roi_api.run_grad_boxes(call, _numpy(grads), _numpy(input), host_rois, indices)
@@ -260,7 +264,10 @@ def roi_align_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor, output_size
 @roi_align_grad_boxes.register_fake
 def _(grads, input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False,
       convention="torchvision", roi_end_mode=1):
-    return _empty(rois, (rois.shape[0], 5), input.dtype)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_grad_boxes(TORCH, grads, input, rois, options)
+    return _empty(rois, call.result_shape, call.out_dtype)
 
 
 def _roi_align_setup(ctx, inputs, output):
@@ -307,8 +314,8 @@ del _name, _op
 
 # --- CUDA: Triton kernels --------------------------------------------------------------
 #
-# Every op's CUDA kernel. The metadata was checked by the public entry point; here the checks
-# that need the compute type and the device's memory run on the host (no value is read), and
+# Every op's CUDA kernel. The validator checks the metadata on the host, as on the CPU, then
+# the checks that need the compute type and the device's memory (no value is read), and
 # the value checks run on the device: one boolean reduction, one scalar read (a sync, but no
 # copy of the boxes). Only when it is false are the boxes copied to the host, where the CPU
 # path's check names the first bad row with the CPU path's message.
@@ -365,9 +372,9 @@ def _device_roi_indices(rois, batch, convention):
 
 def _cuda_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1,
                     aligned=False, convention="torchvision", roi_end_mode=1):
-    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                              aligned, convention, roi_end_mode)
-    call = roi_checks.forward_call(TORCH, input, rois.shape[0], options)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_forward(TORCH, input, rois, options)
     roi_checks.check_forward_run(call, device=input.device)
     indices = _device_roi_indices(rois, call.input_shape[0], options.convention)
     return _cuda_kernels("roi_align").forward(input, rois, indices, options)
@@ -376,10 +383,9 @@ def _cuda_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=
 def _cuda_roi_align_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
                                sampling_ratio=-1, aligned=False, convention="torchvision",
                                roi_end_mode=1):
-    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                              aligned, convention, roi_end_mode)
-    call = roi_checks.grad_input_call(TORCH, grads, rois.shape[0],
-                                      tuple(int(d) for d in input_shape), options)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
     roi_checks.check_grad_input_run(call, device=grads.device)
     indices = _device_roi_indices(rois, call.input_shape[0], options.convention)
     return _cuda_kernels("roi_align").grad_input(grads, rois, indices, call.input_shape,
@@ -390,9 +396,9 @@ def _cuda_roi_align_grad_input(grads, rois, input_shape, output_size, spatial_sc
 def _cuda_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.0,
                                sampling_ratio=-1, aligned=False, convention="torchvision",
                                roi_end_mode=1):
-    options = roi_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                              aligned, convention, roi_end_mode)
-    call = roi_checks.grad_boxes_call(TORCH, input, rois.shape[0], options)
+    options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                 convention, roi_end_mode)
+    call = roi_checks.check_grad_boxes(TORCH, grads, input, rois, options)
     roi_checks.check_compute_type(call)
     indices = _device_roi_indices(rois, call.input_shape[0], options.convention)
     return _cuda_kernels("roi_align").grad_boxes(grads, input, rois, indices, options)
@@ -400,8 +406,8 @@ def _cuda_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.
 
 def _cuda_crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
                           extrapolation_value=0.0, data_format="NHWC"):
-    call = crop_checks.forward_call(TORCH, image, boxes.shape[0], crop_size, method,
-                                    extrapolation_value, data_format)
+    call = crop_checks.check_forward(TORCH, image, boxes, box_indices, crop_size, method,
+                                     extrapolation_value, data_format)
     crop_checks.check_forward_run(call, column_tables=False, device=image.device)
     indices = _device_box_indices(boxes, box_indices, call.image_shape[0])
     return _cuda_kernels("crop_and_resize").forward(
@@ -411,9 +417,8 @@ def _cuda_crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear
 
 def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, method="bilinear",
                                      dtype=torch.float32, data_format="NHWC"):
-    call = crop_checks.grad_image_call(TORCH, grads, boxes.shape[0],
-                                       tuple(int(d) for d in image_shape), method, dtype,
-                                       data_format)
+    call = crop_checks.check_grad_image(TORCH, grads, boxes, box_indices, image_shape, method,
+                                        dtype, data_format)
     crop_checks.check_grad_image_run(call, device=grads.device)
     indices = _device_box_indices(boxes, box_indices, call.image_shape[0])
     return _cuda_kernels("crop_and_resize").grad_image(grads, boxes, indices, image_shape,
@@ -422,7 +427,8 @@ def _cuda_crop_and_resize_grad_image(grads, boxes, box_indices, image_shape, met
 
 def _cuda_crop_and_resize_grad_boxes(grads, image, boxes, box_indices, method="bilinear",
                                      data_format="NHWC"):
-    call = crop_checks.grad_boxes_call(TORCH, grads, image, boxes.shape[0], method, data_format)
+    call = crop_checks.check_grad_boxes(TORCH, grads, image, boxes, box_indices, method,
+                                        data_format)
     indices = _device_box_indices(boxes, box_indices, call.image_shape[0])
     return _cuda_kernels("crop_and_resize").grad_boxes(grads, image, boxes, indices,
                                                        data_format, call.out_dtype)
@@ -435,3 +441,44 @@ roi_align_grad_boxes.register_kernel("cuda")(_cuda_roi_align_grad_boxes)
 crop_and_resize.register_kernel("cuda")(_cuda_crop_and_resize)
 crop_and_resize_grad_image.register_kernel("cuda")(_cuda_crop_and_resize_grad_image)
 crop_and_resize_grad_boxes.register_kernel("cuda")(_cuda_crop_and_resize_grad_boxes)
+
+
+# --- autocast --------------------------------------------------------------------------
+#
+# As torchvision registers its operators: under ``torch.autocast`` the float16 and bfloat16
+# tensor arguments are cast to float32, the op runs with autocast off, and the result is cast
+# back to the dtype the op gives outside autocast. The ops already compute half types in
+# float32 and round once, so only mixed dtypes and roiops::roi_align_torchvision's float16
+# (half arithmetic outside autocast, float32 inside, as torchvision) see a difference.
+
+_LIBRARY = torch.library.Library("roiops", "FRAGMENT")
+_AUTOCAST_KEYS = {"cpu": "AutocastCPU", "cuda": "AutocastCUDA"}
+
+
+def _autocast_kernel(op, device_type, result_like):
+    def kernel(*args):
+        dtype = None
+        if result_like is not None and args[result_like].is_floating_point():
+            dtype = args[result_like].dtype
+        args = tuple(a.float() if isinstance(a, Tensor)
+                     and a.dtype in (torch.float16, torch.bfloat16) else a for a in args)
+        with torch.autocast(device_type, enabled=False):
+            result = op(*args)
+        return result if dtype is None else result.to(dtype)
+    return kernel
+
+
+def register_autocast(name, result_like):
+    """Register the autocast kernels (CPU and CUDA) of the op ``roiops::<name>``: its result
+    takes the dtype of the argument at index ``result_like`` when that one is a float tensor
+    (``None``: the op's own result dtype, e.g. from a ``dtype`` argument)."""
+    op = getattr(torch.ops.roiops, name).default
+    for device_type, key in _AUTOCAST_KEYS.items():
+        _LIBRARY.impl(name, _autocast_kernel(op, device_type, result_like), key)
+
+
+for _name, _result_like in (("crop_and_resize", 0), ("crop_and_resize_grad_image", None),
+                            ("crop_and_resize_grad_boxes", 1), ("roi_align", 0),
+                            ("roi_align_grad_input", 0), ("roi_align_grad_boxes", 1)):
+    register_autocast(_name, _result_like)
+del _name, _result_like
