@@ -1,8 +1,9 @@
 """``torch.nn.Module`` wrappers of the roiops operators (requires torch).
 
-See :mod:`roiops.torch.nn`: ``CropAndResize``, ``RoIAlign``, ``MindSporeCropAndResize`` and
+See :mod:`roiops.torch.nn`: ``CropAndResize``, ``RoIAlign``, ``RoIPool``,
+``MindSporeCropAndResize`` and
 ``MindSporeROIAlign``; torchvision's ``RoIAlign`` is ``roiops.compat.torchvision.RoIAlign``.
 """
-from .torch.nn import CropAndResize, MindSporeCropAndResize, MindSporeROIAlign, RoIAlign
+from .torch.nn import CropAndResize, MindSporeCropAndResize, MindSporeROIAlign, RoIAlign, RoIPool
 
-__all__ = ["CropAndResize", "RoIAlign", "MindSporeCropAndResize", "MindSporeROIAlign"]
+__all__ = ["CropAndResize", "RoIAlign", "RoIPool", "MindSporeCropAndResize", "MindSporeROIAlign"]

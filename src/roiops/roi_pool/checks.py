@@ -19,6 +19,9 @@ from .. import _arrays, _checks
 from ..roi_align import checks as align_checks
 from ..roi_align.conventions import TORCHVISION
 
+# The batch index rule of every roi_pool path: torchvision's, truncated toward zero, in [0, N)
+# (roi_align's convention record carries it; roi_pool has no other switch of it).
+TORCHVISION_INDEX_RULE = TORCHVISION
 # The argmax is a flat index into one [H, W] plane stored as int32 (torchvision's type): a
 # plane must have fewer than 2**31 elements.
 MAX_PLANE = 2**31 - 1
@@ -153,7 +156,7 @@ def grad_input_call(kind, grads, num_rois, input_shape, names=NATIVE):
 def check_roi_values(rois, batch, name="rois"):
     """The host's value checks (NumPy rois): finite rows, the batch index truncated toward
     zero in ``[0, N)`` (roi_align's torchvision rule); the batch indices as int64."""
-    return align_checks.check_roi_values(rois, batch, TORCHVISION, name)
+    return align_checks.check_roi_values(rois, batch, TORCHVISION_INDEX_RULE, name)
 
 
 def check_argmax_values(argmax, plane, name="argmax"):

@@ -28,4 +28,8 @@ _dispatch.register("compat.host_call", compat.host_call)
 _dispatch.register("compat.mindspore_roi_align", compat.mindspore_roi_align)
 _dispatch.register("compat.torchvision_roi_align", compat.torchvision_roi_align)
 _dispatch.register("compat.torchvision_RoIAlign", compat.TorchvisionRoIAlign)
+_dispatch.register("roi_pool", api.roi_pool)
+_dispatch.register("roi_pool_grad_input", api.roi_pool_grad_input)
+_dispatch.register("compat.torchvision_roi_pool", compat.torchvision_roi_pool)
+_dispatch.register("compat.torchvision_RoIPool", compat.TorchvisionRoIPool)
 del _name

@@ -12,7 +12,9 @@ result lives on the inputs' device and carries autograd, and ``out=`` is not sup
 """
 from ..crop_and_resize import checks as crop_checks
 from ..roi_align import checks as roi_checks
+from ..roi_pool import checks as pool_checks
 from . import ops
+from . import roi_pool_ops as pool_ops
 from .tensors import TORCH
 
 
@@ -76,3 +78,18 @@ def roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
                                  convention, roi_end_mode)
     roi_checks.check_grad_boxes(TORCH, grads, input, rois, options)
     return ops.roi_align_grad_boxes(grads, input, rois, *options.op_args())
+
+
+def roi_pool(input, rois, output_size, *, spatial_scale=1.0, return_argmax=False, out=None):
+    """:func:`roiops.roi_pool` for tensors (differentiable w.r.t. the input)."""
+    options = pool_checks.Options(output_size, spatial_scale)
+    _no_out(out)
+    pool_checks.check_forward(TORCH, input, rois, options)
+    result, argmax = pool_ops.roi_pool(input, rois, *options.op_args())
+    return (result, argmax) if return_argmax else result
+
+
+def roi_pool_grad_input(grads, argmax, rois, input_shape):
+    """:func:`roiops.roi_pool_grad_input` for tensors."""
+    call = pool_checks.check_grad_input(TORCH, grads, argmax, rois, input_shape)
+    return pool_ops.roi_pool_grad_input(grads, argmax, rois, list(call.input_shape))

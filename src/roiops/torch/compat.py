@@ -21,7 +21,8 @@ from .. import _checks
 from ..compat import torchvision as torchvision_compat
 from ..crop_and_resize import checks as crop_checks
 from ..roi_align import checks as roi_checks
-from . import ops
+from ..roi_pool import checks as pool_checks
+from . import ops, roi_pool_ops
 from .tensors import TORCH, require_dense, require_tensors
 
 _HALF_OR_SINGLE = ("float16", "float32")
@@ -159,6 +160,27 @@ def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_rat
 
 class TorchvisionRoIAlign(torchvision_compat.RoIAlign, torch.nn.Module):
     """``roiops.compat.torchvision.RoIAlign`` as a ``torch.nn.Module`` (what it is whenever
+    torch is installed: its constructor returns one)."""
+
+    __call__ = torch.nn.Module.__call__
+
+
+def torchvision_roi_pool(input, boxes, output_size, spatial_scale):
+    """torchvision's ``roi_pool`` on tensors: the native op with torchvision's rounding of the
+    scale and the boxes to the input dtype, and for float16 its half arithmetic (geometry and
+    gradient); differentiable w.r.t. the input."""
+    rois = boxes_to_rois(boxes)
+    options = pool_checks.Options(output_size, spatial_scale)
+    call = pool_checks.check_forward(TORCH, input, rois, options,
+                                     pool_checks.Names(rois="boxes"), _checks.FLOAT_NAMES)
+    call = torchvision_compat.pool_in_data_type(call)
+    result, _ = roi_pool_ops.roi_pool(input, rois.to(input.dtype), *call.options.op_args(),
+                                      call.half_arithmetic)
+    return result
+
+
+class TorchvisionRoIPool(torchvision_compat.RoIPool, torch.nn.Module):
+    """``roiops.compat.torchvision.RoIPool`` as a ``torch.nn.Module`` (what it is whenever
     torch is installed: its constructor returns one)."""
 
     __call__ = torch.nn.Module.__call__

@@ -20,9 +20,11 @@ from .. import _checks
 from ..compat import mindspore as _mindspore
 from ..crop_and_resize import checks as _crop_checks
 from ..roi_align import checks as _roi_checks
-from .api import crop_and_resize, roi_align
+from ..roi_pool import checks as _pool_checks
+from .api import crop_and_resize, roi_align, roi_pool
 
-__all__ = ["CropAndResize", "RoIAlign", "MindSporeCropAndResize", "MindSporeROIAlign"]
+__all__ = ["CropAndResize", "RoIAlign", "RoIPool", "MindSporeCropAndResize",
+           "MindSporeROIAlign"]
 
 
 class CropAndResize(torch.nn.Module):
@@ -148,3 +150,32 @@ class MindSporeROIAlign(torch.nn.Module):
         return (f"pooled_height={p.pooled_height}, pooled_width={p.pooled_width}, "
                 f"spatial_scale={p.spatial_scale}, sample_num={p.sample_num}, "
                 f"roi_end_mode={p.roi_end_mode}")
+
+
+class RoIPool(torch.nn.Module):
+    """:func:`roiops.roi_pool` as a module (torchvision's RoI max pooling).
+
+    ``forward(input, rois)``: input ``[N, C, H, W]`` float16/bfloat16/float32/float64, rois
+    ``[K, 5]`` float ``(batch_index, x1, y1, x2, y2)``; returns ``[K, C, ph, pw]`` of the
+    input's dtype, differentiable w.r.t. the input (the rois get no gradient: the result is
+    piecewise constant in them). torchvision's own signature is
+    ``roiops.compat.torchvision.RoIPool``.
+
+    Example:
+        >>> pool = RoIPool(2)
+        >>> pool(torch.arange(16.).reshape(1, 1, 4, 4), torch.tensor([[0., 0, 0, 3, 3]]))
+        tensor([[[[ 5.,  7.],
+                  [13., 15.]]]])
+    """
+
+    def __init__(self, output_size: int | Sequence[int], spatial_scale: float = 1.0) -> None:
+        super().__init__()
+        options = _pool_checks.Options(output_size, spatial_scale)
+        self.output_size = options.output_size
+        self.spatial_scale = options.spatial_scale
+
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return roi_pool(input, rois, self.output_size, spatial_scale=self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"

@@ -1,0 +1,155 @@
+"""RoI max pooling as ``torch.library`` custom ops in the namespace ``roiops``.
+
+=================================  ==================================================
+``roi_pool``                       ``[N,C,H,W]``, rois ``[K,5]`` -> ``([K,C,ph,pw], argmax)``
+``roi_pool_grad_input``            grads, argmax ``[K,C,ph,pw]`` -> ``input_shape``
+=================================  ==================================================
+
+The contract of :mod:`roiops.torch.ops` (registered next to them, in their namespace, by
+``import roiops.torch``): each op runs the validator of ``roiops.roi_pool.checks`` on the
+metadata, then the value checks next to its kernels (finite rois, batch indices in the batch,
+argmax indices inside a plane); fake implementations for ``torch.compile`` and
+``torch.export``; autograd for the input (the argmax is not differentiable, and the rois get
+no gradient: the result is piecewise constant in them); no double backward.
+
+``half_arithmetic`` selects torchvision's float16 kernel (geometry rounded to half at every
+operation, gradient summed in half); the native API leaves it False and computes float16 in
+float32, ``roiops.compat.torchvision`` sets it for float16 maps.
+
+CUDA tensors run the Triton kernels of ``roiops.roi_pool.cuda``: the same results as the CPU
+kernels bit for bit, the gradient deterministic without atomics.
+
+Example:
+    >>> import torch, roiops.torch.roi_pool_ops as ops
+    >>> x = torch.arange(16.).reshape(1, 1, 4, 4)
+    >>> out, argmax = ops.roi_pool(x, torch.tensor([[0., 0, 0, 3, 3]]), [2, 2], 1.0)
+    >>> out[0, 0], argmax[0, 0]
+    (tensor([[ 5.,  7.],
+            [13., 15.]]), tensor([[ 5,  7],
+            [13, 15]], dtype=torch.int32))
+"""
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..roi_pool import api as pool_api
+from ..roi_pool import checks as pool_checks
+from .ops import (
+    _all_true,
+    _cuda_kernels,
+    _device_roi_indices,
+    _empty,
+    _host,
+    _no_double_backward,
+    _numpy,
+    _tensor,
+)
+from .tensors import TORCH
+
+__all__ = ["roi_pool", "roi_pool_grad_input"]
+
+
+def _forward_call(input, rois, output_size, spatial_scale, half_arithmetic):
+    options = pool_checks.Options(output_size, spatial_scale)
+    call = pool_checks.check_forward(TORCH, input, rois, options)
+    return call._replace(half_arithmetic=bool(half_arithmetic))
+
+
+def _grad_call(grads, argmax, rois, input_shape, half_arithmetic):
+    call = pool_checks.check_grad_input(TORCH, grads, argmax, rois, input_shape)
+    return call._replace(half_arithmetic=bool(half_arithmetic))
+
+
+@torch.library.custom_op("roiops::roi_pool", mutates_args=(), device_types="cpu")
+def roi_pool(input: Tensor, rois: Tensor, output_size: Sequence[int],
+             spatial_scale: float = 1.0, half_arithmetic: bool = False
+             ) -> tuple[Tensor, Tensor]:
+    """:func:`roiops.roi_pool` on tensors: ``([K, C, ph, pw]`` of ``input.dtype``, its int32
+    argmax ``)``."""
+    call = _forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    host_rois = _numpy(rois)
+    indices = pool_checks.check_roi_values(host_rois, call.input_shape[0])
+    result, argmax = pool_api.run_forward(call, _numpy(input), host_rois, indices,
+                                          with_argmax=True)
+    return _tensor(result, input.dtype), torch.from_numpy(argmax)
+
+
+@roi_pool.register_fake
+def _(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
+    call = _forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    return (_empty(input, call.result_shape, call.out_dtype),
+            _empty(input, call.result_shape, torch.int32))
+
+
+@torch.library.custom_op("roiops::roi_pool_grad_input", mutates_args=(), device_types="cpu")
+def roi_pool_grad_input(grads: Tensor, argmax: Tensor, rois: Tensor, input_shape: Sequence[int],
+                        half_arithmetic: bool = False) -> Tensor:
+    """:func:`roiops.roi_pool_grad_input` on tensors: ``input_shape`` of ``grads.dtype``."""
+    call = _grad_call(grads, argmax, rois, input_shape, half_arithmetic)
+    host_rois = _numpy(rois)
+    indices = pool_checks.check_roi_values(host_rois, call.input_shape[0])
+    host_argmax = _numpy(argmax)
+    pool_checks.check_argmax_values(host_argmax, call.input_shape[2] * call.input_shape[3])
+    result = pool_api.run_grad_input(call, _numpy(grads), host_argmax, indices)
+    return _tensor(result, grads.dtype)
+
+
+@roi_pool_grad_input.register_fake
+def _(grads, argmax, rois, input_shape, half_arithmetic=False):
+    call = _grad_call(grads, argmax, rois, input_shape, half_arithmetic)
+    return _empty(grads, call.result_shape, call.out_dtype)
+
+
+def _roi_pool_setup(ctx, inputs, output):
+    input, rois, _, _, half_arithmetic = inputs
+    _, argmax = output
+    ctx.mark_non_differentiable(argmax)
+    ctx.save_for_backward(argmax, rois)
+    ctx.input_shape, ctx.half_arithmetic = input.shape, half_arithmetic
+
+
+def _roi_pool_backward(ctx, grad, grad_argmax):
+    argmax, rois = ctx.saved_tensors
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        grad_input = roi_pool_grad_input(grad, argmax, rois, ctx.input_shape,
+                                         ctx.half_arithmetic)
+    # No gradient for the rois: the forward is piecewise constant in them.
+    return grad_input, None, None, None, None
+
+
+roi_pool.register_autograd(_roi_pool_backward, setup_context=_roi_pool_setup)
+roi_pool_grad_input.register_autograd(_no_double_backward("roi_pool_grad_input"),
+                                      setup_context=lambda ctx, inputs, output: None)
+
+
+# --- CUDA: Triton kernels, after the value checks ran on the device ----------------------
+
+def _device_argmax_check(argmax, plane):
+    """The argmax values in ``[-1, plane)``, checked on the device (one scalar read); the host
+    check names the first bad one when not."""
+    if not _all_true(((argmax >= -1) & (argmax < plane)).flatten()):
+        pool_checks.check_argmax_values(_host(argmax), plane)
+
+
+def _cuda_roi_pool(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
+    call = _forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    pool_checks.check_forward_run(call, device=input.device)
+    indices = _device_roi_indices(rois, call.input_shape[0],
+                                  pool_checks.TORCHVISION_INDEX_RULE)
+    return _cuda_kernels("roi_pool").forward(input, rois, indices, call)
+
+
+def _cuda_roi_pool_grad_input(grads, argmax, rois, input_shape, half_arithmetic=False):
+    call = _grad_call(grads, argmax, rois, input_shape, half_arithmetic)
+    pool_checks.check_grad_input_run(call, device=grads.device)
+    indices = _device_roi_indices(rois, call.input_shape[0],
+                                  pool_checks.TORCHVISION_INDEX_RULE)
+    _device_argmax_check(argmax, call.input_shape[2] * call.input_shape[3])
+    return _cuda_kernels("roi_pool").grad_input(grads, argmax, indices, call)
+
+
+# Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
+roi_pool.register_kernel("cuda")(_cuda_roi_pool)
+roi_pool_grad_input.register_kernel("cuda")(_cuda_roi_pool_grad_input)

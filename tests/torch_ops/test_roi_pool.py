@@ -1,0 +1,127 @@
+"""roi_pool on torch tensors: the custom ops (opcheck, autograd, compile, export), the native
+functions, ``roiops.nn.RoIPool`` and ``roiops.compat.torchvision``'s tensors."""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from exact import assert_same_bits  # noqa: E402
+
+import roiops  # noqa: E402
+import roiops.nn  # noqa: E402
+from roiops.compat import torchvision as tvc  # noqa: E402
+from roiops.torch import roi_pool_ops as ops  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(  # raised inside torch by opcheck
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+ROIS = [[0, 0.5, 0.5, 4.2, 3.9], [1.5, 1, 0, 6, 5], [0, 5, 5, 1, 1], [1, -4, -4, -1, -1]]
+
+
+def _input(dtype=torch.float32, seed=0):
+    """Maps with ties (a few distinct values), so that the first maximum matters."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(-3, 4, (2, 3, 6, 7), generator=generator).to(dtype)
+
+
+def _cases():
+    input = _input().requires_grad_()
+    rois = torch.tensor(ROIS)
+    out, argmax = ops.roi_pool(input.detach(), rois, [2, 3], 0.8)
+    grads = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+    return [
+        (ops.roi_pool, (input, rois, [2, 3], 0.8, False)),
+        (ops.roi_pool, (_input(torch.float16).requires_grad_(), rois.half(), [2, 2], 1.0, True)),
+        (ops.roi_pool, (_input(torch.bfloat16).requires_grad_(), rois, [3, 2], 0.5, False)),
+        (ops.roi_pool_grad_input, (grads, argmax, rois, [2, 3, 6, 7], False)),
+    ]
+
+
+@pytest.mark.parametrize("op, args", _cases())
+def test_opcheck(op, args):
+    torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_tensors_equal_numpy(dtype):
+    input, rois = _input(dtype), torch.tensor(ROIS)
+    out, argmax = roiops.roi_pool(input, rois, (2, 3), spatial_scale=0.8, return_argmax=True)
+    assert out.dtype == dtype and argmax.dtype == torch.int32
+    host = input.float() if dtype == torch.bfloat16 else input
+    expected, expected_argmax = roiops.roi_pool(host.numpy(), rois.numpy(), (2, 3),
+                                                spatial_scale=0.8, return_argmax=True)
+    assert_same_bits(out.float() if dtype == torch.bfloat16 else out, expected)
+    np.testing.assert_array_equal(argmax.numpy(), expected_argmax)
+
+
+def test_autograd_equals_the_gradient_function_and_rois_get_none():
+    input = _input(torch.float64).requires_grad_()
+    rois = torch.tensor(ROIS, dtype=torch.float64, requires_grad=True)
+    out, argmax = roiops.roi_pool(input, rois, 2, return_argmax=True)
+    grads = torch.randn(out.shape, dtype=torch.float64)
+    out.backward(grads)
+    assert rois.grad is None and not argmax.requires_grad
+    assert_same_bits(input.grad, roiops.roi_pool_grad_input(grads, argmax, rois, input.shape))
+    # maps without ties: roi_pool is locally linear in its input
+    smooth = torch.randn(2, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: roiops.roi_pool(x, rois.detach(), 2), (smooth,))
+
+
+def test_double_backward_raises():
+    input = _input().requires_grad_()
+    out = roiops.roi_pool(input, torch.tensor(ROIS), 2)
+    (grad,) = torch.autograd.grad(out.square().sum(), input, create_graph=True)
+    with pytest.raises(RuntimeError, match="roiops::roi_pool_grad_input is not differentiable"):
+        grad.sum().backward()
+
+
+def test_compile_fullgraph_and_export():
+    torch._dynamo.reset()
+    pool = roiops.nn.RoIPool((2, 3), spatial_scale=0.8)
+    compiled = torch.compile(pool, backend="aot_eager", fullgraph=True, dynamic=True)
+    rois = torch.tensor(ROIS)
+    for k in (4, 2):
+        input = _input().requires_grad_()
+        expected = pool(input, rois[:k])
+        got = compiled(input, rois[:k])
+        assert_same_bits(got, expected)
+    exported = torch.export.export(pool, (_input(), rois))
+    assert "roiops.roi_pool" in str(exported.graph)
+    assert_same_bits(exported.module()(_input(), rois), pool(_input(), rois))
+
+
+def test_module_and_compat_module():
+    pool = roiops.nn.RoIPool(2, 0.5)
+    assert repr(pool) == "RoIPool(output_size=(2, 2), spatial_scale=0.5)"
+    compat = tvc.RoIPool(output_size=2, spatial_scale=0.5)
+    assert isinstance(compat, torch.nn.Module)
+    input, rois = _input(), torch.tensor(ROIS)
+    assert_same_bits(compat(input, rois), pool(input, rois))
+    with pytest.raises(ValueError, match="output_size must be an int or two positive"):
+        roiops.nn.RoIPool(0)
+
+
+def test_compat_tensors_list_boxes_float16_and_dtype_rule():
+    input = _input(torch.float16).requires_grad_()
+    boxes = [torch.tensor([[0.5, 0.5, 4.2, 3.9]]), torch.tensor([[1.0, 0, 6, 5]])]
+    out = tvc.roi_pool(input, boxes, 2, 0.75)
+    rois = np.array([[0, 0.5, 0.5, 4.2, 3.9], [1, 1, 0, 6, 5]], np.float16)
+    assert_same_bits(out, tvc.roi_pool(input.detach().numpy(), rois, 2, 0.75))
+    grads = torch.randn(out.shape).half()
+    out.backward(grads)
+    _, argmax = ops.roi_pool(input.detach(), torch.from_numpy(rois), [2, 2], 0.75, True)
+    assert_same_bits(input.grad, tvc.roi_pool_backward(grads.numpy(), rois, argmax.numpy(),
+                                                       input.shape))
+    with pytest.raises(TypeError, match="input must have dtype in"):
+        tvc.roi_pool(input.detach().bfloat16(), boxes, 2)
+
+
+def test_op_checks_its_arguments():
+    with pytest.raises(ValueError, match="argmax must hold -1 or a flat index"):
+        ops.roi_pool_grad_input(torch.ones(1, 1, 1, 1), torch.full((1, 1, 1, 1), 99,
+                                                                  dtype=torch.int32),
+                                torch.tensor([ROIS[0]]), [1, 1, 3, 3])
+    with pytest.raises(ValueError, match="rois must be finite, row 0"):
+        roiops.roi_pool(_input(), torch.tensor([[0, float("nan"), 0, 1, 1]]), 2)
+    with pytest.raises(ValueError, match="out is supported for NumPy arrays only"):
+        roiops.roi_pool(_input(), torch.tensor(ROIS), 2, out=torch.empty(4, 3, 2, 2))
