@@ -28,12 +28,14 @@ def angle_unit(geometry):
     return geometry.angle_sign * (math.pi / 180.0 if geometry.degrees else 1.0)
 
 
-def geometry(call, rois):
-    """The kernels' per-roi geometry of a checked call, after refusing rois whose adaptive
-    grid is too large to run (``checks.check_samples``)."""
+def geometry(call, rois, half=None):
+    """The kernels' per-roi geometry of a checked call (in its half arithmetic unless
+    ``half`` says), after refusing rois whose adaptive grid is too large to run
+    (``checks.check_samples``)."""
     F = call.F
+    half = call.half_arithmetic if half is None else half
     geo = cpu.geometry_of(_arrays.kernel_input(rois, F), *call.options.kernel_args(F),
-                          *call.options.output_size, F)
+                          *call.options.output_size, half, F)
     checks.check_samples(call, geo.grid_h, geo.grid_w, call.names.rois)
     return geo
 
@@ -45,8 +47,8 @@ def run_forward(call, input, rois, indices):
     result = np.empty(call.result_shape, call.kernel_dtype)
     target, out_half = _arrays.kernel_output(result)
     if result.size:
-        cpu.forward(_arrays.kernel_input(input, call.F), rois, indices, geo, target, out_half,
-                    call.F)
+        cpu.forward(_arrays.kernel_input(input, call.F), rois, indices, geo,
+                    call.half_arithmetic, target, out_half, call.F)
     return result
 
 
@@ -57,7 +59,8 @@ def run_grad_input(call, grads, rois, indices):
     F = call.F
     total = np.zeros(call.input_shape, F)
     if grads.size:
-        cpu.grad_input(_arrays.kernel_input(grads, F), indices, geo, total, F)
+        cpu.grad_input(_arrays.kernel_input(grads, F), indices, geo, call.half_arithmetic,
+                       total, F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
         return total.astype(call.kernel_dtype, copy=False)
 
@@ -65,7 +68,7 @@ def run_grad_input(call, grads, rois, indices):
 def run_grad_boxes(call, grads, input, rois, indices):
     """The box gradient of a checked ``call``: ``[K, 6]``."""
     check_compute_type(call)
-    geo = geometry(call, rois)
+    geo = geometry(call, rois, half=False)
     F = call.F
     total = np.zeros((call.num_rois, 6), F)
     if grads.size:

@@ -6,7 +6,9 @@ One kernel per direction serves both conventions: a convention's ``Geometry`` re
 the minimum size and the grid rounding (docs/rotated.md); the sample arithmetic,
 :func:`sample`, is defined once and shared by the three directions. Every operation is done
 in the compute type ``F`` in the frameworks' order, without FMA or reassociation, so float32
-and float64 results are bit-identical to detectron2's and mmcv's CPU kernels.
+and float64 results are bit-identical to detectron2's and mmcv's CPU kernels. ``half``
+rounds every single operation to binary16, which is how mmcv's CPU kernel computes float16
+(``roiops.roi_align.cpu._h``).
 
 A rotated sample's row depends on both of its grid indices, so unlike roi_align there is no
 per-axis table: each task recomputes its samples (a few dozen flops each) and applies them to
@@ -24,6 +26,7 @@ from numba import njit
 
 from .._numerics import float_to_half_bits
 from .._threads import run_tasks
+from ..roi_align.cpu import _h
 
 # Channels per parallel task: enough to amortize the per-sample geometry, small enough that
 # a handful of rois still spreads over every core.
@@ -68,7 +71,7 @@ def _grid_size(ratio, geometry):
 
 
 @njit(cache=True, error_model="numpy")
-def rotation(angle, geometry, F):
+def rotation(angle, geometry, half, F):
     """``(cos, sin)`` of a roi's angle in ``F``: the angle in radians is ``angle*pi/180``
     in float64 then rounded to ``F`` (degrees) or ``angle`` itself, its sign flipped when
     clockwise; cosine and sine are the double-precision values rounded to ``F``."""
@@ -78,13 +81,15 @@ def rotation(angle, geometry, F):
         theta = F(angle)
     if geometry.angle_sign < 0:
         theta = -theta
-    return F(math.cos(np.float64(theta))), F(math.sin(np.float64(theta)))
+    return (_h(F(math.cos(np.float64(theta))), half),
+            _h(F(math.sin(np.float64(theta))), half))
 
 
 @njit(cache=True, error_model="numpy")
 def geometry_of(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                F):
-    """The :class:`RoiGeometry` of ``[K, 6]`` rois ``(b, cx, cy, w, h, angle)`` in ``F``."""
+                half, F):
+    """The :class:`RoiGeometry` of ``[K, 6]`` rois ``(b, cx, cy, w, h, angle)`` in ``F``
+    (every operation rounded to half when ``half``)."""
     num_rois = rois.shape[0]
     center_y = np.empty(num_rois, F)
     center_x = np.empty(num_rois, F)
@@ -102,11 +107,11 @@ def geometry_of(rois, spatial_scale, sampling_ratio, geometry, pooled_height, po
     offset = F(geometry.offset)
     one = F(1)
     for k in range(num_rois):
-        center_x[k] = rois[k, 1] * spatial_scale - offset
-        center_y[k] = rois[k, 2] * spatial_scale - offset
-        width = rois[k, 3] * spatial_scale
-        height = rois[k, 4] * spatial_scale
-        cos[k], sin[k] = rotation(rois[k, 5], geometry, F)
+        center_x[k] = _h(_h(rois[k, 1] * spatial_scale, half) - offset, half)
+        center_y[k] = _h(_h(rois[k, 2] * spatial_scale, half) - offset, half)
+        width = _h(rois[k, 3] * spatial_scale, half)
+        height = _h(rois[k, 4] * spatial_scale, half)
+        cos[k], sin[k] = rotation(rois[k, 5], geometry, half, F)
         if geometry.min_size_one:
             if width < one:
                 width = one
@@ -114,31 +119,33 @@ def geometry_of(rois, spatial_scale, sampling_ratio, geometry, pooled_height, po
             if height < one:
                 height = one
                 clamped_h[k] = True
-        bin_h[k] = height / F(pooled_height)
-        bin_w[k] = width / F(pooled_width)
+        bin_h[k] = _h(height / _h(F(pooled_height), half), half)
+        bin_w[k] = _h(width / _h(F(pooled_width), half), half)
         if sampling_ratio > 0:
             grid_h[k] = sampling_ratio
             grid_w[k] = sampling_ratio
-        else:
-            grid_h[k] = _grid_size(height / F(pooled_height), geometry)
-            grid_w[k] = _grid_size(width / F(pooled_width), geometry)
-        count[k] = F(max(grid_h[k] * grid_w[k], 1))
-        start_y[k] = -height / F(2)
-        start_x[k] = -width / F(2)
+        else:  # the grid's ratio is the bin size, computed the same way
+            grid_h[k] = _grid_size(bin_h[k], geometry)
+            grid_w[k] = _grid_size(bin_w[k], geometry)
+        count[k] = _h(F(max(grid_h[k] * grid_w[k], 1)), half)
+        start_y[k] = _h(-height / F(2), half)
+        start_x[k] = _h(-width / F(2), half)
     return RoiGeometry(center_y, center_x, start_y, start_x, bin_h, bin_w, cos, sin, grid_h,
                        grid_w, count, clamped_h, clamped_w)
 
 
 @njit(cache=True, error_model="numpy")
-def bin_offset(start, p, bin_size, index, grid, F):
+def bin_offset(start, p, bin_size, index, grid, half, F):
     """``(start + p*bin) + ((index + 0.5)*bin)/grid``: a sample's offset from the roi centre
     along one box axis, before rotation (``index + 0.5`` formed in float32, as both
     frameworks do)."""
-    return (start + F(p) * bin_size) + (F(np.float32(index) + np.float32(0.5)) * bin_size) / F(grid)
+    base = _h(start + _h(_h(F(p), half) * bin_size, half), half)
+    centre = _h(F(np.float32(index) + np.float32(0.5)), half)
+    return _h(base + _h(_h(centre * bin_size, half) / _h(F(grid), half), half), half)
 
 
 @njit(cache=True, error_model="numpy")
-def _axis(c, size, F):
+def _axis(c, size, half, F):
     """Bilinear along one axis for ``c`` in ``[-1, size]``: ``(low, high, l, h, moving)``.
 
     ``c < 0`` reads row 0 at full weight (strictly below: ``-0.0`` stays), a row at or past
@@ -153,34 +160,34 @@ def _axis(c, size, F):
     if low >= size - 1:
         low = size - 1
         high = low
-        c = F(low)
+        c = _h(F(low), half)
         moving = False
     else:
         high = low + 1
-    frac = c - F(low)
-    return low, high, frac, F(1) - frac, moving
+    frac = _h(c - _h(F(low), half), half)
+    return low, high, frac, _h(F(1) - frac, half), moving
 
 
 @njit(cache=True, error_model="numpy")
-def sample(yy, xx, cos, sin, center_y, center_x, height, width, F):
+def sample(yy, xx, cos, sin, center_y, center_x, height, width, half, F):
     """One sample at box offsets ``(yy, xx)``, rotated and translated:
     ``y = (yy*cos - xx*sin) + cy``, ``x = (yy*sin + xx*cos) + cx``.
 
     Returns ``(valid, y_low, y_high, x_low, x_high, ly, hy, lx, hx, y_moving, x_moving)``;
     a sample is valid when ``-1 <= y <= H`` and ``-1 <= x <= W`` (NaN is not).
     """
-    y = (yy * cos - xx * sin) + center_y
-    x = (yy * sin + xx * cos) + center_x
+    y = _h(_h(_h(yy * cos, half) - _h(xx * sin, half), half) + center_y, half)
+    x = _h(_h(_h(yy * sin, half) + _h(xx * cos, half), half) + center_x, half)
     if not (y >= F(-1) and y <= F(height) and x >= F(-1) and x <= F(width)):
         zero = F(0)
         return False, 0, 0, 0, 0, zero, zero, zero, zero, False, False
-    y_low, y_high, ly, hy, y_moving = _axis(y, height, F)
-    x_low, x_high, lx, hx, x_moving = _axis(x, width, F)
+    y_low, y_high, ly, hy, y_moving = _axis(y, height, half, F)
+    x_low, x_high, lx, hx, x_moving = _axis(x, width, half, F)
     return True, y_low, y_high, x_low, x_high, ly, hy, lx, hx, y_moving, x_moving
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_tasks(input, out, out_half, batch_indices, num_blocks, geo, F, task_begin,
+def _forward_tasks(input, out, out_half, batch_indices, num_blocks, geo, half, F, task_begin,
                    task_end):
     """Output bins of the (roi, channel block) tasks given: per bin, the samples in order
     (iy-major), each adding ``((w1*v1 + w2*v2) + w3*v3) + w4*v4`` to every channel's
@@ -199,42 +206,44 @@ def _forward_tasks(input, out, out_half, batch_indices, num_blocks, geo, F, task
                 for c in range(stop - first):
                     acc[c] = F(0)
                 for iy in range(gh):
-                    yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, F)
+                    yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, half, F)
                     for ix in range(gw):
-                        xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, F)
+                        xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, half, F)
                         (valid, y_low, y_high, x_low, x_high, ly, hy, lx, hx, _,
                          _) = sample(yy, xx, geo.cos[k], geo.sin[k], geo.center_y[k],
-                                     geo.center_x[k], height, width, F)
+                                     geo.center_x[k], height, width, half, F)
                         if not valid:
                             continue
-                        w1 = hy * hx
-                        w2 = hy * lx
-                        w3 = ly * hx
-                        w4 = ly * lx
+                        w1 = _h(hy * hx, half)
+                        w2 = _h(hy * lx, half)
+                        w3 = _h(ly * hx, half)
+                        w4 = _h(ly * lx, half)
                         for c in range(first, stop):
                             plane = input[b, c]
-                            acc[c - first] += ((w1 * plane[y_low, x_low]
-                                                + w2 * plane[y_low, x_high])
-                                               + w3 * plane[y_high, x_low]) \
-                                + w4 * plane[y_high, x_high]
+                            term = _h(_h(w1 * plane[y_low, x_low], half)
+                                      + _h(w2 * plane[y_low, x_high], half), half)
+                            term = _h(term + _h(w3 * plane[y_high, x_low], half), half)
+                            term = _h(term + _h(w4 * plane[y_high, x_high], half), half)
+                            acc[c - first] = _h(acc[c - first] + term, half)
                 for c in range(first, stop):
-                    value = acc[c - first] / geo.count[k]
+                    value = _h(acc[c - first] / geo.count[k], half)
                     if out_half:
                         out[k, c, ph, pw] = float_to_half_bits(value)
                     else:
                         out[k, c, ph, pw] = value
 
 
-def forward(input, rois, batch_indices, geo, out, out_half, F):
+def forward(input, rois, batch_indices, geo, half, out, out_half, F):
     """Rotated RoI Align into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits
-    when ``out_half``); ``geo`` from :func:`geometry_of`."""
+    when ``out_half``); ``geo`` from :func:`geometry_of` (in the same ``half`` arithmetic)."""
     num_blocks = (input.shape[1] + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     run_tasks(_forward_tasks, out.shape[0] * num_blocks, input, out, out_half, batch_indices,
-              num_blocks, geo, F)
+              num_blocks, geo, half, F)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grad_input_tasks(grads, out, batch_indices, num_blocks, geo, F, task_begin, task_end):
+def _grad_input_tasks(grads, out, batch_indices, num_blocks, geo, half, F, task_begin,
+                      task_end):
     """Scatter of the (image, channel block) tasks given: every roi of the image in
     ascending order, each sample in the map adding ``(g * w_i) / (gh*gw)`` to its corners
     ``i = 1..4`` in order."""
@@ -248,38 +257,43 @@ def _grad_input_tasks(grads, out, batch_indices, num_blocks, geo, F, task_begin,
             if batch_indices[k] != b:
                 continue
             gh, gw = geo.grid_h[k], geo.grid_w[k]
-            count = F(gh * gw)
+            count = _h(F(gh * gw), half)
             for ph in range(pooled_height):
                 for pw in range(pooled_width):
                     for iy in range(gh):
-                        yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, F)
+                        yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, half, F)
                         for ix in range(gw):
-                            xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, F)
+                            xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, half,
+                                            F)
                             (valid, y_low, y_high, x_low, x_high, ly, hy, lx, hx, _,
                              _) = sample(yy, xx, geo.cos[k], geo.sin[k], geo.center_y[k],
-                                         geo.center_x[k], height, width, F)
+                                         geo.center_x[k], height, width, half, F)
                             if not valid:
                                 continue
-                            w1 = hy * hx
-                            w2 = hy * lx
-                            w3 = ly * hx
-                            w4 = ly * lx
+                            w1 = _h(hy * hx, half)
+                            w2 = _h(hy * lx, half)
+                            w3 = _h(ly * hx, half)
+                            w4 = _h(ly * lx, half)
                             for c in range(first, stop):
                                 g = grads[k, c, ph, pw]
                                 plane = out[b, c]
-                                plane[y_low, x_low] += (g * w1) / count
-                                plane[y_low, x_high] += (g * w2) / count
-                                plane[y_high, x_low] += (g * w3) / count
-                                plane[y_high, x_high] += (g * w4) / count
+                                plane[y_low, x_low] = _h(plane[y_low, x_low] + _h(
+                                    _h(g * w1, half) / count, half), half)
+                                plane[y_low, x_high] = _h(plane[y_low, x_high] + _h(
+                                    _h(g * w2, half) / count, half), half)
+                                plane[y_high, x_low] = _h(plane[y_high, x_low] + _h(
+                                    _h(g * w3, half) / count, half), half)
+                                plane[y_high, x_high] = _h(plane[y_high, x_high] + _h(
+                                    _h(g * w4, half) / count, half), half)
 
 
-def grad_input(grads, batch_indices, geo, out, F):
+def grad_input(grads, batch_indices, geo, half, out, F):
     """The input gradient added into the zeroed ``[N, C, H, W]`` ``out`` (dtype ``F``): the
     adjoint of :func:`forward`, in the frameworks' sequential order of adds."""
     batch, channels = out.shape[0], out.shape[1]
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, batch_indices, num_blocks,
-              geo, F)
+              geo, half, F)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -301,13 +315,13 @@ def _grad_boxes(grads, input, batch_indices, spatial_scale, dtheta, geo, out, F,
         for ph in range(pooled_height):
             for pw in range(pooled_width):
                 for iy in range(gh):
-                    yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, F)
+                    yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, False, F)
                     a_y = (F(ph) + (F(iy) + half) / F(gh)) / F(pooled_height) - half
                     for ix in range(gw):
-                        xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, F)
+                        xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, False, F)
                         (valid, y_low, y_high, x_low, x_high, ly, hy, lx, hx, y_moving,
                          x_moving) = sample(yy, xx, cos, sin, geo.center_y[k],
-                                            geo.center_x[k], height, width, F)
+                                            geo.center_x[k], height, width, False, F)
                         if not valid:
                             continue
                         # d(sum over channels of grads * value)/d(y) and d/d(x)
