@@ -14,6 +14,11 @@ from .crop_and_resize.api import (
 from .ps_roi_align.api import ps_roi_align, ps_roi_align_grad_boxes, ps_roi_align_grad_input
 from .ps_roi_pool.api import ps_roi_pool, ps_roi_pool_grad_input
 from .roi_align.api import roi_align, roi_align_grad_boxes, roi_align_grad_input
+from .roi_align_rotated.api import (
+    roi_align_rotated,
+    roi_align_rotated_grad_boxes,
+    roi_align_rotated_grad_input,
+)
 from .roi_pool.api import roi_pool, roi_pool_grad_input
 
 __version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
@@ -25,6 +30,9 @@ __all__ = [
     "roi_align",
     "roi_align_grad_input",
     "roi_align_grad_boxes",
+    "roi_align_rotated",
+    "roi_align_rotated_grad_input",
+    "roi_align_rotated_grad_boxes",
     "ps_roi_align",
     "ps_roi_align_grad_input",
     "ps_roi_align_grad_boxes",

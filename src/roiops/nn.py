@@ -1,9 +1,17 @@
 """``torch.nn.Module`` wrappers of the roiops operators (requires torch).
 
-See :mod:`roiops.torch.nn`: ``CropAndResize``, ``RoIAlign``, ``RoIPool``,
-``MindSporeCropAndResize`` and
-``MindSporeROIAlign``; torchvision's ``RoIAlign`` is ``roiops.compat.torchvision.RoIAlign``.
+See :mod:`roiops.torch.nn`: ``CropAndResize``, ``RoIAlign``, ``RoIAlignRotated``, ``RoIPool``,
+``MindSporeCropAndResize`` and ``MindSporeROIAlign``; torchvision's ``RoIAlign`` is
+``roiops.compat.torchvision.RoIAlign``.
 """
-from .torch.nn import CropAndResize, MindSporeCropAndResize, MindSporeROIAlign, RoIAlign, RoIPool
+from .torch.nn import (
+    CropAndResize,
+    MindSporeCropAndResize,
+    MindSporeROIAlign,
+    RoIAlign,
+    RoIAlignRotated,
+    RoIPool,
+)
 
-__all__ = ["CropAndResize", "RoIAlign", "RoIPool", "MindSporeCropAndResize", "MindSporeROIAlign"]
+__all__ = ["CropAndResize", "RoIAlign", "RoIAlignRotated", "RoIPool", "MindSporeCropAndResize",
+           "MindSporeROIAlign"]

@@ -14,14 +14,16 @@ Example:
     tensor([[0., 2., 8., 2., 8.]])
 """
 from .. import _dispatch
-from . import api, compat, ops
+from . import api, compat, ops, rotated_ops
 
 __all__ = ["ops"]
 
 # The torch implementations of the entry points that take NumPy arrays or tensors: this is
 # where roiops and roiops.compat find them (roiops._dispatch), so they never import torch.
 for _name in ("crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
-              "roi_align", "roi_align_grad_input", "roi_align_grad_boxes"):
+              "roi_align", "roi_align_grad_input", "roi_align_grad_boxes",
+              "roi_align_rotated", "roi_align_rotated_grad_input",
+              "roi_align_rotated_grad_boxes"):
     _dispatch.register(_name, getattr(api, _name))
 _dispatch.register("compat.crop_and_resize", compat.crop_and_resize)
 _dispatch.register("compat.host_call", compat.host_call)
@@ -32,4 +34,6 @@ _dispatch.register("roi_pool", api.roi_pool)
 _dispatch.register("roi_pool_grad_input", api.roi_pool_grad_input)
 _dispatch.register("compat.torchvision_roi_pool", compat.torchvision_roi_pool)
 _dispatch.register("compat.torchvision_RoIPool", compat.TorchvisionRoIPool)
+_dispatch.register("compat.detectron2_ROIAlignRotated", rotated_ops.Detectron2ROIAlignRotated)
+_dispatch.register("compat.mmcv_RoIAlignRotated", rotated_ops.MmcvRoIAlignRotated)
 del _name

@@ -12,8 +12,9 @@ result lives on the inputs' device and carries autograd, and ``out=`` is not sup
 """
 from ..crop_and_resize import checks as crop_checks
 from ..roi_align import checks as roi_checks
+from ..roi_align_rotated import checks as rotated_checks
 from ..roi_pool import checks as pool_checks
-from . import ops
+from . import ops, rotated_ops
 from . import roi_pool_ops as pool_ops
 from .tensors import TORCH
 
@@ -93,3 +94,33 @@ def roi_pool_grad_input(grads, argmax, rois, input_shape):
     """:func:`roiops.roi_pool_grad_input` for tensors."""
     call = pool_checks.check_grad_input(TORCH, grads, argmax, rois, input_shape)
     return pool_ops.roi_pool_grad_input(grads, argmax, rois, list(call.input_shape))
+
+
+def roi_align_rotated(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=0,
+                      aligned=True, clockwise=False, convention="detectron2"):
+    """:func:`roiops.roi_align_rotated` for tensors (differentiable w.r.t. input and rois)."""
+    options = rotated_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                     clockwise, convention)
+    rotated_checks.check_forward(TORCH, input, rois, options)
+    return rotated_ops.roi_align_rotated(input, rois, *options.op_args())
+
+
+def roi_align_rotated_grad_input(grads, rois, input_shape, output_size, *, spatial_scale=1.0,
+                                 sampling_ratio=0, aligned=True, clockwise=False,
+                                 convention="detectron2"):
+    """:func:`roiops.roi_align_rotated_grad_input` for tensors."""
+    options = rotated_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                     clockwise, convention)
+    call = rotated_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
+    return rotated_ops.roi_align_rotated_grad_input(grads, rois, list(call.input_shape),
+                                                    *options.op_args())
+
+
+def roi_align_rotated_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
+                                 sampling_ratio=0, aligned=True, clockwise=False,
+                                 convention="detectron2"):
+    """:func:`roiops.roi_align_rotated_grad_boxes` for tensors."""
+    options = rotated_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                     clockwise, convention)
+    rotated_checks.check_grad_boxes(TORCH, grads, input, rois, options)
+    return rotated_ops.roi_align_rotated_grad_boxes(grads, input, rois, *options.op_args())

@@ -20,10 +20,11 @@ from .. import _checks
 from ..compat import mindspore as _mindspore
 from ..crop_and_resize import checks as _crop_checks
 from ..roi_align import checks as _roi_checks
+from ..roi_align_rotated import checks as _rotated_checks
 from ..roi_pool import checks as _pool_checks
-from .api import crop_and_resize, roi_align, roi_pool
+from .api import crop_and_resize, roi_align, roi_align_rotated, roi_pool
 
-__all__ = ["CropAndResize", "RoIAlign", "RoIPool", "MindSporeCropAndResize",
+__all__ = ["CropAndResize", "RoIAlign", "RoIAlignRotated", "RoIPool", "MindSporeCropAndResize",
            "MindSporeROIAlign"]
 
 
@@ -105,6 +106,50 @@ class RoIAlign(torch.nn.Module):
         return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
                 f"sampling_ratio={self.sampling_ratio}, convention={self.convention!r}, "
                 f"{options}")
+
+
+class RoIAlignRotated(torch.nn.Module):
+    """:func:`roiops.roi_align_rotated` as a module, in either convention.
+
+    ``forward(input, rois)``: input ``[N, C, H, W]`` float16/bfloat16/float32/float64, rois
+    ``[K, 6]`` float ``(batch_index, cx, cy, w, h, angle)``; returns ``[K, C, ph, pw]`` of
+    the input's dtype, differentiable w.r.t. input and rois (the rois' column 0 gets zero).
+
+    Args:
+        output_size: ``(ph, pw)`` or one int.
+        spatial_scale, sampling_ratio, aligned, clockwise: as :func:`roiops.roi_align_rotated`.
+        convention: ``"detectron2"`` (angles in degrees) or ``"mmcv"`` (radians).
+
+    Example:
+        >>> pool = RoIAlignRotated(2, sampling_ratio=1)
+        >>> pool(torch.arange(25.).reshape(1, 1, 5, 5), torch.tensor([[0., 2, 2, 2, 2, 90]]))
+        tensor([[[[11.,  6.],
+                  [12.,  7.]]]])
+    """
+
+    def __init__(self, output_size: int | Sequence[int], spatial_scale: float = 1.0,
+                 sampling_ratio: int = 0, aligned: bool = True, clockwise: bool = False,
+                 convention: str = "detectron2") -> None:
+        super().__init__()
+        options = _rotated_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                          clockwise, convention)
+        self.output_size = options.output_size
+        self.spatial_scale = options.spatial_scale
+        self.sampling_ratio = options.sampling_ratio
+        self.aligned = options.aligned
+        self.clockwise = options.clockwise
+        self.convention = convention
+
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return roi_align_rotated(input, rois, self.output_size,
+                                 spatial_scale=self.spatial_scale,
+                                 sampling_ratio=self.sampling_ratio, aligned=self.aligned,
+                                 clockwise=self.clockwise, convention=self.convention)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}, "
+                f"clockwise={self.clockwise}, convention={self.convention!r}")
 
 
 class MindSporeCropAndResize(torch.nn.Module):
