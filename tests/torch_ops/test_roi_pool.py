@@ -125,3 +125,83 @@ def test_op_checks_its_arguments():
         roiops.roi_pool(_input(), torch.tensor([[0, float("nan"), 0, 1, 1]]), 2)
     with pytest.raises(ValueError, match="out is supported for NumPy arrays only"):
         roiops.roi_pool(_input(), torch.tensor(ROIS), 2, out=torch.empty(4, 3, 2, 2))
+
+
+# --- the Triton kernels under the interpreter, against the CPU op -------------------------
+
+@pytest.fixture(scope="module")
+def interpreted():
+    """``roiops.roi_pool.cuda`` with its kernels running under the Triton interpreter (see
+    tests/torch_ops/test_triton.py, whose loader this uses)."""
+    pytest.importorskip("triton")
+    import sys
+
+    from test_triton import _interpreted
+    patch = pytest.MonkeyPatch()
+    module = _interpreted("roiops.roi_pool.cuda")
+    patch.setitem(sys.modules, "roiops.roi_pool.cuda", module)
+    patch.setattr(sys.modules["roiops.roi_pool"], "cuda", module, raising=False)
+    yield
+    patch.undo()
+
+
+@pytest.mark.parametrize("dtype, half", [(torch.float32, False), (torch.float64, False),
+                                         (torch.float16, True), (torch.bfloat16, False)])
+def test_triton_kernels_match_cpu(interpreted, dtype, half):
+    rng = np.random.default_rng(11)
+    x = torch.from_numpy(rng.integers(-3, 4, (2, 3, 7, 6)).astype(np.float64)).to(dtype)
+    x[0, 1, 2, :] = float("nan")
+    x[1, 2, :, 3] = float("-inf")
+    x = x.contiguous(memory_format=torch.channels_last)  # strides are honoured
+    rois = np.concatenate([rng.integers(0, 2, (6, 1)) + 0.5, rng.uniform(-4, 12, (6, 4))], 1)
+    rois[5, 1:] = [6e4, 1, 6.5e4, 3] if half else [3e9, 1, 4e9, 3]  # beyond the map, int32
+    rois = torch.from_numpy(rois).to(dtype if half or dtype == torch.float64 else torch.float32)
+    args = ([2, 3], 0.7, half)
+    expected = ops.roi_pool(x, rois, *args)
+    actual = ops._cuda_roi_pool(x, rois, *args)
+    assert_same_bits(actual[0], expected[0])
+    assert torch.equal(actual[1], expected[1])
+    grads = torch.from_numpy(rng.standard_normal(expected[0].shape)).to(dtype)
+    shape = list(x.shape)
+    assert_same_bits(ops._cuda_roi_pool_grad_input(grads, expected[1], rois, shape, half),
+                     ops.roi_pool_grad_input(grads, expected[1], rois, shape, half))
+
+
+def test_triton_checks_run_before_launch(interpreted):
+    x, rois = _input(), torch.tensor(ROIS)
+    with pytest.raises(ValueError, match="rois batch index must be in"):
+        ops._cuda_roi_pool(x, rois + torch.tensor([5.0, 0, 0, 0, 0]), [2, 2])
+    bad = torch.full((4, 3, 2, 2), 42, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"argmax must hold -1 or a flat index into a plane"):
+        ops._cuda_roi_pool_grad_input(torch.ones(4, 3, 2, 2), bad, rois, [2, 3, 6, 7])
+
+
+def test_triton_kernels_compile_for_sm90_without_fma_or_approximate_division():
+    # No GPU needed: PTX for an H100, checked for the arithmetic rules of the kernels.
+    pytest.importorskip("triton")
+    import os
+
+    from test_triton import _interpreted
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set for the whole process")
+    module = _interpreted("roiops.roi_pool.cuda", interpret=False)
+    ints = ["channels", "height", "width", "pooled_h", "pooled_w", "s_n", "s_c", "s_h", "s_w"]
+    variants = [("_forward_kernel", {"input_ptr": "*fp16", "rois_ptr": "*fp32",
+                                     "index_ptr": "*i64", "out_ptr": "*fp16",
+                                     "argmax_ptr": "*i32", "scale_bits": "i32",
+                                     **{n: "i32" for n in ints}},
+                 {"HALF": half, "FLOAT64": False, "BLOCK_C": 64}) for half in (False, True)]
+    variants.append(("_sum_records_kernel", {"start_ptr": "*i64", "order_ptr": "*i64",
+                                             "grads_ptr": "*fp32", "out_ptr": "*fp32",
+                                             "elements": "i32"},
+                     {"HALF": True, "BLOCK": 256}))
+    for kernel, signature, constexprs in variants:
+        source = ASTSource(fn=getattr(module, kernel),
+                           signature={**signature, **{k: "constexpr" for k in constexprs}},
+                           constexprs=constexprs)
+        ptx = compile(source, target=GPUTarget("cuda", 90, 32),
+                      options={"enable_fp_fusion": False}).asm["ptx"]
+        assert "fma." not in ptx, (kernel, constexprs)
+        assert "div.full" not in ptx and "div.approx" not in ptx, (kernel, constexprs)
