@@ -40,8 +40,8 @@ def run_grad_input(call, grads, rois, indices):
     """The input gradient of a checked ``call`` (NCHW, C-contiguous)."""
     check_grad_input_run(call)
     F = call.F
-    total = np.zeros(call.input_shape, F)
-    if grads.size:
+    total = np.empty(call.input_shape, F)  # the kernel writes every element, rois or none
+    if total.size:
         cpu.grad_input(_arrays.kernel_input(grads, F), _arrays.kernel_input(rois, F), indices,
                        *call.options.kernel_args(F), call.half_arithmetic, total, F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently

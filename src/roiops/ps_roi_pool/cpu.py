@@ -9,15 +9,17 @@ channel ``(c * PH + ph) * PW + pw`` over the bin, row-major; an empty bin gives 
 float-to-int conversion saturates and every index is clamped in integer arithmetic, so no
 roi, however large, reads outside the map.
 
-Parallel tasks as in ``roiops.ps_roi_align.cpu``: the forward over (roi, block of output
-channels), the input gradient over (image, block of input channels) walking the rois in
-ascending order, which is torchvision's sequential order for every element.
+Parallel tasks as in ``roiops.ps_roi_align.cpu``: the forward and the input gradient over
+(image, block of input channels), channel-major, walking the rois of the image in ascending
+order for each channel while its plane is in cache; that is torchvision's sequential order
+for every element of the gradient.
 """
 import numpy as np
 from numba import njit
 
 from .._numerics import round_half_away
 from .._threads import run_tasks
+from ..ps_roi_align.cpu import dense, rois_by_image, stream
 from ..roi_align.cpu import _h, _store
 
 _CHANNEL_BLOCK = 16
@@ -72,90 +74,90 @@ def _bins(rois, spatial_scale, pooled_height, pooled_width, height, width, bins,
     return y_start, y_end, x_start, x_end
 
 
-@njit(cache=True, error_model="numpy")
-def _forward_roi(input, out, out_half, k, batch_index, first_channel, stop_channel, y_start,
-                 y_end, x_start, x_end, half, F):
-    """Output channels ``[first_channel, stop_channel)`` of roi ``k``."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_tasks(input, out, out_half, order, starts, num_blocks, streamed, sink, y_start,
+                   y_end, x_start, x_end, half, F, task_begin, task_end):
+    """The (image, ``_CHANNEL_BLOCK`` input channels) tasks given, channel-major: each input
+    channel's bin of every roi of the image while its plane is in cache."""
+    channels = input.shape[1]
     pooled_height, pooled_width = out.shape[2], out.shape[3]
-    for c in range(first_channel, stop_channel):
-        for ph in range(pooled_height):
-            h0, h1 = y_start[k, ph], y_end[k, ph]
-            for pw in range(pooled_width):
+    for task in range(task_begin, task_end):
+        b = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
+            c_out = c // (pooled_height * pooled_width)
+            ph = (c // pooled_width) % pooled_height
+            pw = c % pooled_width
+            plane = input[b, c]
+            if streamed:  # see roiops.ps_roi_align.cpu.dense
+                sink[task] += stream(plane)
+            for r in range(starts[b], starts[b + 1]):
+                k = order[r]
+                h0, h1 = y_start[k, ph], y_end[k, ph]
                 w0, w1 = x_start[k, pw], x_end[k, pw]
                 if h1 <= h0 or w1 <= w0:
-                    _store(out, out_half, k, c, ph, pw, F(0))
+                    _store(out, out_half, k, c_out, ph, pw, F(0))
                     continue
-                plane = input[batch_index, (c * pooled_height + ph) * pooled_width + pw]
                 acc = F(0)
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         acc = _h(acc + plane[h, w], half)
                 area = _h(F((h1 - h0) * (w1 - w0)), half)
-                _store(out, out_half, k, c, ph, pw, _h(acc / area, half))
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _forward_tasks(input, out, out_half, batch_indices, num_blocks, y_start, y_end, x_start,
-                   x_end, half, F, task_begin, task_end):
-    """``_forward_roi`` of the (roi, ``_CHANNEL_BLOCK`` output channels) tasks given."""
-    channels = out.shape[1]
-    for task in range(task_begin, task_end):
-        k = task // num_blocks
-        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
-        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
-        _forward_roi(input, out, out_half, k, batch_indices[k], first_channel, stop_channel,
-                     y_start, y_end, x_start, x_end, half, F)
+                _store(out, out_half, k, c_out, ph, pw, _h(acc / area, half))
 
 
 def forward(input, rois, batch_indices, spatial_scale, bins, half_arithmetic, out, out_half,
             F):
     """ps_roi_pool forward into ``out`` ``[K, C / (PH*PW), PH, PW]`` (dtype ``F``, or uint16
     half bits when ``out_half``) with the bin rule ``bins``."""
-    num_rois, channels, pooled_height, pooled_width = out.shape
-    tables = _bins(rois, spatial_scale, pooled_height, pooled_width, input.shape[2],
-                   input.shape[3], bins, half_arithmetic, F)
+    batch, channels, height, width = input.shape
+    tables = _bins(rois, spatial_scale, out.shape[2], out.shape[3], height, width, bins,
+                   half_arithmetic, F)
+    order, starts = rois_by_image(batch_indices, batch)
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    run_tasks(_forward_tasks, num_rois * num_blocks, input, out, out_half, batch_indices,
-              num_blocks, *tables, half_arithmetic, F)
+    sink = np.zeros(batch * num_blocks)
+    run_tasks(_forward_tasks, batch * num_blocks, input, out, out_half, order, starts,
+              num_blocks, dense(starts, height, width), sink, *tables, half_arithmetic, F)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grad_input_tasks(grads, out, batch_indices, num_blocks, y_start, y_end, x_start, x_end,
+def _grad_input_tasks(grads, out, order, starts, num_blocks, y_start, y_end, x_start, x_end,
                       half, F, task_begin, task_end):
-    """The (image, ``_CHANNEL_BLOCK`` input channels) tasks given: every roi of the image in
-    ascending order adds ``grads / area`` over its bin of each channel, row-major."""
+    """The (image, ``_CHANNEL_BLOCK`` input channels) tasks given, channel-major: every roi of
+    the image in ascending order adds ``grads / area`` over its bin, row-major."""
     channels = out.shape[1]
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
     for task in range(task_begin, task_end):
         b = task // num_blocks
         first_channel = (task % num_blocks) * _CHANNEL_BLOCK
-        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
-        for k in range(grads.shape[0]):
-            if batch_indices[k] != b:
-                continue
-            for c in range(first_channel, stop_channel):
-                c_out = c // (pooled_height * pooled_width)
-                ph = (c // pooled_width) % pooled_height
-                pw = c % pooled_width
+        for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
+            c_out = c // (pooled_height * pooled_width)
+            ph = (c // pooled_width) % pooled_height
+            pw = c % pooled_width
+            plane = out[b, c]
+            plane[:] = 0  # here, not before: in parallel, and the plane stays in cache
+            for r in range(starts[b], starts[b + 1]):
+                k = order[r]
                 h0, h1 = y_start[k, ph], y_end[k, ph]
                 w0, w1 = x_start[k, pw], x_end[k, pw]
                 if h1 <= h0 or w1 <= w0:
                     continue
                 area = _h(F((h1 - h0) * (w1 - w0)), half)
                 share = _h(grads[k, c_out, ph, pw] / area, half)
-                plane = out[b, c]
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         plane[h, w] = _h(plane[h, w] + share, half)
 
 
 def grad_input(grads, rois, batch_indices, spatial_scale, bins, half_arithmetic, out, F):
-    """The input gradient added into the zeroed ``[N, C, H, W]`` ``out`` of dtype ``F`` with
-    the bin rule ``bins``: each bin's gradient over its area, added to every pixel of the bin
-    of its channel, in torchvision's sequential order."""
+    """The input gradient written into every element of the ``[N, C, H, W]`` ``out`` of dtype
+    ``F`` (each task zeroes its planes first) with the bin rule ``bins``: each bin's gradient
+    over its area, added to every pixel of the bin of its channel, in torchvision's
+    sequential order."""
     batch, channels, height, width = out.shape
     tables = _bins(rois, spatial_scale, grads.shape[2], grads.shape[3], height, width, bins,
                    half_arithmetic, F)
+    order, starts = rois_by_image(batch_indices, batch)
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, batch_indices, num_blocks,
+    run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, order, starts, num_blocks,
               *tables, half_arithmetic, F)
