@@ -61,8 +61,9 @@ def ps_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1,
                     acc = F(0)
                     for _, _, (ylo, yhi, ly, hy, _), (xlo, xhi, lx, hx, _) in _samples(
                             g, ph, pw, H, W, F):
-                        acc = acc + ((((hy * hx) * v[ylo, xlo]) + ((hy * lx) * v[ylo, xhi]))
-                                     + ((ly * hx) * v[yhi, xlo])) + ((ly * lx) * v[yhi, xhi])
+                        term = ((((hy * hx) * v[ylo, xlo]) + ((hy * lx) * v[ylo, xhi]))
+                                + ((ly * hx) * v[yhi, xlo])) + ((ly * lx) * v[yhi, xhi])
+                        acc = acc + term
                     out[k, c, ph, pw] = acc / g.cnt_bwd
     return out
 
