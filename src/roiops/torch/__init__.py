@@ -14,7 +14,7 @@ Example:
     tensor([[0., 2., 8., 2., 8.]])
 """
 from .. import _dispatch
-from . import api, compat, ops, rotated_ops
+from . import api, compat, ops, ps_roi_ops, rotated_ops
 
 __all__ = ["ops"]
 
@@ -36,4 +36,11 @@ _dispatch.register("compat.torchvision_roi_pool", compat.torchvision_roi_pool)
 _dispatch.register("compat.torchvision_RoIPool", compat.TorchvisionRoIPool)
 _dispatch.register("compat.detectron2_ROIAlignRotated", rotated_ops.Detectron2ROIAlignRotated)
 _dispatch.register("compat.mmcv_RoIAlignRotated", rotated_ops.MmcvRoIAlignRotated)
+for _name in ("ps_roi_align", "ps_roi_align_grad_input", "ps_roi_align_grad_boxes",
+              "ps_roi_pool", "ps_roi_pool_grad_input"):
+    _dispatch.register(_name, getattr(ps_roi_ops, f"native_{_name}"))
+_dispatch.register("compat.torchvision_ps_roi_align", ps_roi_ops.torchvision_ps_roi_align)
+_dispatch.register("compat.torchvision_ps_roi_pool", ps_roi_ops.torchvision_ps_roi_pool)
+_dispatch.register("compat.torchvision_PSRoIAlign", ps_roi_ops.TorchvisionPSRoIAlign)
+_dispatch.register("compat.torchvision_PSRoIPool", ps_roi_ops.TorchvisionPSRoIPool)
 del _name

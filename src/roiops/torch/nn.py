@@ -19,13 +19,17 @@ import torch
 from .. import _checks
 from ..compat import mindspore as _mindspore
 from ..crop_and_resize import checks as _crop_checks
+from ..ps_roi_align import checks as _ps_align_checks
+from ..ps_roi_align.api import ps_roi_align  # public: tensors through roiops._dispatch
+from ..ps_roi_pool import checks as _ps_pool_checks
+from ..ps_roi_pool.api import ps_roi_pool
 from ..roi_align import checks as _roi_checks
 from ..roi_align_rotated import checks as _rotated_checks
 from ..roi_pool import checks as _pool_checks
 from .api import crop_and_resize, roi_align, roi_align_rotated, roi_pool
 
 __all__ = ["CropAndResize", "RoIAlign", "RoIAlignRotated", "RoIPool", "MindSporeCropAndResize",
-           "MindSporeROIAlign"]
+           "MindSporeROIAlign", "PSRoIAlign", "PSRoIPool"]
 
 
 class CropAndResize(torch.nn.Module):
@@ -221,6 +225,65 @@ class RoIPool(torch.nn.Module):
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         return roi_pool(input, rois, self.output_size, spatial_scale=self.spatial_scale)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
+
+
+class PSRoIAlign(torch.nn.Module):
+    """:func:`roiops.ps_roi_align` as a module (position-sensitive RoI Align, R-FCN).
+
+    ``forward(input, rois)``: input ``[N, C_out * PH * PW, H, W]`` float16/bfloat16/float32/
+    float64, rois ``[K, 5]`` float ``(batch_index, x1, y1, x2, y2)``; returns
+    ``[K, C_out, PH, PW]`` of the input's dtype, differentiable w.r.t. input and rois.
+    torchvision's own signature is ``roiops.compat.torchvision.PSRoIAlign``.
+
+    Example:
+        >>> align = PSRoIAlign(2, sampling_ratio=1)
+        >>> align(torch.arange(4.).reshape(1, 4, 1, 1), torch.tensor([[0., 0, 0, 1, 1]]))
+        tensor([[[[0., 1.],
+                  [2., 3.]]]])
+    """
+
+    def __init__(self, output_size: int | Sequence[int], spatial_scale: float = 1.0,
+                 sampling_ratio: int = -1) -> None:
+        super().__init__()
+        options = _ps_align_checks.Options(output_size, spatial_scale, sampling_ratio)
+        self.output_size = options.output_size
+        self.spatial_scale = options.spatial_scale
+        self.sampling_ratio = options.sampling_ratio
+
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return ps_roi_align(input, rois, self.output_size, spatial_scale=self.spatial_scale,
+                            sampling_ratio=self.sampling_ratio)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}")
+
+
+class PSRoIPool(torch.nn.Module):
+    """:func:`roiops.ps_roi_pool` as a module (position-sensitive RoI average pooling).
+
+    ``forward(input, rois)``: as :class:`PSRoIAlign`; differentiable w.r.t. the input (the
+    rois get no gradient: rounded to whole pixels, the result is piecewise constant in them).
+    torchvision's own signature is ``roiops.compat.torchvision.PSRoIPool``.
+
+    Example:
+        >>> pool = PSRoIPool(2)
+        >>> pool(torch.arange(36.).reshape(1, 4, 3, 3), torch.tensor([[0., 0, 0, 2, 2]]))
+        tensor([[[[ 0., 10.],
+                  [21., 31.]]]])
+    """
+
+    def __init__(self, output_size: int | Sequence[int], spatial_scale: float = 1.0) -> None:
+        super().__init__()
+        options = _ps_pool_checks.Options(output_size, spatial_scale)
+        self.output_size = options.output_size
+        self.spatial_scale = options.spatial_scale
+
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return ps_roi_pool(input, rois, self.output_size, spatial_scale=self.spatial_scale)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"

@@ -1,0 +1,327 @@
+"""Position-sensitive RoI Align and pooling as ``torch.library`` custom ops (namespace
+``roiops``), their tensor entry points and torchvision's modules on tensors.
+
+=================================  ==================================================
+``ps_roi_align``                   ``[N,C,H,W]``, rois ``[K,5]`` -> ``[K,C/(ph*pw),ph,pw]``
+``ps_roi_align_grad_input``        grads ``[K,C/(ph*pw),ph,pw]`` -> ``input_shape``
+``ps_roi_align_grad_boxes``        grads, input -> ``[K,5]`` (column 0 is zero)
+``ps_roi_pool``                    ``[N,C,H,W]``, rois ``[K,5]`` -> ``[K,C/(ph*pw),ph,pw]``
+``ps_roi_pool_grad_input``         grads ``[K,C/(ph*pw),ph,pw]`` -> ``input_shape``
+=================================  ==================================================
+
+The contract of :mod:`roiops.torch.ops` (registered next to them, in their namespace, by
+``import roiops.torch``): each op runs its validator (``roiops.ps_roi_align.checks``) on the
+metadata, then the value checks next to its kernels; fake implementations for
+``torch.compile`` and ``torch.export``; autograd for the input, and for the rois of
+ps_roi_align (ps_roi_pool rounds the rois to whole pixels: piecewise constant, no rois
+gradient); no double backward; autocast as torchvision registers its ops.
+``half_arithmetic`` selects torchvision's float16 kernels (every operation rounded to half);
+the native API leaves it False and computes float16 in float32, ``roiops.compat.torchvision``
+sets it for float16 maps. CPU tensors only: these ops have no CUDA kernel yet.
+
+Example:
+    >>> import torch, roiops.torch.ps_roi_ops as ops
+    >>> x = torch.arange(4.).reshape(1, 4, 1, 1)
+    >>> ops.ps_roi_pool(x, torch.tensor([[0., 0, 0, 1, 1]]), [2, 2], 1.0)[0, 0]
+    tensor([[0., 0.],
+            [0., 0.]])
+"""
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .. import _checks
+from ..compat import torchvision as torchvision_compat
+from ..ps_roi_align import api as align_api
+from ..ps_roi_align import checks as align_checks
+from ..ps_roi_pool import api as pool_api
+from ..ps_roi_pool import checks as pool_checks
+from ..roi_align.checks import Names, check_roi_values
+from .compat import boxes_to_rois
+from .ops import _empty, _no_double_backward, _numpy, _tensor, register_autocast
+from .tensors import TORCH
+
+__all__ = ["ps_roi_align", "ps_roi_align_grad_input", "ps_roi_align_grad_boxes",
+           "ps_roi_pool", "ps_roi_pool_grad_input"]
+
+
+def _half(call, half_arithmetic):
+    return call._replace(half_arithmetic=bool(half_arithmetic))
+
+
+def _indices(rois, call):
+    """The host's value checks (NumPy rois): the int64 batch indices."""
+    return check_roi_values(rois, call.input_shape[0], call.options.convention)
+
+
+# --- ps_roi_align ------------------------------------------------------------------------
+
+def _align_forward_call(input, rois, output_size, spatial_scale, sampling_ratio,
+                        half_arithmetic):
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    return _half(align_checks.check_forward(TORCH, input, rois, options), half_arithmetic)
+
+
+def _align_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                           sampling_ratio, half_arithmetic):
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    call = align_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
+    return _half(call, half_arithmetic)
+
+
+def _align_grad_boxes_call(grads, input, rois, output_size, spatial_scale, sampling_ratio):
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    return align_checks.check_grad_boxes(TORCH, grads, input, rois, options)
+
+
+@torch.library.custom_op("roiops::ps_roi_align", mutates_args=(), device_types="cpu")
+def ps_roi_align(input: Tensor, rois: Tensor, output_size: Sequence[int],
+                 spatial_scale: float = 1.0, sampling_ratio: int = -1,
+                 half_arithmetic: bool = False) -> Tensor:
+    """:func:`roiops.ps_roi_align` on tensors: ``[K, C/(ph*pw), ph, pw]`` of ``input.dtype``."""
+    call = _align_forward_call(input, rois, output_size, spatial_scale, sampling_ratio,
+                               half_arithmetic)
+    host_rois = _numpy(rois)
+    result = align_api.run_forward(call, _numpy(input), host_rois, _indices(host_rois, call))
+    return _tensor(result, input.dtype)
+
+
+@ps_roi_align.register_fake
+def _(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1, half_arithmetic=False):
+    call = _align_forward_call(input, rois, output_size, spatial_scale, sampling_ratio,
+                               half_arithmetic)
+    return _empty(input, call.result_shape, call.out_dtype)
+
+
+@torch.library.custom_op("roiops::ps_roi_align_grad_input", mutates_args=(),
+                         device_types="cpu")
+def ps_roi_align_grad_input(grads: Tensor, rois: Tensor, input_shape: Sequence[int],
+                            output_size: Sequence[int], spatial_scale: float = 1.0,
+                            sampling_ratio: int = -1, half_arithmetic: bool = False) -> Tensor:
+    """:func:`roiops.ps_roi_align_grad_input` on tensors: ``input_shape`` of ``grads.dtype``."""
+    call = _align_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                                  sampling_ratio, half_arithmetic)
+    host_rois = _numpy(rois)
+    result = align_api.run_grad_input(call, _numpy(grads), host_rois,
+                                      _indices(host_rois, call))
+    return _tensor(result, grads.dtype)
+
+
+@ps_roi_align_grad_input.register_fake
+def _(grads, rois, input_shape, output_size, spatial_scale=1.0, sampling_ratio=-1,
+      half_arithmetic=False):
+    call = _align_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                                  sampling_ratio, half_arithmetic)
+    return _empty(grads, call.result_shape, call.out_dtype)
+
+
+@torch.library.custom_op("roiops::ps_roi_align_grad_boxes", mutates_args=(),
+                         device_types="cpu")
+def ps_roi_align_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor,
+                            output_size: Sequence[int], spatial_scale: float = 1.0,
+                            sampling_ratio: int = -1) -> Tensor:
+    """:func:`roiops.ps_roi_align_grad_boxes` on tensors: ``[K, 5]`` of ``input.dtype``."""
+    call = _align_grad_boxes_call(grads, input, rois, output_size, spatial_scale,
+                                  sampling_ratio)
+    host_rois = _numpy(rois)
+    result = align_api.run_grad_boxes(call, _numpy(grads), _numpy(input), host_rois,
+                                      _indices(host_rois, call))
+    return _tensor(result, input.dtype)
+
+
+@ps_roi_align_grad_boxes.register_fake
+def _(grads, input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1):
+    call = _align_grad_boxes_call(grads, input, rois, output_size, spatial_scale,
+                                  sampling_ratio)
+    return _empty(rois, call.result_shape, call.out_dtype)
+
+
+def _ps_roi_align_setup(ctx, inputs, output):
+    input, rois, output_size, spatial_scale, sampling_ratio, half_arithmetic = inputs
+    ctx.save_for_backward(input if ctx.needs_input_grad[1] else None, rois)
+    ctx.input_shape = input.shape
+    ctx.options = (output_size, spatial_scale, sampling_ratio)
+    ctx.half_arithmetic = half_arithmetic
+
+
+def _ps_roi_align_backward(ctx, grad):
+    input, rois = ctx.saved_tensors
+    grad_input = grad_rois = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ps_roi_align_grad_input(grad, rois, ctx.input_shape, *ctx.options,
+                                             ctx.half_arithmetic)
+    if ctx.needs_input_grad[1]:
+        # the derivative at the data's values, computed in float32 (or float64)
+        grad_rois = ps_roi_align_grad_boxes(grad, input, rois, *ctx.options).to(rois.dtype)
+    return grad_input, grad_rois, None, None, None, None
+
+
+ps_roi_align.register_autograd(_ps_roi_align_backward, setup_context=_ps_roi_align_setup)
+
+
+# --- ps_roi_pool -------------------------------------------------------------------------
+
+def _pool_forward_call(input, rois, output_size, spatial_scale, half_arithmetic):
+    options = pool_checks.Options(output_size, spatial_scale)
+    return _half(pool_checks.check_forward(TORCH, input, rois, options), half_arithmetic)
+
+
+def _pool_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                          half_arithmetic):
+    options = pool_checks.Options(output_size, spatial_scale)
+    call = pool_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
+    return _half(call, half_arithmetic)
+
+
+@torch.library.custom_op("roiops::ps_roi_pool", mutates_args=(), device_types="cpu")
+def ps_roi_pool(input: Tensor, rois: Tensor, output_size: Sequence[int],
+                spatial_scale: float = 1.0, half_arithmetic: bool = False) -> Tensor:
+    """:func:`roiops.ps_roi_pool` on tensors: ``[K, C/(ph*pw), ph, pw]`` of ``input.dtype``."""
+    call = _pool_forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    host_rois = _numpy(rois)
+    result = pool_api.run_forward(call, _numpy(input), host_rois, _indices(host_rois, call))
+    return _tensor(result, input.dtype)
+
+
+@ps_roi_pool.register_fake
+def _(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
+    call = _pool_forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    return _empty(input, call.result_shape, call.out_dtype)
+
+
+@torch.library.custom_op("roiops::ps_roi_pool_grad_input", mutates_args=(), device_types="cpu")
+def ps_roi_pool_grad_input(grads: Tensor, rois: Tensor, input_shape: Sequence[int],
+                           output_size: Sequence[int], spatial_scale: float = 1.0,
+                           half_arithmetic: bool = False) -> Tensor:
+    """:func:`roiops.ps_roi_pool_grad_input` on tensors: ``input_shape`` of ``grads.dtype``."""
+    call = _pool_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                                 half_arithmetic)
+    host_rois = _numpy(rois)
+    result = pool_api.run_grad_input(call, _numpy(grads), host_rois, _indices(host_rois, call))
+    return _tensor(result, grads.dtype)
+
+
+@ps_roi_pool_grad_input.register_fake
+def _(grads, rois, input_shape, output_size, spatial_scale=1.0, half_arithmetic=False):
+    call = _pool_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                                 half_arithmetic)
+    return _empty(grads, call.result_shape, call.out_dtype)
+
+
+def _ps_roi_pool_setup(ctx, inputs, output):
+    input, rois, output_size, spatial_scale, half_arithmetic = inputs
+    ctx.save_for_backward(rois)
+    ctx.input_shape = input.shape
+    ctx.options = (output_size, spatial_scale, half_arithmetic)
+
+
+def _ps_roi_pool_backward(ctx, grad):
+    (rois,) = ctx.saved_tensors
+    grad_input = None
+    if ctx.needs_input_grad[0]:
+        grad_input = ps_roi_pool_grad_input(grad, rois, ctx.input_shape, *ctx.options)
+    # No gradient for the rois: rounded to whole pixels, the result is piecewise constant.
+    return grad_input, None, None, None, None
+
+
+ps_roi_pool.register_autograd(_ps_roi_pool_backward, setup_context=_ps_roi_pool_setup)
+
+for _name, _op in (("ps_roi_align_grad_input", ps_roi_align_grad_input),
+                   ("ps_roi_align_grad_boxes", ps_roi_align_grad_boxes),
+                   ("ps_roi_pool_grad_input", ps_roi_pool_grad_input)):
+    _op.register_autograd(_no_double_backward(_name),
+                          setup_context=lambda ctx, inputs, output: None)
+for _name, _result_like in (("ps_roi_align", 0), ("ps_roi_align_grad_input", 0),
+                            ("ps_roi_align_grad_boxes", 1), ("ps_roi_pool", 0),
+                            ("ps_roi_pool_grad_input", 0)):
+    register_autocast(_name, _result_like)
+del _name, _op, _result_like
+
+
+# --- the entry points on tensors (roiops._dispatch) --------------------------------------
+
+def _no_out(out):
+    if out is not None:
+        raise ValueError(f"out is supported for NumPy arrays only, got {type(out).__name__} "
+                         f"(tensor results are always fresh tensors)")
+
+
+def native_ps_roi_align(input, rois, output_size, *, spatial_scale=1.0, sampling_ratio=-1,
+                        out=None):
+    """:func:`roiops.ps_roi_align` for tensors (differentiable w.r.t. input and rois)."""
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    _no_out(out)
+    align_checks.check_forward(TORCH, input, rois, options)
+    return ps_roi_align(input, rois, *options.op_args())
+
+
+def native_ps_roi_align_grad_input(grads, rois, input_shape, output_size, *, spatial_scale=1.0,
+                                   sampling_ratio=-1):
+    """:func:`roiops.ps_roi_align_grad_input` for tensors."""
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    call = align_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
+    return ps_roi_align_grad_input(grads, rois, list(call.input_shape), *options.op_args())
+
+
+def native_ps_roi_align_grad_boxes(grads, input, rois, output_size, *, spatial_scale=1.0,
+                                   sampling_ratio=-1):
+    """:func:`roiops.ps_roi_align_grad_boxes` for tensors."""
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    align_checks.check_grad_boxes(TORCH, grads, input, rois, options)
+    return ps_roi_align_grad_boxes(grads, input, rois, *options.op_args())
+
+
+def native_ps_roi_pool(input, rois, output_size, *, spatial_scale=1.0, out=None):
+    """:func:`roiops.ps_roi_pool` for tensors (differentiable w.r.t. the input)."""
+    options = pool_checks.Options(output_size, spatial_scale)
+    _no_out(out)
+    pool_checks.check_forward(TORCH, input, rois, options)
+    return ps_roi_pool(input, rois, *options.op_args())
+
+
+def native_ps_roi_pool_grad_input(grads, rois, input_shape, output_size, *, spatial_scale=1.0):
+    """:func:`roiops.ps_roi_pool_grad_input` for tensors."""
+    options = pool_checks.Options(output_size, spatial_scale)
+    call = pool_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
+    return ps_roi_pool_grad_input(grads, rois, list(call.input_shape), *options.op_args())
+
+
+_BOXES = Names(rois="boxes")
+
+
+def _torchvision_call(check, input, boxes, options):
+    """(call, rois) of a torchvision position-sensitive forward on tensors: the validator with
+    torchvision's names and dtypes, its rounding of the scale, its half arithmetic."""
+    rois = boxes_to_rois(boxes)
+    call = check(TORCH, input, rois, options, _BOXES, _checks.FLOAT_NAMES)
+    return torchvision_compat.in_data_type(call), rois.to(input.dtype)
+
+
+def torchvision_ps_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio):
+    """torchvision's ``ps_roi_align`` on tensors (float16 in half), differentiable w.r.t. the
+    input and the boxes."""
+    options = align_checks.Options(output_size, spatial_scale, sampling_ratio)
+    call, rois = _torchvision_call(align_checks.check_forward, input, boxes, options)
+    return ps_roi_align(input, rois, *call.options.op_args(), call.half_arithmetic)
+
+
+def torchvision_ps_roi_pool(input, boxes, output_size, spatial_scale):
+    """torchvision's ``ps_roi_pool`` on tensors (float16 in half), differentiable w.r.t. the
+    input."""
+    options = pool_checks.Options(output_size, spatial_scale)
+    call, rois = _torchvision_call(pool_checks.check_forward, input, boxes, options)
+    return ps_roi_pool(input, rois, *call.options.op_args(), call.half_arithmetic)
+
+
+class TorchvisionPSRoIAlign(torchvision_compat.PSRoIAlign, torch.nn.Module):
+    """``roiops.compat.torchvision.PSRoIAlign`` as a ``torch.nn.Module`` (what it is whenever
+    torch is installed: its constructor returns one)."""
+
+    __call__ = torch.nn.Module.__call__
+
+
+class TorchvisionPSRoIPool(torchvision_compat.PSRoIPool, torch.nn.Module):
+    """``roiops.compat.torchvision.PSRoIPool`` as a ``torch.nn.Module``."""
+
+    __call__ = torch.nn.Module.__call__
