@@ -7,12 +7,12 @@
 =================================  ==================================================
 
 The same contract as the ops of :mod:`roiops.torch.ops` (registered next to them, in their
-namespace, by ``import roiops.torch``): checked arguments from the public entry points
-(``roiops.torch.api``), value checks next to the kernels, fake implementations for
-``torch.compile`` and ``torch.export``, autograd for the input and the rois, no double
-backward. CUDA tensors run the Triton kernels of ``roiops.roi_align_rotated.cuda``; their
-per-roi geometry (angles, grids) is computed on the host by the CPU kernels' own function,
-from a copy of the rois (``K x 6`` values), so both devices share one definition of it.
+namespace, by ``import roiops.torch``): every kernel (CPU, CUDA, fake) runs the validator of
+``roiops.roi_align_rotated.checks`` on its arguments, the value checks run next to the
+kernels, autograd for the input and the rois, no double backward, autocast kernels. CUDA
+tensors run the Triton kernels of ``roiops.roi_align_rotated.cuda``; their per-roi geometry
+(angles, grids) is computed on the host by the CPU kernels' own function, from a copy of the
+rois (``K x 6`` values), so both devices share one definition of it.
 
 Example:
     >>> import torch, roiops.torch.rotated_ops as ops
@@ -31,7 +31,7 @@ from ..compat import detectron2 as detectron2_compat
 from ..compat import mmcv as mmcv_compat
 from ..roi_align_rotated import api as rotated_api
 from ..roi_align_rotated import checks as rotated_checks
-from .ops import _cuda_kernels, _empty, _no_double_backward, _numpy, _tensor
+from .ops import _cuda_kernels, _empty, _no_double_backward, _numpy, _tensor, register_autocast
 from .tensors import TORCH
 
 __all__ = ["roi_align_rotated", "roi_align_rotated_grad_input", "roi_align_rotated_grad_boxes",
@@ -39,8 +39,8 @@ __all__ = ["roi_align_rotated", "roi_align_rotated_grad_input", "roi_align_rotat
 
 
 def _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise, convention):
-    return rotated_checks.Options.from_op_args(output_size, spatial_scale, sampling_ratio,
-                                               aligned, clockwise, convention)
+    return rotated_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
+                                  clockwise, convention)
 
 
 def _host_indices(rois, call):
@@ -55,7 +55,7 @@ def roi_align_rotated(input: Tensor, rois: Tensor, output_size: Sequence[int],
     """:func:`roiops.roi_align_rotated` on tensors: ``[K, C, ph, pw]`` of ``input.dtype``."""
     options = _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise,
                        convention)
-    call = rotated_checks.forward_call(TORCH, input, rois.shape[0], options)
+    call = rotated_checks.check_forward(TORCH, input, rois, options)
     host_rois = _numpy(rois)
     indices = _host_indices(host_rois, call)
     result = rotated_api.run_forward(call, _numpy(input), host_rois, indices)
@@ -65,9 +65,9 @@ def roi_align_rotated(input: Tensor, rois: Tensor, output_size: Sequence[int],
 @roi_align_rotated.register_fake
 def _(input, rois, output_size, spatial_scale=1.0, sampling_ratio=0, aligned=True,
       clockwise=False, convention="detectron2"):
-    pooled_height, pooled_width = output_size
-    return _empty(input, (rois.shape[0], input.shape[1], pooled_height, pooled_width),
-                  input.dtype)
+    call = rotated_checks.check_forward(TORCH, input, rois, _options(
+        output_size, spatial_scale, sampling_ratio, aligned, clockwise, convention))
+    return _empty(input, call.result_shape, call.out_dtype)
 
 
 @torch.library.custom_op("roiops::roi_align_rotated_grad_input", mutates_args=(),
@@ -81,8 +81,7 @@ def roi_align_rotated_grad_input(grads: Tensor, rois: Tensor, input_shape: Seque
     ``grads.dtype``."""
     options = _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise,
                        convention)
-    call = rotated_checks.grad_input_call(TORCH, grads, rois.shape[0], tuple(input_shape),
-                                          options)
+    call = rotated_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
     host_rois = _numpy(rois)
     indices = _host_indices(host_rois, call)
     result = rotated_api.run_grad_input(call, _numpy(grads), host_rois, indices)
@@ -92,7 +91,9 @@ def roi_align_rotated_grad_input(grads: Tensor, rois: Tensor, input_shape: Seque
 @roi_align_rotated_grad_input.register_fake
 def _(grads, rois, input_shape, output_size, spatial_scale=1.0, sampling_ratio=0,
       aligned=True, clockwise=False, convention="detectron2"):
-    return _empty(grads, tuple(input_shape), grads.dtype)
+    call = rotated_checks.check_grad_input(TORCH, grads, rois, input_shape, _options(
+        output_size, spatial_scale, sampling_ratio, aligned, clockwise, convention))
+    return _empty(grads, call.result_shape, call.out_dtype)
 
 
 @torch.library.custom_op("roiops::roi_align_rotated_grad_boxes", mutates_args=(),
@@ -106,7 +107,7 @@ def roi_align_rotated_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor,
     ``input.dtype``."""
     options = _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise,
                        convention)
-    call = rotated_checks.grad_boxes_call(TORCH, input, rois.shape[0], options)
+    call = rotated_checks.check_grad_boxes(TORCH, grads, input, rois, options)
     host_rois = _numpy(rois)
     indices = _host_indices(host_rois, call)
     result = rotated_api.run_grad_boxes(call, _numpy(grads), _numpy(input), host_rois, indices)
@@ -116,7 +117,9 @@ def roi_align_rotated_grad_boxes(grads: Tensor, input: Tensor, rois: Tensor,
 @roi_align_rotated_grad_boxes.register_fake
 def _(grads, input, rois, output_size, spatial_scale=1.0, sampling_ratio=0, aligned=True,
       clockwise=False, convention="detectron2"):
-    return _empty(rois, (rois.shape[0], 6), input.dtype)
+    call = rotated_checks.check_grad_boxes(TORCH, grads, input, rois, _options(
+        output_size, spatial_scale, sampling_ratio, aligned, clockwise, convention))
+    return _empty(rois, call.result_shape, call.out_dtype)
 
 
 def _setup(ctx, inputs, output):
@@ -161,7 +164,7 @@ def _cuda_roi_align_rotated(input, rois, output_size, spatial_scale=1.0, samplin
                             aligned=True, clockwise=False, convention="detectron2"):
     options = _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise,
                        convention)
-    call = rotated_checks.forward_call(TORCH, input, rois.shape[0], options)
+    call = rotated_checks.check_forward(TORCH, input, rois, options)
     rotated_checks.check_forward_run(call, device=input.device)
     indices, geo = _device_call(call, rois)
     return _cuda_kernels("roi_align_rotated").forward(input, indices, geo, call)
@@ -172,8 +175,7 @@ def _cuda_roi_align_rotated_grad_input(grads, rois, input_shape, output_size,
                                        clockwise=False, convention="detectron2"):
     options = _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise,
                        convention)
-    call = rotated_checks.grad_input_call(TORCH, grads, rois.shape[0],
-                                          tuple(int(d) for d in input_shape), options)
+    call = rotated_checks.check_grad_input(TORCH, grads, rois, input_shape, options)
     rotated_checks.check_grad_input_run(call, device=grads.device)
     indices, geo = _device_call(call, rois)
     return _cuda_kernels("roi_align_rotated").grad_input(grads, indices, geo, call)
@@ -184,7 +186,7 @@ def _cuda_roi_align_rotated_grad_boxes(grads, input, rois, output_size, spatial_
                                        convention="detectron2"):
     options = _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise,
                        convention)
-    call = rotated_checks.grad_boxes_call(TORCH, input, rois.shape[0], options)
+    call = rotated_checks.check_grad_boxes(TORCH, grads, input, rois, options)
     rotated_checks.check_compute_type(call)
     indices, geo = _device_call(call, rois)
     return _cuda_kernels("roi_align_rotated").grad_boxes(grads, input, indices, geo, call)
@@ -194,6 +196,10 @@ def _cuda_roi_align_rotated_grad_boxes(grads, input, rois, output_size, spatial_
 roi_align_rotated.register_kernel("cuda")(_cuda_roi_align_rotated)
 roi_align_rotated_grad_input.register_kernel("cuda")(_cuda_roi_align_rotated_grad_input)
 roi_align_rotated_grad_boxes.register_kernel("cuda")(_cuda_roi_align_rotated_grad_boxes)
+for _name, _result_like in (("roi_align_rotated", 0), ("roi_align_rotated_grad_input", 0),
+                            ("roi_align_rotated_grad_boxes", 1)):
+    register_autocast(_name, _result_like)
+del _name, _result_like
 
 
 # --- the compat modules as torch.nn.Module ---------------------------------------------------
