@@ -112,13 +112,29 @@ def _plan(rois, spatial_scale, pooled_height, pooled_width, height, width, half,
 
 
 @njit(cache=True, error_model="numpy")
-def _store(out, out_half, k, c, ph, pw, value):
-    """The result element; float16 results are written as their bits (values read from a
-    float16 map are halves already, so the rounding is exact; -FLT_MAX becomes -inf)."""
+def _write(out, out_half, argmax, with_argmax, k, first_channel, lanes, best, best_index):
+    """A task's results, held as ``[bins, lanes]``, into ``out[k]`` and ``argmax[k]`` from
+    ``first_channel`` on, contiguous over each channel's bins. float16 results are written as
+    their bits (values read from a float16 map are halves already, so the rounding is exact;
+    -FLT_MAX becomes -inf). The dtype switch stands outside the loops: a switch per element
+    cost more than the scans."""
+    pooled_height, pooled_width = out.shape[2], out.shape[3]
     if out_half:
-        out[k, c, ph, pw] = float_to_half_bits(value)
+        for c in range(lanes):
+            for ph in range(pooled_height):
+                for pw in range(pooled_width):
+                    out[k, first_channel + c, ph, pw] = float_to_half_bits(
+                        best[ph * pooled_width + pw, c])
     else:
-        out[k, c, ph, pw] = value
+        for c in range(lanes):
+            for ph in range(pooled_height):
+                for pw in range(pooled_width):
+                    out[k, first_channel + c, ph, pw] = best[ph * pooled_width + pw, c]
+    if with_argmax:
+        for c in range(lanes):
+            for ph in range(pooled_height):
+                for pw in range(pooled_width):
+                    argmax[k, first_channel + c, ph, pw] = best_index[ph * pooled_width + pw, c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -129,67 +145,86 @@ def _forward_in_place(input, out, out_half, argmax, with_argmax, batch_indices, 
     channels, width = out.shape[1], input.shape[3]
     pooled_height, pooled_width = row_start.shape[1], col_start.shape[1]
     lowest = F(LOWEST)
+    best = np.empty((pooled_height * pooled_width, _CHANNEL_BLOCK), F)
+    best_index = np.empty((pooled_height * pooled_width, _CHANNEL_BLOCK), np.int32)
     for task in range(task_begin, task_end):
         k = task // num_blocks
         first_channel = (task % num_blocks) * _CHANNEL_BLOCK
-        for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
-            plane = input[batch_indices[k], c]
+        lanes = min(first_channel + _CHANNEL_BLOCK, channels) - first_channel
+        for c in range(lanes):
+            plane = input[batch_indices[k], first_channel + c]
             for ph in range(pooled_height):
                 h0, h1 = row_start[k, ph], row_end[k, ph]
                 for pw in range(pooled_width):
                     w0, w1 = col_start[k, pw], col_end[k, pw]
-                    best = lowest
-                    best_index = -1
+                    value_best = lowest
+                    index_best = -1
                     if h1 <= h0 or w1 <= w0:
-                        best = F(0)  # an empty bin is 0 (and has no argmax)
+                        value_best = F(0)  # an empty bin is 0 (and has no argmax)
                     for h in range(h0, h1):
                         for w in range(w0, w1):
                             value = plane[h, w]
-                            if value > best:
-                                best = value
-                                best_index = h * width + w
-                    _store(out, out_half, k, c, ph, pw, best)
-                    if with_argmax:
-                        argmax[k, c, ph, pw] = best_index
+                            if value > value_best:
+                                value_best = value
+                                index_best = h * width + w
+                    best[ph * pooled_width + pw, c] = value_best
+                    best_index[ph * pooled_width + pw, c] = index_best
+        _write(out, out_half, argmax, with_argmax, k, first_channel, lanes, best, best_index)
+
+
+@njit(cache=True, error_model="numpy")
+def _scan(image, h0, h1, w0, w1, first_channel, lanes, best, best_index):
+    """One bin of ``lanes`` channels from ``first_channel`` of the ``[H, W, C]`` ``image``,
+    into the running ``best`` and ``best_index``: a pixel replaces the maximum only when it is
+    strictly greater. The channel loop vectorizes: unsigned offsets into the C-contiguous
+    copy (no negative-index wraparound, a unit stride; a slice of the last axis would have a
+    runtime stride), and ``best`` arrives as an argument (allocated in the caller, the loop
+    lost its vectorization)."""
+    width = image.shape[1]
+    for h in range(h0, h1):
+        for w in range(w0, w1):
+            index = np.int32(h * width + w)
+            for c in range(lanes):
+                value = image[h, w, np.uint64(first_channel + c)]
+                greater = value > best[c]
+                best[c] = value if greater else best[c]
+                best_index[c] = index if greater else best_index[c]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_channels_last(features, out, out_half, argmax, with_argmax, batch_indices, block,
                            num_blocks, plan, F, task_begin, task_end):
     """The (roi, ``block`` channels) tasks given, scanning the ``[N, H, W, C]`` copy: the
-    compare-and-select of one pixel runs over the block's channels as vectors."""
+    compare-and-select of one pixel runs over the block's channels as vectors.
+
+    A task's bins are kept as ``[bins, lanes]`` (contiguous over channels for the scan) and
+    written out once per channel, contiguous over its bins: writing each bin's channels
+    straight into ``[K, C, PH, PW]`` strided by the bin count cost more than the scans.
+    """
     row_start, row_end, col_start, col_end = plan
-    channels, width = out.shape[1], features.shape[2]
+    channels = out.shape[1]
     pooled_height, pooled_width = row_start.shape[1], col_start.shape[1]
+    bins = pooled_height * pooled_width
     lowest = F(LOWEST)
+    best = np.empty((bins, block), F)
+    best_index = np.empty((bins, block), np.int32)
     for task in range(task_begin, task_end):
         k = task // num_blocks
         first_channel = (task % num_blocks) * block
         lanes = min(first_channel + block, channels) - first_channel
         image = features[batch_indices[k]]
-        best = np.empty(lanes, F)
-        best_index = np.empty(lanes, np.int32)
         for ph in range(pooled_height):
             h0, h1 = row_start[k, ph], row_end[k, ph]
             for pw in range(pooled_width):
                 w0, w1 = col_start[k, pw], col_end[k, pw]
                 start = F(0) if h1 <= h0 or w1 <= w0 else lowest
+                bin_best = best[ph * pooled_width + pw]
+                bin_index = best_index[ph * pooled_width + pw]
                 for c in range(lanes):
-                    best[c] = start
-                    best_index[c] = -1
-                for h in range(h0, h1):
-                    for w in range(w0, w1):
-                        pixel = image[h, w, first_channel:first_channel + lanes]
-                        index = np.int32(h * width + w)
-                        for c in range(lanes):
-                            value = pixel[c]
-                            greater = value > best[c]
-                            best[c] = value if greater else best[c]
-                            best_index[c] = index if greater else best_index[c]
-                for c in range(lanes):
-                    _store(out, out_half, k, first_channel + c, ph, pw, best[c])
-                    if with_argmax:
-                        argmax[k, first_channel + c, ph, pw] = best_index[c]
+                    bin_best[c] = start
+                    bin_index[c] = -1
+                _scan(image, h0, h1, w0, w1, first_channel, lanes, bin_best, bin_index)
+        _write(out, out_half, argmax, with_argmax, k, first_channel, lanes, best, best_index)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -250,11 +285,10 @@ def _vector_blocks(channels, num_rois):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grad_input(grads, argmax, batch_indices, out, num_blocks, half, task_begin, task_end):
-    """The (image, ``_CHANNEL_BLOCK`` channels) tasks given: every roi of the image in
-    ascending order adds ``grads[k, c, ph, pw]`` at its argmax (each add rounded to half
+    """The (image, ``_CHANNEL_BLOCK`` channels) tasks given, into ``out`` ``[N, C, H * W]``:
+    every roi of the image in ascending order adds ``grads[k, c, ph, pw]`` at its argmax (each add rounded to half
     when ``half``); an argmax outside the plane (-1: an empty bin) adds nothing."""
-    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
-    plane_size = height * width
+    channels, plane_size = out.shape[1], out.shape[2]
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
     for task in range(task_begin, task_end):
         b = task // num_blocks
@@ -269,15 +303,14 @@ def _grad_input(grads, argmax, batch_indices, out, num_blocks, half, task_begin,
                     for pw in range(pooled_width):
                         index = np.int64(argmax[k, c, ph, pw])
                         if 0 <= index < plane_size:
-                            h = index // width
-                            w = index - h * width
-                            plane[h, w] = _h(plane[h, w] + grads[k, c, ph, pw], half)
+                            plane[index] = _h(plane[index] + grads[k, c, ph, pw], half)
 
 
 def grad_input(grads, argmax, batch_indices, half_arithmetic, out):
     """Add every bin's gradient to its argmax pixel of the zeroed ``[N, C, H, W]`` ``out``
     (in ``F``), in torchvision's sequential order (roi, ph, pw) per element."""
-    batch, channels = out.shape[0], out.shape[1]
+    batch, channels, height, width = out.shape
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    run_tasks(_grad_input, batch * num_blocks, grads, argmax, batch_indices, out, num_blocks,
-              half_arithmetic)
+    # planes as flat rows: an argmax is a flat index, and indexing it needs no division
+    run_tasks(_grad_input, batch * num_blocks, grads, argmax, batch_indices,
+              out.reshape(batch, channels, height * width), num_blocks, half_arithmetic)
