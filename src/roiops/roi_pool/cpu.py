@@ -286,8 +286,9 @@ def _vector_blocks(channels, num_rois):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _grad_input(grads, argmax, batch_indices, out, num_blocks, half, task_begin, task_end):
     """The (image, ``_CHANNEL_BLOCK`` channels) tasks given, into ``out`` ``[N, C, H * W]``:
-    every roi of the image in ascending order adds ``grads[k, c, ph, pw]`` at its argmax (each add rounded to half
-    when ``half``); an argmax outside the plane (-1: an empty bin) adds nothing."""
+    every roi of the image in ascending order adds ``grads[k, c, ph, pw]`` at its argmax
+    (each add rounded to half when ``half``); an argmax outside the plane (-1: an empty bin)
+    adds nothing."""
     channels, plane_size = out.shape[1], out.shape[2]
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
     for task in range(task_begin, task_end):
