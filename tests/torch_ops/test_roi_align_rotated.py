@@ -140,7 +140,7 @@ def interpreted():
     patch.undo()
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # float16: float32's path
 @pytest.mark.parametrize("options", OPTIONS)
 def test_triton_matches_cpu(interpreted, options, dtype):
     input, rois = _input(dtype), _rois(options[-1], dtype)
