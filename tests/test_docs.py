@@ -21,9 +21,14 @@ MODULES = [
     "roiops.compat.tensorflow",
     "roiops.compat.mindspore",
     "roiops.compat.torchvision",
+    "roiops.roi_align_rotated.api",
+    "roiops.roi_align_rotated.conventions",
+    "roiops.compat.detectron2",
+    "roiops.compat.mmcv",
 ]
 # Their examples need torch; without it they are skipped, not failed.
-TORCH_MODULES = ["roiops.torch", "roiops.torch.ops", "roiops.torch.nn"]
+TORCH_MODULES = ["roiops.torch", "roiops.torch.ops", "roiops.torch.nn",
+                 "roiops.torch.rotated_ops"]
 
 
 @pytest.mark.parametrize("name", MODULES + TORCH_MODULES)
