@@ -17,7 +17,9 @@ ps_roi_align (ps_roi_pool rounds the rois to whole pixels: piecewise constant, n
 gradient); no double backward; autocast as torchvision registers its ops.
 ``half_arithmetic`` selects torchvision's float16 kernels (every operation rounded to half);
 the native API leaves it False and computes float16 in float32, ``roiops.compat.torchvision``
-sets it for float16 maps. CPU tensors only: these ops have no CUDA kernel yet.
+sets it for float16 maps. CUDA tensors run the Triton kernels of ``roiops.ps_roi_align.cuda``
+(ps_roi_align, float arithmetic); torchvision's half arithmetic and ps_roi_pool run the CPU
+kernels on host copies.
 
 Example:
     >>> import torch, roiops.torch.ps_roi_ops as ops
@@ -37,9 +39,23 @@ from ..ps_roi_align import api as align_api
 from ..ps_roi_align import checks as align_checks
 from ..ps_roi_pool import api as pool_api
 from ..ps_roi_pool import checks as pool_checks
-from ..roi_align.checks import Names, check_roi_values
+from ..roi_align.checks import (
+    Names,
+    check_compute_type,
+    check_forward_run,
+    check_grad_input_run,
+    check_roi_values,
+)
 from .compat import boxes_to_rois
-from .ops import _empty, _no_double_backward, _numpy, _tensor, register_autocast
+from .ops import (
+    _cuda_kernels,
+    _device_roi_indices,
+    _empty,
+    _no_double_backward,
+    _numpy,
+    _tensor,
+    register_autocast,
+)
 from .tensors import TORCH
 
 __all__ = ["ps_roi_align", "ps_roi_align_grad_input", "ps_roi_align_grad_boxes",
@@ -237,6 +253,75 @@ for _name, _result_like in (("ps_roi_align", 0), ("ps_roi_align_grad_input", 0),
                             ("ps_roi_pool_grad_input", 0)):
     register_autocast(_name, _result_like)
 del _name, _op, _result_like
+
+
+# --- CUDA -------------------------------------------------------------------------------
+#
+# ps_roi_align runs the Triton kernels of roiops.ps_roi_align.cuda after the value checks ran
+# on the device (one scalar read). torchvision's half arithmetic and ps_roi_pool have no
+# device kernels yet: they run the CPU kernels on host copies and return to the device.
+
+def _on_host(op, *args):
+    """``op`` (a CPU kernel of this module) on host copies of the tensor arguments, the result
+    on their device."""
+    device = next(a.device for a in args if isinstance(a, Tensor))
+    host = [a.cpu() if isinstance(a, Tensor) else a for a in args]
+    return op(*host).to(device)
+
+
+def _cuda_ps_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1,
+                       half_arithmetic=False):
+    call = _align_forward_call(input, rois, output_size, spatial_scale, sampling_ratio,
+                               half_arithmetic)
+    if half_arithmetic:
+        return _on_host(ps_roi_align, input, rois, output_size, spatial_scale, sampling_ratio,
+                        half_arithmetic)
+    check_forward_run(call, device=input.device)
+    indices = _device_roi_indices(rois, call.input_shape[0], call.options.convention)
+    return _cuda_kernels("ps_roi_align").forward(input, rois, indices, call.options)
+
+
+def _cuda_ps_roi_align_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
+                                  sampling_ratio=-1, half_arithmetic=False):
+    call = _align_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                                  sampling_ratio, half_arithmetic)
+    if half_arithmetic:
+        return _on_host(ps_roi_align_grad_input, grads, rois, input_shape, output_size,
+                        spatial_scale, sampling_ratio, half_arithmetic)
+    check_grad_input_run(call, device=grads.device)
+    indices = _device_roi_indices(rois, call.input_shape[0], call.options.convention)
+    return _cuda_kernels("ps_roi_align").grad_input(grads, rois, indices, call.input_shape,
+                                                    call.options)
+
+
+def _cuda_ps_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale=1.0,
+                                  sampling_ratio=-1):
+    call = _align_grad_boxes_call(grads, input, rois, output_size, spatial_scale,
+                                  sampling_ratio)
+    check_compute_type(call)
+    indices = _device_roi_indices(rois, call.input_shape[0], call.options.convention)
+    return _cuda_kernels("ps_roi_align").grad_boxes(grads, input, rois, indices, call.options)
+
+
+def _cuda_ps_roi_pool(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
+    _pool_forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    return _on_host(ps_roi_pool, input, rois, output_size, spatial_scale, half_arithmetic)
+
+
+def _cuda_ps_roi_pool_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
+                                 half_arithmetic=False):
+    _pool_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                          half_arithmetic)
+    return _on_host(ps_roi_pool_grad_input, grads, rois, input_shape, output_size,
+                    spatial_scale, half_arithmetic)
+
+
+# Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
+ps_roi_align.register_kernel("cuda")(_cuda_ps_roi_align)
+ps_roi_align_grad_input.register_kernel("cuda")(_cuda_ps_roi_align_grad_input)
+ps_roi_align_grad_boxes.register_kernel("cuda")(_cuda_ps_roi_align_grad_boxes)
+ps_roi_pool.register_kernel("cuda")(_cuda_ps_roi_pool)
+ps_roi_pool_grad_input.register_kernel("cuda")(_cuda_ps_roi_pool_grad_input)
 
 
 # --- the entry points on tensors (roiops._dispatch) --------------------------------------
