@@ -1,6 +1,7 @@
-"""ps_roi_align's Triton kernels (``roiops.ps_roi_align.cuda``) against the CPU op, under the
-Triton interpreter on CPU tensors (see tests/torch_ops/test_triton.py): forward and input
-gradient bit for bit in float32 and float64, the box gradient within rounding."""
+"""The Triton kernels of ps_roi_align and ps_roi_pool (``roiops.ps_roi_align.cuda``,
+``roiops.ps_roi_pool.cuda``) against the CPU ops, under the Triton interpreter on CPU tensors
+(see tests/torch_ops/test_triton.py): forward and input gradient bit for bit in float32 and
+float64, ps_roi_align's box gradient within rounding."""
 import importlib.util
 import os
 import sys
@@ -34,7 +35,8 @@ def interpreted():
     previous = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
     try:
-        for name in ("roiops._triton", "roiops.roi_align.cuda", "roiops.ps_roi_align.cuda"):
+        for name in ("roiops._triton", "roiops.roi_align.cuda", "roiops.ps_roi_align.cuda",
+                     "roiops.ps_roi_pool.cuda"):
             module = _fresh(name)
             patch.setitem(sys.modules, name, module)
             package = sys.modules[name.rpartition(".")[0]]
@@ -79,9 +81,23 @@ def test_grad_boxes_within_rounding(interpreted):
         ps_roi_ops.ps_roi_align_grad_boxes(grads, x, rois, *options), rtol=1e-12, atol=1e-12)
 
 
-def test_half_arithmetic_and_ps_roi_pool_run_on_the_host(interpreted):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ps_roi_pool_bit_for_bit(interpreted, dtype):
+    x, rois, grads = _case(dtype)
+    # beyond int32 after scaling: both saturate alike
+    rois = torch.cat([rois, torch.tensor([[0, -2147483643.0, 1.0, 3e9, 5.5]], dtype=dtype)])
+    grads = torch.cat([grads, grads[:1]])
+    options = ([2, 2], 0.8)
+    assert_same_bits(ps_roi_ops._cuda_ps_roi_pool(x, rois, *options).numpy(),
+                     ps_roi_ops.ps_roi_pool(x, rois, *options).numpy())
+    assert_same_bits(
+        ps_roi_ops._cuda_ps_roi_pool_grad_input(grads, rois, list(x.shape), *options).numpy(),
+        ps_roi_ops.ps_roi_pool_grad_input(grads, rois, list(x.shape), *options).numpy())
+
+
+def test_half_arithmetic_runs_on_the_host(interpreted):
     x, rois, grads = _case(torch.float16)
     assert_same_bits(ps_roi_ops._cuda_ps_roi_align(x, rois, [2, 2], 0.8, 2, True).numpy(),
                      ps_roi_ops.ps_roi_align(x, rois, [2, 2], 0.8, 2, True).numpy())
-    assert_same_bits(ps_roi_ops._cuda_ps_roi_pool(x, rois, [2, 2], 0.8).numpy(),
-                     ps_roi_ops.ps_roi_pool(x, rois, [2, 2], 0.8).numpy())
+    assert_same_bits(ps_roi_ops._cuda_ps_roi_pool(x, rois, [2, 2], 0.8, True).numpy(),
+                     ps_roi_ops.ps_roi_pool(x, rois, [2, 2], 0.8, True).numpy())

@@ -18,8 +18,8 @@ gradient); no double backward; autocast as torchvision registers its ops.
 ``half_arithmetic`` selects torchvision's float16 kernels (every operation rounded to half);
 the native API leaves it False and computes float16 in float32, ``roiops.compat.torchvision``
 sets it for float16 maps. CUDA tensors run the Triton kernels of ``roiops.ps_roi_align.cuda``
-(ps_roi_align, float arithmetic); torchvision's half arithmetic and ps_roi_pool run the CPU
-kernels on host copies.
+and ``roiops.ps_roi_pool.cuda``; torchvision's half arithmetic runs the CPU kernels on host
+copies.
 
 Example:
     >>> import torch, roiops.torch.ps_roi_ops as ops
@@ -257,9 +257,9 @@ del _name, _op, _result_like
 
 # --- CUDA -------------------------------------------------------------------------------
 #
-# ps_roi_align runs the Triton kernels of roiops.ps_roi_align.cuda after the value checks ran
-# on the device (one scalar read). torchvision's half arithmetic and ps_roi_pool have no
-# device kernels yet: they run the CPU kernels on host copies and return to the device.
+# The Triton kernels of roiops.ps_roi_align.cuda and roiops.ps_roi_pool.cuda, after the value
+# checks ran on the device (one scalar read). torchvision's half arithmetic has no device
+# kernels: it runs the CPU kernels on host copies and returns to the device.
 
 def _on_host(op, *args):
     """``op`` (a CPU kernel of this module) on host copies of the tensor arguments, the result
@@ -304,16 +304,25 @@ def _cuda_ps_roi_align_grad_boxes(grads, input, rois, output_size, spatial_scale
 
 
 def _cuda_ps_roi_pool(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
-    _pool_forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
-    return _on_host(ps_roi_pool, input, rois, output_size, spatial_scale, half_arithmetic)
+    call = _pool_forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
+    if half_arithmetic:
+        return _on_host(ps_roi_pool, input, rois, output_size, spatial_scale, half_arithmetic)
+    check_forward_run(call, device=input.device)
+    indices = _device_roi_indices(rois, call.input_shape[0], call.options.convention)
+    return _cuda_kernels("ps_roi_pool").forward(input, rois, indices, call.options)
 
 
 def _cuda_ps_roi_pool_grad_input(grads, rois, input_shape, output_size, spatial_scale=1.0,
                                  half_arithmetic=False):
-    _pool_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
-                          half_arithmetic)
-    return _on_host(ps_roi_pool_grad_input, grads, rois, input_shape, output_size,
-                    spatial_scale, half_arithmetic)
+    call = _pool_grad_input_call(grads, rois, input_shape, output_size, spatial_scale,
+                                 half_arithmetic)
+    if half_arithmetic:
+        return _on_host(ps_roi_pool_grad_input, grads, rois, input_shape, output_size,
+                        spatial_scale, half_arithmetic)
+    check_grad_input_run(call, device=grads.device)
+    indices = _device_roi_indices(rois, call.input_shape[0], call.options.convention)
+    return _cuda_kernels("ps_roi_pool").grad_input(grads, rois, indices, call.input_shape,
+                                                   call.options)
 
 
 # Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
