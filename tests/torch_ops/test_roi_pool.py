@@ -103,17 +103,30 @@ def test_module_and_compat_module():
 
 def test_compat_tensors_list_boxes_float16_and_dtype_rule():
     input = _input(torch.float16).requires_grad_()
-    boxes = [torch.tensor([[0.5, 0.5, 4.2, 3.9]]), torch.tensor([[1.0, 0, 6, 5]])]
-    out = tvc.roi_pool(input, boxes, 2, 0.75)
-    rois = np.array([[0, 0.5, 0.5, 4.2, 3.9], [1, 1, 0, 6, 5]], np.float16)
-    assert_same_bits(out, tvc.roi_pool(input.detach().numpy(), rois, 2, 0.75))
+    rois = np.array([[0, 1.25, 1.25, 10.5, 9.75], [1, 2.5, 0, 15, 12.5]], np.float16)
+    # float32 boxes, one list entry per image; 0.3 is not a half: rounded as torchvision does
+    boxes = [torch.from_numpy(rois[i:i + 1, 1:]).float() for i in range(2)]
+    out = tvc.roi_pool(input, boxes, 2, 0.3)
+    assert_same_bits(out, tvc.roi_pool(input.detach().numpy(), rois, 2, 0.3))
     grads = torch.randn(out.shape).half()
     out.backward(grads)
-    _, argmax = ops.roi_pool(input.detach(), torch.from_numpy(rois), [2, 2], 0.75, True)
+    _, argmax = ops.roi_pool(input.detach(), torch.from_numpy(rois), [2, 2], 0.3, True)
     assert_same_bits(input.grad, tvc.roi_pool_backward(grads.numpy(), rois, argmax.numpy(),
                                                        input.shape))
     with pytest.raises(TypeError, match="input must have dtype in"):
         tvc.roi_pool(input.detach().bfloat16(), boxes, 2)
+
+
+def test_autocast_runs_half_tensors_in_float32():
+    input, rois = _input(torch.float16).requires_grad_(), torch.tensor(ROIS).half() * 1.3
+    with torch.autocast("cpu", dtype=torch.float16):
+        out, argmax = ops.roi_pool(input, rois, [2, 3], 0.3, True)  # half arithmetic unused
+    expected, expected_argmax = ops.roi_pool(input.detach().float(), rois.float(), [2, 3], 0.3)
+    assert out.dtype == torch.float16
+    assert_same_bits(out, expected.half())
+    assert torch.equal(argmax, expected_argmax)
+    out.sum().backward()
+    assert input.grad.dtype == torch.float16
 
 
 def test_op_checks_its_arguments():

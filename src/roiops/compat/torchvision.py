@@ -319,19 +319,6 @@ class RoIAlign:
                 f"aligned={self.aligned})")
 
 
-def pool_in_data_type(call: pool_checks.RoiPool) -> pool_checks.RoiPool:
-    """A checked roi_pool ``call`` in torchvision's arithmetic for its data's dtype: the
-    double spatial scale converted to the data's type once (float16 through float32, as
-    c10::Half converts a double), and for float16 every geometry operation and every
-    gradient add rounded to half."""
-    half = call.kernel_dtype == np.float16
-    scale = call.options.spatial_scale
-    if call.kernel_dtype != np.float64:
-        scale = _checks.representable("spatial_scale", scale, np.float32, call.kernel_dtype)
-    options = pool_checks.Options.from_op_args(call.options.output_size, scale)
-    return call._replace(options=options, half_arithmetic=half)
-
-
 def roi_pool(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
              output_size: int | Sequence[int], spatial_scale: float = 1.0) -> ArrayOrTensor:
     """``torchvision.ops.roi_pool`` on NumPy arrays (or tensors).
@@ -356,7 +343,8 @@ def roi_pool(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor
     call = pool_checks.check_forward(_checks.NUMPY, input, rois,
                                      pool_checks.Options(output_size, spatial_scale),
                                      _POOL_NAMES)
-    call = pool_in_data_type(call)
+    if call.kernel_dtype == np.float16:  # torchvision's half kernel
+        call = pool_checks.half_arithmetic(call)
     with np.errstate(over="ignore"):  # boxes beyond the data's range become inf, then refused
         rois = rois.astype(call.kernel_dtype, copy=False)
     indices = pool_checks.check_roi_values(rois, call.input_shape[0], "boxes")

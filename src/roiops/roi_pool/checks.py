@@ -153,6 +153,17 @@ def grad_input_call(kind, grads, num_rois, input_shape, names=NATIVE):
     return _record(kind, input_shape, num_rois, options, grads.dtype, input_shape, names)
 
 
+def half_arithmetic(call):
+    """``call`` in torchvision's float16 arithmetic: the double spatial scale rounded through
+    float32 to half (as c10::Half converts a double; ValueError if it overflows), every
+    geometry operation and every gradient add rounded to half. The rois must be rounded to
+    half too, by the caller that holds them."""
+    scale = _checks.representable("spatial_scale", call.options.spatial_scale, np.float32,
+                                  np.float16)
+    return call._replace(options=Options.from_op_args(call.options.output_size, scale),
+                         half_arithmetic=True)
+
+
 def check_roi_values(rois, batch, name="rois"):
     """The host's value checks (NumPy rois): finite rows, the batch index truncated toward
     zero in ``[0, N)`` (roi_align's torchvision rule); the batch indices as int64."""

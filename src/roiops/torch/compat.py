@@ -166,16 +166,15 @@ class TorchvisionRoIAlign(torchvision_compat.RoIAlign, torch.nn.Module):
 
 
 def torchvision_roi_pool(input, boxes, output_size, spatial_scale):
-    """torchvision's ``roi_pool`` on tensors: the native op with torchvision's rounding of the
-    scale and the boxes to the input dtype, and for float16 its half arithmetic (geometry and
-    gradient); differentiable w.r.t. the input."""
+    """torchvision's ``roi_pool`` on tensors: the native op with the boxes converted to the
+    input dtype, and for float16 torchvision's half arithmetic (geometry and gradient; in
+    float32 under autocast, as torchvision); differentiable w.r.t. the input."""
     rois = boxes_to_rois(boxes)
     options = pool_checks.Options(output_size, spatial_scale)
-    call = pool_checks.check_forward(TORCH, input, rois, options,
-                                     pool_checks.Names(rois="boxes"), _checks.FLOAT_NAMES)
-    call = torchvision_compat.pool_in_data_type(call)
-    result, _ = roi_pool_ops.roi_pool(input, rois.to(input.dtype), *call.options.op_args(),
-                                      call.half_arithmetic)
+    pool_checks.check_forward(TORCH, input, rois, options, pool_checks.Names(rois="boxes"),
+                              _checks.FLOAT_NAMES)
+    result, _ = roi_pool_ops.roi_pool(input, rois.to(input.dtype), *options.op_args(),
+                                      input.dtype == torch.float16)
     return result
 
 

@@ -12,9 +12,12 @@ argmax indices inside a plane); fake implementations for ``torch.compile`` and
 ``torch.export``; autograd for the input (the argmax is not differentiable, and the rois get
 no gradient: the result is piecewise constant in them); no double backward.
 
-``half_arithmetic`` selects torchvision's float16 kernel (geometry rounded to half at every
-operation, gradient summed in half); the native API leaves it False and computes float16 in
-float32, ``roiops.compat.torchvision`` sets it for float16 maps.
+``half_arithmetic`` selects torchvision's float16 kernel: the spatial scale (a double, as
+torchvision's schema has it) and the rois rounded to half, every geometry operation rounded
+to half, the gradient summed in half. The native API leaves it False and computes float16 in
+float32; ``roiops.compat.torchvision`` sets it for float16 maps. Under ``torch.autocast``
+half tensors run in float32 without it and the result is cast back, as torchvision's
+autocast kernel of ``roi_pool`` does.
 
 CUDA tensors run the Triton kernels of ``roiops.roi_pool.cuda``: the same results as the CPU
 kernels bit for bit, the gradient deterministic without atomics.
@@ -36,6 +39,8 @@ from torch import Tensor
 from ..roi_pool import api as pool_api
 from ..roi_pool import checks as pool_checks
 from .ops import (
+    _AUTOCAST_KEYS,
+    _LIBRARY,
     _all_true,
     _cuda_kernels,
     _device_roi_indices,
@@ -53,7 +58,12 @@ __all__ = ["roi_pool", "roi_pool_grad_input"]
 def _forward_call(input, rois, output_size, spatial_scale, half_arithmetic):
     options = pool_checks.Options(output_size, spatial_scale)
     call = pool_checks.check_forward(TORCH, input, rois, options)
-    return call._replace(half_arithmetic=bool(half_arithmetic))
+    return pool_checks.half_arithmetic(call) if half_arithmetic else call
+
+
+def _half_rois(rois, call):
+    """The rois as the geometry reads them: rounded to half in half arithmetic."""
+    return rois.to(torch.float16) if call.half_arithmetic else rois
 
 
 def _grad_call(grads, argmax, rois, input_shape, half_arithmetic):
@@ -68,7 +78,7 @@ def roi_pool(input: Tensor, rois: Tensor, output_size: Sequence[int],
     """:func:`roiops.roi_pool` on tensors: ``([K, C, ph, pw]`` of ``input.dtype``, its int32
     argmax ``)``."""
     call = _forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
-    host_rois = _numpy(rois)
+    host_rois = _numpy(_half_rois(rois, call))
     indices = pool_checks.check_roi_values(host_rois, call.input_shape[0])
     result, argmax = pool_api.run_forward(call, _numpy(input), host_rois, indices,
                                           with_argmax=True)
@@ -124,6 +134,34 @@ roi_pool_grad_input.register_autograd(_no_double_backward("roi_pool_grad_input")
                                       setup_context=lambda ctx, inputs, output: None)
 
 
+# --- autocast: half tensors in float32, no half arithmetic, the result cast back ----------
+
+def _float(tensor):
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def _autocast_roi_pool(device_type):
+    def kernel(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
+        with torch.autocast(device_type, enabled=False):
+            result, argmax = roi_pool(_float(input), _float(rois), output_size, spatial_scale)
+        return result.to(input.dtype), argmax
+    return kernel
+
+
+def _autocast_roi_pool_grad_input(device_type):
+    def kernel(grads, argmax, rois, input_shape, half_arithmetic=False):
+        with torch.autocast(device_type, enabled=False):
+            result = roi_pool_grad_input(_float(grads), argmax, _float(rois), input_shape)
+        return result.to(grads.dtype)
+    return kernel
+
+
+for _device_type, _key in _AUTOCAST_KEYS.items():
+    _LIBRARY.impl("roi_pool", _autocast_roi_pool(_device_type), _key)
+    _LIBRARY.impl("roi_pool_grad_input", _autocast_roi_pool_grad_input(_device_type), _key)
+del _device_type, _key
+
+
 # --- CUDA: Triton kernels, after the value checks ran on the device ----------------------
 
 def _device_argmax_check(argmax, plane):
@@ -136,6 +174,7 @@ def _device_argmax_check(argmax, plane):
 def _cuda_roi_pool(input, rois, output_size, spatial_scale=1.0, half_arithmetic=False):
     call = _forward_call(input, rois, output_size, spatial_scale, half_arithmetic)
     pool_checks.check_forward_run(call, device=input.device)
+    rois = _half_rois(rois, call)
     indices = _device_roi_indices(rois, call.input_shape[0],
                                   pool_checks.TORCHVISION_INDEX_RULE)
     return _cuda_kernels("roi_pool").forward(input, rois, indices, call)
