@@ -11,6 +11,11 @@ from .crop_and_resize.api import (
     crop_and_resize_grad_boxes,
     crop_and_resize_grad_image,
 )
+from .multi_scale_roi_align.api import (
+    multi_scale_roi_align,
+    multi_scale_roi_align_grad_boxes,
+    multi_scale_roi_align_grad_input,
+)
 from .ps_roi_align.api import ps_roi_align, ps_roi_align_grad_boxes, ps_roi_align_grad_input
 from .ps_roi_pool.api import ps_roi_pool, ps_roi_pool_grad_input
 from .roi_align.api import roi_align, roi_align_grad_boxes, roi_align_grad_input
@@ -40,4 +45,7 @@ __all__ = [
     "ps_roi_pool_grad_input",
     "roi_pool",
     "roi_pool_grad_input",
+    "multi_scale_roi_align",
+    "multi_scale_roi_align_grad_input",
+    "multi_scale_roi_align_grad_boxes",
 ]

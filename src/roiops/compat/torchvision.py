@@ -400,3 +400,7 @@ class RoIPool:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale})")
+
+
+# MultiScaleRoIAlign lives in its own module (it imports this one's helpers).
+from .torchvision_multiscale import MultiScaleRoIAlign  # noqa: E402

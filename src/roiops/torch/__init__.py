@@ -15,6 +15,7 @@ Example:
 """
 from .. import _dispatch
 from . import api, compat, ops, ps_roi_ops, rotated_ops
+from . import multi_scale_ops  # noqa: F401  (registers its ops and implementations)
 
 __all__ = ["ops"]
 

@@ -1,0 +1,183 @@
+"""Numba CPU kernels of multi-scale RoI Align: one fused call over every roi and level.
+
+Every roi reads the map of its own level, at that level's scale; the per-roi arithmetic is
+roi_align's, called, not copied (``roiops.roi_align.cpu``): the plan of valid samples
+(``plan_levels``: each roi's own scale and map size), the per-roi forward in place or from a
+channels-last copy, the per-roi input-gradient scatter and the per-roi box gradient. The
+levels travel as a tuple of arrays, indexed by each roi's level inside the kernels: no Python
+loop over levels, no gather or scatter of rois per level.
+
+- Forward: parallel over (roi, block of channels); a roi without a level (``-1``) gets zeros.
+- Input gradient: parallel over (image, block of channels, level), each task walking the rois
+  of its level and image in ascending order, so every element receives its adds in the order
+  torchvision's per-level backward gives them, whatever the thread count (no atomics).
+- Box gradient: parallel over rois, each row written by one thread.
+"""
+import numpy as np
+from numba import njit
+
+from .._threads import run_tasks
+from ..roi_align.cpu import (
+    _CHANNEL_BLOCK,
+    _CHANNELS_LAST_MIN_RATIO,
+    _channels_last,
+    _forward_channels_last,
+    _forward_in_place,
+    _grad_input_channels_last,
+    _grad_input_in_place,
+    _vector_blocks,
+    grad_boxes_roi,
+    plan_levels,
+)
+
+
+def _plan(half, rois, levels, scales, shapes, sampling_ratio, geometry, pooled_height,
+          pooled_width, F):
+    """roi_align's plan with every roi on its level's map (a roi without a level is planned
+    on level 0 and never read)."""
+    level = np.maximum(levels, 0)
+    heights = np.array([s[2] for s in shapes], np.int64)[level]
+    widths = np.array([s[3] for s in shapes], np.int64)[level]
+    roi_scales = np.array(scales, F)[level]
+    return plan_levels(half, rois, roi_scales, heights, widths, sampling_ratio, geometry,
+                       pooled_height, pooled_width, F)
+
+
+def _use_channels_last(plan, shapes):
+    """roi_align's rule over all levels: the taps outnumber the maps' elements a few times."""
+    y_first, x_first = plan.ys.first, plan.xs.first
+    samples = int(((y_first[:, -1] - y_first[:, 0]) * (x_first[:, -1] - x_first[:, 0])).sum())
+    elements = sum(s[0] * s[2] * s[3] for s in shapes)
+    return 4 * samples >= _CHANNELS_LAST_MIN_RATIO * elements
+
+
+def _same_layout(maps):
+    """The maps as one Numba type (a tuple of arrays of one layout is indexed at run time):
+    C-contiguous maps as they are, the others copied when the layouts are mixed."""
+    if all(m.flags.c_contiguous for m in maps) or not any(m.flags.c_contiguous for m in maps):
+        return tuple(maps)
+    return tuple(np.ascontiguousarray(m) for m in maps)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_channels_last_tasks(maps, out, out_half, batch_indices, levels, block, num_blocks,
+                                 plan, F, task_begin, task_end):
+    """roi_align's channels-last forward of the (roi, channel block) tasks given, each roi
+    from its level's ``[N, H, W, C]`` map."""
+    channels = out.shape[1]
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * block
+        stop_channel = min(first_channel + block, channels)
+        level = levels[k]
+        if level < 0:
+            out[k, first_channel:stop_channel] = 0
+            continue
+        acc = np.empty(stop_channel - first_channel, F)
+        _forward_channels_last(maps[level], out, out_half, k, batch_indices[k], first_channel,
+                               stop_channel, plan.count[k], plan.ys, plan.xs, acc, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_in_place_tasks(maps, out, out_half, batch_indices, levels, num_blocks, plan, half,
+                            F, task_begin, task_end):
+    """roi_align's in-place forward of the (roi, ``_CHANNEL_BLOCK`` channels) tasks given."""
+    channels = out.shape[1]
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
+        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        level = levels[k]
+        if level < 0:
+            out[k, first_channel:stop_channel] = 0
+            continue
+        _forward_in_place(maps[level], out, out_half, k, batch_indices[k], first_channel,
+                          stop_channel, plan.count[k], plan.ys, plan.xs, half, F)
+
+
+def forward(maps, rois, batch_indices, levels, scales, sampling_ratio, geometry,
+            half_arithmetic, out, out_half, F):
+    """Multi-scale RoI Align into ``out`` ``[K, C, PH, PW]`` (``F``, or half bits when
+    ``out_half``): roi ``k`` is roi_align of ``maps[levels[k]]`` at ``scales[levels[k]]``."""
+    shapes = [m.shape for m in maps]
+    num_rois, channels, pooled_height, pooled_width = out.shape
+    plan = _plan(half_arithmetic, rois, levels, scales, shapes, sampling_ratio, geometry,
+                 pooled_height, pooled_width, F)
+    if not half_arithmetic and _use_channels_last(plan, shapes):
+        block, num_blocks = _vector_blocks(channels, num_rois)
+        run_tasks(_forward_channels_last_tasks, num_rois * num_blocks,
+                  tuple(_channels_last(m) for m in maps), out, out_half, batch_indices, levels,
+                  block, num_blocks, plan, F)
+    else:
+        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+        run_tasks(_forward_in_place_tasks, num_rois * num_blocks, _same_layout(maps), out,
+                  out_half, batch_indices, levels, num_blocks, plan, half_arithmetic, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_tasks(grads, gradients, planes, batch_indices, levels, block, num_blocks, plan,
+                      half, F, task_begin, task_end):
+    """The input gradient of the (image, channel block, level) tasks given, the level
+    fastest (so that every thread's chunk mixes big and small levels): every roi of the
+    level and image in ascending order. ``gradients`` are the levels' ``[N, H, W, C]``
+    accumulators and ``planes`` the same memory seen as ``[N, C, H, W]``; the float path
+    scatters over channel vectors, the half path channel by channel."""
+    num_levels = len(gradients)
+    channels = gradients[0].shape[3]
+    for task in range(task_begin, task_end):
+        level = task % num_levels
+        rest = task // num_levels
+        b = rest // num_blocks
+        first_channel = (rest % num_blocks) * block
+        stop_channel = min(first_channel + block, channels)
+        g = np.empty(stop_channel - first_channel, F)
+        for k in range(grads.shape[0]):
+            if levels[k] == level and batch_indices[k] == b:
+                if half:
+                    _grad_input_in_place(grads, planes[level], k, b, first_channel,
+                                         stop_channel, plan.count[k], plan.ys, plan.xs, True,
+                                         F)
+                else:
+                    _grad_input_channels_last(grads, gradients[level], k, b, first_channel,
+                                              stop_channel, plan.count[k], plan.ys, plan.xs,
+                                              g)
+
+
+def grad_input(grads, rois, batch_indices, levels, scales, sampling_ratio, geometry,
+               half_arithmetic, gradients, F):
+    """Add the input gradient of every level into the zeroed ``[N, H, W, C]`` arrays
+    ``gradients`` (``F``): the adjoint of :func:`forward`, each element receiving
+    ``(g * w) / count`` in the sequential order (roi, ph, pw, iy, ix, corner) of its level's
+    rois, bit-identical to torchvision's per-level CPU backward."""
+    planes = tuple(g.transpose(0, 3, 1, 2) for g in gradients)
+    shapes = [p.shape for p in planes]
+    batch, channels = shapes[0][0], shapes[0][1]
+    plan = _plan(half_arithmetic, rois, levels, scales, shapes, sampling_ratio, geometry,
+                 grads.shape[2], grads.shape[3], F)
+    if half_arithmetic:
+        block = _CHANNEL_BLOCK
+        num_blocks = (channels + block - 1) // block
+    else:
+        block, num_blocks = _vector_blocks(channels, batch * len(gradients))
+    run_tasks(_grad_input_tasks, batch * num_blocks * len(gradients), grads, tuple(gradients),
+              planes, batch_indices, levels, block, num_blocks, plan, half_arithmetic, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_boxes_tasks(grads, maps, batch_indices, levels, scales, plan, out, F, roi_begin,
+                      roi_end):
+    for k in range(roi_begin, roi_end):
+        level = levels[k]
+        if level >= 0:
+            grad_boxes_roi(grads, maps[level], k, batch_indices[k], scales[level], plan, out, F)
+
+
+def grad_boxes(grads, maps, rois, batch_indices, levels, scales, sampling_ratio, geometry,
+               out, F):
+    """roi_align's box gradient of every roi on its level, into the zeroed ``[K, 5]`` ``out``
+    (a roi without a level keeps zeros; docs/arithmetic.md#roi_align-box-gradient)."""
+    shapes = [m.shape for m in maps]
+    plan = _plan(False, rois, levels, scales, shapes, sampling_ratio, geometry,
+                 grads.shape[2], grads.shape[3], F)
+    run_tasks(_grad_boxes_tasks, grads.shape[0], grads, _same_layout(maps), batch_indices,
+              levels, np.array(scales, F), plan, out, F)
