@@ -1001,8 +1001,11 @@ class RoiEntry:
 
 _MS = dict(family="mindspore", input="features", dtypes=("float16", "float32"),
            rois_dtypes=("float16", "float32"))
-_TV = dict(family="torchvision", rois="boxes", dtypes=("float16", "float32", "float64"),
-           rois_dtypes=("float16", "float32", "float64"))
+# torchvision's forward takes bfloat16 tensors too (computed in float32, boxes in float32);
+# its backward reproduces torchvision's arithmetic on the host, which has no bfloat16.
+_TV = dict(family="torchvision", rois="boxes")
+_TV_HOST = dict(_TV, dtypes=("float16", "float32", "float64"),
+                rois_dtypes=("float16", "float32", "float64"))
 ROI_ENTRIES = {
     "roi_align": RoiEntry(),
     "roi_align_grad_input": RoiEntry(),
@@ -1012,7 +1015,7 @@ ROI_ENTRIES = {
     "nn.MindSporeROIAlign": RoiEntry(**_MS),
     "mindspore.ROIAlignGrad": RoiEntry(grads="dy", shape="xdiff_shape", **_MS),
     "torchvision.roi_align": RoiEntry(**_TV),
-    "torchvision.roi_align_backward": RoiEntry(grads="grad_output", **_TV),
+    "torchvision.roi_align_backward": RoiEntry(grads="grad_output", **_TV_HOST),
     # torchvision's RoIAlign.forward(input, rois) calls roi_align(input, rois): its messages
     # name the rois "boxes", as torchvision's own do.
     "torchvision.RoIAlign": RoiEntry(**dict(_TV, rois="rois"), aliases=("boxes",)),

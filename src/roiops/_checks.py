@@ -38,12 +38,18 @@ def describe(value):
 
 
 def any_tensor(*values):
-    """True if any value is a torch.Tensor; never imports torch (roiops works without it).
+    """True if any value is a torch.Tensor, or the ``torch.fx.Proxy`` of one (``torch.fx``
+    traces the public functions as leaves: ``roiops.torch.tracing``); never imports torch
+    (roiops works without it).
 
     If torch was never imported, no value can be a tensor.
     """
     torch = sys.modules.get("torch")
-    return torch is not None and any(isinstance(v, torch.Tensor) for v in values)
+    if torch is None:
+        return False
+    fx = sys.modules.get("torch.fx")
+    kinds = (torch.Tensor, fx.Proxy) if fx is not None else torch.Tensor
+    return any(isinstance(v, kinds) for v in values)
 
 
 def unsupported_subclass(value):

@@ -6,6 +6,10 @@
 ``roiops.torch`` imports the NumPy modules, never the other way round.
 """
 import importlib
+from collections.abc import Callable
+from typing import TypeVar
+
+_F = TypeVar("_F", bound=Callable)
 
 _IMPLEMENTATIONS = {}
 
@@ -23,3 +27,18 @@ def tensor_implementation(name):
         # import, so it is loaded when the first tensor (or torch-only class) is asked for.
         importlib.import_module("roiops.torch")
     return _IMPLEMENTATIONS[name]
+
+
+def script_as(name: str) -> Callable[[_F], _F]:
+    """Decorator: ``torch.jit.script`` compiles the torch function registered under ``name``
+    in place of the decorated one, directly or when it compiles a caller.
+
+    The public functions take NumPy arrays too and check them in Python that TorchScript
+    cannot compile. torch's hook for this is the ``__prepare_scriptable__`` attribute (a dunder
+    torch calls, not a private function; torchvision's transforms use it too): it returns
+    the object to script instead, here a TorchScript twin from ``roiops.torch.tracing``.
+    """
+    def decorate(function: _F) -> _F:
+        function.__prepare_scriptable__ = lambda: tensor_implementation(name)  # type: ignore[attr-defined]
+        return function
+    return decorate

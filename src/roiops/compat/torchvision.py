@@ -84,6 +84,7 @@ def _options(output_size, spatial_scale, sampling_ratio, aligned):
     return checks.Options(output_size, spatial_scale, sampling_ratio, aligned, "torchvision", 1)
 
 
+@_dispatch.script_as("script.torchvision_roi_align")
 def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
               output_size: int | Sequence[int], spatial_scale: float = 1.0,
               sampling_ratio: int = -1, aligned: bool = False) -> ArrayOrTensor:

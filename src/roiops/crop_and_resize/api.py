@@ -66,6 +66,7 @@ def run_grad_boxes(call, grads, image, boxes, indices, crop1_in_double=True):
         return total.astype(call.kernel_dtype, copy=False)
 
 
+@_dispatch.script_as("script.crop_and_resize")
 def crop_and_resize(image: ArrayOrTensor, boxes: ArrayOrTensor, box_indices: ArrayOrTensor,
                     crop_size: Sequence[int], *, method: str = "bilinear",
                     extrapolation_value: float = 0.0, data_format: str = "NHWC",

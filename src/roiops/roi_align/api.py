@@ -68,6 +68,7 @@ def run_grad_boxes(call, grads, input, rois, indices):
         return total.astype(call.kernel_dtype, copy=False)
 
 
+@_dispatch.script_as("script.roi_align")
 def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequence[int], *,
               spatial_scale: float = 1.0, sampling_ratio: int = -1, aligned: bool = False,
               convention: str = "torchvision", roi_end_mode: int = 1,

@@ -14,8 +14,18 @@ Example:
     tensor([[0., 2., 8., 2., 8.]])
 """
 from .. import _dispatch
-from . import api, compat, ops, ps_roi_ops, rotated_ops
-from . import multi_scale_ops  # noqa: F401  (registers its ops and implementations)
+from ..compat import torchvision as _torchvision
+from ..crop_and_resize import api as _crop_and_resize
+from ..roi_align import api as _roi_align
+from . import (
+    api,
+    compat,
+    multi_scale_ops,  # noqa: F401  (registers its ops and implementations)
+    ops,
+    ps_roi_ops,
+    rotated_ops,
+    tracing,
+)
 
 __all__ = ["ops"]
 
@@ -45,3 +55,14 @@ _dispatch.register("compat.torchvision_ps_roi_pool", ps_roi_ops.torchvision_ps_r
 _dispatch.register("compat.torchvision_PSRoIAlign", ps_roi_ops.TorchvisionPSRoIAlign)
 _dispatch.register("compat.torchvision_PSRoIPool", ps_roi_ops.TorchvisionPSRoIPool)
 del _name
+
+# torch.jit.script compiles these twins in place of the public functions (roiops.torch.tracing)
+_dispatch.register("script.roi_align", tracing.roi_align)
+_dispatch.register("script.crop_and_resize", tracing.crop_and_resize)
+_dispatch.register("script.torchvision_roi_align", tracing.torchvision_roi_align)
+# and torch.fx traces the public functions as leaves
+for _public, _name in ((_roi_align.roi_align, "roi_align"),
+                       (_crop_and_resize.crop_and_resize, "crop_and_resize"),
+                       (_torchvision.roi_align, "compat.torchvision_roi_align")):
+    _dispatch.register(_name, tracing.fx_leaf(_public, _dispatch.tensor_implementation(_name)))
+del _public, _name

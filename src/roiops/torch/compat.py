@@ -13,9 +13,11 @@ forward's ``roi_end_mode``, the true adjoint as in the native API), the boxes gr
 native op computed in float32 from the half values and rounded once.
 """
 import inspect
+from typing import List, Union
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from .. import _checks
 from ..compat import torchvision as torchvision_compat
@@ -134,35 +136,73 @@ def boxes_to_rois(boxes):
         if not isinstance(item, torch.Tensor):
             raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(item).__name__}")
         require_dense(f"boxes[{i}]", item)
-        _checks.require_dtype(f"boxes[{i}]", item, TORCH.dtypes(_checks.FLOAT_NAMES))
+        _checks.require_dtype(f"boxes[{i}]", item, TORCH.float_dtypes)
         _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
     ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
     return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)
 
 
 def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
-    """torchvision's ``roi_align`` on tensors; float16 reproduces its half arithmetic (host).
-
-    float32/float64 are the native op with torchvision's rounding of the scale and boxes to
-    the input dtype, so they are differentiable w.r.t. input and boxes.
-    """
+    """torchvision's ``roi_align`` on tensors: its arguments checked with its names, then
+    ``roiops::roi_align_torchvision`` (so that autocast applies as in torchvision)."""
     rois = boxes_to_rois(boxes)
-    if _both_half(input):
-        return _TorchvisionHalfRoIAlign.apply(input, rois, output_size, spatial_scale,
-                                              sampling_ratio, aligned)
     options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
                                  "torchvision", 1)
-    call = roi_checks.check_forward(TORCH, input, rois, options,
-                                    roi_checks.Names(rois="boxes"), _checks.FLOAT_NAMES)
+    roi_checks.check_forward(TORCH, input, rois, options, roi_checks.Names(rois="boxes"))
+    return torch.ops.roiops.roi_align_torchvision(input, rois, options.spatial_scale,
+                                                  options.pooled_height, options.pooled_width,
+                                                  options.sampling_ratio, options.aligned)
+
+
+# torchvision's schema of torch.ops.torchvision.roi_align, argument for argument.
+torch.library.define(
+    "roiops::roi_align_torchvision",
+    "(Tensor input, Tensor rois, float spatial_scale, SymInt pooled_height, "
+    "SymInt pooled_width, int sampling_ratio, bool aligned) -> Tensor")
+
+
+@torch.library.impl("roiops::roi_align_torchvision", "CompositeImplicitAutograd")
+def roi_align_torchvision(input, rois, spatial_scale, pooled_height, pooled_width,
+                          sampling_ratio, aligned):
+    """``torch.ops.torchvision.roi_align`` (torchvision's CPU arithmetic) for any device.
+
+    Checks its arguments (it is called directly). float16 reproduces torchvision's half
+    arithmetic on the host; the other dtypes are ``roiops::roi_align`` with torchvision's
+    rounding of the scale and the boxes to the data's type (bfloat16: computed in float32,
+    the result rounded once), so they run on CPU and CUDA and are differentiable w.r.t.
+    input and rois; being composite, the op needs no autograd or fake kernel of its own.
+    """
+    options = roi_checks.Options((pooled_height, pooled_width), spatial_scale, sampling_ratio,
+                                 aligned, "torchvision", 1)
+    call = roi_checks.check_forward(TORCH, input, rois, options)
+    if _both_half(input):
+        if rois.dtype == torch.bfloat16:  # NumPy has none: widened exactly, as on the CPU
+            rois = rois.float()
+        return _TorchvisionHalfRoIAlign.apply(input, rois, options.output_size,
+                                              spatial_scale, sampling_ratio, aligned)
     call = torchvision_compat.in_data_type(call)
-    return ops.roi_align(input, rois.to(input.dtype), *call.options.op_args())
+    data_type = getattr(torch, call.kernel_dtype.name)  # bfloat16 computes in float32
+    return ops.roi_align(input, rois.to(data_type), *call.options.op_args())
+
+
+ops.register_autocast("roi_align_torchvision", 0)
 
 
 class TorchvisionRoIAlign(torchvision_compat.RoIAlign, torch.nn.Module):
     """``roiops.compat.torchvision.RoIAlign`` as a ``torch.nn.Module`` (what it is whenever
-    torch is installed: its constructor returns one)."""
+    torch is installed: its constructor returns one); scriptable."""
 
     __call__ = torch.nn.Module.__call__
+    # For TorchScript, which would otherwise type an int scale (``spatial_scale=1``) as int.
+    spatial_scale: float
+    sampling_ratio: int
+    aligned: bool
+
+    # TorchScript compiles these annotations (tensors); NumPy arrays still pass at run time.
+    def forward(self, input: Tensor,  # type: ignore[override]
+                rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return torchvision_compat.roi_align(input, rois, self.output_size, self.spatial_scale,
+                                            self.sampling_ratio, self.aligned)
 
 
 def torchvision_roi_pool(input, boxes, output_size, spatial_scale):

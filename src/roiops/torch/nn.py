@@ -19,14 +19,16 @@ import torch
 from .. import _checks
 from ..compat import mindspore as _mindspore
 from ..crop_and_resize import checks as _crop_checks
+from ..crop_and_resize.api import crop_and_resize  # public: scriptable, an FX leaf
 from ..ps_roi_align import checks as _ps_align_checks
 from ..ps_roi_align.api import ps_roi_align  # public: tensors through roiops._dispatch
 from ..ps_roi_pool import checks as _ps_pool_checks
 from ..ps_roi_pool.api import ps_roi_pool
 from ..roi_align import checks as _roi_checks
+from ..roi_align.api import roi_align  # public: scriptable, an FX leaf
 from ..roi_align_rotated import checks as _rotated_checks
 from ..roi_pool import checks as _pool_checks
-from .api import crop_and_resize, roi_align, roi_align_rotated, roi_pool
+from .api import roi_align_rotated, roi_pool
 
 __all__ = ["CropAndResize", "RoIAlign", "RoIAlignRotated", "RoIPool", "MindSporeCropAndResize",
            "MindSporeROIAlign", "PSRoIAlign", "PSRoIPool"]
