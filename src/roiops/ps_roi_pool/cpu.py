@@ -1,7 +1,7 @@
 """Numba CPU kernels of ps_roi_pool: forward and gradient w.r.t. the input.
 
 Position-sensitive average pooling (R-FCN), torchvision's arithmetic operation for operation
-(docs/torchvision.md#ps_roi_pool): the roi's scaled corners rounded half away from zero to
+(docs/position_sensitive.md#ps_roi_pool): the roi's scaled corners rounded half away from zero to
 whole pixels, its size at least 1, ``PH x PW`` bins from ``floor(p * bin)`` to
 ``ceil((p + 1) * bin)`` offset by the roi start and clipped to the map (each direction's
 :class:`roiops.ps_roi_pool.conventions.Bins` rule), and bin ``(c, ph, pw)`` the mean of input
@@ -106,6 +106,15 @@ def _forward_tasks(input, out, out_half, order, starts, num_blocks, streamed, si
                 _store(out, out_half, k, c_out, ph, pw, _h(acc / area, half))
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_float(input, out, order, starts, num_blocks, streamed, sink, y_start, y_end,
+                   x_start, x_end, F, task_begin, task_end):
+    """``_forward_tasks`` into a float ``out`` in float arithmetic: the constants compile a
+    variant without half rounding, whose sums vectorize (as ps_roi_align's)."""
+    _forward_tasks(input, out, False, order, starts, num_blocks, streamed, sink, y_start,
+                   y_end, x_start, x_end, False, F, task_begin, task_end)
+
+
 def forward(input, rois, batch_indices, spatial_scale, bins, half_arithmetic, out, out_half,
             F):
     """ps_roi_pool forward into ``out`` ``[K, C / (PH*PW), PH, PW]`` (dtype ``F``, or uint16
@@ -116,8 +125,13 @@ def forward(input, rois, batch_indices, spatial_scale, bins, half_arithmetic, ou
     order, starts = rois_by_image(batch_indices, batch)
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     sink = np.zeros(batch * num_blocks)
-    run_tasks(_forward_tasks, batch * num_blocks, input, out, out_half, order, starts,
-              num_blocks, dense(starts, height, width), sink, *tables, half_arithmetic, F)
+    streamed = dense(starts, height, width)
+    if half_arithmetic or out_half:
+        run_tasks(_forward_tasks, batch * num_blocks, input, out, out_half, order, starts,
+                  num_blocks, streamed, sink, *tables, half_arithmetic, F)
+    else:
+        run_tasks(_forward_float, batch * num_blocks, input, out, order, starts, num_blocks,
+                  streamed, sink, *tables, F)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -149,6 +163,14 @@ def _grad_input_tasks(grads, out, order, starts, num_blocks, y_start, y_end, x_s
                         plane[h, w] = _h(plane[h, w] + share, half)
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_float(grads, out, order, starts, num_blocks, y_start, y_end, x_start, x_end,
+                      F, task_begin, task_end):
+    """``_grad_input_tasks`` in float arithmetic (see ``_forward_float``)."""
+    _grad_input_tasks(grads, out, order, starts, num_blocks, y_start, y_end, x_start, x_end,
+                      False, F, task_begin, task_end)
+
+
 def grad_input(grads, rois, batch_indices, spatial_scale, bins, half_arithmetic, out, F):
     """The input gradient written into every element of the ``[N, C, H, W]`` ``out`` of dtype
     ``F`` (each task zeroes its planes first) with the bin rule ``bins``: each bin's gradient
@@ -159,5 +181,9 @@ def grad_input(grads, rois, batch_indices, spatial_scale, bins, half_arithmetic,
                    half_arithmetic, F)
     order, starts = rois_by_image(batch_indices, batch)
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, order, starts, num_blocks,
-              *tables, half_arithmetic, F)
+    if half_arithmetic:
+        run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, order, starts, num_blocks,
+                  *tables, True, F)
+    else:
+        run_tasks(_grad_input_float, batch * num_blocks, grads, out, order, starts,
+                  num_blocks, *tables, F)
