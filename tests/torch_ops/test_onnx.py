@@ -311,6 +311,26 @@ def test_torchscript_exporter(tmp_path):
         assert_all_same_bits(run(session, *inputs), model(*inputs))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_torchscript_exporter_torchvision_schema_op(tmp_path, dtype):
+    # torch.jit.trace records the composite roiops::roi_align_torchvision itself (the torchvision
+    # layer calls it): it has its own symbolic.
+    rng = np.random.default_rng(8)
+    input = torch.from_numpy(rng.random((2, 3, 10, 9))).to(dtype)
+    pool = tv_compat.RoIAlign((2, 3), 1 / 3, 0, aligned=True)
+
+    def calls(input, rois):
+        return (pool(input, rois), torch.ops.roiops.roi_align_torchvision(
+            input, rois.float(), 0.5, 3, 2, 2, False))
+
+    model = Calls(calls)
+    session = export_torchscript(model, (input, random_rois(rng, 3, 2, 30, dtype)), {1},
+                                 tmp_path / "model.onnx")
+    for count in (6, 0):
+        rois = random_rois(rng, count, 2, 30, dtype)
+        assert_all_same_bits(run(session, input, rois), model(input, rois))
+
+
 def test_module_example():
     assert doctest.testmod(roiops_onnx).failed == 0
 

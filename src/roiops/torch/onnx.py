@@ -194,6 +194,19 @@ def _roi_align(g, input, rois, output_size, spatial_scale=1.0, sampling_ratio=-1
     return _cast(g, result, compute, element_type)
 
 
+def _roi_align_torchvision(g, input, rois, spatial_scale, pooled_height, pooled_width,
+                           sampling_ratio, aligned):
+    """``roiops::roi_align_torchvision`` as its composite computes it (``roiops.torch.compat``):
+    the boxes in the data's type (float32 for bfloat16 data), then ``roiops::roi_align``.
+    float16 data is computed in float32, as under autocast, not in torchvision's half
+    arithmetic (docs/onnx.md#roi_align)."""
+    element_type = g.element_type(input)
+    data_type = _FLOAT if element_type == _BFLOAT16 else element_type
+    rois = _cast(g, rois, g.element_type(rois), data_type)
+    return _roi_align(g, input, rois, (pooled_height, pooled_width), spatial_scale,
+                      sampling_ratio, aligned)
+
+
 # --- crop_and_resize ---------------------------------------------------------------------
 
 def _axis_samples(g, low, high, size, crop_size, nearest, compute):
@@ -415,7 +428,16 @@ def _register_torchscript_symbolics():
         return _crop_and_resize(_TorchScriptGraph(graph), image, boxes, box_indices,
                                 crop_size, method, extrapolation_value, data_format)
 
+    # torch.jit.trace records the composite roiops::roi_align_torchvision itself
+    @symbolic_helper.parse_args("v", "v", "f", "i", "i", "i", "b")
+    def roi_align_torchvision(graph, input, rois, spatial_scale, pooled_height, pooled_width,
+                              sampling_ratio, aligned):
+        return _roi_align_torchvision(_TorchScriptGraph(graph), input, rois, spatial_scale,
+                                      pooled_height, pooled_width, sampling_ratio, aligned)
+
     torch.onnx.register_custom_op_symbolic("roiops::roi_align", roi_align, OPSET)
+    torch.onnx.register_custom_op_symbolic("roiops::roi_align_torchvision",
+                                           roi_align_torchvision, OPSET)
     torch.onnx.register_custom_op_symbolic("roiops::crop_and_resize", crop_and_resize, OPSET)
 
 
