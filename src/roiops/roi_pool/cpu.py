@@ -29,7 +29,8 @@ from numba import njit
 from .._numerics import float_to_half_bits, round_half_away, round_to_half
 from .._threads import run_tasks
 
-# Channels per task of the in-place paths.
+# Channels per task of the in-place forward and of the input gradient (blocks of 4 to 64
+# channels gave the gradient the same speed within 15%).
 _CHANNEL_BLOCK = 16
 # Channels per vector chunk of the channels-last path; its blocks are whole chunks.
 _LANES = 64
@@ -284,17 +285,19 @@ def _vector_blocks(channels, num_rois):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grad_input(grads, argmax, batch_indices, out, num_blocks, half, task_begin, task_end):
-    """The (image, ``_CHANNEL_BLOCK`` channels) tasks given, into ``out`` ``[N, C, H * W]``:
+def _grad_input(grads, argmax, batch_indices, out, block, num_blocks, half, task_begin,
+                task_end):
+    """The (image, ``block`` channels) tasks given, into ``out`` ``[N, C, H * W]``:
     every roi of the image in ascending order adds ``grads[k, c, ph, pw]`` at its argmax
     (each add rounded to half when ``half``); an argmax outside the plane (-1: an empty bin)
-    adds nothing."""
+    adds nothing. Rois outside, channels inside: a roi's block of grads and argmax is read
+    contiguously."""
     channels, plane_size = out.shape[1], out.shape[2]
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
     for task in range(task_begin, task_end):
         b = task // num_blocks
-        first_channel = (task % num_blocks) * _CHANNEL_BLOCK
-        stop_channel = min(first_channel + _CHANNEL_BLOCK, channels)
+        first_channel = (task % num_blocks) * block
+        stop_channel = min(first_channel + block, channels)
         for k in range(grads.shape[0]):
             if batch_indices[k] != b:
                 continue
@@ -314,4 +317,5 @@ def grad_input(grads, argmax, batch_indices, half_arithmetic, out):
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
     # planes as flat rows: an argmax is a flat index, and indexing it needs no division
     run_tasks(_grad_input, batch * num_blocks, grads, argmax, batch_indices,
-              out.reshape(batch, channels, height * width), num_blocks, half_arithmetic)
+              out.reshape(batch, channels, height * width), _CHANNEL_BLOCK, num_blocks,
+              half_arithmetic)
