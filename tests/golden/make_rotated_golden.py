@@ -73,8 +73,10 @@ def build():
     out = os.path.join(BUILD, "ext")
     os.makedirs(out, exist_ok=True)
     for name, text in files.items():  # distinct object names for ninja
-        with open(os.path.join(out, name), "w") as f:
-            f.write(text)
+        path = os.path.join(out, name)
+        if not os.path.exists(path) or open(path).read() != text:  # else no rebuild
+            with open(path, "w") as f:
+                f.write(text)
     return load("mmcv_roi_align_rotated", [os.path.join(out, n) for n in files],
                 extra_include_paths=[os.path.join(source, "common"),
                                      os.path.join(source, "pytorch")],

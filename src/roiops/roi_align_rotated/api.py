@@ -53,14 +53,17 @@ def run_forward(call, input, rois, indices):
 
 
 def run_grad_input(call, grads, rois, indices):
-    """The input gradient of a checked ``call`` (NCHW, ``grads``' dtype)."""
+    """The input gradient of a checked ``call`` (``grads``' dtype), stored channels-last as
+    roi_align's: the dense path accumulates straight into it, no result-sized temporary."""
     check_grad_input_run(call)
     geo = geometry(call, rois)
     F = call.F
-    total = np.zeros(call.input_shape, F)
+    batch, channels, height, width = call.input_shape
+    channels_last = np.zeros((batch, height, width, channels), F)
+    total = channels_last.transpose(0, 3, 1, 2)
     if grads.size:
         cpu.grad_input(_arrays.kernel_input(grads, F), indices, geo, call.half_arithmetic,
-                       total, F)
+                       total, channels_last, F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
         return total.astype(call.kernel_dtype, copy=False)
 
@@ -160,7 +163,8 @@ def roi_align_rotated_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor,
         rois, output_size and options: as in :func:`roi_align_rotated`.
 
     Returns:
-        ``input_shape`` array of ``grads.dtype``.
+        ``input_shape`` array of ``grads.dtype``, in channels-last memory order (strides of
+        ``[N, H, W, C]``): ``np.ascontiguousarray`` gives NCHW.
 
     Example:
         >>> import numpy as np, roiops

@@ -26,7 +26,17 @@ from numba import njit
 
 from .._numerics import float_to_half_bits
 from .._threads import run_tasks
-from ..roi_align.cpu import _h
+from ..roi_align.cpu import (
+    _CHANNELS_LAST_MIN_RATIO,
+    _LANES,
+    _channels_last,
+    _h,
+    _scatter_corner,
+    _vector_blocks,
+    sample_slopes,
+    sample_value,
+    scatter_sample,
+)
 
 # Channels per parallel task: enough to amortize the per-sample geometry, small enough that
 # a handful of rois still spreads over every core.
@@ -187,11 +197,12 @@ def sample(yy, xx, cos, sin, center_y, center_x, height, width, half, F):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _forward_tasks(input, out, out_half, batch_indices, num_blocks, geo, half, F, task_begin,
-                   task_end):
-    """Output bins of the (roi, channel block) tasks given: per bin, the samples in order
-    (iy-major), each adding ``((w1*v1 + w2*v2) + w3*v3) + w4*v4`` to every channel's
-    accumulator; then ``acc / count``."""
+def _forward_in_place_tasks(input, out, out_half, batch_indices, num_blocks, geo, half, F,
+                            task_begin, task_end):
+    """Output bins of the (roi, ``_CHANNEL_BLOCK`` channels) tasks given, gathered from the
+    ``[N, C, H, W]`` maps through their strides: per bin, the samples in order (iy-major),
+    each adding roi_align's ``sample_value`` to every channel's accumulator; then
+    ``acc / count``. Every op rounded to half when ``half``."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     pooled_height, pooled_width = out.shape[2], out.shape[3]
     acc = np.empty(_CHANNEL_BLOCK, F)
@@ -214,17 +225,10 @@ def _forward_tasks(input, out, out_half, batch_indices, num_blocks, geo, half, F
                                      geo.center_x[k], height, width, half, F)
                         if not valid:
                             continue
-                        w1 = _h(hy * hx, half)
-                        w2 = _h(hy * lx, half)
-                        w3 = _h(ly * hx, half)
-                        w4 = _h(ly * lx, half)
                         for c in range(first, stop):
-                            plane = input[b, c]
-                            term = _h(_h(w1 * plane[y_low, x_low], half)
-                                      + _h(w2 * plane[y_low, x_high], half), half)
-                            term = _h(term + _h(w3 * plane[y_high, x_low], half), half)
-                            term = _h(term + _h(w4 * plane[y_high, x_high], half), half)
-                            acc[c - first] = _h(acc[c - first] + term, half)
+                            acc[c - first] = _h(acc[c - first] + sample_value(
+                                input[b, c], y_low, y_high, x_low, x_high, ly, hy, lx, hx,
+                                half), half)
                 for c in range(first, stop):
                     value = _h(acc[c - first] / geo.count[k], half)
                     if out_half:
@@ -233,20 +237,87 @@ def _forward_tasks(input, out, out_half, batch_indices, num_blocks, geo, half, F
                         out[k, c, ph, pw] = value
 
 
-def forward(input, rois, batch_indices, geo, half, out, out_half, F):
-    """Rotated RoI Align into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits
-    when ``out_half``); ``geo`` from :func:`geometry_of` (in the same ``half`` arithmetic)."""
-    num_blocks = (input.shape[1] + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    run_tasks(_forward_tasks, out.shape[0] * num_blocks, input, out, out_half, batch_indices,
-              num_blocks, geo, half, F)
+@njit(cache=True, error_model="numpy")
+def _gather_pixels(acc, v1, v2, v3, v4, w1, w2, w3, w4, offset, num_channels):
+    """``acc[c] += ((w1*v1 + w2*v2) + w3*v3) + w4*v4`` at channels ``offset + c`` of four
+    channels-last pixels, in fixed-length vector chunks (roi_align's channels-last forward
+    does the same): per channel, ``sample_value``'s operations in its order."""
+    num_chunks = num_channels // _LANES
+    for chunk in range(num_chunks):
+        lanes = acc[chunk * _LANES:(chunk + 1) * _LANES]
+        base = offset + np.uint64(chunk * _LANES)
+        for c in range(_LANES):
+            s = base + np.uint64(c)
+            lanes[c] += ((w1 * v1[s] + w2 * v2[s]) + w3 * v3[s]) + w4 * v4[s]
+    for c in range(num_chunks * _LANES, num_channels):
+        s = offset + np.uint64(c)
+        acc[c] += ((w1 * v1[s] + w2 * v2[s]) + w3 * v3[s]) + w4 * v4[s]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grad_input_tasks(grads, out, batch_indices, num_blocks, geo, half, F, task_begin,
-                      task_end):
-    """Scatter of the (image, channel block) tasks given: every roi of the image in
-    ascending order, each sample in the map adding ``(g * w_i) / (gh*gw)`` to its corners
-    ``i = 1..4`` in order."""
+def _forward_channels_last_tasks(features, out, out_half, batch_indices, block, num_blocks,
+                                 geo, F, task_begin, task_end):
+    """As ``_forward_in_place_tasks`` (float arithmetic) from ``[N, H, W, C]`` ``features``,
+    over (roi, ``block`` channels) tasks: the channel loop is innermost over contiguous
+    memory, so the same per-channel arithmetic vectorizes, and a sample's geometry is
+    computed once per block."""
+    channels, height, width = out.shape[1], features.shape[1], features.shape[2]
+    pooled_height, pooled_width = out.shape[2], out.shape[3]
+    for task in range(task_begin, task_end):
+        k = task // num_blocks
+        first = (task % num_blocks) * block
+        stop = min(first + block, channels)
+        num_channels = stop - first
+        offset = np.uint64(first)
+        acc = np.empty(num_channels, F)
+        image = features[batch_indices[k]]
+        gh, gw = geo.grid_h[k], geo.grid_w[k]
+        for ph in range(pooled_height):
+            for pw in range(pooled_width):
+                for c in range(num_channels):
+                    acc[c] = F(0)
+                for iy in range(gh):
+                    yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, False, F)
+                    for ix in range(gw):
+                        xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, False, F)
+                        (valid, y_low, y_high, x_low, x_high, ly, hy, lx, hx, _,
+                         _) = sample(yy, xx, geo.cos[k], geo.sin[k], geo.center_y[k],
+                                     geo.center_x[k], height, width, False, F)
+                        if valid:
+                            _gather_pixels(acc, image[y_low, x_low], image[y_low, x_high],
+                                           image[y_high, x_low], image[y_high, x_high],
+                                           hy * hx, hy * lx, ly * hx, ly * lx, offset,
+                                           num_channels)
+                # The branch stays outside the loops (it would keep them from vectorizing).
+                if out_half:
+                    for c in range(num_channels):
+                        out[k, first + c, ph, pw] = float_to_half_bits(acc[c] / geo.count[k])
+                else:
+                    for c in range(num_channels):
+                        out[k, first + c, ph, pw] = acc[c] / geo.count[k]
+
+
+def forward(input, rois, batch_indices, geo, half, out, out_half, F):
+    """Rotated RoI Align into ``out`` ``[K, C, PH, PW]`` (dtype ``F``, or uint16 half bits
+    when ``out_half``); ``geo`` from :func:`geometry_of` (in the same ``half`` arithmetic)."""
+    num_rois, channels = out.shape[0], out.shape[1]
+    if not half and _dense(geo, out.shape, input.shape):
+        block, num_blocks = _vector_blocks(channels, num_rois)
+        run_tasks(_forward_channels_last_tasks, num_rois * num_blocks, _channels_last(input),
+                  out, out_half, batch_indices, block, num_blocks, geo, F)
+    else:
+        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+        run_tasks(_forward_in_place_tasks, num_rois * num_blocks, input, out, out_half,
+                  batch_indices, num_blocks, geo, half, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_in_place_tasks(grads, out, batch_indices, num_blocks, geo, half, F,
+                               task_begin, task_end):
+    """Scatter of the (image, ``_CHANNEL_BLOCK`` channels) tasks given into ``[N, C, H, W]``
+    ``out``: every roi of the image in ascending order, each sample in the map adding
+    ``(g * w_i) / (gh*gw)`` to its corners ``i = 1..4`` in order (roi_align's
+    ``scatter_sample``)."""
     channels, height, width = out.shape[1], out.shape[2], out.shape[3]
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
     for task in range(task_begin, task_end):
@@ -270,30 +341,80 @@ def _grad_input_tasks(grads, out, batch_indices, num_blocks, geo, half, F, task_
                                          geo.center_x[k], height, width, half, F)
                             if not valid:
                                 continue
-                            w1 = _h(hy * hx, half)
-                            w2 = _h(hy * lx, half)
-                            w3 = _h(ly * hx, half)
-                            w4 = _h(ly * lx, half)
                             for c in range(first, stop):
-                                g = grads[k, c, ph, pw]
-                                plane = out[b, c]
-                                plane[y_low, x_low] = _h(plane[y_low, x_low] + _h(
-                                    _h(g * w1, half) / count, half), half)
-                                plane[y_low, x_high] = _h(plane[y_low, x_high] + _h(
-                                    _h(g * w2, half) / count, half), half)
-                                plane[y_high, x_low] = _h(plane[y_high, x_low] + _h(
-                                    _h(g * w3, half) / count, half), half)
-                                plane[y_high, x_high] = _h(plane[y_high, x_high] + _h(
-                                    _h(g * w4, half) / count, half), half)
+                                scatter_sample(out[b, c], y_low, y_high, x_low, x_high, ly,
+                                               hy, lx, hx, grads[k, c, ph, pw], count, half)
 
 
-def grad_input(grads, batch_indices, geo, half, out, F):
-    """The input gradient added into the zeroed ``[N, C, H, W]`` ``out`` (dtype ``F``): the
-    adjoint of :func:`forward`, in the frameworks' sequential order of adds."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grad_input_channels_last_tasks(grads, gradient, batch_indices, block, num_blocks, geo, F,
+                                    task_begin, task_end):
+    """As ``_grad_input_in_place_tasks`` (float arithmetic) into ``[N, H, W, C]``
+    ``gradient``, over (image, ``block`` channels) tasks, roi_align's ``_scatter_corner``
+    adding a corner's share to a block of contiguous channels."""
+    channels, height, width = gradient.shape[3], gradient.shape[1], gradient.shape[2]
+    pooled_height, pooled_width = grads.shape[2], grads.shape[3]
+    for task in range(task_begin, task_end):
+        b = task // num_blocks
+        first = (task % num_blocks) * block
+        stop = min(first + block, channels)
+        num_channels = stop - first
+        offset = np.uint64(first)
+        g = np.empty(num_channels, F)
+        image = gradient[b]
+        for k in range(grads.shape[0]):
+            if batch_indices[k] != b:
+                continue
+            gh, gw = geo.grid_h[k], geo.grid_w[k]
+            count = F(gh * gw)
+            for ph in range(pooled_height):
+                for pw in range(pooled_width):
+                    for c in range(num_channels):
+                        g[c] = grads[k, first + c, ph, pw]
+                    for iy in range(gh):
+                        yy = bin_offset(geo.start_y[k], ph, geo.bin_h[k], iy, gh, False, F)
+                        for ix in range(gw):
+                            xx = bin_offset(geo.start_x[k], pw, geo.bin_w[k], ix, gw, False,
+                                            F)
+                            (valid, y_low, y_high, x_low, x_high, ly, hy, lx, hx, _,
+                             _) = sample(yy, xx, geo.cos[k], geo.sin[k], geo.center_y[k],
+                                         geo.center_x[k], height, width, False, F)
+                            if not valid:
+                                continue
+                            # corner by corner: a pinned sample's corners are one pixel
+                            _scatter_corner(image[y_low, x_low], offset, g, hy * hx, count,
+                                            num_channels)
+                            _scatter_corner(image[y_low, x_high], offset, g, hy * lx, count,
+                                            num_channels)
+                            _scatter_corner(image[y_high, x_low], offset, g, ly * hx, count,
+                                            num_channels)
+                            _scatter_corner(image[y_high, x_high], offset, g, ly * lx, count,
+                                            num_channels)
+
+
+def grad_input(grads, batch_indices, geo, half, out, out_channels_last, F):
+    """The input gradient added into the zeroed ``[N, C, H, W]`` ``out`` (dtype ``F``), which
+    is the same memory as the C-contiguous ``[N, H, W, C]`` ``out_channels_last``: the
+    adjoint of :func:`forward`, every element's adds in the frameworks' sequential order."""
     batch, channels = out.shape[0], out.shape[1]
-    num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-    run_tasks(_grad_input_tasks, batch * num_blocks, grads, out, batch_indices, num_blocks,
-              geo, half, F)
+    if not half and _dense(geo, grads.shape, out.shape):
+        block, num_blocks = _vector_blocks(channels, batch)
+        run_tasks(_grad_input_channels_last_tasks, batch * num_blocks, grads,
+                  out_channels_last, batch_indices, block, num_blocks, geo, F)
+    else:
+        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+        run_tasks(_grad_input_in_place_tasks, batch * num_blocks, grads, out, batch_indices,
+                  num_blocks, geo, half, F)
+
+
+def _dense(geo, result_shape, input_shape):
+    """Whether the channels-last paths pay: the taps (4 per sample and bin) outnumber the map
+    elements several times over, as roi_align decides (a copy or transpose of the maps costs
+    one pass over them)."""
+    batch, _, height, width = input_shape
+    bins = result_shape[2] * result_shape[3]
+    samples = int((geo.grid_h.clip(0) * geo.grid_w.clip(0)).sum()) * bins
+    return 4 * samples >= _CHANNELS_LAST_MIN_RATIO * batch * height * width
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -328,16 +449,13 @@ def _grad_boxes(grads, input, batch_indices, spatial_scale, dtheta, geo, out, F,
                         slope_y = F(0)
                         slope_x = F(0)
                         for c in range(channels):
-                            plane = input[b, c]
+                            d_y, d_x = sample_slopes(input[b, c], y_low, y_high, x_low, x_high,
+                                                     ly, hy, lx, hx)
                             g = grads[k, c, ph, pw]
-                            v1 = plane[y_low, x_low]
-                            v2 = plane[y_low, x_high]
-                            v3 = plane[y_high, x_low]
-                            v4 = plane[y_high, x_high]
                             if y_moving:
-                                slope_y += g * (hx * (v3 - v1) + lx * (v4 - v2))
+                                slope_y += g * d_y
                             if x_moving:
-                                slope_x += g * (hy * (v2 - v1) + ly * (v4 - v3))
+                                slope_x += g * d_x
                         a_x = (F(pw) + (F(ix) + half) / F(gw)) / F(pooled_width) - half
                         d_cy += slope_y * spatial_scale
                         d_cx += slope_x * spatial_scale
