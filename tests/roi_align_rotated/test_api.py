@@ -217,3 +217,20 @@ def test_negative_sizes_are_held_at_one_in_mmcv_legacy_mode():
     one = roiops.roi_align_rotated(x, np.array([[0, 2, 2, 1, 1, 0]], np.float64), 1, aligned=False,
                                    convention="mmcv")
     assert_same_bits(negative, one)
+
+
+@pytest.mark.parametrize("rois_count,height", [(2, 40), (30, 6)])  # in place; channels last
+def test_both_cpu_paths_equal_the_reference(rois_count, height):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 70, height, 9)).astype(np.float32)  # a vector chunk + a tail
+    rois = np.stack([np.zeros(rois_count), rng.uniform(0, 9, rois_count),
+                     rng.uniform(0, height, rois_count), rng.uniform(1, 4, rois_count),
+                     rng.uniform(1, 4, rois_count), rng.uniform(-180, 180, rois_count)],
+                    1).astype(np.float32)
+    out = roiops.roi_align_rotated(x, rois, 2, sampling_ratio=2)
+    assert_same_bits(out, reference.roi_align_rotated(x, rois, 2, 1.0, 2, F=np.float32))
+    grads = rng.standard_normal(out.shape).astype(np.float32)
+    assert_same_bits(roiops.roi_align_rotated_grad_input(grads, rois, x.shape, 2,
+                                                         sampling_ratio=2),
+                     reference.roi_align_rotated_grad_input(grads, rois, x.shape, 2, 1.0, 2,
+                                                            F=np.float32))
