@@ -28,7 +28,7 @@ MODULES = [
 ]
 # Their examples need torch; without it they are skipped, not failed.
 TORCH_MODULES = ["roiops.torch", "roiops.torch.ops", "roiops.torch.nn",
-                 "roiops.torch.rotated_ops"]
+                 "roiops.torch.rotated_ops", "roiops.torch.ps_roi_ops"]
 
 
 @pytest.mark.parametrize("name", MODULES + TORCH_MODULES)

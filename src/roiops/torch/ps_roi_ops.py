@@ -23,10 +23,10 @@ copies.
 
 Example:
     >>> import torch, roiops.torch.ps_roi_ops as ops
-    >>> x = torch.arange(4.).reshape(1, 4, 1, 1)
-    >>> ops.ps_roi_pool(x, torch.tensor([[0., 0, 0, 1, 1]]), [2, 2], 1.0)[0, 0]
-    tensor([[0., 0.],
-            [0., 0.]])
+    >>> x = torch.arange(36.).reshape(1, 4, 3, 3)   # channel (ph * 2 + pw) feeds bin (ph, pw)
+    >>> ops.ps_roi_pool(x, torch.tensor([[0., 0, 0, 2, 2]]), [2, 2], 1.0)[0, 0]
+    tensor([[ 0., 10.],
+            [21., 31.]])
 """
 from collections.abc import Sequence
 
