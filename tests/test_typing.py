@@ -12,7 +12,7 @@ import pytest
 
 import roiops
 from roiops import _typing
-from roiops.compat import mindspore, tensorflow, torchvision
+from roiops.compat import detectron2, mindspore, mmcv, tensorflow, torchvision
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -43,7 +43,7 @@ def _public(module, names=None):
 
 
 API = {**_public(roiops, roiops.__all__), **_public(tensorflow), **_public(mindspore),
-       **_public(torchvision)}
+       **_public(torchvision), **_public(detectron2), **_public(mmcv)}
 if HAS_TORCH:
     nn = importlib.import_module("roiops.nn")
     API.update(_public(nn, nn.__all__))
