@@ -59,7 +59,7 @@ def test_ps_roi_align_gradcheck_input_and_rois():
 
 def test_ps_roi_pool_gradcheck_input_and_no_rois_gradient():
     # rois inside the map, away from its last row and column (where torchvision's backward
-    # is not the forward's adjoint, docs/torchvision.md#ps_roi_pool)
+    # is not the forward's adjoint, docs/position_sensitive.md#ps_roi_pool)
     rois = torch.tensor([[0, 0.2, 0.4, 4.1, 3.7], [1, 1.6, 0.8, 5.2, 4.4]], dtype=torch.float64)
     x = randn(*MAPS, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(
@@ -130,3 +130,20 @@ def test_compat_modules_without_torch_semantics_on_numpy():
         "TorchvisionPSRoIAlign(output_size=2, spatial_scale=1.0, sampling_ratio=1)")
     np.testing.assert_array_equal(tvc.PSRoIAlign(2, 1.0, 1)(x, boxes)[0, 0],
                                   [[0, 1], [2, 3]])
+
+
+def test_export_records_the_ops():
+    class Heads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.align = roiops.nn.PSRoIAlign(2, 0.5, 2)
+            self.pool = roiops.nn.PSRoIPool(2, 0.5)
+
+        def forward(self, x, rois):
+            return self.align(x, rois) + self.pool(x, rois)
+
+    x, rois = randn(*MAPS), _rois()
+    program = torch.export.export(Heads(), (x, rois))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert {"roiops.ps_roi_align.default", "roiops.ps_roi_pool.default"} <= targets
+    assert_same_bits(program.module()(x, rois).numpy(), Heads()(x, rois).numpy())
