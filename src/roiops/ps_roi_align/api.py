@@ -1,7 +1,7 @@
 """ps_roi_align and its gradients: the native API (docs/api.md) over the Numba kernels.
 
 Position-sensitive RoI Align (R-FCN): torchvision's ``ps_roi_align`` arithmetic
-(docs/torchvision.md#ps_roi_align). Each entry point checks its call with the validator of
+(docs/position_sensitive.md#ps_roi_align). Each entry point checks its call with the validator of
 ``roiops.ps_roi_align.checks`` and hands the record to a ``run_*`` function, which
 ``roiops.compat.torchvision`` and ``roiops.torch.ops`` call too; tensors go to
 ``roiops.torch`` through ``roiops._dispatch``.

@@ -7,7 +7,7 @@ instead of channel ``c``, and its divisor is ``gh * gw`` without roi_align's min
 the plan of valid samples per roi and axis (``roiops.roi_align.cpu._plan``) and the
 per-sample formulas (``sample_value``, ``scatter_sample``, ``sample_slopes``), called, not
 copied; the arithmetic is torchvision's operation for operation, float16 in half
-(docs/torchvision.md#ps_roi_align).
+(docs/position_sensitive.md#ps_roi_align).
 
 Parallel tasks, each output element written by one thread: the forward and the input
 gradient over (image, block of input channels), channel-major: an input channel feeds one

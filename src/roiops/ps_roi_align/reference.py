@@ -2,7 +2,7 @@
 
 Scalar loops over NumPy scalars of the arithmetic type ``F`` (``np.float64``: the independent
 reference; ``np.float32``: torchvision's float32 bits; ``np.float16``: its half arithmetic),
-for tiny shapes in tests. Written from docs/torchvision.md#ps_roi_align on top of roi_align's
+for tiny shapes in tests. Written from docs/position_sensitive.md#ps_roi_align on top of roi_align's
 reference geometry (``roiops.roi_align.reference``: the aligned torchvision geometry is
 ps_roi_align's), independently of the kernels; not imported by ``import roiops``::
 

@@ -1,7 +1,7 @@
 """ps_roi_pool and its input gradient: the native API (docs/api.md) over the Numba kernels.
 
 Position-sensitive RoI average pooling (R-FCN) with torchvision's ``ps_roi_pool``
-arithmetic (docs/torchvision.md#ps_roi_pool). The output is piecewise constant in the roi
+arithmetic (docs/position_sensitive.md#ps_roi_pool). The output is piecewise constant in the roi
 coordinates (they are rounded to whole pixels), so there is no box gradient: its derivative
 is zero almost everywhere and undefined at the rounding steps.
 """
@@ -105,7 +105,7 @@ def ps_roi_pool_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor,
     where its forward clips to ``[0, size - 1]``, and rounds float64 coordinates through
     float32; roiops reproduces both, so bins that reach the last row or column spread their
     gradient over pixels (and an area) that the forward did not pool
-    (docs/torchvision.md#ps_roi_pool).
+    (docs/position_sensitive.md#ps_roi_pool).
 
     Args:
         grads: ``[K, C_out, PH, PW]`` float16/32/64.

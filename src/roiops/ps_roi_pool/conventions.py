@@ -5,7 +5,7 @@ the map are never pooled) and rounds the scaled roi coordinates in the data's ty
 backward clips to ``size`` and rounds through float32 (``roundf``, which matters for float64
 data only). roiops reproduces both, so its input gradient is torchvision's, which is not the
 forward's adjoint where a bin reaches the last row or column
-(docs/torchvision.md#ps_roi_pool).
+(docs/position_sensitive.md#ps_roi_pool).
 
 Example:
     >>> from roiops.ps_roi_pool.conventions import BACKWARD, FORWARD

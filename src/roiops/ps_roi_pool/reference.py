@@ -2,7 +2,7 @@
 
 Scalar loops over NumPy scalars of the arithmetic type ``F`` (``np.float32`` / ``np.float64``:
 torchvision's bits; ``np.float16``: its half arithmetic), written from
-docs/torchvision.md#ps_roi_pool independently of the kernels; not imported by
+docs/position_sensitive.md#ps_roi_pool independently of the kernels; not imported by
 ``import roiops``::
 
     from roiops.ps_roi_pool import reference
