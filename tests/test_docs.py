@@ -25,10 +25,14 @@ MODULES = [
     "roiops.roi_align_rotated.conventions",
     "roiops.compat.detectron2",
     "roiops.compat.mmcv",
+    "roiops.multi_scale_roi_align.api",
+    "roiops.multi_scale_roi_align.levels",
+    "roiops.compat.torchvision_multiscale",
 ]
 # Their examples need torch; without it they are skipped, not failed.
 TORCH_MODULES = ["roiops.torch", "roiops.torch.ops", "roiops.torch.nn",
-                 "roiops.torch.rotated_ops", "roiops.torch.ps_roi_ops"]
+                 "roiops.torch.rotated_ops", "roiops.torch.ps_roi_ops",
+                 "roiops.torch.multi_scale_ops"]
 
 
 @pytest.mark.parametrize("name", MODULES + TORCH_MODULES)

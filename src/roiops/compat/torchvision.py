@@ -404,4 +404,4 @@ class RoIPool:
 
 
 # MultiScaleRoIAlign lives in its own module (it imports this one's helpers).
-from .torchvision_multiscale import MultiScaleRoIAlign  # noqa: E402
+from .torchvision_multiscale import MultiScaleRoIAlign as MultiScaleRoIAlign  # noqa: E402

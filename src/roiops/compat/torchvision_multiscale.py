@@ -10,10 +10,10 @@ the scales in the maps' dtype, float16 in half arithmetic. One level pools every
 with no mapping. roiops does all levels in one kernel call instead of one roi_align per
 level. A box of NaN area (a reversed side) has no level and gives zeros, as in torchvision.
 
-Differences (docs/decisions.md#multi-scale-roi-align): the levels must share a dtype (torchvision
-casts each level's result to the first level's dtype); NumPy boxes are mapped with the
-correctly rounded ``log2`` (tensors with torch's, as torchvision), which can put a box lying
-within one rounding of a level boundary on the neighbouring level.
+Differences (docs/multi_scale.md#differences-from-torchvision): the levels must share a
+dtype (torchvision casts each level's result to the first level's dtype); NumPy boxes are
+mapped with the correctly rounded ``log2`` (tensors with torch's, as torchvision), which can
+put a box lying within one rounding of a level boundary on the neighbouring level.
 
 Example:
     >>> import numpy as np
@@ -98,7 +98,7 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], boxes: Any,
     from .torchvision import _rois  # here: roiops.compat.torchvision imports this module
 
     options = checks.options(output_size, sampling_ratio, False)
-    features = list(_arrays.native_byte_order(*features, None)[:-1])
+    features = _arrays.native_byte_order(list(features))
     rois = _rois(_arrays.native_byte_order(boxes))
     call = checks.check_forward(_checks.NUMPY, features, rois, None, scales, options, NAMES)
     checks.check_values(rois, np.zeros(call.num_rois, np.int64), call.level_shapes[0][0], 1,

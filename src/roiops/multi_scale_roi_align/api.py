@@ -139,7 +139,7 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], rois: ArrayOrTensor
     options = checks.options(output_size, sampling_ratio, aligned)
     checks.check_level_args(canonical_scale, canonical_level)
     if isinstance(features, (list, tuple)):
-        features = list(_arrays.native_byte_order(*features, None)[:-1])
+        features = _arrays.native_byte_order(list(features))
     rois = _arrays.native_byte_order(rois)
     call = checks.check_forward(_checks.NUMPY, features, rois, levels, scales, options)
     indices, levels = _prepare(features, rois, levels, scales, canonical_scale,
@@ -220,7 +220,7 @@ def multi_scale_roi_align_grad_boxes(grads: ArrayOrTensor, features: Sequence[Ar
             sampling_ratio=sampling_ratio, aligned=aligned)
     options = checks.options(output_size, sampling_ratio, aligned)
     if isinstance(features, (list, tuple)):
-        features = list(_arrays.native_byte_order(*features, None)[:-1])
+        features = _arrays.native_byte_order(list(features))
     grads, rois, levels = _arrays.native_byte_order(grads, rois, levels)
     if levels is None:
         raise TypeError("levels must be an integer array of the rois' levels, got None")

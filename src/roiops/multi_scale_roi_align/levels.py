@@ -24,6 +24,7 @@ Example:
     >>> fpn_levels(NUMPY, boxes, 2, 5)   # levels 2..5: the boxes go to 3, 4 and 5
     array([1, 2, 3])
 """
+import math
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -45,6 +46,8 @@ class LevelOps(NamedTuple):
     clip: Callable[[Any, int, int], Any]
     # (float array, fill) -> int64, NaN replaced by fill
     to_levels: Callable[[Any, int], Any]
+    # a context in which NaN, inf and overflow pass silently (NumPy warns otherwise)
+    quiet: Callable[[], Any]
 
 
 def _numpy_upcast(boxes):
@@ -63,7 +66,8 @@ def _numpy_to_levels(values, fill):
 
 
 NUMPY = LevelOps(_numpy_upcast, np.sqrt, _numpy_log2, np.floor,
-                 lambda like, value: like.dtype.type(value), np.clip, _numpy_to_levels)
+                 lambda like, value: like.dtype.type(value), np.clip, _numpy_to_levels,
+                 lambda: np.errstate(invalid="ignore", divide="ignore", over="ignore"))
 
 
 def fpn_levels(ops, boxes, k_min, k_max, canonical_scale=224, canonical_level=4):
@@ -72,7 +76,7 @@ def fpn_levels(ops, boxes, k_min, k_max, canonical_scale=224, canonical_level=4)
     clamped to ``[k_min, k_max]``, each operation in the (widened) boxes' dtype, the
     constants converted to it as torch converts Python numbers."""
     boxes = ops.upcast(boxes)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+    with ops.quiet():
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         size = ops.sqrt(area)
         target = ops.floor(canonical_level + ops.log2(size / canonical_scale)
@@ -82,8 +86,9 @@ def fpn_levels(ops, boxes, k_min, k_max, canonical_scale=224, canonical_level=4)
 
 
 def level_number(scale):
-    """``int(-log2(scale))`` in float32, as torchvision derives a level's number."""
-    return int(-float(_numpy_log2(np.array([scale], np.float32))[0]))
+    """``int(-log2(scale))``: a level's number (exact for the powers of two that
+    :func:`infer_scale` gives; plain Python, so that ``torch.compile`` traces it)."""
+    return int(-math.log2(scale))
 
 
 def level_range(scales):

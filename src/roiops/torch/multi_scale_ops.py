@@ -27,6 +27,7 @@ Example:
     >>> out.sum().backward(); float(p2.grad.sum()), float(p3.grad.sum())
     (1.0, 1.0)
 """
+import contextlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,9 +39,8 @@ from ..compat import torchvision_multiscale as tv_multiscale
 from ..multi_scale_roi_align import api as ms_api
 from ..multi_scale_roi_align import checks
 from ..multi_scale_roi_align import levels as level_mapper
-from ..roi_align import checks as roi_checks
 from .compat import boxes_to_rois
-from .ops import _device_roi_indices, _empty, _numpy, _tensor
+from .ops import _empty, _numpy, _tensor
 from .tensors import TORCH
 
 TORCH_LEVELS = level_mapper.LevelOps(
@@ -48,7 +48,7 @@ TORCH_LEVELS = level_mapper.LevelOps(
     torch.sqrt, torch.log2, torch.floor,
     lambda like, value: torch.tensor(value, dtype=like.dtype, device=like.device),
     torch.clamp, lambda values, fill: torch.where(torch.isnan(values), fill, values).to(
-        torch.int64))
+        torch.int64), contextlib.nullcontext)
 
 
 def _host_values(rois, levels, batch, num_levels):
@@ -189,8 +189,6 @@ def native_multi_scale_roi_align(features, rois, output_size, scales, *, samplin
     options = checks.options(output_size, sampling_ratio, aligned)
     checks.check_level_args(canonical_scale, canonical_level)
     call = checks.check_forward(TORCH, features, rois, levels, scales, options)
-    if rois.numel():
-        _device_roi_indices(rois, call.level_shapes[0][0], roi_checks.conventions.TORCHVISION)
     levels = _levels(rois, levels, call.scales, canonical_scale, canonical_level)
     return multi_scale_roi_align(list(features), rois, levels, list(call.scales),
                                  list(options.output_size), options.sampling_ratio,

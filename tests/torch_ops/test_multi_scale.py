@@ -1,0 +1,114 @@
+"""Multi-scale RoI Align on tensors: opcheck of the three ops, gradcheck (every level and the
+box coordinates), torch.compile, the tensor level mapper, the compat module on tensors."""
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import roiops  # noqa: E402
+from roiops.compat.torchvision import MultiScaleRoIAlign  # noqa: E402
+from roiops.multi_scale_roi_align import api  # noqa: E402
+from roiops.torch import multi_scale_ops as ops  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(  # raised inside torch by opcheck
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+
+SCALES = [1 / 4, 1 / 8]
+ROIS = [[0, 1.5, 2.0, 20.0, 28.5], [1, 3.0, 4.0, 60.0, 50.0], [1, 9.0, 7.0, 2.0, 11.0],
+        [0, 0.5, 0.5, 30.5, 40.0]]
+LEVELS = [0, 1, -1, 1]
+
+
+def pyramid(dtype=torch.float64, requires_grad=False):
+    generator = torch.Generator().manual_seed(16)
+    return [torch.randn(2, 3, 16 // s, 20 // s, dtype=dtype, generator=generator,
+                        requires_grad=requires_grad) for s in (1, 2)]
+
+
+def _op_cases():
+    features = pyramid(requires_grad=True)
+    rois = torch.tensor(ROIS, dtype=torch.float64, requires_grad=True)
+    levels = torch.tensor(LEVELS)
+    grads = torch.randn(4, 3, 2, 2, dtype=torch.float64)
+    shapes = [d for f in features for d in f.shape]
+    plain = [f.detach() for f in features]  # the gradient ops are not differentiable
+    return [
+        (ops.multi_scale_roi_align, (features, rois, levels, SCALES, [2, 2], 2, False, False)),
+        (ops.multi_scale_roi_align, (features, rois, levels, SCALES, [2, 2], -1, True, False)),
+        (ops.multi_scale_roi_align_grad_input,
+         (grads, rois.detach(), levels, shapes, SCALES, [2, 2], 2, False, False)),
+        (ops.multi_scale_roi_align_grad_boxes,
+         (grads, plain, rois.detach(), levels, SCALES, [2, 2], 2, False)),
+    ]
+
+
+@pytest.mark.parametrize("op, args", _op_cases())
+def test_opcheck(op, args):
+    torch.library.opcheck(op, args)
+
+
+def test_gradcheck_every_level_and_the_box_coordinates():
+    features = pyramid(requires_grad=True)
+    batch = torch.tensor(ROIS, dtype=torch.float64)[:, :1]
+    coordinates = torch.tensor(ROIS, dtype=torch.float64)[:, 1:].requires_grad_()
+    levels = torch.tensor(LEVELS)
+
+    def pool(p2, p3, boxes):
+        return roiops.multi_scale_roi_align([p2, p3], torch.cat([batch, boxes], 1), 2, SCALES,
+                                            sampling_ratio=2, levels=levels)
+    assert torch.autograd.gradcheck(pool, (*features, coordinates), eps=1e-6, atol=1e-6)
+
+
+def test_tensors_equal_numpy_and_the_level_mapper_agrees():
+    features = pyramid(torch.float32)
+    rois = torch.tensor(ROIS + [[0, 0, 0, 224, 224]], dtype=torch.float32)
+    out = roiops.multi_scale_roi_align(features, rois, (2, 3), SCALES, sampling_ratio=2)
+    expected = roiops.multi_scale_roi_align([f.numpy() for f in features], rois.numpy(), (2, 3),
+                                            SCALES, sampling_ratio=2)
+    np.testing.assert_array_equal(out.numpy(), expected)
+    np.testing.assert_array_equal(ops._levels(rois, None, SCALES, 224, 4).numpy(),
+                                  api.numpy_levels(rois.numpy(), SCALES, 224, 4))
+
+
+def _loss(p2, p3, rois):
+    return roiops.multi_scale_roi_align([p2, p3], rois, 2, SCALES, sampling_ratio=2).square().sum()
+
+
+def test_compile_fullgraph_forward_and_backward():
+    torch._dynamo.reset()
+    compiled = torch.compile(_loss, backend="aot_eager", fullgraph=True)
+    results = []
+    for fn in (compiled, _loss):
+        args = [*pyramid(torch.float32, requires_grad=True),
+                torch.tensor(ROIS, requires_grad=True)]
+        loss = fn(*args)
+        loss.backward()
+        results.append([loss.detach()] + [a.grad for a in args])
+    for actual, expected in zip(*results):
+        torch.testing.assert_close(actual, expected, rtol=0, atol=0)
+
+
+def test_compat_module_on_tensors_and_arrays():
+    pool = MultiScaleRoIAlign(["p2", "p3"], 2, 2)
+    assert isinstance(pool, torch.nn.Module)
+    features = pyramid(torch.float32)
+    x = OrderedDict(p2=features[0], extra=features[1][:, :1], p3=features[1])
+    boxes = [torch.tensor([[1.5, 2.0, 20.0, 28.5], [0, 0, 60, 70]]),
+             torch.tensor([[3.0, 4.0, 60.0, 50.0]])]
+    out = pool(x, boxes, [(64, 80), (60, 70)])
+    assert pool.scales == SCALES
+    again = MultiScaleRoIAlign(["p2", "p3"], 2, 2)(
+        OrderedDict((k, v.numpy()) for k, v in x.items()), [b.numpy() for b in boxes],
+        [(64, 80), (60, 70)])
+    np.testing.assert_array_equal(out.numpy(), again)
+    assert "featmap_names=['p2', 'p3']" in repr(pool)
+
+
+def test_compat_errors_name_the_argument():
+    pool = MultiScaleRoIAlign(["p2"], 2, 2)
+    with pytest.raises(ValueError, match="featmap_names"):
+        pool({"other": pyramid()[0]}, [torch.zeros(1, 4)], [(64, 80)])
+    with pytest.raises(ValueError, match="image_shapes"):
+        pool({"p2": pyramid()[0]}, [torch.zeros(1, 4)], [])
