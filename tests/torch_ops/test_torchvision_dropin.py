@@ -166,3 +166,18 @@ def test_every_op_has_autocast_kernels():
     expected = roiops.crop_and_resize(image.float().numpy(), boxes.numpy(), np.array([0]),
                                       (3, 3))
     torch.testing.assert_close(crops, torch.from_numpy(expected).bfloat16(), rtol=0, atol=0)
+
+
+def test_crop_and_resize_scripts_and_traces_too():
+    image, boxes = torch.rand(2, 5, 6, 3), torch.tensor([[0.1, 0.2, 0.9, 0.7], [0, 0, 1, 1.]])
+    indices = torch.tensor([1, 0])
+    expected = roiops.crop_and_resize(image, boxes, indices, (3, 4), method="nearest")
+    scripted = torch.jit.script(roiops.crop_and_resize)
+    torch.testing.assert_close(scripted(image, boxes, indices, [3, 4], method="nearest"),
+                               expected, rtol=0, atol=0)
+    crop = roiops.nn.CropAndResize((3, 4), method="nearest")
+    for module in (torch.jit.script(crop), torch.fx.symbolic_trace(crop)):
+        torch.testing.assert_close(module(image, boxes, indices), expected, rtol=0, atol=0)
+    calls = [n.target for n in torch.fx.symbolic_trace(crop).graph.nodes
+             if n.op == "call_function"]
+    assert calls == [roiops.crop_and_resize]

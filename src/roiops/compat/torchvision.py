@@ -5,7 +5,8 @@ float64 are exact. Where torchvision is undefined (docs/decisions.md) roiops rai
 out-of-range batch indices and non-finite boxes, does not read samples outside the map (so an
 inf or NaN at pixel (0, 0) does not poison other outputs), returns zeros instead of
 torchvision's ``std::vector`` error for reversed aligned boxes, and accepts boxes of any float
-dtype (converted to the input's dtype).
+dtype (converted to the input's dtype). On tensors ``roi_align`` and ``RoIAlign`` are a drop-in
+(docs/torchvision.md#replacing-torchvision): scriptable, FX leaves, autocast, bfloat16.
 
 Example:
     >>> import numpy as np
@@ -88,11 +89,14 @@ def _options(output_size, spatial_scale, sampling_ratio, aligned):
 def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
               output_size: int | Sequence[int], spatial_scale: float = 1.0,
               sampling_ratio: int = -1, aligned: bool = False) -> ArrayOrTensor:
-    """``torchvision.ops.roi_align`` on NumPy arrays.
+    """``torchvision.ops.roi_align`` on NumPy arrays or tensors.
 
     input ``[N,C,H,W]`` float16/32/64; boxes a ``[K,5]`` array ``(batch_index, x1, y1, x2,
     y2)`` or a list of ``[L,4]`` arrays; output_size an int or ``(height, width)``.
-    Returns ``[K,C,height,width]`` of the input's dtype.
+    Returns ``[K,C,height,width]`` of the input's dtype. Tensors run
+    ``torch.ops.roiops.roi_align_torchvision`` and may also be bfloat16 (computed in float32
+    with float32 boxes, the result rounded once); under ``torch.autocast`` float16 and
+    bfloat16 run in float32 and the result is cast back, as in torchvision.
     """
     if _has_tensor(input, boxes):
         return _dispatch.tensor_implementation("compat.torchvision_roi_align")(
@@ -288,7 +292,8 @@ class RoIAlign:
 
     A ``torch.nn.Module`` when torch is installed (a plain callable otherwise); called with
     ``(input, rois)`` as NumPy arrays or tensors. torch is imported when the first instance
-    is made, not with this module.
+    is made, not with this module. The module works under ``torch.jit.script`` and
+    ``torch.fx.symbolic_trace`` (``roi_align`` a leaf).
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> RoIAlign:

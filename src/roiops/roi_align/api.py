@@ -80,7 +80,8 @@ def roi_align(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequ
     computed in float32 and rounded once.
 
     Args:
-        input: ``[N, C, H, W]`` float16, float32 or float64 feature maps.
+        input: ``[N, C, H, W]`` float16, float32 or float64 feature maps (tensors: bfloat16
+            too, computed in float32 and rounded once; autocast runs half types in float32).
         rois: ``[K, 5]`` float rows ``(batch_index, x1, y1, x2, y2)`` in image coordinates
             (multiplied by ``spatial_scale`` to reach the feature map).
         output_size: ``(pooled_height, pooled_width)`` or one int for both.
