@@ -15,8 +15,12 @@ from roiops.compat import torchvision as tvc  # noqa: E402
 from roiops.torch import ps_roi_ops  # noqa: E402
 from torch_cases import ROIS, layout, randn  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings(  # raised inside torch by opcheck
-    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings(  # raised inside torch by opcheck
+        "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+    # scripting is tested as torchvision's modules support it
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+]
 
 # 2 output channels of 2x2 bins; ROIS keep every sample away from pixel boundaries
 MAPS = (2, 8, 6, 7)
@@ -147,3 +151,29 @@ def test_export_records_the_ops():
     targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert {"roiops.ps_roi_align.default", "roiops.ps_roi_pool.default"} <= targets
     assert_same_bits(program.module()(x, rois).numpy(), Heads()(x, rois).numpy())
+
+
+@pytest.mark.parametrize("make", [lambda: tvc.PSRoIAlign(2, 0.5, 2),
+                                  lambda: tvc.PSRoIPool(2, 0.5)], ids=["align", "pool"])
+def test_compat_modules_script_and_trace_as_leaves(make):
+    module = make()
+    scripted = torch.jit.script(module)
+    x, rois = randn(*MAPS), _rois()
+    expected = module(x, rois).numpy()
+    assert_same_bits(scripted(x, rois).numpy(), expected)
+    assert_same_bits(scripted(x, [rois[:1, 1:], rois[1:, 1:]]).numpy(), expected)
+    half = x.half()  # torchvision's half arithmetic in the scripted twin too
+    assert_same_bits(scripted(half, rois.half()).numpy(), module(half, rois.half()).numpy())
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = make()
+
+        def forward(self, x, rois):
+            return self.pool(x, rois) * 2
+
+    graph = torch.fx.symbolic_trace(Head())
+    called = [n.target for n in graph.graph.nodes if n.op == "call_function"]
+    assert called[0] in (tvc.ps_roi_align, tvc.ps_roi_pool)
+    assert_same_bits(graph(x, rois).numpy(), expected * 2)

@@ -137,6 +137,7 @@ def roi_align_backward(grad_output: ArrayOrTensor,
     return api.run_grad_input(call, grad_output, rois, indices)
 
 
+@_dispatch.script_as("script.torchvision_ps_roi_align")
 def ps_roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
                  output_size: int | Sequence[int], spatial_scale: float = 1.0,
                  sampling_ratio: int = -1) -> ArrayOrTensor:
@@ -196,6 +197,7 @@ def ps_roi_align_backward(grad_output: ArrayOrTensor,
     return _ps_backward(ps_api.run_grad_input, grad_output, boxes, input_shape, options)
 
 
+@_dispatch.script_as("script.torchvision_ps_roi_pool")
 def ps_roi_pool(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
                 output_size: int | Sequence[int], spatial_scale: float = 1.0) -> ArrayOrTensor:
     """``torchvision.ops.ps_roi_pool``: input ``[N,C,H,W]`` float16/32/64 with ``C`` a multiple

@@ -54,6 +54,8 @@ _dispatch.register("compat.torchvision_ps_roi_align", ps_roi_ops.torchvision_ps_
 _dispatch.register("compat.torchvision_ps_roi_pool", ps_roi_ops.torchvision_ps_roi_pool)
 _dispatch.register("compat.torchvision_PSRoIAlign", ps_roi_ops.TorchvisionPSRoIAlign)
 _dispatch.register("compat.torchvision_PSRoIPool", ps_roi_ops.TorchvisionPSRoIPool)
+_dispatch.register("script.torchvision_ps_roi_align", ps_roi_ops.script_torchvision_ps_roi_align)
+_dispatch.register("script.torchvision_ps_roi_pool", ps_roi_ops.script_torchvision_ps_roi_pool)
 del _name
 
 # torch.jit.script compiles these twins in place of the public functions (roiops.torch.tracing)
@@ -63,6 +65,8 @@ _dispatch.register("script.torchvision_roi_align", tracing.torchvision_roi_align
 # and torch.fx traces the public functions as leaves
 for _public, _name in ((_roi_align.roi_align, "roi_align"),
                        (_crop_and_resize.crop_and_resize, "crop_and_resize"),
-                       (_torchvision.roi_align, "compat.torchvision_roi_align")):
+                       (_torchvision.roi_align, "compat.torchvision_roi_align"),
+                       (_torchvision.ps_roi_align, "compat.torchvision_ps_roi_align"),
+                       (_torchvision.ps_roi_pool, "compat.torchvision_ps_roi_pool")):
     _dispatch.register(_name, tracing.fx_leaf(_public, _dispatch.tensor_implementation(_name)))
 del _public, _name

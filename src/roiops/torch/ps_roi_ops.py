@@ -29,9 +29,11 @@ Example:
             [21., 31.]])
 """
 from collections.abc import Sequence
+from typing import List, Union
 
 import torch
 from torch import Tensor
+from torch.jit.annotations import BroadcastingList2
 
 from .. import _checks
 from ..compat import torchvision as torchvision_compat
@@ -63,7 +65,12 @@ __all__ = ["ps_roi_align", "ps_roi_align_grad_input", "ps_roi_align_grad_boxes",
 
 
 def _half(call, half_arithmetic):
-    return call._replace(half_arithmetic=bool(half_arithmetic))
+    """The record of ``half_arithmetic``: torchvision's float16 kernels round the scale to
+    the data's type (``roiops.compat.torchvision.in_data_type``) and every operation to half,
+    so the op can take torchvision's arguments as they are."""
+    if not half_arithmetic:
+        return call
+    return torchvision_compat.in_data_type(call)._replace(half_arithmetic=True)
 
 
 def _indices(rois, call):
@@ -410,12 +417,58 @@ def torchvision_ps_roi_pool(input, boxes, output_size, spatial_scale):
 
 class TorchvisionPSRoIAlign(torchvision_compat.PSRoIAlign, torch.nn.Module):
     """``roiops.compat.torchvision.PSRoIAlign`` as a ``torch.nn.Module`` (what it is whenever
-    torch is installed: its constructor returns one)."""
+    torch is installed: its constructor returns one); scriptable."""
 
     __call__ = torch.nn.Module.__call__
+    # For TorchScript, which would otherwise type an int scale (``spatial_scale=1``) as int.
+    spatial_scale: float
+    sampling_ratio: int
+
+    # TorchScript compiles these annotations (tensors); NumPy arrays still pass at run time.
+    def forward(self, input: Tensor,  # type: ignore[override]
+                rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return torchvision_compat.ps_roi_align(input, rois, self.output_size,
+                                               self.spatial_scale, self.sampling_ratio)
 
 
 class TorchvisionPSRoIPool(torchvision_compat.PSRoIPool, torch.nn.Module):
-    """``roiops.compat.torchvision.PSRoIPool`` as a ``torch.nn.Module``."""
+    """``roiops.compat.torchvision.PSRoIPool`` as a ``torch.nn.Module``; scriptable."""
 
     __call__ = torch.nn.Module.__call__
+    spatial_scale: float
+
+    def forward(self, input: Tensor,  # type: ignore[override]
+                rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return torchvision_compat.ps_roi_pool(input, rois, self.output_size,
+                                              self.spatial_scale)
+
+
+# --- TorchScript twins of the compat functions (roiops._dispatch.script_as) ----------------
+
+def _script_rois(boxes: Union[Tensor, List[Tensor]]) -> Tensor:
+    """torchvision's box formats in TorchScript: ``[K, 5]``, or a list of ``[L, 4]``."""
+    if isinstance(boxes, Tensor):
+        return boxes
+    rows: List[Tensor] = []
+    for i, image_boxes in enumerate(boxes):
+        rows.append(torch.cat([torch.full_like(image_boxes[:, :1], i), image_boxes], 1))
+    return torch.cat(rows)
+
+
+def script_torchvision_ps_roi_align(input: Tensor, boxes: Union[Tensor, List[Tensor]],
+                                    output_size: BroadcastingList2[int],
+                                    spatial_scale: float = 1.0,
+                                    sampling_ratio: int = -1) -> Tensor:
+    """``roiops.compat.torchvision.ps_roi_align`` in TorchScript (tensors only)."""
+    rois = _script_rois(boxes).to(input.dtype)
+    return torch.ops.roiops.ps_roi_align(input, rois, output_size, spatial_scale,
+                                         sampling_ratio, input.dtype == torch.float16)
+
+
+def script_torchvision_ps_roi_pool(input: Tensor, boxes: Union[Tensor, List[Tensor]],
+                                   output_size: BroadcastingList2[int],
+                                   spatial_scale: float = 1.0) -> Tensor:
+    """``roiops.compat.torchvision.ps_roi_pool`` in TorchScript (tensors only)."""
+    rois = _script_rois(boxes).to(input.dtype)
+    return torch.ops.roiops.ps_roi_pool(input, rois, output_size, spatial_scale,
+                                        input.dtype == torch.float16)
