@@ -181,3 +181,12 @@ def test_crop_and_resize_scripts_and_traces_too():
     calls = [n.target for n in torch.fx.symbolic_trace(crop).graph.nodes
              if n.op == "call_function"]
     assert calls == [roiops.crop_and_resize]
+
+
+def test_compile_and_export_trace_through_to_roi_align():
+    pool, input, rois = tv.RoIAlign((2, 3), 0.5, 2, True), randn(2, 3, 6, 7), _rois()
+    torch._dynamo.reset()
+    compiled = torch.compile(pool, backend="aot_eager", fullgraph=True)
+    torch.testing.assert_close(compiled(input, rois), pool(input, rois), rtol=0, atol=0)
+    exported = torch.export.export(pool, (input, rois))
+    torch.testing.assert_close(exported.module()(input, rois), pool(input, rois), rtol=0, atol=0)
