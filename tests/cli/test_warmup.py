@@ -5,7 +5,8 @@ from roiops.cli import warmup
 from roiops.cli.main import main
 
 OPERATORS = ["crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
-             "roi_align", "roi_align_grad_input", "roi_align_grad_boxes"]
+             "roi_align", "roi_align_grad_input", "roi_align_grad_boxes", "ps_roi_align",
+             "ps_roi_align_grad_boxes", "ps_roi_pool"]
 
 
 def test_list_names_every_operator_and_dtype_without_compiling(capsys, monkeypatch):
@@ -25,14 +26,16 @@ def test_only_selects_by_substring(capsys):
         "crop_and_resize int32 C bilinear", "crop_and_resize int32 C nearest",
         "crop_and_resize int32 C bilinear_v2", "crop_and_resize_grad_boxes float64 C",
         "crop_and_resize_grad_boxes float64 strided", "roi_align_grad_boxes float64 C",
-        "roi_align_grad_boxes float64 strided"])
+        "roi_align_grad_boxes float64 strided", "ps_roi_align_grad_boxes float64 C",
+        "ps_roi_align_grad_boxes float64 strided"])
 
 
 def test_compiles_a_subset_and_names_the_cache(capsys):
-    assert main(["warmup", "--only", "roi_align_grad_boxes float32 C", "--jobs", "1"]) == 0
+    # a name no other contains ("roi_align_grad_boxes" is part of "ps_roi_align_grad_boxes")
+    assert main(["warmup", "--only", "crop_and_resize_grad_boxes float32 C", "--jobs", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "roiops warmup: compiling 1 kernel variants in 1 process"
-    assert lines[1].startswith("  [1/1] roi_align_grad_boxes float32 C: ")
+    assert lines[1].startswith("  [1/1] crop_and_resize_grad_boxes float32 C: ")
     assert lines[2].startswith("compiled 1 of 1 variants in ")
     assert "cache: " in lines[2]
 

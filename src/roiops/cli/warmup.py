@@ -93,6 +93,30 @@ def _align_grad_boxes(dtype, layout):
     roiops.roi_align_grad_boxes(grads, _layout(features, layout), rois, 2, sampling_ratio=2)
 
 
+def _ps_case(dtype, layout):
+    """(maps, rois, grads): position-sensitive maps of 2 output channels of 2x2 bins."""
+    maps = _layout(np.ones((2, 8, 6, 8), dtype), layout)
+    rois = np.array([[0, 1, 1, 6, 5], [1, 0, 0, 7, 5]], dtype)
+    return maps, rois, _layout(np.ones((2, 2, 2, 2), dtype), layout)
+
+
+def _ps_align(dtype, layout):
+    maps, rois, grads = _ps_case(dtype, layout)
+    roiops.ps_roi_align(maps, rois, 2, sampling_ratio=2)
+    roiops.ps_roi_align_grad_input(grads, rois, maps.shape, 2, sampling_ratio=2)
+
+
+def _ps_align_grad_boxes(dtype, layout):
+    maps, rois, grads = _ps_case(dtype, layout)
+    roiops.ps_roi_align_grad_boxes(grads, maps, rois, 2, sampling_ratio=2)
+
+
+def _ps_pool(dtype, layout):
+    maps, rois, grads = _ps_case(dtype, layout)
+    roiops.ps_roi_pool(maps, rois, 2)
+    roiops.ps_roi_pool_grad_input(grads, rois, maps.shape, 2)
+
+
 def _variant(name, function, *args):
     return Variant(name, lambda: function(*args))
 
@@ -126,6 +150,10 @@ def variants():
                                       _align_grad_input, dtype, layout, dense))
             found.append(_variant(f"roi_align_grad_boxes {dtype} {layout}",
                                   _align_grad_boxes, dtype, layout))
+            found.append(_variant(f"ps_roi_align {dtype} {layout}", _ps_align, dtype, layout))
+            found.append(_variant(f"ps_roi_align_grad_boxes {dtype} {layout}",
+                                  _ps_align_grad_boxes, dtype, layout))
+            found.append(_variant(f"ps_roi_pool {dtype} {layout}", _ps_pool, dtype, layout))
     return found
 
 
