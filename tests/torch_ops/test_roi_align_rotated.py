@@ -13,8 +13,11 @@ import roiops  # noqa: E402
 import roiops.nn  # noqa: E402
 from roiops.torch import rotated_ops as ops  # noqa: E402
 
-pytestmark = pytest.mark.filterwarnings(  # raised inside torch by opcheck
-    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings(  # raised inside torch by opcheck
+        "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+]
 
 # (batch, cx, cy, w, h, angle): degrees for detectron2, radians for mmcv
 ROIS_DEGREES = [[0, 3.3, 2.6, 4.1, 3.2, 31.0], [1.5, 4.0, 3.0, 2.5, 5.0, -120.0],
@@ -197,3 +200,31 @@ def test_triton_kernels_compile_for_sm90_without_fma_or_approximate_division():
                       options={"enable_fp_fusion": False}).asm["ptx"]
         assert "fma." not in ptx, kernel
         assert "div.full" not in ptx and "div.approx" not in ptx, kernel
+
+
+def _modules():
+    from roiops.compat import detectron2, mmcv
+    return [detectron2.ROIAlignRotated((2, 2), 1 / 3, 1),
+            mmcv.RoIAlignRotated(2, 0.5, 2, clockwise=True),
+            roiops.nn.RoIAlignRotated(2, sampling_ratio=1, convention="mmcv", aligned=False)]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_modules_script_and_fx_trace(index):
+    module = _modules()[index]
+    input, rois = _input(torch.float32), _rois("mmcv", torch.float32)
+    expected = module(input, rois)
+    assert_same_bits(torch.jit.script(module)(input, rois), expected)
+    traced = torch.fx.symbolic_trace(module)
+    assert_same_bits(traced(input, rois), expected)
+    assert roiops.roi_align_rotated in [node.target for node in traced.graph.nodes]
+
+
+def test_functions_script():
+    from roiops.compat import mmcv
+    input, rois = _input(torch.float32), _rois("detectron2", torch.float32)
+    scripted = torch.jit.script(roiops.roi_align_rotated)
+    assert_same_bits(scripted(input, rois, 2, spatial_scale=0.5),
+                     roiops.roi_align_rotated(input, rois, 2, spatial_scale=0.5))
+    with pytest.raises(torch.jit.Error, match="float16 on the host"):
+        torch.jit.script(mmcv.roi_align_rotated)(input.half(), rois.half(), 2, 1.0)

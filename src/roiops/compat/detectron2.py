@@ -32,6 +32,7 @@ from ..roi_align_rotated.api import roi_align_rotated as _native
 __all__ = ["roi_align_rotated", "ROIAlignRotated"]
 
 
+@_dispatch.script_as("script.detectron2_roi_align_rotated")
 def roi_align_rotated(input: ArrayOrTensor, rois: ArrayOrTensor,
                       output_size: int | Sequence[int], spatial_scale: float,
                       sampling_ratio: int) -> ArrayOrTensor:

@@ -65,6 +65,7 @@ def _in_data_type(call, rois):
     return call._replace(options=call.options.with_scale(scale), half_arithmetic=True), rois
 
 
+@_dispatch.script_as("script.mmcv_roi_align_rotated")
 def roi_align_rotated(input: ArrayOrTensor, rois: ArrayOrTensor,
                       output_size: int | Sequence[int], spatial_scale: float,
                       sampling_ratio: int = 0, aligned: bool = True,

@@ -91,6 +91,7 @@ def _prepare(check, arrays, rois_position, options, *args):
     return call, arrays, indices
 
 
+@_dispatch.script_as("script.roi_align_rotated")
 def roi_align_rotated(input: ArrayOrTensor, rois: ArrayOrTensor,
                       output_size: int | Sequence[int], *, spatial_scale: float = 1.0,
                       sampling_ratio: int = 0, aligned: bool = True, clockwise: bool = False,

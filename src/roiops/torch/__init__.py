@@ -17,6 +17,7 @@ from .. import _dispatch
 from ..compat import torchvision as _torchvision
 from ..crop_and_resize import api as _crop_and_resize
 from ..roi_align import api as _roi_align
+from ..roi_align_rotated import api as _rotated
 from . import (
     api,
     compat,
@@ -62,11 +63,16 @@ del _name
 _dispatch.register("script.roi_align", tracing.roi_align)
 _dispatch.register("script.crop_and_resize", tracing.crop_and_resize)
 _dispatch.register("script.torchvision_roi_align", tracing.torchvision_roi_align)
+_dispatch.register("script.roi_align_rotated", rotated_ops.script_roi_align_rotated)
+_dispatch.register("script.detectron2_roi_align_rotated",
+                   rotated_ops.script_detectron2_roi_align_rotated)
+_dispatch.register("script.mmcv_roi_align_rotated", rotated_ops.script_mmcv_roi_align_rotated)
 # and torch.fx traces the public functions as leaves
 for _public, _name in ((_roi_align.roi_align, "roi_align"),
                        (_crop_and_resize.crop_and_resize, "crop_and_resize"),
                        (_torchvision.roi_align, "compat.torchvision_roi_align"),
                        (_torchvision.ps_roi_align, "compat.torchvision_ps_roi_align"),
-                       (_torchvision.ps_roi_pool, "compat.torchvision_ps_roi_pool")):
+                       (_torchvision.ps_roi_pool, "compat.torchvision_ps_roi_pool"),
+                       (_rotated.roi_align_rotated, "roi_align_rotated")):
     _dispatch.register(_name, tracing.fx_leaf(_public, _dispatch.tensor_implementation(_name)))
 del _public, _name

@@ -27,8 +27,9 @@ from ..ps_roi_pool.api import ps_roi_pool
 from ..roi_align import checks as _roi_checks
 from ..roi_align.api import roi_align  # public: scriptable, an FX leaf
 from ..roi_align_rotated import checks as _rotated_checks
+from ..roi_align_rotated.api import roi_align_rotated  # public: scriptable, an FX leaf
 from ..roi_pool import checks as _pool_checks
-from .api import roi_align_rotated, roi_pool
+from .api import roi_pool
 
 __all__ = ["CropAndResize", "RoIAlign", "RoIAlignRotated", "RoIPool", "MindSporeCropAndResize",
            "MindSporeROIAlign", "PSRoIAlign", "PSRoIPool"]

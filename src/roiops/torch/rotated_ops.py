@@ -26,6 +26,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.jit.annotations import BroadcastingList2
 
 from ..compat import detectron2 as detectron2_compat
 from ..compat import mmcv as mmcv_compat
@@ -35,7 +36,8 @@ from .ops import _cuda_kernels, _empty, _no_double_backward, _numpy, _tensor, re
 from .tensors import TORCH
 
 __all__ = ["roi_align_rotated", "roi_align_rotated_grad_input", "roi_align_rotated_grad_boxes",
-           "Detectron2ROIAlignRotated", "MmcvRoIAlignRotated"]
+           "Detectron2ROIAlignRotated", "MmcvRoIAlignRotated", "script_roi_align_rotated",
+           "script_detectron2_roi_align_rotated", "script_mmcv_roi_align_rotated"]
 
 
 def _options(output_size, spatial_scale, sampling_ratio, aligned, clockwise, convention):
@@ -202,16 +204,72 @@ for _name, _result_like in (("roi_align_rotated", 0), ("roi_align_rotated_grad_i
 del _name, _result_like
 
 
-# --- the compat modules as torch.nn.Module ---------------------------------------------------
+# --- TorchScript twins and the compat modules as torch.nn.Module ---------------------------
+#
+# torch.jit.script compiles these in place of the public functions (roiops._dispatch.script_as,
+# as roiops.torch.tracing does for roi_align); the op checks its arguments itself.
+
+def script_roi_align_rotated(input: Tensor, rois: Tensor, output_size: BroadcastingList2[int],
+                             spatial_scale: float = 1.0, sampling_ratio: int = 0,
+                             aligned: bool = True, clockwise: bool = False,
+                             convention: str = "detectron2") -> Tensor:
+    """``roiops.roi_align_rotated`` in TorchScript (tensors only)."""
+    return torch.ops.roiops.roi_align_rotated(input, rois, output_size, spatial_scale,
+                                              sampling_ratio, aligned, clockwise, convention)
+
+
+def _float_scale(spatial_scale: float) -> float:
+    """The frameworks' C ``float`` spatial scale."""
+    return float(torch.tensor(spatial_scale, dtype=torch.float32).item())
+
+
+def script_detectron2_roi_align_rotated(input: Tensor, rois: Tensor,
+                                        output_size: BroadcastingList2[int],
+                                        spatial_scale: float, sampling_ratio: int) -> Tensor:
+    """``roiops.compat.detectron2.roi_align_rotated`` in TorchScript."""
+    return torch.ops.roiops.roi_align_rotated(input, rois, output_size,
+                                              _float_scale(spatial_scale), sampling_ratio,
+                                              True, False, "detectron2")
+
+
+def script_mmcv_roi_align_rotated(input: Tensor, rois: Tensor,
+                                  output_size: BroadcastingList2[int], spatial_scale: float,
+                                  sampling_ratio: int = 0, aligned: bool = True,
+                                  clockwise: bool = False) -> Tensor:
+    """``roiops.compat.mmcv.roi_align_rotated`` in TorchScript; float16 (mmcv's half
+    arithmetic, on the host) is not available there."""
+    if input.dtype == torch.float16:
+        raise RuntimeError("roiops.compat.mmcv.roi_align_rotated computes float16 on the host "
+                           "(mmcv's half arithmetic), which TorchScript cannot run")
+    return torch.ops.roiops.roi_align_rotated(input, rois, output_size,
+                                              _float_scale(spatial_scale), sampling_ratio,
+                                              aligned, clockwise, "mmcv")
+
 
 class Detectron2ROIAlignRotated(detectron2_compat.ROIAlignRotated, torch.nn.Module):
     """``roiops.compat.detectron2.ROIAlignRotated`` as a ``torch.nn.Module`` (what it is
-    whenever torch is installed: its constructor returns one)."""
+    whenever torch is installed: its constructor returns one); scriptable."""
 
     __call__ = torch.nn.Module.__call__
+    spatial_scale: float  # for TorchScript, which would type an int scale as int
+    sampling_ratio: int
+
+    # TorchScript compiles these annotations (tensors); NumPy arrays still pass at run time.
+    def forward(self, input: Tensor, rois: Tensor) -> Tensor:  # type: ignore[override]
+        return detectron2_compat.roi_align_rotated(input, rois, self.output_size,
+                                                   self.spatial_scale, self.sampling_ratio)
 
 
 class MmcvRoIAlignRotated(mmcv_compat.RoIAlignRotated, torch.nn.Module):
-    """``roiops.compat.mmcv.RoIAlignRotated`` as a ``torch.nn.Module``."""
+    """``roiops.compat.mmcv.RoIAlignRotated`` as a ``torch.nn.Module``; scriptable."""
 
     __call__ = torch.nn.Module.__call__
+    spatial_scale: float
+    sampling_ratio: int
+    aligned: bool
+    clockwise: bool
+
+    def forward(self, input: Tensor, rois: Tensor) -> Tensor:  # type: ignore[override]
+        return mmcv_compat.roi_align_rotated(input, rois, self.output_size,
+                                             self.spatial_scale, self.sampling_ratio,
+                                             self.aligned, self.clockwise)
