@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 
 from roiops.crop_and_resize import reference as crop_reference
 from roiops.roi_align import reference as roi_reference
+from roiops.roi_pool import reference as pool_reference
 
 LONG = "ROIOPS_FUZZ_EXAMPLES" in os.environ
 EXAMPLES = int(os.environ.get("ROIOPS_FUZZ_EXAMPLES", "0")) or 30
@@ -97,6 +98,8 @@ CONSTRUCTOR_ARGUMENTS = {
     "nn.RoIAlign": ("output_size", "spatial_scale", "sampling_ratio", "aligned", "convention",
                     "roi_end_mode"),
     "torchvision.RoIAlign": ("output_size", "spatial_scale", "sampling_ratio", "aligned"),
+    "nn.RoIPool": ("output_size", "spatial_scale"),
+    "torchvision.RoIPool": ("output_size", "spatial_scale"),
 }
 
 
@@ -625,10 +628,9 @@ def spatial_scale(draft, python_float=False, name="spatial_scale"):
                                             (-math.inf, ValueError)]
     if python_float:
         hostile += [(1, TypeError), (np.float32(0.5), TypeError)]
-    value = draft.pick(name, valid, hostile)
-    if draft.rarely():
-        value = draft.draw(st.sampled_from([1e30, 1e39, -1e39, 1e5]))
-    return value
+    if draft.rarely():  # drawn first: a refused value's rule must not outlive the value
+        return draft.draw(st.sampled_from([1e30, 1e39, -1e39, 1e5]))
+    return draft.pick(name, valid, hostile)
 
 
 def refuse_overflow(draft, name, value, *chain):
@@ -1324,6 +1326,120 @@ def grad_boxes_tolerance(maker, grads, features, data_dtype, scale):
 
 
 # ---------------------------------------------------------------------------------------------
+# roi_pool entry points
+# ---------------------------------------------------------------------------------------------
+
+# torchvision's roi_pool reproduces its CPU kernel's dtypes (no bfloat16, on tensors either).
+_TV_POOL = dict(family="torchvision", rois="boxes", dtypes=("float16", "float32", "float64"),
+                rois_dtypes=("float16", "float32", "float64"))
+POOL_ENTRIES = {
+    "roi_pool": RoiEntry(),
+    "roi_pool_grad_input": RoiEntry(),
+    "nn.RoIPool": RoiEntry(),
+    "torchvision.roi_pool": RoiEntry(**_TV_POOL),
+    "torchvision.roi_pool_backward": RoiEntry(grads="grad_output", **_TV_POOL),
+    # RoIPool.forward(input, rois) calls roi_pool(input, rois), whose messages say "boxes"
+    "torchvision.RoIPool": RoiEntry(**dict(_TV_POOL, rois="rois"), aliases=("boxes",)),
+}
+
+
+def pool_rois(draft, entry, data, dims):
+    """(rois value, rows, reference geometry type T, half): the rois of a roi_pool call whose
+    data argument is ``data``, the scale's overflow rule recorded."""
+    maker = draft.maker
+    batch, height, width, count, scale = dims
+    rois, rows = call_rois(draft, entry, roi_rows(draft, batch, height, width, count, False))
+    data_dtype = known_dtype(maker, data)
+    half = data_dtype == "float16" and entry.family == "torchvision"
+    T = np.float16 if half else compute_type(maker.numpy_dtype(data_dtype))
+    refuse_overflow(draft, "spatial_scale", scale, *((F32, T) if half else (T,)))
+    if rows is not None and entry.family == "torchvision":  # converted to the data's dtype
+        with np.errstate(over="ignore", invalid="ignore"):
+            rows = rows.astype(maker.numpy_dtype(data_dtype)).astype(F64)
+    if rows is not None:
+        refuse_bad_rois(draft, entry.rois, rows, batch, False)
+    return rois, rows, T, half
+
+
+def pool_forward(draft, name):
+    entry = POOL_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    features, features_ok = maker.array(draft, entry.input, data_values(
+        draft, (batch, channels, height, width)), entry.dtypes)
+    if features_ok and (height == 0 or width == 0):
+        draft.refuse(f"{entry.input} of size {height}x{width}", (entry.input,), ValueError)
+    size_value, pooled = size_pair(draft, "output_size", tuple(pair), allow_int=True)
+    scale = spatial_scale(draft)
+    rois, rows, T, half = pool_rois(draft, entry, features,
+                                    (batch, height, width, count, scale))
+    data_dtype = maker.dtype_name(features) if features_ok else "float32"
+    shape = None
+    if pooled is not None:
+        shape = (count, channels, *pooled)
+        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
+        if refuse_if_too_big(draft, "output_size", shape, itemsize):
+            shape = None
+
+    def expected():
+        if rows is None or not all(size <= 64 for size in pooled):
+            return maker.shaped(shape, data_dtype)
+        want, _ = pool_reference.roi_pool(maker.values(features), rows.astype(T), pooled,
+                                          float(scale), half=half)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {entry.input: features, entry.rois: rois, "output_size": size_value,
+                 "spatial_scale": scale}
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+def pool_grad_input(draft, name):
+    entry = POOL_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    pair = tuple(pair)
+    grads, grads_ok, grads_channels = roi_gradients(draft, entry, count, channels, pair)
+    rng = np.random.default_rng(draft.draw(st.integers(0, 2**16)))
+    plane = max(height * width, 1)
+    positions = rng.integers(-1, plane, (count, channels) + pair).astype(F64)
+    if positions.size and draft.rarely():
+        positions.flat[rng.integers(positions.size)] = draft.draw(
+            st.sampled_from([plane, -2, 2**31 - 1]))
+        draft.refuse("argmax outside [-1, H * W)", ("argmax",), ValueError)
+    argmax, argmax_ok = maker.array(draft, "argmax", positions, ("int32", "int64"))
+    rois, rows = call_rois(draft, entry, roi_rows(draft, batch, height, width, count, False))
+    data_dtype = maker.dtype_name(grads) if grads_ok else "float32"
+    half = data_dtype == "float16" and entry.family == "torchvision"
+    shape_value, dims = shape_argument(draft, entry.shape, (batch, channels, height, width))
+    if dims is not None:
+        if dims[2] == 0 or dims[3] == 0:
+            draft.refuse(f"{entry.shape} of size {dims[2]}x{dims[3]}", (entry.shape,),
+                         ValueError)
+        if dims[2] * dims[3] > 2**31 - 1:  # the argmax is an int32 index into one plane
+            draft.refuse(f"{entry.shape} planes of 2**31 elements", (entry.shape,), ValueError)
+        if channels != dims[1]:
+            draft.refuse(f"{entry.shape} of {dims[1]} channels", (entry.grads, "argmax"),
+                         ValueError)
+        if grads_channels != channels:
+            draft.refuse(f"{entry.grads} of {grads_channels} channels", (entry.grads,),
+                         ValueError)
+        if rows is not None:
+            refuse_bad_rois(draft, entry.rois, rows, dims[0], False)
+        refuse_if_too_big(draft, entry.shape, dims, 8)
+    elif grads_channels != channels:
+        draft.refuse(f"{entry.grads} of {grads_channels} channels", (entry.grads,), ValueError)
+
+    def expected():
+        want = pool_reference.roi_pool_grad_input(maker.values(grads), maker.values(argmax),
+                                                  rows, dims, half=half)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {entry.grads: grads, "argmax": argmax, entry.rois: rois,
+                 entry.shape: shape_value}
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+# ---------------------------------------------------------------------------------------------
 # the entry points
 # ---------------------------------------------------------------------------------------------
 
@@ -1346,11 +1462,17 @@ BUILDERS = {
     "torchvision.roi_align": roi_forward,
     "torchvision.roi_align_backward": roi_grad_input,
     "torchvision.RoIAlign": roi_forward,
+    "roi_pool": pool_forward,
+    "roi_pool_grad_input": pool_grad_input,
+    "torchvision.roi_pool": pool_forward,
+    "torchvision.roi_pool_backward": pool_grad_input,
+    "torchvision.RoIPool": pool_forward,
     # torch modules (roiops.nn)
     "nn.CropAndResize": crop_forward,
     "nn.MindSporeCropAndResize": crop_forward,
     "nn.RoIAlign": roi_forward,
     "nn.MindSporeROIAlign": roi_forward,
+    "nn.RoIPool": pool_forward,
 }
 NUMPY_ENTRY_POINTS = [name for name in BUILDERS if not name.startswith("nn.")]
 

@@ -30,7 +30,7 @@ LAYOUTS = ("contiguous", "contiguous", "channels_last", "strided", "transposed",
 HOST_ONLY = ("tensorflow.raw_ops.CropAndResizeGradImage",
              "tensorflow.raw_ops.CropAndResizeGradBoxes", "mindspore.CropAndResizeGradImage",
              "mindspore.CropAndResizeGradBoxes", "mindspore.ROIAlignGrad",
-             "torchvision.roi_align_backward")
+             "torchvision.roi_align_backward", "torchvision.roi_pool_backward")
 
 
 def torch_dtype(name):
@@ -100,7 +100,8 @@ class TensorMaker:
     aliases = {name: ("box_indices",) for name in (
         "tensorflow.raw_ops.CropAndResize", "mindspore.CropAndResize",
         "nn.MindSporeCropAndResize")}
-    aliases.update({name: ("rois",) for name in ("torchvision.roi_align", "torchvision.RoIAlign")})
+    aliases.update({name: ("rois",) for name in ("torchvision.roi_align", "torchvision.RoIAlign",
+                                                 "torchvision.roi_pool", "torchvision.RoIPool")})
     # torch.library passes a float argument -0.0 to the op as +0.0: extrapolation_value=-0.0
     # gives +0.0 outside the image on tensors (-0.0 with NumPy arrays, as TensorFlow).
     keeps_negative_zero = False

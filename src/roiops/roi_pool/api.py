@@ -23,7 +23,7 @@ _NO_ARGMAX = np.empty((1, 1, 1, 1), np.int32)
 def run_forward(call, input, rois, indices, out=None, with_argmax=False):
     """The kernel call of a checked ``call`` (``out`` checked too): the result, and with
     ``with_argmax`` the ``(result, argmax)`` pair."""
-    checks.check_forward_run(call, fresh_result=out is None)
+    checks.check_forward_run(call, fresh_result=out is None, with_argmax=with_argmax)
     result = np.empty(call.result_shape, call.kernel_dtype) if out is None else out
     argmax = np.empty(call.result_shape, np.int32) if with_argmax else _NO_ARGMAX
     target, out_half = _arrays.kernel_output(result)

@@ -188,11 +188,11 @@ def check_compute_type(call):
     _checks.representable("spatial_scale", call.options.spatial_scale, call.F)
 
 
-def check_forward_run(call, fresh_result=True, device=None):
+def check_forward_run(call, fresh_result=True, device=None, with_argmax=True):
     """The checks that need the compute type and the result size, before allocating it (the
-    result and its int32 argmax)."""
+    result and, when asked for, its int32 argmax)."""
     check_compute_type(call)
-    buffers = [(call.result_shape, 4)]
+    buffers = [(call.result_shape, 4)] if with_argmax else []
     if fresh_result:
         buffers.append((call.result_shape, call.kernel_dtype.itemsize))
     _checks.require_memory(call.names.output_size, call.options.output_size, buffers, device)

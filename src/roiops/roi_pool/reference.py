@@ -124,7 +124,9 @@ def roi_pool_grad_input(grads, argmax, rois, input_shape, half=False):
             for pw in range(grads.shape[3]):
                 index = argmax[k, :, ph, pw].astype(np.int64)
                 hit = index >= 0
-                # one channel per element: no element is hit twice by one assignment
-                total[b, everyone[hit], index[hit]] += grads[k, hit, ph, pw].astype(A)
+                # one channel per element: no element is hit twice by one assignment; a half
+                # sum beyond its range is inf, as the kernels' is
+                with np.errstate(over="ignore"):
+                    total[b, everyone[hit], index[hit]] += grads[k, hit, ph, pw].astype(A)
     with np.errstate(over="ignore"):
         return total.reshape(input_shape).astype(grads.dtype)
