@@ -181,3 +181,31 @@ def grad_boxes(grads, maps, rois, batch_indices, levels, scales, sampling_ratio,
                  grads.shape[2], grads.shape[3], F)
     run_tasks(_grad_boxes_tasks, grads.shape[0], grads, _same_layout(maps), batch_indices,
               levels, np.array(scales, F), plan, out, F)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _channels_first_rows(out, source, task_begin, task_end):
+    """``out[b, c, y, x] = source[b, y, x, c]`` for the (image, row) tasks given, 32
+    channels at a time: the reads stay contiguous, the writes go to 32 rows at once."""
+    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
+    for task in range(task_begin, task_end):
+        b = task // height
+        y = task % height
+        for first in range(0, channels, 32):
+            stop = min(first + 32, channels)
+            for x in range(width):
+                for c in range(first, stop):
+                    out[b, c, y, x] = source[b, y, x, c]
+
+
+def channels_first(array):
+    """A C-contiguous ``[N, C, H, W]`` copy of the ``[N, C, H, W]`` view ``array`` of
+    channels-last memory. For tensors: torch's own copy of a channels_last gradient into a
+    contiguous parameter's layout took three times as long (330 ms for an FPN's finest
+    level, 2 threads)."""
+    batch, channels, height, width = array.shape
+    out = np.empty((batch, channels, height, width), array.dtype)
+    bits = np.dtype(f"u{array.dtype.itemsize}")  # moved as bits: float16 too
+    run_tasks(_channels_first_rows, batch * height, out.view(bits),
+              array.transpose(0, 2, 3, 1).view(bits))
+    return out

@@ -38,6 +38,7 @@ from .. import _dispatch
 from ..compat import torchvision_multiscale as tv_multiscale
 from ..multi_scale_roi_align import api as ms_api
 from ..multi_scale_roi_align import checks
+from ..multi_scale_roi_align import cpu as ms_cpu
 from ..multi_scale_roi_align import levels as level_mapper
 from .compat import boxes_to_rois
 from .ops import _empty, _numpy, _tensor
@@ -90,7 +91,9 @@ def multi_scale_roi_align_grad_input(grads: Tensor, rois: Tensor, levels: Tensor
                                      output_size: Sequence[int], sampling_ratio: int,
                                      aligned: bool, half_arithmetic: bool) -> list[Tensor]:
     """The gradient of every level (``level_shapes``: the levels' ``(N, C, H, W)`` one after
-    the other), channels_last, of ``grads.dtype``."""
+    the other), contiguous, of ``grads.dtype``: the layout of the maps autograd adds it to
+    (unlike roi_align's channels_last result, which torch copies slowly into a contiguous
+    map's gradient)."""
     shapes = [tuple(level_shapes[i:i + 4]) for i in range(0, len(level_shapes), 4)]
     options = checks.options(output_size, sampling_ratio, aligned)
     call = checks.MultiScale(tuple(shapes), rois.shape[0], options,
@@ -100,13 +103,13 @@ def multi_scale_roi_align_grad_input(grads: Tensor, rois: Tensor, levels: Tensor
                              tuple(grads.shape), half_arithmetic=half_arithmetic)
     indices, host_levels = _host_values(rois, levels, shapes[0][0], len(shapes))
     result = ms_api.run_grad_input(call, _numpy(grads), _numpy(rois), indices, host_levels)
-    return [_tensor(r, grads.dtype, torch.channels_last) for r in result]
+    return [_tensor(ms_cpu.channels_first(r), grads.dtype) for r in result]
 
 
 @multi_scale_roi_align_grad_input.register_fake
 def _(grads, rois, levels, level_shapes, scales, output_size, sampling_ratio, aligned,
       half_arithmetic):
-    return [_empty(grads, tuple(level_shapes[i:i + 4]), grads.dtype, torch.channels_last)
+    return [_empty(grads, tuple(level_shapes[i:i + 4]), grads.dtype)
             for i in range(0, len(level_shapes), 4)]
 
 
