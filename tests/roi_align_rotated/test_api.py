@@ -234,3 +234,18 @@ def test_both_cpu_paths_equal_the_reference(rois_count, height):
                                                          sampling_ratio=2),
                      reference.roi_align_rotated_grad_input(grads, rois, x.shape, 2, 1.0, 2,
                                                             F=np.float32))
+
+
+def test_a_wide_adaptive_grid_on_the_dense_path():
+    # 5000 sample columns in one bin, gathered from the channels-last copy
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 2, 4, 5)).astype(np.float32)
+    rois = np.array([[0, 2.5, 2.0, 5000.0, 0.5, 0.001], [0, 2.0, 1.5, 3.0, 2.0, 0.5]],
+                    np.float32)
+    kw = dict(aligned=True, clockwise=False, convention="mmcv")
+    out = roiops.roi_align_rotated(x, rois, 1, **kw)
+    assert_same_bits(out, reference.roi_align_rotated(x, rois, 1, 1.0, 0, F=np.float32, **kw))
+    grads = rng.standard_normal(out.shape).astype(np.float32)
+    assert_same_bits(roiops.roi_align_rotated_grad_input(grads, rois, x.shape, 1, **kw),
+                     reference.roi_align_rotated_grad_input(grads, rois, x.shape, 1, 1.0, 0,
+                                                            F=np.float32, **kw))
