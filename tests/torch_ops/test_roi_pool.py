@@ -218,3 +218,24 @@ def test_triton_kernels_compile_for_sm90_without_fma_or_approximate_division():
                       options={"enable_fp_fusion": False}).asm["ptx"]
         assert "fma." not in ptx, (kernel, constexprs)
         assert "div.full" not in ptx and "div.approx" not in ptx, (kernel, constexprs)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_modules_and_functions_script_and_fx_trace():
+    input, rois = _input(), torch.tensor(ROIS)
+    boxes = [rois[:1, 1:], rois[1:2, 1:]]
+    for module, args in ((roiops.nn.RoIPool((2, 3), 0.8), (input, rois)),
+                         (tvc.RoIPool(2, 1.0), (input, boxes)),
+                         (tvc.RoIPool(2, 1.0), (input.half(), rois.half()))):
+        expected = module(*args)
+        assert_same_bits(torch.jit.script(module)(*args), expected)
+        traced = torch.fx.symbolic_trace(module)
+        assert sum(node.op == "call_function" for node in traced.graph.nodes) == 1
+        assert_same_bits(traced(*args), expected)
+    scripted = torch.jit.script(roiops.roi_pool)
+    assert_same_bits(scripted(input, rois, 2, spatial_scale=0.5),
+                     roiops.roi_pool(input, rois, 2, spatial_scale=0.5))
+    with pytest.raises((RuntimeError, torch.jit.Error), match="return_argmax=True"):
+        scripted(input, rois, 2, return_argmax=True)
+    assert_same_bits(torch.jit.script(tvc.roi_pool)(input, boxes, [2, 2], 0.5),
+                     tvc.roi_pool(input, boxes, [2, 2], 0.5))

@@ -327,6 +327,7 @@ class RoIAlign:
                 f"aligned={self.aligned})")
 
 
+@_dispatch.script_as("script.torchvision_roi_pool")
 def roi_pool(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor],
              output_size: int | Sequence[int], spatial_scale: float = 1.0) -> ArrayOrTensor:
     """``torchvision.ops.roi_pool`` on NumPy arrays (or tensors).

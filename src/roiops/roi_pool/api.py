@@ -47,6 +47,7 @@ def run_grad_input(call, grads, argmax, indices):
         return total.astype(call.kernel_dtype, copy=False)
 
 
+@_dispatch.script_as("script.roi_pool")
 def roi_pool(input: ArrayOrTensor, rois: ArrayOrTensor, output_size: int | Sequence[int], *,
              spatial_scale: float = 1.0, return_argmax: bool = False,
              out: ArrayOrTensor | None = None

@@ -18,12 +18,14 @@ from ..compat import torchvision as _torchvision
 from ..crop_and_resize import api as _crop_and_resize
 from ..roi_align import api as _roi_align
 from ..roi_align_rotated import api as _rotated
+from ..roi_pool import api as _roi_pool
 from . import (
     api,
     compat,
     multi_scale_ops,  # noqa: F401  (registers its ops and implementations)
     ops,
     ps_roi_ops,
+    roi_pool_ops,
     rotated_ops,
     tracing,
 )
@@ -67,12 +69,16 @@ _dispatch.register("script.roi_align_rotated", rotated_ops.script_roi_align_rota
 _dispatch.register("script.detectron2_roi_align_rotated",
                    rotated_ops.script_detectron2_roi_align_rotated)
 _dispatch.register("script.mmcv_roi_align_rotated", rotated_ops.script_mmcv_roi_align_rotated)
+_dispatch.register("script.roi_pool", roi_pool_ops.script_roi_pool)
+_dispatch.register("script.torchvision_roi_pool", roi_pool_ops.script_torchvision_roi_pool)
 # and torch.fx traces the public functions as leaves
 for _public, _name in ((_roi_align.roi_align, "roi_align"),
                        (_crop_and_resize.crop_and_resize, "crop_and_resize"),
                        (_torchvision.roi_align, "compat.torchvision_roi_align"),
                        (_torchvision.ps_roi_align, "compat.torchvision_ps_roi_align"),
                        (_torchvision.ps_roi_pool, "compat.torchvision_ps_roi_pool"),
-                       (_rotated.roi_align_rotated, "roi_align_rotated")):
+                       (_rotated.roi_align_rotated, "roi_align_rotated"),
+                       (_roi_pool.roi_pool, "roi_pool"),
+                       (_torchvision.roi_pool, "compat.torchvision_roi_pool")):
     _dispatch.register(_name, tracing.fx_leaf(_public, _dispatch.tensor_implementation(_name)))
 del _public, _name

@@ -220,9 +220,15 @@ def torchvision_roi_pool(input, boxes, output_size, spatial_scale):
 
 class TorchvisionRoIPool(torchvision_compat.RoIPool, torch.nn.Module):
     """``roiops.compat.torchvision.RoIPool`` as a ``torch.nn.Module`` (what it is whenever
-    torch is installed: its constructor returns one)."""
+    torch is installed: its constructor returns one); scriptable."""
 
     __call__ = torch.nn.Module.__call__
+    spatial_scale: float  # for TorchScript, which would type an int scale as int
+
+    # TorchScript compiles these annotations (tensors); NumPy arrays still pass at run time.
+    def forward(self, input: Tensor,  # type: ignore[override]
+                rois: Union[Tensor, List[Tensor]]) -> Tensor:
+        return torchvision_compat.roi_pool(input, rois, self.output_size, self.spatial_scale)
 
 
 # --- autograd of the half-arithmetic RoI Align forwards ----------------------------------

@@ -29,7 +29,7 @@ from ..roi_align.api import roi_align  # public: scriptable, an FX leaf
 from ..roi_align_rotated import checks as _rotated_checks
 from ..roi_align_rotated.api import roi_align_rotated  # public: scriptable, an FX leaf
 from ..roi_pool import checks as _pool_checks
-from .api import roi_pool
+from ..roi_pool.api import roi_pool  # public: scriptable, an FX leaf
 
 __all__ = ["CropAndResize", "RoIAlign", "RoIAlignRotated", "RoIPool", "MindSporeCropAndResize",
            "MindSporeROIAlign", "PSRoIAlign", "PSRoIPool"]
@@ -227,7 +227,9 @@ class RoIPool(torch.nn.Module):
         self.spatial_scale = options.spatial_scale
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        return roi_pool(input, rois, self.output_size, spatial_scale=self.spatial_scale)
+        # without return_argmax the result alone (the public function's type says either)
+        return roi_pool(input, rois, self.output_size,  # type: ignore[return-value]
+                        spatial_scale=self.spatial_scale)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"

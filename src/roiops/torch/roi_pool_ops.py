@@ -32,9 +32,11 @@ Example:
             [13, 15]], dtype=torch.int32))
 """
 from collections.abc import Sequence
+from typing import List, Union
 
 import torch
 from torch import Tensor
+from torch.jit.annotations import BroadcastingList2
 
 from ..roi_pool import api as pool_api
 from ..roi_pool import checks as pool_checks
@@ -52,7 +54,7 @@ from .ops import (
 )
 from .tensors import TORCH
 
-__all__ = ["roi_pool", "roi_pool_grad_input"]
+__all__ = ["roi_pool", "roi_pool_grad_input", "script_roi_pool", "script_torchvision_roi_pool"]
 
 
 def _forward_call(input, rois, output_size, spatial_scale, half_arithmetic):
@@ -192,3 +194,36 @@ def _cuda_roi_pool_grad_input(grads, argmax, rois, input_shape, half_arithmetic=
 # Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
 roi_pool.register_kernel("cuda")(_cuda_roi_pool)
 roi_pool_grad_input.register_kernel("cuda")(_cuda_roi_pool_grad_input)
+
+
+# --- TorchScript twins ---------------------------------------------------------------------
+#
+# torch.jit.script compiles these in place of the public functions (roiops._dispatch.script_as,
+# as roiops.torch.tracing does for roi_align); the op checks its arguments itself.
+
+def script_roi_pool(input: Tensor, rois: Tensor, output_size: BroadcastingList2[int],
+                    spatial_scale: float = 1.0, return_argmax: bool = False) -> Tensor:
+    """``roiops.roi_pool`` in TorchScript (tensors only, no ``out``). A scripted function has
+    one return type: ``return_argmax=True`` raises; ``torch.ops.roiops.roi_pool`` returns
+    the pair."""
+    if return_argmax:
+        raise RuntimeError("roiops.roi_pool(..., return_argmax=True) is not available in "
+                           "TorchScript (one return type); call torch.ops.roiops.roi_pool, "
+                           "which returns (result, argmax)")
+    return torch.ops.roiops.roi_pool(input, rois, output_size, spatial_scale, False)[0]
+
+
+def script_torchvision_roi_pool(input: Tensor, boxes: Union[Tensor, List[Tensor]],
+                                output_size: BroadcastingList2[int],
+                                spatial_scale: float = 1.0) -> Tensor:
+    """``roiops.compat.torchvision.roi_pool`` in TorchScript: boxes ``[K, 5]`` or a list of
+    ``[L, 4]`` (one per image), as torchvision's."""
+    if isinstance(boxes, Tensor):
+        rois = boxes
+    else:
+        rows: List[Tensor] = []
+        for i, image_boxes in enumerate(boxes):
+            rows.append(torch.cat([torch.full_like(image_boxes[:, :1], i), image_boxes], 1))
+        rois = torch.cat(rows)
+    return torch.ops.roiops.roi_pool(input, rois.to(input.dtype), output_size, spatial_scale,
+                                     input.dtype == torch.float16)[0]
