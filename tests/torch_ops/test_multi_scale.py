@@ -112,3 +112,22 @@ def test_compat_errors_name_the_argument():
         pool({"other": pyramid()[0]}, [torch.zeros(1, 4)], [(64, 80)])
     with pytest.raises(ValueError, match="image_shapes"):
         pool({"p2": pyramid()[0]}, [torch.zeros(1, 4)], [])
+
+
+class _Head(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = MultiScaleRoIAlign(["p2", "p3"], 2, 2)
+
+    def forward(self, p2, p3, boxes):
+        return self.pool({"p2": p2, "p3": p3}, [boxes], [(64, 80)]) * 2
+
+
+def test_fx_symbolic_trace_keeps_the_module_as_one_call():
+    traced = torch.fx.symbolic_trace(_Head())
+    calls = [n for n in traced.graph.nodes if n.op == "call_module"]
+    assert [n.target for n in calls] == ["pool"]
+    features = pyramid(torch.float32)
+    boxes = torch.tensor([[1.5, 2.0, 20.0, 28.5], [0, 0, 60, 70]])
+    torch.testing.assert_close(traced(*features, boxes), _Head()(*features, boxes),
+                               rtol=0, atol=0)

@@ -243,11 +243,31 @@ def torchvision_multi_scale(features, boxes, output_size, sampling_ratio, scales
                                  call.half_arithmetic)
 
 
+def _proxy(x, boxes):
+    """The first ``torch.fx`` proxy among the maps and the boxes (FX is tracing), else None."""
+    values = [x, boxes]
+    values += list(x.values()) if isinstance(x, dict) else []
+    values += list(boxes) if isinstance(boxes, (list, tuple)) else []
+    return next((v for v in values if isinstance(v, torch.fx.Proxy)), None)
+
+
 class TorchvisionMultiScaleRoIAlign(tv_multiscale.MultiScaleRoIAlign, torch.nn.Module):
     """``roiops.compat.torchvision.MultiScaleRoIAlign`` as a ``torch.nn.Module`` (what it is
-    whenever torch is installed: its constructor returns one)."""
+    whenever torch is installed: its constructor returns one).
+
+    FX-traceable: under ``torch.fx.symbolic_trace`` the module is a leaf, one ``call_module``
+    node (torchvision wraps its helpers with ``torch.fx.wrap`` to the same end); its scales
+    are then set up on the traced graph's first run."""
 
     __call__ = torch.nn.Module.__call__
+
+    def forward(self, x, boxes, image_shapes):  # type: ignore[override]
+        proxy = _proxy(x, boxes)
+        if proxy is not None:
+            tracer = proxy.tracer
+            return tracer.create_proxy("call_module", tracer.path_of_module(self),
+                                       (x, boxes, image_shapes), {})
+        return super().forward(x, boxes, image_shapes)
 
 
 # Where roiops.multi_scale_roi_align.api and roiops.compat find the tensor implementations.
