@@ -117,6 +117,13 @@ def _ps_pool(dtype, layout):
     roiops.ps_roi_pool_grad_input(grads, rois, maps.shape, 2)
 
 
+def _pool(dtype, layout, dense):
+    features, rois = _align_case(dtype, dense)
+    out, argmax = roiops.roi_pool(_layout(features, layout), rois, 2, return_argmax=True)
+    grads = _layout(np.ones(out.shape, dtype), layout)
+    roiops.roi_pool_grad_input(grads, argmax, rois, features.shape)
+
+
 def _variant(name, function, *args):
     return Variant(name, lambda: function(*args))
 
@@ -150,6 +157,9 @@ def variants():
                                       _align_grad_input, dtype, layout, dense))
             found.append(_variant(f"roi_align_grad_boxes {dtype} {layout}",
                                   _align_grad_boxes, dtype, layout))
+            for dense, path in ((False, "in place"), (True, "channels last")):
+                found.append(_variant(f"roi_pool {dtype} {layout} {path}", _pool, dtype,
+                                      layout, dense))
             found.append(_variant(f"ps_roi_align {dtype} {layout}", _ps_align, dtype, layout))
             found.append(_variant(f"ps_roi_align_grad_boxes {dtype} {layout}",
                                   _ps_align_grad_boxes, dtype, layout))
