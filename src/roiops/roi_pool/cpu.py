@@ -28,6 +28,7 @@ from numba import njit
 
 from .._numerics import float_to_half_bits, round_half_away, round_to_half
 from .._threads import run_tasks
+from ..roi_align.cpu import _channels_last as channels_last
 
 # Channels per task of the in-place forward and of the input gradient (blocks of 4 to 64
 # channels gave the gradient the same speed within 15%).
@@ -228,18 +229,6 @@ def _forward_channels_last(features, out, out_half, argmax, with_argmax, batch_i
         _write(out, out_half, argmax, with_argmax, k, first_channel, lanes, best, best_index)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _channels_last_rows(input, result, task_begin, task_end):
-    """``result[b, y, x, c] = input[b, c, y, x]`` for the (image, row) tasks given."""
-    height, width, channels = result.shape[1], result.shape[2], result.shape[3]
-    for task in range(task_begin, task_end):
-        b = task // height
-        y = task % height
-        for x in range(width):
-            for c in range(channels):
-                result[b, y, x, c] = input[b, c, y, x]
-
-
 def _scanned_pixels(plan):
     """The pixels every channel's scans read, summed over the rois' bins."""
     row_start, row_end, col_start, col_end = plan
@@ -263,8 +252,7 @@ def forward(input, rois, batch_indices, spatial_scale, half_arithmetic, out, out
                  half_arithmetic, F)
     scanned = _scanned_pixels(plan)
     if scanned >= _CHANNELS_LAST_MIN_RATIO * batch * height * width:
-        features = np.empty((batch, height, width, channels), F)
-        run_tasks(_channels_last_rows, batch * height, input, features)
+        features = channels_last(input)  # roi_align's copy: [N, H, W, C], C-contiguous
         block, num_blocks = _vector_blocks(channels, num_rois)
         run_tasks(_forward_channels_last, num_rois * num_blocks, features, out, out_half,
                   argmax, with_argmax, batch_indices, block, num_blocks, plan, F)
