@@ -26,9 +26,10 @@ channels is a contiguous vector and the compare-and-select of every channel vect
 import numpy as np
 from numba import njit
 
-from .._numerics import float_to_half_bits, round_half_away, round_to_half
+from .._numerics import float_to_half_bits, round_half_away
 from .._threads import run_tasks
 from ..roi_align.cpu import _channels_last as channels_last
+from ..roi_align.cpu import _h  # a value rounded to half when computing in half (one peer op)
 
 # Channels per task of the in-place forward and of the input gradient (blocks of 4 to 64
 # channels gave the gradient the same speed within 15%).
@@ -44,14 +45,6 @@ _MIN_TASKS = 16
 LOWEST = float(np.finfo(np.float32).min)
 _INT32_MIN = -2147483648
 _TWO_31 = 2147483648.0
-
-
-@njit(cache=True, error_model="numpy")
-def _h(value, half):
-    """``value`` rounded to binary16 when computing in half, else unchanged (one peer op)."""
-    if half:
-        return round_to_half(value)
-    return value
 
 
 @njit(cache=True, error_model="numpy")
