@@ -131,3 +131,57 @@ def test_fx_symbolic_trace_keeps_the_module_as_one_call():
     boxes = torch.tensor([[1.5, 2.0, 20.0, 28.5], [0, 0, 60, 70]])
     torch.testing.assert_close(traced(*features, boxes), _Head()(*features, boxes),
                                rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def interpreted():
+    """The CUDA entry points running the Triton kernels under the interpreter on CPU tensors:
+    private copies of roiops._triton, roi_align's kernels (whose helpers the multi-scale
+    kernels call) and the multi-scale kernels, loaded with TRITON_INTERPRET=1."""
+    pytest.importorskip("triton")
+    import importlib.util
+    import os
+    import sys
+
+    def fresh(name):
+        spec = importlib.util.find_spec(name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    patch = pytest.MonkeyPatch()
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"  # read when each module's kernels are decorated
+    try:
+        for name in ("roiops._triton", "roiops.roi_align.cuda",
+                     "roiops.multi_scale_roi_align.cuda"):
+            module = fresh(name)
+            patch.setitem(sys.modules, name, module)
+            package, _, attribute = name.rpartition(".")
+            patch.setattr(sys.modules[package], attribute, module, raising=False)
+    finally:
+        if previous is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+    kernel = sys.modules["roiops.multi_scale_roi_align.cuda"]._forward_kernel
+    assert type(kernel).__name__ == "InterpretedFunction"
+    yield
+    patch.undo()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_triton_kernels_equal_the_cpu(interpreted, dtype, sampling_ratio):
+    features = pyramid(dtype)
+    rois = torch.tensor(ROIS, dtype=dtype)
+    levels = torch.tensor(LEVELS)
+    args = (features, rois, levels, SCALES, [2, 3], sampling_ratio, False, False)
+    expected = ops.multi_scale_roi_align(*args)
+    assert torch.equal(ops._cuda_multi_scale_roi_align(*args), expected)
+    grads = torch.randn(expected.shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    shapes = [d for f in features for d in f.shape]
+    grad_args = (grads, rois, levels, shapes, SCALES, [2, 3], sampling_ratio, False, False)
+    for got, want in zip(ops._cuda_multi_scale_roi_align_grad_input(*grad_args),
+                         ops.multi_scale_roi_align_grad_input(*grad_args)):
+        assert got.is_contiguous() and torch.equal(got, want)

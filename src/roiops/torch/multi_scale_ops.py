@@ -13,7 +13,9 @@ The contract of :mod:`roiops.torch.ops`: the entry points run the validator
 their kernels; fake implementations for ``torch.compile`` and ``torch.export``; autograd for
 every level and the rois; no double backward. ``half_arithmetic`` selects torchvision's
 float16 arithmetic (``roiops.compat.torchvision``); the native API computes float16 in
-float32. CPU tensors only: these ops have no CUDA kernel yet. The levels of tensors are
+float32. CUDA tensors run the Triton kernels of ``roiops.multi_scale_roi_align.cuda`` for
+the forward and the maps' gradient; the box gradient and the half arithmetic run the CPU
+kernels on host copies. The levels of tensors are
 mapped with torch's own operations (:data:`TORCH_LEVELS`), as torchvision maps them.
 
 Example:
@@ -40,8 +42,9 @@ from ..multi_scale_roi_align import api as ms_api
 from ..multi_scale_roi_align import checks
 from ..multi_scale_roi_align import cpu as ms_cpu
 from ..multi_scale_roi_align import levels as level_mapper
+from ..roi_align.conventions import TORCHVISION
 from .compat import boxes_to_rois
-from .ops import _empty, _numpy, _tensor
+from .ops import _all_true, _cuda_kernels, _device_roi_indices, _empty, _host, _numpy, _tensor
 from .tensors import TORCH
 
 TORCH_LEVELS = level_mapper.LevelOps(
@@ -169,6 +172,70 @@ for _op, _name in ((multi_scale_roi_align_grad_input, "multi_scale_roi_align_gra
     _op.register_autograd(_no_double_backward(_name),
                           setup_context=lambda ctx, inputs, output: None)
 del _op, _name
+
+
+# --- CUDA: Triton kernels (roiops.multi_scale_roi_align.cuda) ---------------------------
+
+def _device_values(rois, levels, batch, num_levels):
+    """The batch indices (int64, on the device) after the value checks ran there: finite
+    rois, batch indices in the batch, levels in ``[-1, num_levels)``; the host's check names
+    the first bad row when one fails."""
+    indices = _device_roi_indices(rois, batch, TORCHVISION)
+    if not _all_true((levels >= -1) & (levels < num_levels)):
+        checks.check_values(_host(rois), _host(levels), batch, num_levels)
+    return indices
+
+
+def _on_host(op, device, *args):
+    """``op`` on host copies of the tensor arguments, the result(s) back on ``device``: the
+    paths without a Triton kernel (torchvision's half arithmetic, the box gradient)."""
+    def host(value):
+        if isinstance(value, Tensor):
+            return value.cpu()
+        if isinstance(value, list) and value and isinstance(value[0], Tensor):
+            return [v.cpu() for v in value]
+        return value
+    result = op(*(host(a) for a in args))
+    return [r.to(device) for r in result] if isinstance(result, list) else result.to(device)
+
+
+def _cuda_multi_scale_roi_align(features, rois, levels, scales, output_size, sampling_ratio,
+                                aligned, half_arithmetic):
+    if half_arithmetic:
+        return _on_host(multi_scale_roi_align, rois.device, features, rois, levels, scales,
+                        output_size, sampling_ratio, aligned, half_arithmetic)
+    call = _call(features, rois, scales, output_size, sampling_ratio, aligned, False)
+    checks.check_run(call, device=rois.device)
+    indices = _device_values(rois, levels, call.level_shapes[0][0], len(scales))
+    return _cuda_kernels("multi_scale_roi_align").forward(features, rois, indices, levels,
+                                                          call.scales, call.options)
+
+
+def _cuda_multi_scale_roi_align_grad_input(grads, rois, levels, level_shapes, scales,
+                                           output_size, sampling_ratio, aligned,
+                                           half_arithmetic):
+    if half_arithmetic:
+        return _on_host(multi_scale_roi_align_grad_input, grads.device, grads, rois, levels,
+                        level_shapes, scales, output_size, sampling_ratio, aligned,
+                        half_arithmetic)
+    shapes = [tuple(int(d) for d in level_shapes[i:i + 4])
+              for i in range(0, len(level_shapes), 4)]
+    options = checks.options(output_size, sampling_ratio, aligned)
+    indices = _device_values(rois, levels, shapes[0][0], len(shapes))
+    return _cuda_kernels("multi_scale_roi_align").grad_input(grads, rois, indices, levels,
+                                                             shapes, scales, options)
+
+
+def _cuda_multi_scale_roi_align_grad_boxes(grads, features, rois, levels, scales, output_size,
+                                           sampling_ratio, aligned):
+    return _on_host(multi_scale_roi_align_grad_boxes, rois.device, grads, features, rois,
+                    levels, scales, output_size, sampling_ratio, aligned)
+
+
+# Module-level names (not only registrations): the interpreter tests call them on CPU tensors.
+multi_scale_roi_align.register_kernel("cuda")(_cuda_multi_scale_roi_align)
+multi_scale_roi_align_grad_input.register_kernel("cuda")(_cuda_multi_scale_roi_align_grad_input)
+multi_scale_roi_align_grad_boxes.register_kernel("cuda")(_cuda_multi_scale_roi_align_grad_boxes)
 
 
 # --- entry points ---------------------------------------------------------------------
