@@ -133,21 +133,71 @@ def test_fx_symbolic_trace_keeps_the_module_as_one_call():
                                rtol=0, atol=0)
 
 
+def _fresh(name):
+    """A new copy of module ``name``, executed now (its decorators read TRITON_INTERPRET)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kernels_compile_for_sm90_without_fma_or_approximate_division(monkeypatch):
+    # No GPU needed: PTX for an H100, checked for the rules of
+    # docs/arithmetic.md#one-rounding-per-operation (no contraction, IEEE division).
+    import os
+    import sys
+
+    pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile
+
+    from roiops.roi_align import conventions
+
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set for the whole process")
+    for name in ("roiops._triton", "roiops.roi_align.cuda"):
+        monkeypatch.setitem(sys.modules, name, _fresh(name))
+    kernels = _fresh("roiops.multi_scale_roi_align.cuda")
+    ints = {n: "i32" for n in ("pooled_h", "pooled_w", "sampling_ratio")}
+    per_roi = {"scale_ptr": "*fp32", "height_ptr": "*i64", "width_ptr": "*i64"}
+    tables = {n: "*i64" for n in ("y_first_ptr", "y_count_ptr", "x_first_ptr", "x_count_ptr")}
+    variants = [
+        ("_plan_kernel", {"rois_ptr": "*fp32", **per_roi, **tables, "divisor_ptr": "*fp32",
+                          **ints}, {"BLOCK_P": 8}),
+        ("_forward_kernel", {"flat_ptr": "*fp16", "rois_ptr": "*fp32", "index_ptr": "*i64",
+                             "out_ptr": "*fp32", **per_roi, "base_ptr": "*i64", **tables,
+                             "channels": "i32", **ints}, {"BLOCK_C": 4, "BLOCK_BINS": 64}),
+        ("_records_kernel", {"rois_ptr": "*fp32", "index_ptr": "*i64", **per_roi,
+                             "pixel_base_ptr": "*i64", **tables, "offset_ptr": "*i64",
+                             "pixel_ptr": "*i64", "weight_ptr": "*fp32", "bin_ptr": "*i64",
+                             **ints}, {"BLOCK_BINS": 64}),
+    ]
+    for convention in (conventions.TORCHVISION, conventions.TORCHVISION_ALIGNED):
+        geometry = convention.geometry
+        switches = {"OFFSET": geometry.offset, "ADD_END": geometry.add_end,
+                    "END_EXTRA": geometry.end_extra, "MIN_SIZE": geometry.min_size,
+                    "GRID_FLOOR": geometry.grid_floor, "COUNT_PRODUCT": geometry.count_product}
+        for kernel, signature, blocks in variants:
+            constexprs = {**switches, **blocks}
+            source = ASTSource(fn=getattr(kernels, kernel),
+                               signature={**signature, **{k: "constexpr" for k in constexprs}},
+                               constexprs=constexprs)
+            ptx = compile(source, target=GPUTarget("cuda", 90, 32),
+                          options={"enable_fp_fusion": False}).asm["ptx"]
+            assert ".entry" in ptx and "fma." not in ptx, kernel
+            assert "div.full" not in ptx and "div.approx" not in ptx, kernel
+
+
 @pytest.fixture(scope="module")
 def interpreted():
     """The CUDA entry points running the Triton kernels under the interpreter on CPU tensors:
     private copies of roiops._triton, roi_align's kernels (whose helpers the multi-scale
     kernels call) and the multi-scale kernels, loaded with TRITON_INTERPRET=1."""
     pytest.importorskip("triton")
-    import importlib.util
     import os
     import sys
-
-    def fresh(name):
-        spec = importlib.util.find_spec(name)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
 
     patch = pytest.MonkeyPatch()
     previous = os.environ.get("TRITON_INTERPRET")
@@ -155,7 +205,7 @@ def interpreted():
     try:
         for name in ("roiops._triton", "roiops.roi_align.cuda",
                      "roiops.multi_scale_roi_align.cuda"):
-            module = fresh(name)
+            module = _fresh(name)
             patch.setitem(sys.modules, name, module)
             package, _, attribute = name.rpartition(".")
             patch.setattr(sys.modules[package], attribute, module, raising=False)
