@@ -82,3 +82,14 @@ def test_tensor_forward_and_gradients(i):
             assert_same_bits(np.ascontiguousarray(value.grad.numpy()), arrays[f"grad_{name}"])
         else:
             assert value.grad is None
+
+
+@pytest.mark.parametrize("i", range(len(CASES)), ids=_ids())
+def test_scripted_module(i):
+    torch = pytest.importorskip("torch")
+    spec, arrays, x, boxes, image_shapes, pool = _case(i)
+    scripted = torch.jit.script(pool)
+    out = scripted(OrderedDict((k, torch.from_numpy(v)) for k, v in x.items()),
+                   [torch.from_numpy(b) for b in boxes], image_shapes)
+    assert scripted.scales == spec["scales"]
+    assert_same_bits(out.numpy(), arrays["out"])

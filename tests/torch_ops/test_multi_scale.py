@@ -235,3 +235,16 @@ def test_triton_kernels_equal_the_cpu(interpreted, dtype, sampling_ratio):
     for got, want in zip(ops._cuda_multi_scale_roi_align_grad_input(*grad_args),
                          ops.multi_scale_roi_align_grad_input(*grad_args)):
         assert got.is_contiguous() and torch.equal(got, want)
+
+
+def test_torch_jit_script_gives_the_modules_bits():
+    pool = MultiScaleRoIAlign(["p2", "p3"], (2, 3), -1, canonical_scale=112, canonical_level=3)
+    scripted = torch.jit.script(pool)
+    features = pyramid(torch.float32)
+    x = OrderedDict(p3=features[1], p2=features[0])
+    boxes = [torch.tensor([[1.5, 2.0, 20.0, 28.5], [9.0, 7.0, 2.0, 11.0]]),
+             torch.tensor([[3.0, 4.0, 60.0, 50.0]])]
+    expected = pool(x, boxes, [(64, 80), (60, 70)])
+    torch.testing.assert_close(scripted(x, boxes, [(64, 80), (60, 70)]), expected,
+                               rtol=0, atol=0)
+    assert scripted.scales == pool.scales == [0.125, 0.25]

@@ -31,6 +31,7 @@ Example:
 """
 import contextlib
 from collections.abc import Sequence
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -328,6 +329,10 @@ class TorchvisionMultiScaleRoIAlign(tv_multiscale.MultiScaleRoIAlign, torch.nn.M
 
     __call__ = torch.nn.Module.__call__
 
+    def __prepare_scriptable__(self):
+        """What ``torch.jit.script`` compiles instead: the TorchScript twin, same state."""
+        return ScriptableMultiScaleRoIAlign(self)
+
     def forward(self, x, boxes, image_shapes):  # type: ignore[override]
         proxy = _proxy(x, boxes)
         if proxy is not None:
@@ -335,6 +340,77 @@ class TorchvisionMultiScaleRoIAlign(tv_multiscale.MultiScaleRoIAlign, torch.nn.M
             return tracer.create_proxy("call_module", tracer.path_of_module(self),
                                        (x, boxes, image_shapes), {})
         return super().forward(x, boxes, image_shapes)
+
+
+class ScriptableMultiScaleRoIAlign(torch.nn.Module):
+    """The TorchScript twin of :class:`TorchvisionMultiScaleRoIAlign` (tensors only).
+
+    TorchScript cannot compile the module's Python (NumPy arrays, the validator, the level
+    mapper's array-kind parameter), so this twin restates the steps in TorchScript's
+    subset: the maps filtered, the scales set up on the first call, the boxes to rois, the
+    level mapper in torch's arithmetic (the formula of ``levels.fpn_levels``), the scales in
+    the maps' dtype; then the custom op, which checks the values. Its results are the
+    module's, bit for bit (tests/torch_ops/test_multi_scale.py).
+    """
+
+    __annotations__ = {"scales": Optional[List[float]]}
+
+    def __init__(self, module: tv_multiscale.MultiScaleRoIAlign) -> None:
+        super().__init__()
+        self.featmap_names: List[str] = list(module.featmap_names)
+        self.output_size: List[int] = [int(v) for v in module.output_size]
+        self.sampling_ratio: int = int(module.sampling_ratio)
+        self.canonical_scale: float = float(module.canonical_scale)
+        self.canonical_level: int = int(module.canonical_level)
+        self.scales = None if module.scales is None else [float(s) for s in module.scales]
+
+    def forward(self, x: Dict[str, Tensor], boxes: List[Tensor],
+                image_shapes: List[Tuple[int, int]]) -> Tensor:
+        features: List[Tensor] = []
+        for name, value in x.items():
+            if name in self.featmap_names:
+                features.append(value)
+        scales = self.scales
+        if scales is None:
+            height = 0
+            for shape in image_shapes:
+                height = max(height, shape[0])
+            inferred: List[float] = []
+            for feature in features:
+                ratio = torch.tensor(float(feature.shape[-2]) / float(height))
+                inferred.append(2.0 ** float(torch.round(torch.log2(ratio))))
+            self.scales = inferred
+            scales = inferred
+        ids: List[Tensor] = []
+        for i, image_boxes in enumerate(boxes):
+            ids.append(torch.full_like(image_boxes[:, :1], float(i)))
+        rois = torch.cat([torch.cat(ids), torch.cat(boxes)], 1)
+        if len(features) == 1:
+            levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
+        else:
+            k_min = int(-float(torch.log2(torch.tensor(scales[0], dtype=torch.float64))))
+            k_max = int(-float(torch.log2(torch.tensor(scales[-1], dtype=torch.float64))))
+            corners = rois[:, 1:5]
+            if corners.dtype != torch.float32 and corners.dtype != torch.float64:
+                corners = corners.float()
+            area = (corners[:, 2] - corners[:, 0]) * (corners[:, 3] - corners[:, 1])
+            size = torch.sqrt(area)
+            target = torch.floor(self.canonical_level + torch.log2(size / self.canonical_scale)
+                                 + torch.tensor(level_mapper.EPS, dtype=size.dtype,
+                                                device=size.device))
+            target = torch.clamp(target, min=k_min, max=k_max)
+            target = torch.where(torch.isnan(target), torch.full_like(target, k_min - 1),
+                                 target)
+            levels = target.to(torch.int64) - k_min
+        dtype = features[0].dtype
+        data_scales: List[float] = []
+        for scale in scales:
+            if dtype != torch.float64:  # torchvision's double scale, in the data's type
+                scale = float(torch.tensor(scale, dtype=torch.float32).to(dtype))
+            data_scales.append(scale)
+        return torch.ops.roiops.multi_scale_roi_align(
+            features, rois.to(dtype), levels, data_scales, self.output_size,
+            self.sampling_ratio, False, dtype == torch.float16)
 
 
 # Where roiops.multi_scale_roi_align.api and roiops.compat find the tensor implementations.
