@@ -130,3 +130,22 @@ def test_results_do_not_depend_on_thread_count():
         assert_same_bits(_grad_input(grads, many[1], rois, x.shape), single_grad)
     finally:
         numba.set_num_threads(before)
+
+
+def test_rois_are_independent_and_the_gradient_is_the_adjoint():
+    # each roi's result depends on that roi only (any order, any company); and on maps of
+    # small integers, where every sum is exact, <grads, roi_pool(x)> = <grad_input(grads), x>
+    # for bins that have a winner
+    rng = np.random.default_rng(9)
+    x = rng.integers(-50, 50, (2, 3, 9, 11)).astype(F64)
+    rois = np.concatenate([rng.integers(0, 2, (40, 1)) + 0.25, rng.uniform(-3, 13, (40, 4))],
+                          axis=1)
+    out, argmax = _forward(x, rois, (3, 2), 0.9)
+    order = rng.permutation(40)
+    permuted, permuted_argmax = _forward(x, rois[order], (3, 2), 0.9)
+    assert_same_bits(permuted, out[order])
+    np.testing.assert_array_equal(permuted_argmax, argmax[order])
+    assert_same_bits(_forward(x, rois[5:6], (3, 2), 0.9)[0], out[5:6])
+    grads = rng.integers(-9, 10, out.shape).astype(F64)
+    hit = argmax >= 0
+    assert (grads[hit] * out[hit]).sum() == (_grad_input(grads, argmax, rois, x.shape) * x).sum()
