@@ -6,7 +6,7 @@ from roiops.cli.main import main
 
 OPERATORS = ["crop_and_resize", "crop_and_resize_grad_image", "crop_and_resize_grad_boxes",
              "roi_align", "roi_align_grad_input", "roi_align_grad_boxes", "ps_roi_align",
-             "ps_roi_align_grad_boxes", "ps_roi_pool", "roi_pool"]
+             "ps_roi_align_grad_boxes", "ps_roi_pool", "roi_pool", "multi_scale_roi_align"]
 
 
 def test_list_names_every_operator_and_dtype_without_compiling(capsys, monkeypatch):

@@ -93,6 +93,26 @@ def _align_grad_boxes(dtype, layout):
     roiops.roi_align_grad_boxes(grads, _layout(features, layout), rois, 2, sampling_ratio=2)
 
 
+def _multi_scale(dtype, layout, dense):
+    """Multi-scale RoI Align on a pyramid of two levels: forward and both gradients; float16
+    also in torchvision's half arithmetic (its own plan)."""
+    features, rois = _align_case(dtype, dense)
+    pyramid = [_layout(features, layout), _layout(np.ones((2, 3, 3, 4), dtype), layout)]
+    levels = np.arange(len(rois)) % 2
+    scales = [1.0, 0.5]
+    roiops.multi_scale_roi_align(pyramid, rois, 2, scales, sampling_ratio=2, levels=levels)
+    grads = np.ones((len(rois), 3, 2, 2), dtype)
+    roiops.multi_scale_roi_align_grad_input(grads, rois, levels, [p.shape for p in pyramid],
+                                            2, scales, sampling_ratio=2)
+    roiops.multi_scale_roi_align_grad_boxes(grads, pyramid, rois, levels, 2, scales,
+                                            sampling_ratio=2)
+    if dtype == "float16":
+        from ..compat.torchvision import MultiScaleRoIAlign
+
+        MultiScaleRoIAlign(["a", "b"], 2, 2)(dict(zip("ab", pyramid)), [rois[:, 1:]],
+                                             [(6, 8)])
+
+
 def _ps_case(dtype, layout):
     """(maps, rois, grads): position-sensitive maps of 2 output channels of 2x2 bins."""
     maps = _layout(np.ones((2, 8, 6, 8), dtype), layout)
@@ -164,6 +184,9 @@ def variants():
             found.append(_variant(f"ps_roi_align_grad_boxes {dtype} {layout}",
                                   _ps_align_grad_boxes, dtype, layout))
             found.append(_variant(f"ps_roi_pool {dtype} {layout}", _ps_pool, dtype, layout))
+            for dense, path in ((False, "in place"), (True, "channels last")):
+                found.append(_variant(f"multi_scale_roi_align {dtype} {layout} {path}",
+                                      _multi_scale, dtype, layout, dense))
     return found
 
 
