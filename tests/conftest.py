@@ -25,7 +25,8 @@ _held = {}  # lock file path -> (file, depth): a worker's nested compilations of
 
 @contextlib.contextmanager
 def _function_lock(py_func):
-    key = f"{py_func.__module__}.{py_func.__qualname__}".encode()
+    # The source file too: another checkout's workers have a cache of their own to fill.
+    key = f"{py_func.__code__.co_filename}:{py_func.__qualname__}".encode()
     path = os.path.join(_LOCKS, hashlib.sha1(key).hexdigest())
     if path in _held:  # this worker holds it already (a signature compiling another one)
         lock, depth = _held[path]
