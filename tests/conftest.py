@@ -8,10 +8,9 @@ lock around Numba's compile step for roiops's cached kernels: the second worker 
 first, then finds the signature in the cache. Locks nest as calls do (a kernel's compilation
 compiles the functions it calls), so the order is the call graph's and two workers cannot
 wait on each other. Numba's own compiler lock is taken first: within a worker only one thread
-compiles at a time, as Numba does anyway. Outside xdist nothing is changed.
+compiles at a time, as Numba does anyway. Outside xdist (or off POSIX) nothing is changed.
 """
 import contextlib
-import fcntl
 import hashlib
 import os
 import tempfile
@@ -55,5 +54,7 @@ def _compile_once(compile):
     return locked
 
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
+if os.environ.get("PYTEST_XDIST_WORKER") and os.name == "posix":  # flock: POSIX only
+    import fcntl
+
     dispatcher.Dispatcher.compile = _compile_once(dispatcher.Dispatcher.compile)
