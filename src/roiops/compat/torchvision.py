@@ -32,6 +32,8 @@ from ..ps_roi_pool import checks as ps_pool_checks
 from ..roi_align import api, checks
 from ..roi_pool import api as pool_api
 from ..roi_pool import checks as pool_checks
+from ._torchvision_rules import in_data_type, rois_from_boxes
+from .torchvision_multiscale import MultiScaleRoIAlign as MultiScaleRoIAlign
 
 _NAMES = checks.Names(rois="boxes")
 _GRAD_NAMES = _NAMES._replace(grads="grad_output")
@@ -40,37 +42,6 @@ _POOL_NAMES = pool_checks.Names(rois="boxes", grads="grad_output")
 
 def _has_tensor(input, boxes):
     return _checks.any_tensor(input, boxes, *(boxes if isinstance(boxes, (list, tuple)) else ()))
-
-
-def _rois(boxes):
-    """``[K, 5]`` rois from a ``[K, 5]`` array or a list of ``[L, 4]`` arrays (one per image)."""
-    if isinstance(boxes, np.ndarray):
-        return boxes
-    if not isinstance(boxes, (list, tuple)):
-        raise TypeError(f"boxes must be a [K, 5] array or a list of [L, 4] arrays, "
-                        f"got {type(boxes).__name__}")
-    if not boxes:
-        raise ValueError("boxes must hold at least one array, got an empty list")
-    for i, item in enumerate(boxes):
-        _checks.require_array(f"boxes[{i}]", item)
-        _checks.require_dtype(f"boxes[{i}]", item, _checks.FLOAT_DTYPES)
-        _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
-    dtype = np.result_type(*boxes)
-    return np.concatenate([
-        np.concatenate([np.full((len(b), 1), i, dtype), b.astype(dtype, copy=False)], axis=1)
-        for i, b in enumerate(boxes)
-    ])
-
-
-def in_data_type(call: checks.RoiAlign) -> checks.RoiAlign:
-    """A checked ``call`` in torchvision's arithmetic for its data's dtype (``kernel_dtype``):
-    the double spatial scale converted to the data's type once, and for float16 every
-    operation rounded to half."""
-    half = call.kernel_dtype == np.float16
-    scale = call.options.spatial_scale
-    if call.kernel_dtype != np.float64:
-        scale = _checks.representable("spatial_scale", scale, np.float32, call.kernel_dtype)
-    return call._replace(options=call.options.with_scale(scale), half_arithmetic=half)
 
 
 def _in_data_type(call, rois):
@@ -102,7 +73,7 @@ def roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTenso
         return _dispatch.tensor_implementation("compat.torchvision_roi_align")(
             input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
     input, boxes = _arrays.native_byte_order(input, boxes)
-    rois = _rois(boxes)
+    rois = rois_from_boxes(boxes)
     call = checks.check_forward(_checks.NUMPY, input, rois,
                                 _options(output_size, spatial_scale, sampling_ratio, aligned),
                                 _NAMES)
@@ -127,7 +98,7 @@ def roi_align_backward(grad_output: ArrayOrTensor,
             roi_align_backward, grad_output, boxes, input_shape, output_size, spatial_scale,
             sampling_ratio, aligned)
     grad_output, boxes = _arrays.native_byte_order(grad_output, boxes)
-    rois = _rois(boxes)
+    rois = rois_from_boxes(boxes)
     call = checks.check_grad_input(_checks.NUMPY, grad_output, rois, input_shape,
                                    _options(output_size, spatial_scale, sampling_ratio,
                                             aligned), _GRAD_NAMES)
@@ -163,7 +134,7 @@ def ps_roi_align(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTe
 def _ps_forward(run, input, boxes, options):
     """A position-sensitive forward in torchvision's arithmetic for the input's dtype."""
     input, boxes = _arrays.native_byte_order(input, boxes)
-    rois = _rois(boxes)
+    rois = rois_from_boxes(boxes)
     call = ps_checks.check_forward(_checks.NUMPY, input, rois, options, _NAMES)
     call, rois = _in_data_type(call, rois)
     indices = checks.check_roi_values(rois, call.input_shape[0], options.convention, "boxes")
@@ -173,7 +144,7 @@ def _ps_forward(run, input, boxes, options):
 def _ps_backward(run, grad_output, boxes, input_shape, options):
     """A position-sensitive input gradient as torchvision's backward computes it."""
     grad_output, boxes = _arrays.native_byte_order(grad_output, boxes)
-    rois = _rois(boxes)
+    rois = rois_from_boxes(boxes)
     call = ps_checks.check_grad_input(_checks.NUMPY, grad_output, rois, input_shape, options,
                                       _GRAD_NAMES)
     call, rois = _in_data_type(call, rois)
@@ -348,7 +319,7 @@ def roi_pool(input: ArrayOrTensor, boxes: ArrayOrTensor | Sequence[ArrayOrTensor
         return _dispatch.tensor_implementation("compat.torchvision_roi_pool")(
             input, boxes, output_size, spatial_scale)
     input, boxes = _arrays.native_byte_order(input, boxes)
-    rois = _rois(boxes)
+    rois = rois_from_boxes(boxes)
     call = pool_checks.check_forward(_checks.NUMPY, input, rois,
                                      pool_checks.Options(output_size, spatial_scale),
                                      _POOL_NAMES)
@@ -371,7 +342,7 @@ def roi_pool_backward(grad_output: ArrayOrTensor, boxes: ArrayOrTensor | Sequenc
         return _dispatch.tensor_implementation("compat.host_call")(
             roi_pool_backward, grad_output, boxes, argmax, input_shape)
     grad_output, boxes, argmax = _arrays.native_byte_order(grad_output, boxes, argmax)
-    rois = _rois(boxes)
+    rois = rois_from_boxes(boxes)
     call = pool_checks.check_grad_input(_checks.NUMPY, grad_output, argmax, rois, input_shape,
                                         _POOL_NAMES)
     call = call._replace(half_arithmetic=call.kernel_dtype == np.float16)
@@ -409,7 +380,3 @@ class RoIPool:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale})")
-
-
-# MultiScaleRoIAlign lives in its own module (it imports this one's helpers).
-from .torchvision_multiscale import MultiScaleRoIAlign as MultiScaleRoIAlign  # noqa: E402

@@ -37,6 +37,7 @@ from .._typing import ArrayOrTensor
 from ..multi_scale_roi_align import api, checks
 from ..multi_scale_roi_align import levels as level_mapper
 from ..roi_align import checks as roi_checks
+from ._torchvision_rules import in_data_type, rois_from_boxes
 
 NAMES = checks.Names(features="x", rois="boxes")
 
@@ -72,8 +73,6 @@ def setup_scales(features, image_shapes):
 def torchvision_call(call):
     """A checked call in torchvision's arithmetic for the maps' dtype: each scale rounded to
     the data's type once (through float32), float16 in half arithmetic."""
-    from .torchvision import in_data_type  # here: roiops.compat.torchvision imports this module
-
     scales = []
     for scale in call.scales:
         one = in_data_type(_level_record(call, scale))
@@ -95,11 +94,9 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], boxes: Any,
                           ) -> ArrayOrTensor:
     """torchvision's ``_multiscale_roi_align`` on NumPy arrays: ``features`` the kept levels,
     ``boxes`` a list of ``[L, 4]`` (one per image) or a ``[K, 5]`` array."""
-    from .torchvision import _rois  # here: roiops.compat.torchvision imports this module
-
     options = checks.options(output_size, sampling_ratio, False)
     features = _arrays.native_byte_order(list(features))
-    rois = _rois(_arrays.native_byte_order(boxes))
+    rois = rois_from_boxes(_arrays.native_byte_order(boxes))
     call = checks.check_forward(_checks.NUMPY, features, rois, None, scales, options, NAMES)
     checks.check_values(rois, np.zeros(call.num_rois, np.int64), call.level_shapes[0][0], 1,
                         NAMES)
