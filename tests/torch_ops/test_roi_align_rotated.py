@@ -38,11 +38,12 @@ def _rois(convention, dtype=torch.float64):
 
 
 def _cases():
+    """(op, args) for opcheck; the gradients shaped as the forward's result ``[K, C, *size]``
+    without running it (a call at collection compiles kernels in every pytest-xdist worker)."""
     cases = []
     for options in OPTIONS:
         input, rois = _input(), _rois(options[-1])
-        out = ops.roi_align_rotated(input, rois, *options)
-        grads = torch.randn(out.shape, dtype=out.dtype,
+        grads = torch.randn((len(rois), input.shape[1], *options[0]), dtype=input.dtype,
                             generator=torch.Generator().manual_seed(1))
         cases += [
             (ops.roi_align_rotated, (input.clone().requires_grad_(),

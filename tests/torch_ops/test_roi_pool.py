@@ -24,22 +24,27 @@ def _input(dtype=torch.float32, seed=0):
     return torch.randint(-3, 4, (2, 3, 6, 7), generator=generator).to(dtype)
 
 
-def _cases():
-    input = _input().requires_grad_()
-    rois = torch.tensor(ROIS)
-    out, argmax = ops.roi_pool(input.detach(), rois, [2, 3], 0.8)
+def _grad_input_args():
+    out, argmax = ops.roi_pool(_input(), torch.tensor(ROIS), [2, 3], 0.8)
     grads = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
-    return [
-        (ops.roi_pool, (input, rois, [2, 3], 0.8, False)),
-        (ops.roi_pool, (_input(torch.float16).requires_grad_(), rois.half(), [2, 2], 1.0, True)),
-        (ops.roi_pool, (_input(torch.bfloat16).requires_grad_(), rois, [3, 2], 0.5, False)),
-        (ops.roi_pool_grad_input, (grads, argmax, rois, [2, 3, 6, 7], False)),
-    ]
+    return grads, argmax, torch.tensor(ROIS), [2, 3, 6, 7], False
 
 
-@pytest.mark.parametrize("op, args", _cases())
-def test_opcheck(op, args):
-    torch.library.opcheck(op, args)
+# (op, a function making its arguments): made in the test, not at collection, where a call
+# would compile kernels in every pytest-xdist worker
+CASES = [
+    (ops.roi_pool, lambda: (_input().requires_grad_(), torch.tensor(ROIS), [2, 3], 0.8, False)),
+    (ops.roi_pool, lambda: (_input(torch.float16).requires_grad_(), torch.tensor(ROIS).half(),
+                            [2, 2], 1.0, True)),
+    (ops.roi_pool, lambda: (_input(torch.bfloat16).requires_grad_(), torch.tensor(ROIS), [3, 2],
+                            0.5, False)),
+    (ops.roi_pool_grad_input, _grad_input_args),
+]
+
+
+@pytest.mark.parametrize("op, make_args", CASES)
+def test_opcheck(op, make_args):
+    torch.library.opcheck(op, make_args())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])

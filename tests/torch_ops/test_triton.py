@@ -289,13 +289,14 @@ def test_crop_and_resize_gradient_propagates_inf(interpreted_kernels):
                          ids=["8x8-NHWC", "8x8-NCHW", "2x4-NHWC"])
 def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile, data_format,
                                           method):
-    # 19 x 21 pixels: several tiles each way (8 x 8 and 2 x 4; the channel block of 4 keeps
-    # them that size), each program gathering the adds of its pixels. Boxes straddle tile
-    # borders, are
-    # flipped, reach outside the image (extrapolated samples skipped), overflow (NaN
-    # samples), cover the whole image (samples on tile borders), lie below it; box 0 recurs
-    # as boxes 6 and 7, box 6 with gradients x1000, so any reordering of the adds to one
-    # element shows in the bits. No skip of a box, crop row or column may drop an add.
+    # Several tiles each way, the last ones partial (8 x 8 tiles over 19 x 21 pixels, 2 x 4
+    # over 7 x 9: as many tiles as needed, since the interpreter runs one program per tile;
+    # the channel block of 4 keeps them that size), each program gathering the adds of its
+    # pixels. Boxes straddle tile borders, are flipped, reach outside the image (extrapolated
+    # samples skipped), overflow (NaN samples), cover the whole image (samples on tile
+    # borders), lie below it; box 0 recurs as boxes 6 and 7, box 6 with gradients x1000, so
+    # any reordering of the adds to one element shows in the bits. No skip of a box, crop row
+    # or column may drop an add.
     launches = sys.modules["roiops.crop_and_resize.cuda"].LAUNCH  # the interpreted kernels'
     monkeypatch.setitem(launches, "grad_image", {**launches["grad_image"], "BLOCK_D": 4,
                                                  "TILE_H": tile[0], "TILE_W": tile[1]})
@@ -310,7 +311,8 @@ def test_crop_and_resize_grad_image_tiles(interpreted_kernels, monkeypatch, tile
                           [0.3, 0.25, 0.62, 0.81],
                           [1.2, 0.1, 1.5, 0.9]])     # entirely below the image
     indices = torch.tensor([0, 1, 0, 1, 0, 1, 0, 0, 1])
-    image_shape = [2, 19, 21, 3] if data_format == "NHWC" else [2, 3, 19, 21]
+    height, width = (19, 21) if tile == (8, 8) else (7, 9)
+    image_shape = [2, height, width, 3] if data_format == "NHWC" else [2, 3, height, width]
     for crop in ([5, 6], [1, 4], [3, 1]):
         shape = (9, *crop, 3) if data_format == "NHWC" else (9, 3, *crop)
         grads = torch.from_numpy(rng.standard_normal(shape)).float()
