@@ -131,7 +131,7 @@ def test_compat_modules_without_torch_semantics_on_numpy():
     x = np.arange(4, dtype=np.float32).reshape(1, 4, 1, 1)
     boxes = np.array([[0, 0, 0, 1, 1]], np.float32)
     assert repr(tvc.PSRoIAlign(2, 1.0, 1)) == (
-        "TorchvisionPSRoIAlign(output_size=2, spatial_scale=1.0, sampling_ratio=1)")
+        "PSRoIAlign(output_size=2, spatial_scale=1.0, sampling_ratio=1)")
     np.testing.assert_array_equal(tvc.PSRoIAlign(2, 1.0, 1)(x, boxes)[0, 0],
                                   [[0, 1], [2, 3]])
 

@@ -1,5 +1,6 @@
 """torchvision's rules shared by its compat layers (roiops.compat.torchvision and its
-MultiScaleRoIAlign): boxes as torchvision takes them, and the dtype its arithmetic runs in."""
+MultiScaleRoIAlign): boxes as torchvision takes them, the dtype its arithmetic runs in, and
+the class name its modules' reprs show."""
 from __future__ import annotations
 
 from typing import Any
@@ -39,3 +40,14 @@ def in_data_type(call: checks.RoiAlign) -> checks.RoiAlign:
     if call.kernel_dtype != np.float64:
         scale = _checks.representable("spatial_scale", scale, np.float32, call.kernel_dtype)
     return call._replace(options=call.options.with_scale(scale), half_arithmetic=half)
+
+
+def class_name(module: object) -> str:
+    """The class name in a module's repr, as torchvision's reprs show ``type(module)``'s:
+    roiops.torch's ``torch.nn.Module`` subclasses, which the public constructors return when
+    torch is installed, show the public class they stand in for (``RoIAlign``, not
+    ``TorchvisionRoIAlign``)."""
+    cls = type(module)
+    if cls.__module__.startswith("roiops.torch."):
+        cls = cls.__mro__[1]
+    return cls.__name__

@@ -32,7 +32,7 @@ from ..ps_roi_pool import checks as ps_pool_checks
 from ..roi_align import api, checks
 from ..roi_pool import api as pool_api
 from ..roi_pool import checks as pool_checks
-from ._torchvision_rules import in_data_type, rois_from_boxes
+from ._torchvision_rules import class_name, in_data_type, rois_from_boxes
 from .torchvision_multiscale import MultiScaleRoIAlign as MultiScaleRoIAlign
 
 _NAMES = checks.Names(rois="boxes")
@@ -236,7 +236,7 @@ class PSRoIAlign(_Module):
     __call__ = forward
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(output_size={self.output_size}, "
+        return (f"{class_name(self)}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale}, sampling_ratio={self.sampling_ratio})")
 
 
@@ -256,7 +256,7 @@ class PSRoIPool(_Module):
     __call__ = forward
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(output_size={self.output_size}, "
+        return (f"{class_name(self)}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale})")
 
 
@@ -293,7 +293,7 @@ class RoIAlign:
     __call__ = forward
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(output_size={self.output_size}, "
+        return (f"{class_name(self)}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale}, sampling_ratio={self.sampling_ratio}, "
                 f"aligned={self.aligned})")
 
@@ -378,5 +378,5 @@ class RoIPool:
     __call__ = forward
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(output_size={self.output_size}, "
+        return (f"{class_name(self)}(output_size={self.output_size}, "
                 f"spatial_scale={self.spatial_scale})")

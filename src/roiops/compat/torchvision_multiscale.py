@@ -37,7 +37,7 @@ from .._typing import ArrayOrTensor
 from ..multi_scale_roi_align import api, checks
 from ..multi_scale_roi_align import levels as level_mapper
 from ..roi_align import checks as roi_checks
-from ._torchvision_rules import in_data_type, rois_from_boxes
+from ._torchvision_rules import class_name, in_data_type, rois_from_boxes
 
 NAMES = checks.Names(features="x", rois="boxes")
 
@@ -159,5 +159,5 @@ class MultiScaleRoIAlign:
     __call__ = forward
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(featmap_names={self.featmap_names}, "
+        return (f"{class_name(self)}(featmap_names={self.featmap_names}, "
                 f"output_size={self.output_size}, sampling_ratio={self.sampling_ratio})")
