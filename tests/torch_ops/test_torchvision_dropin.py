@@ -190,3 +190,22 @@ def test_compile_and_export_trace_through_to_roi_align():
     torch.testing.assert_close(compiled(input, rois), pool(input, rois), rtol=0, atol=0)
     exported = torch.export.export(pool, (input, rois))
     torch.testing.assert_close(exported.module()(input, rois), pool(input, rois), rtol=0, atol=0)
+
+
+def test_reprs_are_torchvisions():
+    """The torch.nn.Module subclasses show the public class's name, in torchvision's format."""
+    assert repr(tv.RoIAlign((7, 7), 0.25, 2, True)) == (
+        "RoIAlign(output_size=(7, 7), spatial_scale=0.25, sampling_ratio=2, aligned=True)")
+    assert repr(tv.RoIPool([3, 4], 0.5)) == "RoIPool(output_size=[3, 4], spatial_scale=0.5)"
+    assert repr(tv.PSRoIAlign(3, 1.0, 2)) == (
+        "PSRoIAlign(output_size=3, spatial_scale=1.0, sampling_ratio=2)")
+    assert repr(tv.PSRoIPool(3, 0.125)) == "PSRoIPool(output_size=3, spatial_scale=0.125)"
+    multi_scale = tv.MultiScaleRoIAlign(["0", "p3"], 7, 2)
+    assert isinstance(multi_scale, torch.nn.Module)
+    assert repr(multi_scale) == (
+        "MultiScaleRoIAlign(featmap_names=['0', 'p3'], output_size=(7, 7), sampling_ratio=2)")
+
+    class MyRoIAlign(tv.RoIAlign):  # a subclass shows its own name, as in torchvision
+        pass
+
+    assert repr(MyRoIAlign(2, 1.0, -1)).startswith("MyRoIAlign(output_size=2, ")
