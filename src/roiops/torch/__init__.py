@@ -13,6 +13,8 @@ Example:
     >>> rois.grad
     tensor([[0., 2., 8., 2., 8.]])
 """
+import torch
+
 from .. import _dispatch
 from ..compat import torchvision as _torchvision
 from ..crop_and_resize import api as _crop_and_resize
@@ -27,6 +29,7 @@ from . import (
     ps_roi_ops,
     roi_pool_ops,
     rotated_ops,
+    tensors,
     tracing,
 )
 
@@ -82,3 +85,11 @@ for _public, _name in ((_roi_align.roi_align, "roi_align"),
                        (_torchvision.roi_pool, "compat.torchvision_roi_pool")):
     _dispatch.register(_name, tracing.fx_leaf(_public, _dispatch.tensor_implementation(_name)))
 del _public, _name
+
+# Quantized tensors: roiops::roi_align_torchvision takes them (torchvision's quantized
+# roi_align); every other op refuses them with a TypeError naming the argument.
+_LIBRARY = torch.library.Library("roiops", "IMPL")
+for _name in list(torch.ops.roiops):
+    if _name != "roi_align_torchvision":
+        tensors.refuse_quantized(_LIBRARY, _name)
+del _name

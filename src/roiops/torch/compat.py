@@ -25,7 +25,7 @@ from ..crop_and_resize import checks as crop_checks
 from ..roi_align import checks as roi_checks
 from ..roi_pool import checks as pool_checks
 from . import ops, roi_pool_ops
-from .tensors import TORCH, require_dense, require_tensors
+from .tensors import FLOAT_DTYPES, QUANTIZED_DTYPES, TORCH, require_dense, require_tensors
 
 _HALF_OR_SINGLE = ("float16", "float32")
 
@@ -123,8 +123,13 @@ def mindspore_roi_align(primitive, features, rois):
     return ops.roi_align(features, rois, *options.op_args())
 
 
-def boxes_to_rois(boxes):
-    """torchvision's ``convert_boxes_to_roi_format``: a list of ``[L, 4]`` -> ``[K, 5]``."""
+def boxes_to_rois(boxes, quantized=False):
+    """torchvision's ``convert_boxes_to_roi_format``: a list of ``[L, 4]`` -> ``[K, 5]``.
+
+    ``quantized``: the input is quantized, so the list may hold per-tensor quantized boxes
+    too; they are dequantized (their exact float32 values), as torchvision's quantized
+    kernel reads them.
+    """
     if isinstance(boxes, torch.Tensor):
         return boxes
     if not isinstance(boxes, (list, tuple)):
@@ -132,23 +137,58 @@ def boxes_to_rois(boxes):
                         f"got {type(boxes).__name__}")
     if not boxes:
         raise ValueError("boxes must hold at least one tensor, got an empty list")
+    dtypes = TORCH.float_dtypes + (QUANTIZED_DTYPES if quantized else ())
     for i, item in enumerate(boxes):
         if not isinstance(item, torch.Tensor):
             raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(item).__name__}")
         require_dense(f"boxes[{i}]", item)
-        _checks.require_dtype(f"boxes[{i}]", item, TORCH.float_dtypes)
+        _checks.require_dtype(f"boxes[{i}]", item, dtypes)
+        _require_per_tensor(f"boxes[{i}]", item)
         _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
+    boxes = [b.dequantize() if b.is_quantized else b for b in boxes]
     ids = [torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)]
     return torch.cat([torch.cat(ids), torch.cat(boxes)], dim=1)
+
+
+def _is_quantized(value):
+    return isinstance(value, torch.Tensor) and value.is_quantized
+
+
+def _require_per_tensor(name, tensor):
+    """TypeError for a quantized tensor of another scheme than one scale and zero point."""
+    if tensor.is_quantized and tensor.qscheme() != torch.per_tensor_affine:
+        raise TypeError(f"{name} must be quantized per tensor (torch.per_tensor_affine), "
+                        f"got {tensor.qscheme()}")
+
+
+def _check_torchvision_roi_align(input, rois, options, names=roi_checks.NATIVE):
+    """roi_align's validator with torchvision's dtype rule on tensors: float input and rois
+    (the validator's default), or per-tensor quantized input of one image, as torchvision's
+    quantized kernel takes it, with per-tensor quantized rois of any quantized dtype or float
+    rois (torchvision: quantized rois of the input's dtype only)."""
+    if not _is_quantized(input):
+        return roi_checks.check_forward(TORCH, input, rois, options, names)
+    dtypes = tuple(str(d).removeprefix("torch.") for d in QUANTIZED_DTYPES + FLOAT_DTYPES)
+    call = roi_checks.check_forward(TORCH, input, rois, options, names, dtypes)
+    _require_per_tensor(names.input, input)
+    _require_per_tensor(names.rois, rois)
+    if call.input_shape[0] != 1:
+        raise ValueError(f"{names.input} must hold one image when quantized (as in "
+                         f"torchvision: Only one image per batch is allowed), got a batch of "
+                         f"{call.input_shape[0]}")
+    if torch.is_grad_enabled() and rois.requires_grad:  # float rois; the result has no grad
+        raise RuntimeError(f"roi_align of a quantized {names.input} is not differentiable "
+                           f"(its result is quantized); detach {names.rois}")
+    return call
 
 
 def torchvision_roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned):
     """torchvision's ``roi_align`` on tensors: its arguments checked with its names, then
     ``roiops::roi_align_torchvision`` (so that autocast applies as in torchvision)."""
-    rois = boxes_to_rois(boxes)
+    rois = boxes_to_rois(boxes, quantized=_is_quantized(input))
     options = roi_checks.Options(output_size, spatial_scale, sampling_ratio, aligned,
                                  "torchvision", 1)
-    roi_checks.check_forward(TORCH, input, rois, options, roi_checks.Names(rois="boxes"))
+    _check_torchvision_roi_align(input, rois, options, roi_checks.Names(rois="boxes"))
     return torch.ops.roiops.roi_align_torchvision(input, rois, options.spatial_scale,
                                                   options.pooled_height, options.pooled_width,
                                                   options.sampling_ratio, options.aligned)
@@ -171,18 +211,32 @@ def roi_align_torchvision(input, rois, spatial_scale, pooled_height, pooled_widt
     rounding of the scale and the boxes to the data's type (bfloat16: computed in float32,
     the result rounded once), so they run on CPU and CUDA and are differentiable w.r.t.
     input and rois; being composite, the op needs no autograd or fake kernel of its own.
+
+    Quantized input (qint8, quint8, qint32, per tensor, one image; torchvision's
+    QuantizedCPU kernel) runs the float32 path on the dequantized input and rois and
+    quantizes the result with the input's scale, zero point and dtype: exactly
+    ``quantize_per_tensor(roi_align(input.dequantize(), rois.dequantize()), ...)``. It has
+    no gradient (quantized tensors have none; neither has torchvision's). The branch is
+    here rather than in a QuantizedCPU kernel because a quantized tensor's dispatch reaches
+    this composite kernel (at AutogradCPU) first.
     """
     options = roi_checks.Options((pooled_height, pooled_width), spatial_scale, sampling_ratio,
                                  aligned, "torchvision", 1)
-    call = roi_checks.check_forward(TORCH, input, rois, options)
+    call = _check_torchvision_roi_align(input, rois, options)
     if _both_half(input):
         if rois.dtype == torch.bfloat16:  # NumPy has none: widened exactly, as on the CPU
             rois = rois.float()
         return _TorchvisionHalfRoIAlign.apply(input, rois, options.output_size,
                                               spatial_scale, sampling_ratio, aligned)
     call = torchvision_compat.in_data_type(call)
-    data_type = getattr(torch, call.kernel_dtype.name)  # bfloat16 computes in float32
-    return ops.roi_align(input, rois.to(data_type), *call.options.op_args())
+    data_type = getattr(torch, call.kernel_dtype.name)  # bfloat16, quantized: float32
+    if not input.is_quantized:
+        return ops.roi_align(input, rois.to(data_type), *call.options.op_args())
+    if rois.is_quantized:
+        rois = rois.dequantize()
+    result = ops.roi_align(input.dequantize(), rois.to(data_type), *call.options.op_args())
+    return torch.quantize_per_tensor(result, input.q_scale(), input.q_zero_point(),
+                                     input.dtype)
 
 
 ops.register_autocast("roi_align_torchvision", 0)

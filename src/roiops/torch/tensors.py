@@ -8,6 +8,9 @@ from .. import _checks
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 IMAGE_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
                 torch.uint16) + FLOAT_DTYPES
+# Quantized (per tensor) input is accepted by torchvision's roi_align only, computed dequantized
+# in float32 (roiops.torch.compat); every other entry point refuses these dtypes.
+QUANTIZED_DTYPES = (torch.qint8, torch.quint8, torch.qint32)
 
 
 def require_dense(name, tensor):
@@ -40,9 +43,11 @@ def float_dtype(name, value):
 
 def numpy_dtype(dtype):
     """The NumPy dtype the kernels compute and write a torch dtype's values as: bfloat16 has
-    none, it is computed in float32 and rounded once."""
-    return np.dtype(str(torch.float32 if dtype == torch.bfloat16 else dtype).removeprefix(
-        "torch."))
+    none, it is computed in float32 and rounded once; quantized data is computed dequantized,
+    in float32, and quantized once."""
+    if dtype == torch.bfloat16 or dtype in QUANTIZED_DTYPES:
+        dtype = torch.float32
+    return np.dtype(str(dtype).removeprefix("torch."))
 
 
 def _is_integer(dtype):
@@ -53,3 +58,25 @@ TORCH = _checks.ArrayKind(require=require_tensors, dtype=lambda name: getattr(to
                           float_dtypes=FLOAT_DTYPES, image_dtypes=IMAGE_DTYPES,
                           is_integer=_is_integer, numpy_dtype=numpy_dtype,
                           float_dtype=float_dtype)
+
+
+def refuse_quantized(library, name):
+    """Register at the quantized dispatch keys of ``roiops::<name>`` (through ``library``, a
+    ``torch.library.Library`` of the namespace) a kernel that raises TypeError naming the
+    first quantized tensor argument: the op computes on float tensors, and without it a
+    direct call would end in the dispatcher's NotImplementedError, which names no argument.
+    A kernel there is only reached when an argument is quantized."""
+    op = getattr(torch.ops.roiops, name).default
+    argument_names = [argument.name for argument in op._schema.arguments]
+
+    def kernel(*args, **kwargs):
+        named = {**dict(zip(argument_names, args)), **kwargs}
+        argument, tensor = next(
+            (argument, tensor) for argument, value in named.items()
+            for tensor in (value if isinstance(value, (list, tuple)) else [value])
+            if isinstance(tensor, torch.Tensor) and tensor.is_quantized)
+        raise TypeError(f"{argument} must not be quantized: roiops::{name} computes on float "
+                        f"tensors (call .dequantize() first), got {tensor.dtype}")
+
+    for key in ("QuantizedCPU", "QuantizedCUDA"):
+        library.impl(name, kernel, key)
