@@ -1,11 +1,11 @@
 """Numba CPU kernels of multi-scale RoI Align: one fused call over every roi and level.
 
 Every roi reads the map of its own level, at that level's scale; the per-roi arithmetic is
-roi_align's, called, not copied (``roiops.roi_align.cpu``): the plan of valid samples
-(``plan_levels``: each roi's own scale and map size), the per-roi forward in place or from a
-channels-last copy, the per-roi input-gradient scatter and the per-roi box gradient. The
-levels travel as a tuple of arrays, indexed by each roi's level inside the kernels: no Python
-loop over levels, no gather or scatter of rois per level.
+roi_align's, called, not copied: the plan of valid samples (``roiops.roi_align.plan``, each
+roi on its own scale and map size), and from ``roiops.roi_align.cpu`` the per-roi forward in
+place or from a channels-last copy, the per-roi input-gradient scatter and the per-roi box
+gradient. The levels travel as a tuple of arrays, indexed by each roi's level inside the
+kernels: no Python loop over levels, no gather or scatter of rois per level.
 
 - Forward: parallel over (roi, block of channels); a roi without a level (``-1``) gets zeros.
 - Input gradient: parallel over (image, block of channels, level), each task walking the rois
@@ -27,8 +27,8 @@ from ..roi_align.cpu import (
     _grad_input_in_place,
     _vector_blocks,
     grad_boxes_roi,
-    plan_levels,
 )
+from ..roi_align.plan import plan
 
 
 def _plan(half, rois, levels, scales, shapes, sampling_ratio, geometry, pooled_height,
@@ -39,8 +39,8 @@ def _plan(half, rois, levels, scales, shapes, sampling_ratio, geometry, pooled_h
     heights = np.array([s[2] for s in shapes], np.int64)[level]
     widths = np.array([s[3] for s in shapes], np.int64)[level]
     roi_scales = np.array(scales, F)[level]
-    return plan_levels(half, rois, roi_scales, heights, widths, sampling_ratio, geometry,
-                       pooled_height, pooled_width, F)
+    return plan(rois, roi_scales, heights, widths, sampling_ratio, geometry, pooled_height,
+                pooled_width, half, F)
 
 
 def _use_channels_last(plan, shapes):

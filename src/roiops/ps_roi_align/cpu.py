@@ -4,7 +4,7 @@ Position-sensitive RoI Align is roi_align's aligned torchvision geometry with on
 data flow: output bin ``(k, c, ph, pw)`` samples input channel ``(c * PH + ph) * PW + pw``
 instead of channel ``c``, and its divisor is ``gh * gw`` without roi_align's minimum of 1
 (an empty adaptive grid gives torchvision's 0/0 = NaN). So everything else is roi_align's:
-the plan of valid samples per roi and axis (``roiops.roi_align.cpu._plan``) and the
+the plan of valid samples per roi and axis (``roiops.roi_align.plan``) and the
 per-sample formulas (``sample_value``, ``scatter_sample``, ``sample_slopes``), called, not
 copied; the arithmetic is torchvision's operation for operation, float16 in half
 (docs/position_sensitive.md#ps_roi_align).
@@ -25,13 +25,12 @@ from .._threads import run_tasks
 from ..roi_align.cpu import (
     _edge_derivatives,
     _h,
-    _plan_float,
-    _plan_for,
     _store,
     sample_slopes,
     sample_value,
     scatter_sample,
 )
+from ..roi_align.plan import one_map
 
 # Channels per parallel task (output channels in the forward, input channels in the input
 # gradient): enough to amortize a task's setup, few enough that a handful of rois spreads.
@@ -137,8 +136,8 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
     half bits when ``out_half``); every op rounded to half when ``half_arithmetic``."""
     batch, channels, height, width = input.shape
     pooled_height, pooled_width = out.shape[2], out.shape[3]
-    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
-                     pooled_height, pooled_width, height, width, F)
+    plan = one_map(rois, spatial_scale, sampling_ratio, geometry, pooled_height,
+                   pooled_width, height, width, half_arithmetic, F)
     count = _counts(plan.grid_h, plan.grid_w, half_arithmetic, F)
     order, starts = rois_by_image(batch_indices, batch)
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
@@ -205,8 +204,8 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
     sequential order."""
     batch, channels, height, width = out.shape
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
-    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
-                     pooled_height, pooled_width, height, width, F)
+    plan = one_map(rois, spatial_scale, sampling_ratio, geometry, pooled_height,
+                   pooled_width, height, width, half_arithmetic, F)
     count = _counts(plan.grid_h, plan.grid_w, half_arithmetic, F)
     order, starts = rois_by_image(batch_indices, batch)
     num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
@@ -266,8 +265,8 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     1..4 of the zeroed ``[K, 5]`` ``out``: roi_align's derivation
     (docs/arithmetic.md#roi_align-box-gradient) with each bin reading its own channel. The
     sample grid and count are held fixed; an empty grid gives 0. One thread per roi."""
-    plan = _plan_float(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
-                       grads.shape[3], input.shape[2], input.shape[3], F)
+    plan = one_map(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
+                   grads.shape[3], input.shape[2], input.shape[3], False, F)
     count = _counts(plan.grid_h, plan.grid_w, False, F)
     run_tasks(_grad_boxes, grads.shape[0], grads, input, batch_indices, spatial_scale, plan,
               count, out, F)

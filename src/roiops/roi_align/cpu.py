@@ -11,15 +11,12 @@ float16.
 
 Design, in two phases:
 
-1. **Plan** (``_plan``, sequential: it is small). A sample's y coordinate depends only on
-   ``(roi, ph, iy)`` and its x only on ``(roi, pw, ix)``, so each axis gets a small table of its
-   *valid* samples (coordinate inside ``[-1, size]``): the two neighbouring rows (or columns),
-   their interpolation weights, and what the box gradient needs. Coordinates are monotonic in
-   the sample index, so the valid samples of one bin are a contiguous run found by bisection: an
-   adaptive grid of a huge box costs the samples that land on the map, not the whole grid, and
-   invalid samples are never read (docs/decisions.md#invalid-samples-are-not-read; skipping
-   them is exact, since an invalid sample adds a signed zero to an accumulator that can
-   never be -0).
+1. **Plan** (``roiops.roi_align.plan``, vectorized NumPy: it is small). Each axis of every
+   roi gets a table of its *valid* samples (coordinate inside ``[-1, size]``): the two
+   neighbouring rows (or columns), their interpolation weights, and what the box gradient
+   needs; invalid samples are never read (docs/decisions.md#invalid-samples-are-not-read;
+   skipping them is exact, since an invalid sample adds a signed zero to an accumulator that
+   can never be -0).
 2. **Apply**, reusing the tables across channels. The forward parallelizes over (roi, block of
    channels) and the box gradient over rois, each output element written by one thread. The
    input gradient scatters, so it parallelizes over what it writes, (image, block of channels),
@@ -34,14 +31,18 @@ of a sample are contiguous vectors over channels and the per-channel arithmetic,
 vectorizes. Either way each channel sees exactly the peers' operations in the peers' order.
 """
 import math
-from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
 from .._numerics import float_to_half_bits, round_to_half
 from .._threads import run_tasks
-from .conventions import LESS_THAN_ONE, NOT_ABOVE_ONE
+
+# Plan and SampleTable: Numba's cache indexes of kernels taking a plan name its types where
+# they were defined until the plan moved to NumPy, here. An index is unpickled before its
+# staleness is checked, so the names stay importable from this module, or a cache an earlier
+# roiops left fails to load.
+from .plan import Plan, SampleTable, one_map  # noqa: F401
 
 # Channels per parallel task: enough to amortize the per-task setup, small enough that a
 # handful of rois still spreads over every core.
@@ -52,36 +53,6 @@ _LANES = 64
 _CHANNELS_LAST_MIN_RATIO = 4
 # Parallel tasks wanted at least (a thread count cannot be read in cached code).
 _MIN_TASKS = 16
-# Adaptive grid sizes saturate here (an int32, as the peers' grids): a huge finite box must
-# not overflow the sample count.
-_MAX_GRID = 2147483647.0
-
-
-class SampleTable(NamedTuple):
-    """The valid samples of one axis (y or x) of every roi: flat arrays indexed by entry, as
-    ``_plan_axis`` describes them."""
-
-    first: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    frac: np.ndarray
-    comp: np.ndarray
-    active: np.ndarray
-    position: np.ndarray
-
-
-class Plan(NamedTuple):
-    """Geometry of every roi and both axes' sample tables (``_plan``)."""
-
-    count: np.ndarray      # [K] the divisor of every bin, in F
-    ys: SampleTable
-    xs: SampleTable
-    y_clamped: np.ndarray  # [K] the minimum size fired on the axis (the size is constant 1)
-    x_clamped: np.ndarray
-    grid_h: np.ndarray     # [K] sample grid sizes
-    grid_w: np.ndarray
-
-
 @njit(cache=True, error_model="numpy")
 def _h(value, half):
     """``value`` rounded to binary16 when computing in half, else unchanged (one peer op).
@@ -100,274 +71,6 @@ def _half_bits(value):
     if value != value:
         return np.uint16(0xFE00) if math.copysign(1.0, value) < 0 else np.uint16(0x7E00)
     return float_to_half_bits(value)
-
-
-@njit(cache=True, error_model="numpy")
-def _grid_size(value):
-    """A float grid size (already floored or ceiled) as an int, saturating; NaN gives 0."""
-    if not value == value:
-        return 0
-    if value > _MAX_GRID:
-        return 2147483647
-    if value < -_MAX_GRID:
-        return -2147483647
-    return int(value)
-
-
-@njit(cache=True, error_model="numpy")
-def _axis_geometry(low, high, spatial_scale, sampling_ratio, geometry, pooled, half, F):
-    """Start, bin size and grid size of one roi axis; and whether the size was clamped to 1.
-
-    With the convention's ``geometry`` (docs/conventions.md#roi_align-switches):
-    ``start = low*s - offset``, ``end = (high [+ end_extra])*s - offset``, the size held at 1
-    by the ``min_size`` rule, adaptive grid ``floor`` or ``ceil`` of the bin size. Subtracting
-    an offset of 0 leaves every value as it is (-0.0 and NaN included), so a convention
-    without one computes exactly ``low*s``.
-    """
-    one = F(1)
-    clamped = False
-    offset = F(geometry.offset)
-    start = _h(_h(low * spatial_scale, half) - offset, half)
-    if geometry.add_end:
-        high = _h(high + _h(F(geometry.end_extra), half), half)
-    end = _h(_h(high * spatial_scale, half) - offset, half)
-    size = _h(end - start, half)
-    if geometry.min_size == LESS_THAN_ONE and size < one:
-        size = one
-        clamped = True
-    elif geometry.min_size == NOT_ABOVE_ONE and not size > one:
-        size = one
-        clamped = True
-    bin_size = _h(size / _h(F(pooled), half), half)
-    if sampling_ratio > 0:
-        grid = sampling_ratio
-    elif geometry.grid_floor:
-        grid = _grid_size(np.floor(bin_size))
-    else:
-        grid = _grid_size(np.ceil(bin_size))
-    return start, bin_size, grid, clamped
-
-
-@njit(cache=True, error_model="numpy")
-def _sample_offset(index, bin_size, grid_f, half, F):
-    """``((index + 0.5) * bin) / grid``: the sample's offset inside its bin, in that order.
-
-    ``index + 0.5`` is formed in float32 as both peers do (exact below 2**23).
-    """
-    centre = _h(F(np.float32(index) + np.float32(0.5)), half)
-    return _h(_h(centre * bin_size, half) / grid_f, half)
-
-
-
-# How _first_sample compares a coordinate with its bound. NumPy scalars, not Python ints:
-# Numba compiles a function once per Python int literal passed to it (four times here), once
-# in all for NumPy integers.
-_AT_LEAST, _ABOVE, _AT_MOST, _BELOW = np.int64(0), np.int64(1), np.int64(2), np.int64(3)
-
-
-@njit(cache=True, error_model="numpy")
-def _first_sample(bin_base, bin_size, grid_f, grid, bound, relation, half, F):
-    """The first sample index in ``[0, grid)`` whose coordinate stands in ``relation`` to
-    ``bound``, by bisection; ``max(grid, 0)`` if there is none.
-
-    Correct because coordinates are monotonic in the index (each rounding is monotonic), so
-    the relation is false and then true. A NaN coordinate satisfies no relation; the
-    arithmetic yields NaN for every sample of a bin or for none.
-    """
-    low = 0
-    high = max(grid, 0)
-    while low < high:
-        middle = (low + high) // 2
-        coordinate = _h(bin_base + _sample_offset(middle, bin_size, grid_f, half, F), half)
-        if relation == _AT_LEAST:
-            holds = coordinate >= bound
-        elif relation == _ABOVE:
-            holds = coordinate > bound
-        elif relation == _AT_MOST:
-            holds = coordinate <= bound
-        else:
-            holds = coordinate < bound
-        if holds:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-@njit(cache=True, error_model="numpy")
-def _valid_samples(bin_base, bin_size, grid_f, grid, size, half, F):
-    """``[first, stop)``: the samples of one bin whose coordinate lies in ``[-1, size]``."""
-    lower = F(-1)
-    upper = F(size)
-    if bin_size >= 0:  # coordinates non-decreasing in the sample index
-        first = _first_sample(bin_base, bin_size, grid_f, grid, lower, _AT_LEAST, half, F)
-        stop = _first_sample(bin_base, bin_size, grid_f, grid, upper, _ABOVE, half, F)
-    else:  # non-increasing (a reversed box)
-        first = _first_sample(bin_base, bin_size, grid_f, grid, upper, _AT_MOST, half, F)
-        stop = _first_sample(bin_base, bin_size, grid_f, grid, lower, _BELOW, half, F)
-    return first, max(first, stop)
-
-
-@njit(cache=True, error_model="numpy")
-def _plan_axis(starts, bin_sizes, grids, pooled, sizes, half, F):
-    """The valid samples of one axis (y with the heights, or x with the widths: ``sizes[k]``
-    is the size of roi ``k``'s map along the axis) of every roi.
-
-    Returns a ``SampleTable``: flat arrays indexed by entry ``e``, where the entries of roi
-    ``k`` and bin ``p`` are ``first[k, p] <= e < first[k, p + 1]`` in ascending sample order:
-
-    - ``low[e]``, ``high[e]``: the two neighbouring rows (equal when pinned at the last);
-      unsigned, so that indexing skips Numba's negative-index wraparound;
-    - ``frac[e]``, ``comp[e]``: the weights ``l = c - low`` and ``h = 1 - l`` in ``F``;
-    - ``active[e]``: the coordinate moves with the box (not clamped at 0, not pinned);
-    - ``position[e]``: ``(p + (i + 0.5)/grid) / pooled``, where the sample sits along the roi,
-      i.e. ``d coordinate / d end`` over the scale (for the box gradient).
-    """
-    num_rois = starts.shape[0]
-    first = np.zeros((num_rois, pooled + 1), np.int64)
-    begin = np.zeros((num_rois, pooled), np.int64)
-    for k in range(num_rois):
-        grid_f = _h(F(grids[k]), half)
-        for p in range(pooled):
-            bin_base = _h(starts[k] + _h(_h(F(p), half) * bin_sizes[k], half), half)
-            start_index, stop_index = _valid_samples(bin_base, bin_sizes[k], grid_f, grids[k],
-                                                     sizes[k], half, F)
-            begin[k, p] = start_index
-            first[k, p + 1] = stop_index - start_index
-    total = 0  # counts to offsets: a running sum, sequential and cheap
-    for k in range(num_rois):
-        first[k, 0] = total
-        for p in range(pooled):
-            total += first[k, p + 1]
-            first[k, p + 1] = total
-
-    low = np.empty(total, np.uint64)
-    high = np.empty(total, np.uint64)
-    frac = np.empty(total, F)
-    comp = np.empty(total, F)
-    active = np.empty(total, np.bool_)
-    position = np.empty(total, F)
-    one = F(1)
-    for k in range(num_rois):
-        last = sizes[k] - 1
-        grid_f = _h(F(grids[k]), half)
-        for p in range(pooled):
-            bin_base = _h(starts[k] + _h(_h(F(p), half) * bin_sizes[k], half), half)
-            e = first[k, p]
-            for i in range(begin[k, p], begin[k, p] + first[k, p + 1] - first[k, p]):
-                c = _h(bin_base + _sample_offset(i, bin_sizes[k], grid_f, half, F), half)
-                moves = True
-                if c <= F(0):  # the margin [-1, 0] reads row 0 at full weight
-                    c = F(0)
-                    moves = False
-                row = np.int64(c)  # c >= 0: truncation is floor
-                # Pinned to the last row, coordinate reset to it. Compared as integers: the
-                # float bound F(size) rounds up past size for some sizes from 2**24 on, so a
-                # valid c can truncate to size or beyond; its sample reads the last pixel.
-                if row >= last:
-                    row = last
-                    row_next = last
-                    c = _h(F(last), half)
-                    moves = False
-                else:
-                    row_next = row + 1
-                fraction = _h(c - _h(F(row), half), half)
-                low[e] = row
-                high[e] = row_next
-                frac[e] = fraction
-                comp[e] = _h(one - fraction, half)
-                active[e] = moves
-                position[e] = (F(p) + (F(i) + F(0.5)) / F(grids[k])) / F(pooled)
-                e += 1
-    return SampleTable(first, low, high, frac, comp, active, position)
-
-
-@njit(cache=True, error_model="numpy")
-def _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height, pooled_width,
-          half, F):
-    """Geometry of every roi and the sample tables of both axes (see ``_plan_axis``).
-
-    Roi ``k`` is scaled by ``scales[k]`` onto a map of ``heights[k] x widths[k]``: one map for
-    roi_align (:func:`one_map`), each roi's own level for multi-scale RoI Align
-    (``roiops.multi_scale_roi_align.cpu``), with the same per-roi arithmetic.
-
-    Returns a ``Plan``; ``count`` is the divisor of the forward (torchvision
-    ``max(gh*gw, 1)``, MindSpore ``F(gh) * F(gw)``), which the gradients share: it differs
-    from torchvision's backward ``gh*gw`` only where a roi has no samples at all.
-    """
-    num_rois = rois.shape[0]
-    y_start = np.empty(num_rois, F)
-    x_start = np.empty(num_rois, F)
-    y_bin = np.empty(num_rois, F)
-    x_bin = np.empty(num_rois, F)
-    grid_h = np.empty(num_rois, np.int64)
-    grid_w = np.empty(num_rois, np.int64)
-    y_clamped = np.empty(num_rois, np.bool_)
-    x_clamped = np.empty(num_rois, np.bool_)
-    count = np.empty(num_rois, F)
-    for k in range(num_rois):
-        x_start[k], x_bin[k], grid_w[k], x_clamped[k] = _axis_geometry(
-            rois[k, 1], rois[k, 3], scales[k], sampling_ratio, geometry, pooled_width,
-            half, F)
-        y_start[k], y_bin[k], grid_h[k], y_clamped[k] = _axis_geometry(
-            rois[k, 2], rois[k, 4], scales[k], sampling_ratio, geometry, pooled_height,
-            half, F)
-        if geometry.count_product:
-            count[k] = _h(_h(F(grid_h[k]), half) * _h(F(grid_w[k]), half), half)
-        else:
-            count[k] = _h(F(max(grid_h[k] * grid_w[k], 1)), half)
-    ys = _plan_axis(y_start, y_bin, grid_h, pooled_height, heights, half, F)
-    xs = _plan_axis(x_start, x_bin, grid_w, pooled_width, widths, half, F)
-    return Plan(count, ys, xs, y_clamped, x_clamped, grid_h, grid_w)
-
-
-@njit(cache=True, error_model="numpy")
-def _plan_float(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-                height, width, F):
-    """``_plan`` of rois on one ``height x width`` map in float arithmetic. The constant
-    ``False`` compiles a ``_plan`` without any half rounding (one with a runtime switch
-    compiled half the code for nothing)."""
-    num_rois = rois.shape[0]
-    return _plan(rois, np.full(num_rois, spatial_scale), np.full(num_rois, height),
-                 np.full(num_rois, width), sampling_ratio, geometry, pooled_height,
-                 pooled_width, False, F)
-
-
-@njit(cache=True, error_model="numpy")
-def _plan_half(rois, spatial_scale, sampling_ratio, geometry, pooled_height, pooled_width,
-               height, width, F):
-    """``_plan_float`` with every operation rounded to half."""
-    num_rois = rois.shape[0]
-    return _plan(rois, np.full(num_rois, spatial_scale), np.full(num_rois, height),
-                 np.full(num_rois, width), sampling_ratio, geometry, pooled_height,
-                 pooled_width, True, F)
-
-
-def _plan_for(half, *args):
-    """``_plan_float(*args)`` in half arithmetic or not."""
-    return (_plan_half if half else _plan_float)(*args)
-
-
-@njit(cache=True, error_model="numpy")
-def _plan_levels_float(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
-                       pooled_width, F):
-    """``_plan`` of rois each on its own map (``heights[k] x widths[k]`` at ``scales[k]``)."""
-    return _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
-                 pooled_width, False, F)
-
-
-@njit(cache=True, error_model="numpy")
-def _plan_levels_half(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
-                      pooled_width, F):
-    """``_plan_levels_float`` with every operation rounded to half."""
-    return _plan(rois, scales, heights, widths, sampling_ratio, geometry, pooled_height,
-                 pooled_width, True, F)
-
-
-def plan_levels(half, *args):
-    """``_plan_levels_float(*args)`` in half arithmetic or not: the plan of multi-scale RoI
-    Align (``roiops.multi_scale_roi_align.cpu``), every roi reading its level's map."""
-    return (_plan_levels_half if half else _plan_levels_float)(*args)
 
 
 def _use_channels_last(plan, input_shape):
@@ -583,8 +286,9 @@ def _forward_in_place_tasks(input, out, out_half, batch_indices, num_blocks, pla
 @njit(cache=True, nogil=True, error_model="numpy")
 def _forward_in_place_float(input, out, batch_indices, num_blocks, plan, F, task_begin,
                             task_end):
-    """``_forward_in_place_tasks`` into a float ``out`` in float arithmetic: the constants
-    compile a variant without half rounding (see ``_plan_float``)."""
+    """``_forward_in_place_tasks`` into a float ``out`` in float arithmetic: the constant
+    ``False`` switches compile a variant without any half rounding (one with a runtime
+    switch compiled the half arithmetic too, for nothing)."""
     _forward_in_place_tasks(input, out, False, batch_indices, num_blocks, plan, False, F,
                             task_begin, task_end)
 
@@ -596,8 +300,8 @@ def forward(input, rois, batch_indices, spatial_scale, sampling_ratio, geometry,
     the count (docs/torchvision.md#accumulation, docs/mindspore.md#roialign-samples)."""
     channels, height, width = input.shape[1], input.shape[2], input.shape[3]
     num_rois, pooled_height, pooled_width = out.shape[0], out.shape[2], out.shape[3]
-    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
-                     pooled_height, pooled_width, height, width, F)
+    plan = one_map(rois, spatial_scale, sampling_ratio, geometry, pooled_height,
+                   pooled_width, height, width, half_arithmetic, F)
     if not half_arithmetic and _use_channels_last(plan, input.shape):
         block, num_blocks = _vector_blocks(channels, num_rois)
         run_tasks(_forward_channels_last_tasks, num_rois * num_blocks, _channels_last(input),
@@ -742,8 +446,8 @@ def grad_input(grads, rois, batch_indices, spatial_scale, sampling_ratio, geomet
     """
     batch, channels, height, width = out.shape
     pooled_height, pooled_width = grads.shape[2], grads.shape[3]
-    plan = _plan_for(half_arithmetic, rois, spatial_scale, sampling_ratio, geometry,
-                     pooled_height, pooled_width, height, width, F)
+    plan = one_map(rois, spatial_scale, sampling_ratio, geometry, pooled_height,
+                   pooled_width, height, width, half_arithmetic, F)
     if not half_arithmetic and _use_channels_last(plan, out.shape):
         in_place = out_channels_last.size == out.size
         if in_place:
@@ -811,8 +515,8 @@ def grad_boxes(grads, input, rois, batch_indices, spatial_scale, sampling_ratio,
     bins per sample row and column first, then weighted by ``dy/dy1``: deterministic, one
     thread per roi.
     """
-    plan = _plan_float(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
-                       grads.shape[3], input.shape[2], input.shape[3], F)
+    plan = one_map(rois, spatial_scale, sampling_ratio, geometry, grads.shape[2],
+                   grads.shape[3], input.shape[2], input.shape[3], False, F)
     run_tasks(_grad_boxes, grads.shape[0], grads, input, batch_indices, spatial_scale, plan,
               out, F)
 

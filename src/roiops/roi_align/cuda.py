@@ -188,7 +188,7 @@ def _first_sample(bin_base, bin_size, grid_f, grid, bound, RELATION: tl.constexp
 @triton.jit
 def _valid_samples(bin_base, bin_size, grid_f, grid, size_f):
     """``(first, count)`` per bin of ``bin_base``: the samples whose coordinate lies in
-    ``[-1, size]``, as the CPU plan (``roi_align.cpu._valid_samples``) finds them."""
+    ``[-1, size]``, as the CPU plan (``roiops.roi_align.plan``) finds them."""
     lower = -tl.full([], 1, bin_base.dtype)
     if bin_size >= 0:
         first = _first_sample(bin_base, bin_size, grid_f, grid, lower, 0)
