@@ -160,25 +160,29 @@ def _first_true(holds, coordinate, grid):
 def _valid_samples(coordinate, coordinate_of, shape, grids, sizes, rising, F):
     """``(q, i, c)``: the valid samples (coordinate ``c`` in ``[-1, size]``) of every bin
     ``q = k*P + p``, as flat arrays in ascending ``(q, i)`` order. ``coordinate(i)`` gives
-    the ``[K, P]`` (``shape``) coordinates of sample index ``i`` (an array broadcasting to
-    it), ``coordinate_of(q, i)`` those of flat entries.
+    the ``[K, P, n]`` coordinates of sample indices ``i`` (``[n]``, or ``[K, P, 1]``: one per
+    bin; ``shape`` is ``[K, P]``), ``coordinate_of(q, i)`` those of flat entries.
 
     Small grids are evaluated whole; larger ones (an adaptive grid of a huge box) by two
     bisections per bin, which find the same samples: coordinates are monotonic in the index,
     rising with it when the bin size is not negative, so the valid samples are one run.
     """
     lower = F(-1)
-    upper = sizes.astype(F)[:, None]
+    upper = sizes.astype(F)[:, None, None]
     bins = shape[0] * shape[1]
     grid_max = max(int(grids.max(initial=0)), 0)
     if bins * grid_max <= _WHOLE_GRID_LIMIT:
         index = np.arange(grid_max)
-        c = coordinate(index[:, None, None]).transpose(1, 2, 0)  # [K, P, grid]
-        valid = (index < grids[:, None, None]) & (c >= lower) & (c <= upper[:, :, None])
-        q, i = np.nonzero(valid.reshape(bins, grid_max))
-        return q, i, c[valid]
-    grid = np.broadcast_to(grids[:, None], shape)
+        c = coordinate(index)
+        valid = (c >= lower) & (c <= upper)
+        if grids.min(initial=grid_max) < grid_max:
+            valid &= index < grids[:, None, None]
+        flat = np.flatnonzero(valid)
+        q = flat // grid_max
+        return q, flat - q * grid_max, c.ravel()[flat]
+    grid = np.broadcast_to(grids[:, None, None], (*shape, 1))
     # a reversed box's coordinates fall with the index
+    rising = rising[:, :, None]
     first = _first_true(lambda c: np.where(rising, c >= lower, c <= upper), coordinate, grid)
     stop = _first_true(lambda c: np.where(rising, c > upper, c < lower), coordinate, grid)
     counts = (np.maximum(first, stop) - first).ravel()
@@ -195,7 +199,8 @@ def _axis_table(starts, bin_sizes, grids, pooled, sizes, h, F):
     bin_base = h(starts[:, None] + h(h(np.arange(pooled).astype(F))[None, :] * bin_sizes[:, None]))
 
     def coordinate(index):
-        return h(bin_base + _sample_offset(index, bin_sizes[:, None], grid_f[:, None], h, F))
+        offset = _sample_offset(index, bin_sizes[:, None, None], grid_f[:, None, None], h, F)
+        return h(bin_base[:, :, None] + offset)
 
     def coordinate_of(q, i):
         k = q // pooled
