@@ -65,11 +65,14 @@ def test_quantized_rois_of_another_dtype_and_no_rois():
     assert (empty.q_scale(), empty.q_zero_point()) == (0.05, 10)
 
 
-def test_scripted_module_takes_quantized_input():
+def test_scripted_module_and_autocast_take_quantized_input():
     qx = _quantize(randn(1, 2, 6, 7), 0.1, 0, torch.qint8)
     rois = torch.tensor(ROIS)
     module = tv.RoIAlign(2, 1.0, 2, True)
-    _same_quantized(torch.jit.script(module)(qx, rois), module(qx, rois))
+    expected = module(qx, rois)
+    _same_quantized(torch.jit.script(module)(qx, rois), expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # quantized data is left as it is
+        _same_quantized(module(qx, rois), expected)
 
 
 def test_quantized_refusals_name_the_argument():
