@@ -1,14 +1,14 @@
 """roiops calls in bursts after idle time, against back-to-back calls (no peers needed).
 
     python benchmarks/bench_idle.py [--threads 2] [--repeats 15]
-    OMP_WAIT_POLICY=passive python benchmarks/bench_idle.py   # libgomp's other wait policy
 
-On some VMs a Numba parallel call made after its pool has slept is slow: waking the workers
-can take milliseconds, and a woken worker can share a core with the spinning master for
-several calls. This prints, for the [2,64,64,256] forward (``out=``) and GradImage and for a
-small crop (5 boxes of a [1,480,640,3] uint8 image to 64x64, with ``--threads`` threads and
-with one), the median back-to-back time and the median of each call index over ``--repeats``
-bursts of 4 calls, each burst after 30 ms and after 100 ms of sleep.
+A pool of threads that sleeps between calls can make the first call after idle time slow
+(Numba's OpenMP pool took 11 ms to wake on our VM; roiops's kernels now run on their own
+pool of Python threads, ``roiops._threads``). This prints, for the [2,64,64,256] forward
+(``out=``) and GradImage and for a small crop (5 boxes of a [1,480,640,3] uint8 image to
+64x64, with ``--threads`` threads and with one), the median back-to-back time and the median
+of each call index over ``--repeats`` bursts of 4 calls, each burst after 30 ms and after
+100 ms of sleep.
 """
 import time
 
