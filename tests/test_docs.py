@@ -14,6 +14,7 @@ MODULES = [
     "roiops.crop_and_resize.api",
     "roiops.roi_align.api",
     "roiops.roi_align.conventions",
+    "roiops.roi_align.plan",
     "roiops.roi_pool.api",
     "roiops.ps_roi_align.api",
     "roiops.ps_roi_pool.api",
