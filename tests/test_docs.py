@@ -63,19 +63,23 @@ HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 
 
 def repo_files():
-    """Relative paths of the repository's files: tracked and untracked, not ignored."""
+    """Relative paths of the repository's files: tracked and untracked, not ignored, outside
+    any virtual environment made in the checkout (``python3 -m venv v``, as the README's
+    commands may be run: its packages are not the project's)."""
     try:
         listed = subprocess.run(
             ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
             cwd=REPO, capture_output=True, check=True).stdout.decode()
-        return sorted({name for name in listed.split("\0") if name and (REPO / name).is_file()})
+        found = [name for name in listed.split("\0") if name and (REPO / name).is_file()]
     except (OSError, subprocess.CalledProcessError):  # not a git checkout: walk it
         found = []
         for root, dirs, files in os.walk(REPO):
             dirs[:] = [d for d in dirs if not d.startswith(".") and d not in (
                 "__pycache__", "build", "dist") and not d.endswith(".egg-info")]
             found += [str((Path(root) / f).relative_to(REPO)) for f in files]
-        return sorted(found)
+    venvs = tuple(str(Path(name).parent) + "/" for name in found
+                  if Path(name).name == "pyvenv.cfg")
+    return sorted({name for name in found if not name.startswith(venvs)})
 
 
 def text_files():
