@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from . import annotations as annotation_files
-from . import files, imageio, manifest, memory, sampling, shards, sheet
+from . import files, imageio, manifest, memory, sampling, shards, sheet, stopping
 from .boxes import BoxError, pixel_size, sample_box, samples_outside
 from .errors import UsageError
 from .progress import Progress
@@ -745,6 +745,7 @@ class CropJob:
             print(KERNELS_NOTICE, file=self.stderr, flush=True)
 
     def _count(self, task, result):
+        stopping.check()  # Ctrl-C or SIGTERM whose exception was swallowed: stop between images
         for line in result.problems:
             self._error(line)
         self.summary.failed += result.failed

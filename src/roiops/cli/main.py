@@ -5,17 +5,15 @@ line), 2 for a usage error (a bad flag, an unreadable annotation file), 130 afte
 after SIGTERM.
 """
 import argparse
-import contextlib
 import math
 import os
-import signal
 import sys
-import threading
 
 import numpy as np
 
 import roiops
 
+from . import stopping
 from .errors import Terminated, UsageError
 
 METHODS = ("bilinear", "nearest", "bilinear_v2")
@@ -334,26 +332,6 @@ def run_warmup(args):
     return warmup.run(jobs=args.jobs, only=args.only, list_only=args.list)
 
 
-@contextlib.contextmanager
-def _sigterm_stops():
-    """While the command runs, SIGTERM raises :class:`Terminated`, so that it stops as on Ctrl-C:
-    workers stopped, temporary files removed, one message. (Only the main thread can set
-    signal handlers; elsewhere SIGTERM keeps its handler.)"""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _terminate(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not cut the cleanup
-    raise Terminated
-
-
 def main(argv=None):
     """Run the ``roiops`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit
     status."""
@@ -363,8 +341,10 @@ def main(argv=None):
     except SystemExit as stop:  # --help, --version, or a usage error (status 2)
         return stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 2
     try:
-        with _sigterm_stops():
-            return args.handler(args)
+        with stopping.signals_stop():
+            status = args.handler(args)
+            stopping.check()  # a signal whose KeyboardInterrupt was swallowed on the way
+            return status
     except UsageError as error:
         print(f"roiops {args.command}: error: {error}", file=sys.stderr)
         return 2
