@@ -172,15 +172,15 @@ def check_roi_values(rois, batch, name="rois"):
 
 def check_argmax_values(argmax, plane, name="argmax"):
     """ValueError naming the first argmax outside ``[-1, plane)`` (-1: an empty bin)."""
-    if argmax.size == 0:
+    # Two reductions and no temporary: an argmax is as large as the result.
+    if argmax.size == 0 or (argmax.min() >= -1 and argmax.max() < plane):
         return
-    bad = (argmax < -1) | (argmax >= plane)
-    if bad.any():
-        position = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]),
-                                                           argmax.shape))
-        raise ValueError(f"{name} must hold -1 or a flat index into a plane of {plane} "
-                         f"elements, [{', '.join(map(str, position))}] is "
-                         f"{argmax[position].item()!r}")
+    bad = (argmax < -1) | (argmax >= plane)  # only to name the first one
+    position = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad)[0]),
+                                                       argmax.shape))
+    raise ValueError(f"{name} must hold -1 or a flat index into a plane of {plane} "
+                     f"elements, [{', '.join(map(str, position))}] is "
+                     f"{argmax[position].item()!r}")
 
 
 def check_compute_type(call):
