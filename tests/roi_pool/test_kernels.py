@@ -2,7 +2,8 @@
 
 The reference (``roiops.roi_pool.reference``) is written from docs/roi_pool.md, independently of
 the kernels; torchvision's own results are in tests/compat/test_golden_roi_pool.py. Both forward
-paths run: a few rois scan the NCHW planes in place, dense rois the channels-last copy.
+paths run: a few rois scan the NCHW planes in place, dense rois a channels-last copy (of the
+whole maps when the channels are few, else of each task's channel block).
 """
 import numba
 import numpy as np
@@ -113,6 +114,24 @@ def test_strided_input_equals_contiguous(num_rois):
     x, rois = _case(rng, F32, num_rois)
     strided = np.asfortranarray(x)[:, :, ::-1, :][:, :, ::-1, :]
     assert_same_bits(_forward(strided, rois, (2, 3))[0], _forward(x, rois, (2, 3))[0])
+
+
+@pytest.mark.parametrize("narrowest_block", [64, 256], ids=["blocks", "whole maps"])
+def test_both_channels_last_copies_match_reference(narrowest_block, monkeypatch):
+    """130 channels on one thread: two blocks of 65, each copied by its task; when blocks
+    that narrow are not worth it, one copy of the whole maps. Same bits."""
+    monkeypatch.setattr(cpu, "_LANES", narrowest_block)
+    rng = np.random.default_rng(9)
+    x, rois = _case(rng, F32, 120, (2, 130, 9, 11))  # dense
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        out, argmax = _forward(x, rois, (3, 4), 0.75)
+    finally:
+        numba.set_num_threads(before)
+    expected, expected_argmax = reference.roi_pool(x, rois, (3, 4), 0.75)
+    assert_same_bits(out, expected)
+    np.testing.assert_array_equal(argmax, expected_argmax)
 
 
 def test_results_do_not_depend_on_thread_count():

@@ -18,11 +18,15 @@ Design, in two phases like roi_align's kernels:
    in ascending order, so every element receives its adds in torchvision's sequential order
    (roi, ph, pw) on any number of threads.
 
-Two forward paths give the same bits. *In place* scans the NCHW planes one channel at a time.
-*Channels last* is taken when the scanned pixels outnumber the map elements several times
-(dense rois): the maps are copied once as ``[N, H, W, C]``, so that one pixel of a block of
-channels is a contiguous vector and the compare-and-select of every channel vectorizes.
+Three forward paths give the same bits. *In place* scans the NCHW planes one channel at a
+time. When the scanned pixels outnumber the map elements several times (dense rois) the maps
+are read channels last, so that one pixel of a block of channels is a contiguous vector and
+the compare-and-select of every channel vectorizes: with channels enough for a wide block per
+thread, each (channel block, image) task copies its block into a small buffer of its own and
+pools every roi of that image from it (read from cache); with few channels, the maps are
+copied once as ``[N, H, W, C]`` and the tasks are (roi, block of channels).
 """
+import numba
 import numpy as np
 from numba import njit
 
@@ -34,8 +38,12 @@ from ..roi_align.cpu import _h  # a value rounded to half when computing in half
 # Channels per task of the in-place forward and of the input gradient (blocks of 4 to 64
 # channels gave the gradient the same speed within 15%).
 _CHANNEL_BLOCK = 16
-# Channels per vector chunk of the channels-last path; its blocks are whole chunks.
+# Channels per vector chunk of the channels-last paths: the narrowest block worth scanning
+# (16 channels scanned at half the speed of 64), and the unit of the copy's blocks.
 _LANES = 64
+# The widest channel block of a thread's own channels-last buffer (2-core benchmark: 128
+# channels 18-21 ms, 64 channels 22-27 ms, 256 channels 22-30 ms).
+_WIDEST_BLOCK = 128
 # The channels-last copy is made once the scanned pixels exceed this many times the map.
 _CHANNELS_LAST_MIN_RATIO = 4
 # Parallel tasks wanted at least (a thread count cannot be read in cached code).
@@ -187,6 +195,26 @@ def _scan(image, h0, h1, w0, w1, first_channel, lanes, best, best_index):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _pool_roi(image, first_lane, lanes, k, plan, best, best_index, F):
+    """Every bin of roi ``k`` over ``lanes`` channels of the ``[H, W, C]`` ``image`` from
+    ``first_lane`` on, into ``best`` and ``best_index`` (``[bins, lanes]``)."""
+    row_start, row_end, col_start, col_end = plan
+    pooled_height, pooled_width = row_start.shape[1], col_start.shape[1]
+    lowest = F(LOWEST)
+    for ph in range(pooled_height):
+        h0, h1 = row_start[k, ph], row_end[k, ph]
+        for pw in range(pooled_width):
+            w0, w1 = col_start[k, pw], col_end[k, pw]
+            start = F(0) if h1 <= h0 or w1 <= w0 else lowest
+            bin_best = best[ph * pooled_width + pw]
+            bin_index = best_index[ph * pooled_width + pw]
+            for c in range(lanes):
+                bin_best[c] = start
+                bin_index[c] = -1
+            _scan(image, h0, h1, w0, w1, first_lane, lanes, bin_best, bin_index)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _forward_channels_last(features, out, out_half, argmax, with_argmax, batch_indices, block,
                            num_blocks, plan, F, task_begin, task_end):
     """The (roi, ``block`` channels) tasks given, scanning the ``[N, H, W, C]`` copy: the
@@ -196,30 +224,44 @@ def _forward_channels_last(features, out, out_half, argmax, with_argmax, batch_i
     written out once per channel, contiguous over its bins: writing each bin's channels
     straight into ``[K, C, PH, PW]`` strided by the bin count cost more than the scans.
     """
-    row_start, row_end, col_start, col_end = plan
-    channels = out.shape[1]
-    pooled_height, pooled_width = row_start.shape[1], col_start.shape[1]
-    bins = pooled_height * pooled_width
-    lowest = F(LOWEST)
+    channels, bins = out.shape[1], out.shape[2] * out.shape[3]
     best = np.empty((bins, block), F)
     best_index = np.empty((bins, block), np.int32)
     for task in range(task_begin, task_end):
         k = task // num_blocks
         first_channel = (task % num_blocks) * block
         lanes = min(first_channel + block, channels) - first_channel
-        image = features[batch_indices[k]]
-        for ph in range(pooled_height):
-            h0, h1 = row_start[k, ph], row_end[k, ph]
-            for pw in range(pooled_width):
-                w0, w1 = col_start[k, pw], col_end[k, pw]
-                start = F(0) if h1 <= h0 or w1 <= w0 else lowest
-                bin_best = best[ph * pooled_width + pw]
-                bin_index = best_index[ph * pooled_width + pw]
-                for c in range(lanes):
-                    bin_best[c] = start
-                    bin_index[c] = -1
-                _scan(image, h0, h1, w0, w1, first_channel, lanes, bin_best, bin_index)
+        _pool_roi(features[batch_indices[k]], first_channel, lanes, k, plan, best, best_index,
+                  F)
         _write(out, out_half, argmax, with_argmax, k, first_channel, lanes, best, best_index)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _forward_channel_blocks(input, out, out_half, argmax, with_argmax, batch_indices, block,
+                            num_blocks, plan, F, task_begin, task_end):
+    """The (channel block, image) tasks given: each copies its ``block`` channels of the
+    image channels-last into a buffer of its own, then pools every roi of the image from
+    it. The buffer is reused from task to task and is a fraction of the maps, so the scans
+    read it from cache, and no copy of the whole maps is made (the 512-roi benchmark's
+    forward: a quarter faster)."""
+    batch, channels, height, width = input.shape
+    bins = out.shape[2] * out.shape[3]
+    image = np.empty((height, width, block), F)
+    best = np.empty((bins, block), F)
+    best_index = np.empty((bins, block), np.int32)
+    for task in range(task_begin, task_end):
+        b = task % batch
+        first_channel = (task // batch) * block
+        lanes = min(first_channel + block, channels) - first_channel
+        for h in range(height):
+            for w in range(width):
+                for c in range(lanes):
+                    image[h, w, c] = input[b, first_channel + c, h, w]
+        for k in range(batch_indices.shape[0]):
+            if batch_indices[k] == b:
+                _pool_roi(image, 0, lanes, k, plan, best, best_index, F)
+                _write(out, out_half, argmax, with_argmax, k, first_channel, lanes, best,
+                       best_index)
 
 
 def _scanned_pixels(plan):
@@ -244,15 +286,25 @@ def forward(input, rois, batch_indices, spatial_scale, half_arithmetic, out, out
     plan = _plan(rois, spatial_scale, pooled_height, pooled_width, height, width,
                  half_arithmetic, F)
     scanned = _scanned_pixels(plan)
-    if scanned >= _CHANNELS_LAST_MIN_RATIO * batch * height * width:
+    if scanned < _CHANNELS_LAST_MIN_RATIO * batch * height * width:
+        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
+        run_tasks(_forward_in_place, num_rois * num_blocks, input, out, out_half, argmax,
+                  with_argmax, batch_indices, num_blocks, plan, F)
+        return
+    # Channels last. Per thread, a buffer of its own channel blocks when there are blocks
+    # of a worthwhile width for every thread (tasks walk the blocks, so that the threads
+    # share the work however the rois fall on the images); else one copy of the maps,
+    # parallel over rois.
+    num_blocks = max(-(-channels // _WIDEST_BLOCK), numba.get_num_threads())
+    block = -(-channels // num_blocks)
+    if block >= _LANES:
+        run_tasks(_forward_channel_blocks, batch * num_blocks, input, out, out_half, argmax,
+                  with_argmax, batch_indices, block, num_blocks, plan, F)
+    else:
         features = channels_last(input)  # roi_align's copy: [N, H, W, C], C-contiguous
         block, num_blocks = _vector_blocks(channels, num_rois)
         run_tasks(_forward_channels_last, num_rois * num_blocks, features, out, out_half,
                   argmax, with_argmax, batch_indices, block, num_blocks, plan, F)
-    else:
-        num_blocks = (channels + _CHANNEL_BLOCK - 1) // _CHANNEL_BLOCK
-        run_tasks(_forward_in_place, num_rois * num_blocks, input, out, out_half, argmax,
-                  with_argmax, batch_indices, num_blocks, plan, F)
 
 
 def _vector_blocks(channels, num_rois):
