@@ -47,19 +47,19 @@ def run_forward(call, features, rois, indices, levels):
 
 
 def run_grad_input(call, grads, rois, indices, levels):
-    """The input gradient of every level of a checked ``call``: a list of arrays of the
-    levels' shapes, channels-last in memory (as roi_align's)."""
+    """The input gradient of every level of a checked ``call``: a list of C-contiguous
+    arrays of the levels' shapes."""
     checks.check_run(call, fresh_result=False)
     F = call.F
-    gradients = [np.zeros((n, h, w, c), F) for n, c, h, w in call.level_shapes]
+    allocate = np.empty if grads.size else np.zeros  # the kernel writes every element
+    gradients = [allocate(shape, F) for shape in call.level_shapes]
     if grads.size:
         options = call.options
         cpu.grad_input(_arrays.kernel_input(grads, F), _arrays.kernel_input(rois, F), indices,
                        levels, _kernel_scales(call), options.sampling_ratio,
                        options.convention.geometry, call.half_arithmetic, gradients, F)
     with np.errstate(over="ignore"):  # a float16 result beyond its range is inf, silently
-        return [g.transpose(0, 3, 1, 2).astype(call.kernel_dtype, copy=False)
-                for g in gradients]
+        return [g.astype(call.kernel_dtype, copy=False) for g in gradients]
 
 
 def run_grad_boxes(call, grads, features, rois, indices, levels):
@@ -166,7 +166,7 @@ def multi_scale_roi_align_grad_input(grads: ArrayOrTensor, rois: ArrayOrTensor,
         rois, output_size, scales and options: as in :func:`multi_scale_roi_align`.
 
     Returns:
-        a list of arrays of ``level_shapes`` and ``grads.dtype``, channels-last in memory.
+        a list of C-contiguous arrays of ``level_shapes`` and ``grads.dtype``.
 
     Example:
         >>> import numpy as np, roiops

@@ -115,42 +115,70 @@ def forward(maps, rois, batch_indices, levels, scales, sampling_ratio, geometry,
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _grad_input_tasks(grads, gradients, planes, batch_indices, levels, block, num_blocks, plan,
-                      half, F, task_begin, task_end):
+def _grad_input_tasks(grads, gradients, batch_indices, levels, block, num_blocks, plan,
+                      largest_plane, half, F, task_begin, task_end):
     """The input gradient of the (image, channel block, level) tasks given, the level
     fastest (so that every thread's chunk mixes big and small levels): every roi of the
-    level and image in ascending order. ``gradients`` are the levels' ``[N, H, W, C]``
-    accumulators and ``planes`` the same memory seen as ``[N, C, H, W]``; the float path
-    scatters over channel vectors, the half path channel by channel."""
+    level and image in ascending order. ``gradients`` are the levels' ``[N, C, H, W]``
+    results, each element written by one task. The half path scatters into them channel by
+    channel; the float path scatters over channel vectors into a channels-last buffer of the
+    task's own (``largest_plane`` pixels of ``block`` channels, reused from task to task),
+    then writes it out channels first: no channels-last copy of the whole gradient."""
     num_levels = len(gradients)
-    channels = gradients[0].shape[3]
+    channels = gradients[0].shape[1]
+    g = np.empty(block, F)
+    buffer = np.empty(0 if half else largest_plane * block, F)
     for task in range(task_begin, task_end):
         level = task % num_levels
         rest = task // num_levels
         b = rest // num_blocks
         first_channel = (rest % num_blocks) * block
         stop_channel = min(first_channel + block, channels)
-        g = np.empty(stop_channel - first_channel, F)
-        for k in range(grads.shape[0]):
-            if levels[k] == level and batch_indices[k] == b:
-                if half:
-                    _grad_input_in_place(grads, planes[level], k, b, first_channel,
+        lanes = stop_channel - first_channel
+        result = gradients[level][b, first_channel:stop_channel]
+        height, width = result.shape[1], result.shape[2]
+        if half:
+            result[:] = 0
+            for k in range(grads.shape[0]):
+                if levels[k] == level and batch_indices[k] == b:
+                    _grad_input_in_place(grads, gradients[level], k, b, first_channel,
                                          stop_channel, plan.count[k], plan.ys, plan.xs, True,
                                          F)
-                else:
-                    _grad_input_channels_last(grads, gradients[level], k, b, first_channel,
-                                              stop_channel, plan.count[k], plan.ys, plan.xs,
-                                              g)
+            continue
+        image = buffer[:height * width * lanes].reshape((height, width, lanes))
+        touched = False
+        for k in range(grads.shape[0]):
+            if levels[k] == level and batch_indices[k] == b:
+                if not touched:
+                    image[:] = 0
+                    touched = True
+                _grad_input_channels_last(grads, image, 0, k, first_channel, stop_channel,
+                                          plan.count[k], plan.ys, plan.xs, g)
+        if touched:
+            _write_channels_first(result, image)
+        else:
+            result[:] = 0
+
+
+@njit(cache=True, error_model="numpy")
+def _write_channels_first(result, image):
+    """``result[c, y, x] = image[y, x, c]``, row by row: the reads stream, and each
+    channel's output row stays in L1 across consecutive x."""
+    channels, height, width = result.shape
+    for y in range(height):
+        for x in range(width):
+            for c in range(channels):
+                result[c, y, x] = image[y, x, c]
 
 
 def grad_input(grads, rois, batch_indices, levels, scales, sampling_ratio, geometry,
                half_arithmetic, gradients, F):
-    """Add the input gradient of every level into the zeroed ``[N, H, W, C]`` arrays
-    ``gradients`` (``F``): the adjoint of :func:`forward`, each element receiving
-    ``(g * w) / count`` in the sequential order (roi, ph, pw, iy, ix, corner) of its level's
-    rois, bit-identical to torchvision's per-level CPU backward."""
-    planes = tuple(g.transpose(0, 3, 1, 2) for g in gradients)
-    shapes = [p.shape for p in planes]
+    """The input gradient of every level into the ``[N, C, H, W]`` arrays ``gradients``
+    (``F``, C-contiguous, any content: every element is written): the adjoint of
+    :func:`forward`, each element receiving ``(g * w) / count`` in the sequential order
+    (roi, ph, pw, iy, ix, corner) of its level's rois, bit-identical to torchvision's
+    per-level CPU backward."""
+    shapes = [g.shape for g in gradients]
     batch, channels = shapes[0][0], shapes[0][1]
     plan = _plan(half_arithmetic, rois, levels, scales, shapes, sampling_ratio, geometry,
                  grads.shape[2], grads.shape[3], F)
@@ -159,8 +187,10 @@ def grad_input(grads, rois, batch_indices, levels, scales, sampling_ratio, geome
         num_blocks = (channels + block - 1) // block
     else:
         block, num_blocks = _vector_blocks(channels, batch * len(gradients))
+    largest_plane = max(s[2] * s[3] for s in shapes)
     run_tasks(_grad_input_tasks, batch * num_blocks * len(gradients), grads, tuple(gradients),
-              planes, batch_indices, levels, block, num_blocks, plan, half_arithmetic, F)
+              batch_indices, levels, block, num_blocks, plan, largest_plane, half_arithmetic,
+              F)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -181,31 +211,3 @@ def grad_boxes(grads, maps, rois, batch_indices, levels, scales, sampling_ratio,
                  grads.shape[2], grads.shape[3], F)
     run_tasks(_grad_boxes_tasks, grads.shape[0], grads, _same_layout(maps), batch_indices,
               levels, np.array(scales, F), plan, out, F)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _channels_first_rows(out, source, task_begin, task_end):
-    """``out[b, c, y, x] = source[b, y, x, c]`` for the (image, row) tasks given: the reads
-    stream; each channel's output row stays in L1 across consecutive x (one line per channel,
-    filled over 16 pixels). Blocks of 32 channels, each block rereading the source row, took
-    2.4 times as long."""
-    channels, height, width = out.shape[1], out.shape[2], out.shape[3]
-    for task in range(task_begin, task_end):
-        b = task // height
-        y = task % height
-        for x in range(width):
-            for c in range(channels):
-                out[b, c, y, x] = source[b, y, x, c]
-
-
-def channels_first(array):
-    """A C-contiguous ``[N, C, H, W]`` copy of the ``[N, C, H, W]`` view ``array`` of
-    channels-last memory. For tensors: torch's own copy of a channels_last gradient into a
-    contiguous parameter's layout took three times as long (330 ms for an FPN's finest
-    level, 2 threads)."""
-    batch, channels, height, width = array.shape
-    out = np.empty((batch, channels, height, width), array.dtype)
-    bits = np.dtype(f"u{array.dtype.itemsize}")  # moved as bits: float16 too
-    run_tasks(_channels_first_rows, batch * height, out.view(bits),
-              array.transpose(0, 2, 3, 1).view(bits))
-    return out

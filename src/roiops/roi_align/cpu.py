@@ -356,15 +356,15 @@ def _scatter_corner(pixel, offset, g, weight, count, num_channels):
 
 
 @njit(cache=True, error_model="numpy")
-def _grad_input_channels_last(grads, gradient, k, batch_index, first_channel, stop_channel,
+def _grad_input_channels_last(grads, image, image_channel, k, first_channel, stop_channel,
                               count, ys, xs, g):
-    """As ``_grad_input_in_place`` (float path) into ``[N, H, W, C]`` ``gradient``."""
+    """As ``_grad_input_in_place`` (float path) into the ``[H, W, C']`` ``image``: channel
+    ``first_channel + c`` of the gradient is added at ``image_channel + c``."""
     y_first, y_low, y_high, y_frac, y_comp = ys.first, ys.low, ys.high, ys.frac, ys.comp
     x_first, x_low, x_high, x_frac, x_comp = xs.first, xs.low, xs.high, xs.frac, xs.comp
     pooled_height = y_first.shape[1] - 1
     pooled_width = x_first.shape[1] - 1
-    image = gradient[batch_index]
-    offset = np.uint64(first_channel)
+    offset = np.uint64(image_channel)
     num_channels = stop_channel - first_channel
     for ph in range(pooled_height):
         for pw in range(pooled_width):
@@ -401,8 +401,8 @@ def _grad_input_channels_last_tasks(grads, gradient, batch_indices, block, num_b
         g = np.empty(stop_channel - first_channel, F)
         for k in range(grads.shape[0]):
             if batch_indices[k] == b:
-                _grad_input_channels_last(grads, gradient, k, b, first_channel, stop_channel,
-                                          plan.count[k], plan.ys, plan.xs, g)
+                _grad_input_channels_last(grads, gradient[b], first_channel, k, first_channel,
+                                          stop_channel, plan.count[k], plan.ys, plan.xs, g)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

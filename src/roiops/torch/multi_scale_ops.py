@@ -41,7 +41,6 @@ from .. import _dispatch
 from ..compat import torchvision_multiscale as tv_multiscale
 from ..multi_scale_roi_align import api as ms_api
 from ..multi_scale_roi_align import checks
-from ..multi_scale_roi_align import cpu as ms_cpu
 from ..multi_scale_roi_align import levels as level_mapper
 from ..roi_align.conventions import TORCHVISION
 from .compat import boxes_to_rois
@@ -107,7 +106,7 @@ def multi_scale_roi_align_grad_input(grads: Tensor, rois: Tensor, levels: Tensor
                              tuple(grads.shape), half_arithmetic=half_arithmetic)
     indices, host_levels = _host_values(rois, levels, shapes[0][0], len(shapes))
     result = ms_api.run_grad_input(call, _numpy(grads), _numpy(rois), indices, host_levels)
-    return [_tensor(ms_cpu.channels_first(r), grads.dtype) for r in result]
+    return [_tensor(r, grads.dtype) for r in result]
 
 
 @multi_scale_roi_align_grad_input.register_fake
