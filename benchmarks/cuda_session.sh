@@ -5,8 +5,10 @@
 # Here first (any machine with torch): the CPU results the GPU is checked against,
 #     PYTHONPATH=src python3 benchmarks/check_cuda.py --save .gpu/cases.npz
 # then, on the GPU machine (the device tool, carrying .gpu):
-#     bash benchmarks/cuda_session.sh .gpu/cases.npz [sweep] [tests]
-# Each stage has its own time limit, so one that hangs leaves the others their time.
+#     bash benchmarks/cuda_session.sh .gpu/cases.npz [family] [sweep] [tests]
+# Each stage has its own time limit, so one that hangs leaves the others their time. The
+# check (all operators, most of it Triton compiling) and the core benchmarks always run;
+# "family" adds the RoI family's benchmarks. check + bench + family stay under 8 minutes.
 set -u
 cases=${1:?the npz written by check_cuda.py --save}
 shift
@@ -29,14 +31,16 @@ print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton._
       numba.__version__)"
 } > "$out/machine.log" 2>&1
 cat "$out/machine.log"
-stage check 150 python3 benchmarks/check_cuda.py --check "$cases" --report "$out/check.json"
+stage check 210 python3 benchmarks/check_cuda.py --check "$cases" --report "$out/check.json"
 tail -3 "$out/check.log"
-stage bench 120 python3 benchmarks/bench_cuda.py --repeats 15
+stage bench 120 python3 benchmarks/bench_cuda.py --repeats 15 --only overhead,roi_align,crop
 for extra in "$@"; do
   case $extra in
+    family) stage family 120 python3 benchmarks/bench_cuda.py --repeats 15 --only family ;;
     sweep) stage sweep 180 python3 benchmarks/bench_cuda.py --sweep ;;
     tests) stage tests 120 python3 -m pytest tests/torch_ops -q -k cuda -p no:cacheprovider \
              -n 8 ;;
   esac
 done
-grep -h "roiops\|torchvision\|floor\|Peak\|###" "$out/bench.log" | head -60
+grep -h "roiops\|torchvision\|floor\|Peak\|###" "$out"/bench.log "$out"/family.log 2>/dev/null \
+  | head -120
