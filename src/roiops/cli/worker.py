@@ -309,9 +309,9 @@ def _map_in_pool(batches, workers, load_kernels):
     Only this process holds the sending end of the workers' lifeline (a pipe created here is
     not inherited, and the fork server and the resource tracker are started with only the file
     descriptors they need): closing it, or this process dying, ends every worker. When the run
-    stops early (an interruption, an error) the lifeline is closed first, so that the workers
-    do not finish the queued images. The workers load the kernels once this process has (it
-    loads them while they start).
+    stops early (an interruption, an error) the queued images are cancelled and the lifeline
+    closed before the pool is shut down, so that the workers do not finish the queued images.
+    The workers load the kernels once this process has (it loads them while they start).
     """
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
@@ -331,6 +331,11 @@ def _map_in_pool(batches, workers, load_kernels):
                 kernels_ready.set()
             yield from results
     except BaseException:
+        # The queued images are cancelled before the workers are told to exit. In the other
+        # order a worker's exit can mark the pool broken while futures cancelled by map()
+        # are still pending, and the pool's manager thread in CPython before 3.12 fails on
+        # them (InvalidStateError), skips its cleanup, and the process may hang at exit.
+        pool.shutdown(wait=False, cancel_futures=True)
         keep_alive.close()
         raise
     finally:
