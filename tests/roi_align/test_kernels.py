@@ -162,6 +162,20 @@ def test_strided_and_permuted_input_equals_contiguous(num_rois):
         np.testing.assert_array_equal(_forward(view, rois, (3, 2), aligned=True), expected)
 
 
+@pytest.mark.parametrize("F", [F32, F64])
+def test_channels_last_copy_in_blocks_and_a_remainder_matches_reference(F):
+    """37 channels: two whole blocks of the copy (``_COPY_BLOCK``) and a remainder of 5,
+    and a vector chunk of the kernel cut short; dense rois (the channels-last path); the
+    output filled with NaN first, so that an element left unwritten shows."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 37, 6, 8)).astype(F)
+    rois = _random_rois(rng, 70, 2, 6, 8, 0.5).astype(F)
+    out = np.full((70, 37, 3, 2), np.nan, F)
+    cpu.forward(x, rois, _indices(rois, False), F(0.5), 2, _geometry(False, False, 1), False,
+                out, False, F)
+    assert_same_bits(out, reference.roi_align(x, rois, (3, 2), 0.5, sampling_ratio=2, F=F))
+
+
 @pytest.mark.parametrize("num_rois", [4, 300])
 def test_grad_input_does_not_depend_on_thread_count(num_rois):
     rng = np.random.default_rng(4)

@@ -65,6 +65,7 @@ def _forward_channels_last_tasks(maps, out, out_half, batch_indices, levels, blo
     """roi_align's channels-last forward of the (roi, channel block) tasks given, each roi
     from its level's ``[N, H, W, C]`` map."""
     channels = out.shape[1]
+    acc = np.empty((out.shape[2] * out.shape[3], block), F)
     for task in range(task_begin, task_end):
         k = task // num_blocks
         first_channel = (task % num_blocks) * block
@@ -73,7 +74,6 @@ def _forward_channels_last_tasks(maps, out, out_half, batch_indices, levels, blo
         if level < 0:
             out[k, first_channel:stop_channel] = 0
             continue
-        acc = np.empty(stop_channel - first_channel, F)
         _forward_channels_last(maps[level], out, out_half, k, batch_indices[k], first_channel,
                                stop_channel, plan.count[k], plan.ys, plan.xs, acc, F)
 

@@ -33,7 +33,10 @@ from numba import njit
 from .._numerics import float_to_half_bits, round_half_away
 from .._threads import run_tasks
 from ..roi_align.cpu import _channels_last as channels_last
-from ..roi_align.cpu import _h  # a value rounded to half when computing in half (one peer op)
+from ..roi_align.cpu import (
+    _h,  # a value rounded to half when computing in half (one peer op)
+    channels_last_row,
+)
 
 # Channels per task of the in-place forward and of the input gradient (blocks of 4 to 64
 # channels gave the gradient the same speed within 15%).
@@ -254,9 +257,7 @@ def _forward_channel_blocks(input, out, out_half, argmax, with_argmax, batch_ind
         first_channel = (task // batch) * block
         lanes = min(first_channel + block, channels) - first_channel
         for h in range(height):
-            for w in range(width):
-                for c in range(lanes):
-                    image[h, w, c] = input[b, first_channel + c, h, w]
+            channels_last_row(input, b, first_channel, h, image[h, :, :lanes])
         for k in range(batch_indices.shape[0]):
             if batch_indices[k] == b:
                 _pool_roi(image, 0, lanes, k, plan, best, best_index, F)
