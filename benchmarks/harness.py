@@ -55,12 +55,24 @@ def fill_floor(shape, dtype=np.float32):
 
 
 def machine():
+    """The CPU (model name, and family/model/MHz where /proc/cpuinfo gives them: VMs that
+    all call themselves "Intel(R) Xeon(R) Processor" differ, and the peers' speed with them),
+    the core count and the Python version."""
     cpu = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info
-                       if line.startswith("model name"))
-    except (OSError, StopIteration):
+            fields = {}
+            for line in info:
+                if not line.strip():
+                    break  # the first processor's fields
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+        cpu = fields.get("model name", cpu)
+        detail = ", ".join(f"{key} {fields[key]}" for key in ("cpu family", "model", "cpu MHz")
+                           if key in fields)
+        if detail:
+            cpu = f"{cpu} ({detail})"
+    except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
