@@ -180,20 +180,27 @@ def _only(directions, *names):
     return {name: directions[name] for name in names}
 
 
+def _directions(options, forward, grad_input, grad_boxes=None):
+    """The checked directions of an operator whose custom ops take the common argument order:
+    ``forward(x, rois, *options)``, ``grad_input(grads, rois, x's shape, *options)`` and, if
+    it has one, ``grad_boxes(grads, x, rois, *options)``; all exact but the box gradient."""
+    directions = {
+        "forward": ("exact", lambda x, rois, grads: forward(x, rois, *options)),
+        "grad_input": ("exact", lambda x, rois, grads: grad_input(grads, rois, list(x.shape),
+                                                                  *options))}
+    if grad_boxes is not None:
+        directions["grad_boxes"] = ("close", lambda x, rois, grads: grad_boxes(grads, x, rois,
+                                                                               *options))
+    return directions
+
+
 # --- roi_align ------------------------------------------------------------------------------
 
 def _roi_align_directions(options):
-    def forward(x, rois, grads):
-        return ops.roi_align(x, rois, *options)
-
-    def grad_input(x, rois, grads):
-        return ops.roi_align_grad_input(grads, rois, list(x.shape), *options)
-
-    def grad_boxes(x, rois, grads):
-        return ops.roi_align_grad_boxes(grads, x, rois, *options)
-
-    return {"forward": ("exact", forward), "grad_input": ("exact", grad_input),
-            "grad_boxes": ("close", grad_boxes)}
+    """``options``: (output_size, spatial_scale, sampling_ratio, aligned, convention,
+    roi_end_mode)."""
+    return _directions(options, ops.roi_align, ops.roi_align_grad_input,
+                       ops.roi_align_grad_boxes)
 
 
 def roi_calls(store):
@@ -327,28 +334,13 @@ def roi_pool_calls(store):
 
 def _ps_align_directions(options):
     """``options``: (output_size, spatial_scale, sampling_ratio)."""
-    def forward(x, rois, grads):
-        return ps_ops.ps_roi_align(x, rois, *options)
-
-    def grad_input(x, rois, grads):
-        return ps_ops.ps_roi_align_grad_input(grads, rois, list(x.shape), *options)
-
-    def grad_boxes(x, rois, grads):
-        return ps_ops.ps_roi_align_grad_boxes(grads, x, rois, *options)
-
-    return {"forward": ("exact", forward), "grad_input": ("exact", grad_input),
-            "grad_boxes": ("close", grad_boxes)}
+    return _directions(options, ps_ops.ps_roi_align, ps_ops.ps_roi_align_grad_input,
+                       ps_ops.ps_roi_align_grad_boxes)
 
 
 def _ps_pool_directions(options):
     """``options``: (output_size, spatial_scale)."""
-    def forward(x, rois, grads):
-        return ps_ops.ps_roi_pool(x, rois, *options)
-
-    def grad_input(x, rois, grads):
-        return ps_ops.ps_roi_pool_grad_input(grads, rois, list(x.shape), *options)
-
-    return {"forward": ("exact", forward), "grad_input": ("exact", grad_input)}
+    return _directions(options, ps_ops.ps_roi_pool, ps_ops.ps_roi_pool_grad_input)
 
 
 def ps_calls(store):
@@ -416,17 +408,9 @@ def multi_scale_calls(store):
 def _rotated_directions(options):
     """``options``: (output_size, spatial_scale, sampling_ratio, aligned, clockwise,
     convention)."""
-    def forward(x, rois, grads):
-        return rotated_ops.roi_align_rotated(x, rois, *options)
-
-    def grad_input(x, rois, grads):
-        return rotated_ops.roi_align_rotated_grad_input(grads, rois, list(x.shape), *options)
-
-    def grad_boxes(x, rois, grads):
-        return rotated_ops.roi_align_rotated_grad_boxes(grads, x, rois, *options)
-
-    return {"forward": ("exact", forward), "grad_input": ("exact", grad_input),
-            "grad_boxes": ("close", grad_boxes)}
+    return _directions(options, rotated_ops.roi_align_rotated,
+                       rotated_ops.roi_align_rotated_grad_input,
+                       rotated_ops.roi_align_rotated_grad_boxes)
 
 
 def rotated_calls(store):
