@@ -298,6 +298,24 @@ def autograd_input_gradient(leaf, forward, grads):
     return call
 
 
+def compare_with_torchvision(device, repeats, name, title, features, leaf, grads, tv_forward,
+                             roiops_forward, deterministic, deterministic_path=False):
+    """An operator's forward table and forward+backward table against torchvision's:
+    ``tv_forward(x)`` and ``roiops_forward(x)`` on ``features``, then each with its autograd
+    input gradient through ``leaf`` (and torchvision's deterministic mode where
+    ``deterministic``; ``deterministic_path`` as in ``compare_forward_backward``)."""
+    tv_both = autograd_input_gradient(leaf, tv_forward, grads)
+    compare(device, repeats, f"{name} forward: {title}",
+            {"torchvision": lambda: tv_forward(features),
+             "roiops": lambda: roiops_forward(features)})
+    compare_forward_backward(
+        device, repeats, f"{name} forward+backward: {title}",
+        {"torchvision": tv_both,
+         "roiops (deterministic backward)": autograd_input_gradient(leaf, roiops_forward,
+                                                                    grads)},
+        tv_both if deterministic else None, deterministic_path=deterministic_path)
+
+
 def bench_roi_align(device, repeats, generator, deterministic):
     from torchvision.ops import roi_align as tv_roi_align
 
@@ -323,19 +341,12 @@ def bench_roi_align(device, repeats, generator, deterministic):
             return torch.ops.torchvision._roi_align_backward(
                 grads, rois, scale, pooled, pooled, *shape, SAMPLING_RATIO, True)
 
-        tv_both = autograd_input_gradient(leaf, tv_forward, grads)
-        compare(device, repeats, f"roi_align forward: {title}",
-                {"torchvision": lambda: tv_forward(features),
-                 "roiops": lambda: roiops_forward(features)})
+        compare_with_torchvision(device, repeats, "roi_align", title, features, leaf, grads,
+                                 tv_forward, roiops_forward, deterministic,
+                                 deterministic_path=True)
         compare(device, repeats, f"roi_align input gradient alone: {title}",
                 {"torchvision (atomic)": tv_backward,
                  "roiops (deterministic)": roiops_backward})
-        compare_forward_backward(
-            device, repeats, f"roi_align forward+backward: {title}",
-            {"torchvision": tv_both,
-             "roiops (deterministic backward)": autograd_input_gradient(leaf, roiops_forward,
-                                                                        grads)},
-            tv_both if deterministic else None, deterministic_path=True)
 
 
 def bench_roi_pool(device, repeats, generator, deterministic):
@@ -352,16 +363,8 @@ def bench_roi_pool(device, repeats, generator, deterministic):
     def tv_forward(x):
         return tv_roi_pool(x, rois, pooled, scale)
 
-    tv_both = autograd_input_gradient(leaf, tv_forward, grads)
-    compare(device, repeats, f"roi_pool forward: {title}",
-            {"torchvision": lambda: tv_forward(features),
-             "roiops": lambda: roiops_forward(features)})
-    compare_forward_backward(
-        device, repeats, f"roi_pool forward+backward: {title}",
-        {"torchvision": tv_both,
-         "roiops (deterministic backward)": autograd_input_gradient(leaf, roiops_forward,
-                                                                    grads)},
-        tv_both if deterministic else None)
+    compare_with_torchvision(device, repeats, "roi_pool", title, features, leaf, grads,
+                             tv_forward, roiops_forward, deterministic)
 
 
 def bench_position_sensitive(operator, device, repeats, generator, deterministic):
@@ -387,16 +390,8 @@ def bench_position_sensitive(operator, device, repeats, generator, deterministic
     def tv_forward(x):
         return tv_operator(x, rois, pooled, scale, *extra)
 
-    tv_both = autograd_input_gradient(leaf, tv_forward, grads)
-    compare(device, repeats, f"{operator} forward: {title}",
-            {"torchvision": lambda: tv_forward(features),
-             "roiops": lambda: roiops_forward(features)})
-    compare_forward_backward(
-        device, repeats, f"{operator} forward+backward: {title}",
-        {"torchvision": tv_both,
-         "roiops (deterministic backward)": autograd_input_gradient(leaf, roiops_forward,
-                                                                    grads)},
-        tv_both if deterministic else None)
+    compare_with_torchvision(device, repeats, operator, title, features, leaf, grads,
+                             tv_forward, roiops_forward, deterministic)
 
 
 def bench_multi_scale(device, repeats, deterministic):
