@@ -65,6 +65,28 @@ def dataset(tmp_path):
     return tmp_path
 
 
+def _many_boxes(folder, images, boxes_per_image):
+    """``images`` random 40x40 PNGs in ``folder/images`` and ``folder/boxes.csv`` with
+    ``boxes_per_image`` boxes on each: far more work than a test lets finish. Returns the
+    CSV's path and the images' folder."""
+    image_folder = folder / "images"
+    image_folder.mkdir()
+    lines = ["image,x1,y1,x2,y2"]
+    rng = np.random.default_rng(0)
+    for k in range(images):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(
+            image_folder / f"{k}.png")
+        lines += [f"{k}.png,1,1,39,39"] * boxes_per_image
+    (folder / "boxes.csv").write_text("\n".join(lines) + "\n")
+    return folder / "boxes.csv", image_folder
+
+
+@pytest.fixture
+def many_boxes(tmp_path):
+    """``many_boxes(images, boxes_per_image)``: see ``_many_boxes`` (in ``tmp_path``)."""
+    return lambda images, boxes_per_image: _many_boxes(tmp_path, images, boxes_per_image)
+
+
 def _rgb(path):
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))

@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,20 +58,13 @@ def still_running(processes):
 
 
 @pytest.fixture
-def busy_run(tmp_path):
+def busy_run(tmp_path, many_boxes):
     """Start ``roiops crop`` on 8 images with 400 boxes each (2 workers); return it once the
     workers write crops, with ``(process, processes below it, out folder, stderr file)``."""
-    images = tmp_path / "images"
-    images.mkdir()
-    lines = ["image,x1,y1,x2,y2"]
-    rng = np.random.default_rng(0)
-    for k in range(8):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(images / f"{k}.png")
-        lines += [f"{k}.png,1,1,39,39"] * 400
-    (tmp_path / "boxes.csv").write_text("\n".join(lines) + "\n")
+    boxes, images = many_boxes(8, 400)
     out = tmp_path / "out"
     stderr = tmp_path / "stderr.txt"
-    command = [sys.executable, "-m", "roiops.cli", "crop", str(tmp_path / "boxes.csv"),
+    command = [sys.executable, "-m", "roiops.cli", "crop", str(boxes),
                "--images", str(images), "--out", str(out), "--size", "192",
                "--workers", str(WORKERS)]
     with open(stderr, "w") as err:

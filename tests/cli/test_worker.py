@@ -3,31 +3,20 @@ import concurrent.futures
 import threading
 import time
 
-import numpy as np
-from PIL import Image
-
 from roiops.cli.crop import CropJob
 from roiops.cli.errors import Terminated
 from roiops.cli.main import main
 
 
-def test_a_run_stopped_with_images_queued_leaves_the_pool_without_error(tmp_path,
+def test_a_run_stopped_with_images_queued_leaves_the_pool_without_error(tmp_path, many_boxes,
                                                                        monkeypatch):
     """Stopped after its first image with most images still queued, a 2-worker run cancels
     them before its workers exit. In the other order a worker's exit could mark the pool broken
     while cancelled futures were pending, which the pool's manager thread in CPython before
     3.12 fails on (InvalidStateError), skipping its cleanup: `roiops crop` then hung at exit
-    once, on a loaded CI machine. Each shutdown here starts a second late, as if the main
+    once, in a clean-clone CI run. Each shutdown here starts a second late, as if the main
     process had lost its core; that made the failure certain on Python 3.11."""
-    images = tmp_path / "images"
-    images.mkdir()
-    lines = ["image,x1,y1,x2,y2"]
-    rng = np.random.default_rng(0)
-    for k in range(12):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), np.uint8)).save(images / f"{k}.png")
-        lines += [f"{k}.png,1,1,39,39"] * 100
-    (tmp_path / "boxes.csv").write_text("\n".join(lines) + "\n")
-
+    boxes, images = many_boxes(12, 100)
     thread_errors = []
     monkeypatch.setattr(threading, "excepthook", thread_errors.append)
     shutdown = concurrent.futures.ProcessPoolExecutor.shutdown
@@ -44,6 +33,6 @@ def test_a_run_stopped_with_images_queued_leaves_the_pool_without_error(tmp_path
         raise Terminated
 
     monkeypatch.setattr(CropJob, "_count", stop_after_the_first_image)
-    assert main(["crop", str(tmp_path / "boxes.csv"), "--images", str(images), "--out",
+    assert main(["crop", str(boxes), "--images", str(images), "--out",
                  str(tmp_path / "out"), "--size", "96", "--workers", "2"]) == 143
     assert [(error.exc_type, error.thread.name) for error in thread_errors] == []
