@@ -1,20 +1,26 @@
 """Kernel calls that ``test_boundscheck.py`` runs in a child process under NUMBA_BOUNDSCHECK=1.
 
-Every Numba kernel of crop_and_resize and roi_align, and each of their internal paths, runs on
-small edge-case inputs: boxes that touch the edges, flipped, degenerate or outside the image,
-maps one pixel high or wide, crop and output sizes of one. Zero-stride views add images 2**24 + 4
-pixels high or wide (float32 rounds ``size - 1`` up to ``size`` there) for a few bytes of memory.
-With bounds checking compiled in, any index outside its axis raises IndexError and this script
-exits non-zero.
+Every Numba kernel, and each of its internal paths, runs on small edge-case inputs: boxes that
+touch the edges, flipped, degenerate or outside the image, rotated boxes around the corners,
+maps one pixel high or wide, crop and output sizes of one. Zero-stride views add images
+2**24 + 4 pixels high or wide (float32 rounds ``size - 1`` up to ``size`` there) for a few
+bytes of memory. With bounds checking compiled in, any index outside its axis raises
+IndexError and this script exits non-zero.
 
-Compiling under bounds checking is slow, so each kernel is compiled once: float32 only, float
-outputs only (the half paths run through the same indices), and every image a non-contiguous
-view, strided or zero-stride, which Numba types alike; the index arithmetic does not depend on
-the layout.
+Compiling under bounds checking is slow, so each kernel is compiled for few types.
+crop_and_resize and roi_align are called kernel by kernel: float32 only, float outputs only
+(their half paths run through the same indices), and every image a non-contiguous view,
+strided or zero-stride, which Numba types alike; the index arithmetic does not depend on the
+layout. The RoI family (roi_pool, the position-sensitive ops, multi-scale and rotated RoI
+Align) is called through the public API, which picks each path from the inputs: float32
+strided views through the native functions, float16 through the compatibility layers, whose
+half arithmetic rounds the geometry to half and so can place bins differently.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+import roiops
+from roiops.compat import mmcv, torchvision, torchvision_multiscale
 from roiops.crop_and_resize import cpu as crop
 from roiops.roi_align import api as align_api
 from roiops.roi_align import cpu as align
@@ -169,6 +175,138 @@ def roi_align_calls():
             align_calls(input, gradient, rois, (2, 2), options)
 
 
+# --- the RoI family, through the public API ----------------------------------------------
+# float32 strided views through the native API (the float kernels), float16 through the
+# compatibility layers (torchvision's and mmcv's half arithmetic: geometry rounded to half,
+# the float16 writes). Few rois take the in-place paths, many (dense) the channels-last ones.
+# Scale 1 puts bins on the maps' far edges, scale 1/2 elsewhere.
+
+def family_inputs(shape):
+    """``shape`` maps as a strided float32 view and as a float16 array."""
+    return strided(ramp(shape)), ramp(shape).astype(np.float16)
+
+
+def roi_pool_calls():
+    # 3 channels: the in-place scan and the channels-last copy of the maps; 128 channels:
+    # each thread's own channel-block buffer (a block of 64 or more per thread).
+    for batch, channels, height, width in [(2, 3, 5, 7), (2, 2, 1, 6), (2, 2, 4, 1),
+                                           (2, 128, 3, 4)]:
+        shape = (batch, channels, height, width)
+        for input in family_inputs(shape):
+            for count in (8, 80):
+                rois = roi_align_rois(height, width, count).astype(input.dtype)
+                for output_size, scale in [((1, 1), 1.0), ((2, 3), 0.5)]:
+                    out, argmax = roiops.roi_pool(input, rois, output_size, spatial_scale=scale,
+                                                  return_argmax=True)
+                    grads = ramp(out.shape).astype(input.dtype)
+                    if input.dtype == F32:
+                        roiops.roi_pool_grad_input(grads, argmax, rois, shape)
+                    else:
+                        torchvision.roi_pool(input, rois, output_size, scale)
+                        torchvision.roi_pool_backward(grads, rois, argmax, shape)
+
+
+def position_sensitive_calls():
+    # 2 output channels of 2x3 bins: 12 input channels.
+    for batch, height, width in [(2, 5, 7), (2, 1, 6), (2, 4, 1)]:
+        shape = (batch, 12, height, width)
+        for input in family_inputs(shape):
+            for count in (8, 80):
+                rois = roi_align_rois(height, width, count).astype(input.dtype)
+                grads = ramp((count, 2, 2, 3)).astype(input.dtype)
+                for ratio, scale in [(-1, 1.0), (2, 0.5)]:
+                    if input.dtype == F32:
+                        options = dict(spatial_scale=scale, sampling_ratio=ratio)
+                        roiops.ps_roi_align(input, rois, (2, 3), **options)
+                        roiops.ps_roi_align_grad_input(grads, rois, shape, (2, 3), **options)
+                        roiops.ps_roi_align_grad_boxes(grads, input, rois, (2, 3), **options)
+                        roiops.ps_roi_pool(input, rois, (2, 3), spatial_scale=scale)
+                        roiops.ps_roi_pool_grad_input(grads, rois, shape, (2, 3),
+                                                      spatial_scale=scale)
+                    else:
+                        torchvision.ps_roi_align(input, rois, (2, 3), scale, ratio)
+                        torchvision.ps_roi_align_backward(grads, rois, shape, (2, 3), scale,
+                                                          ratio)
+                        torchvision.ps_roi_pool(input, rois, (2, 3), scale)
+                        torchvision.ps_roi_pool_backward(grads, rois, shape, (2, 3), scale)
+
+
+def multi_scale_calls():
+    # Two levels at scales 1 and 1/2 of a 10x14 image; the mapper's levels and given ones,
+    # -1 (no level) included.
+    shapes = [(2, 3, 10, 14), (2, 3, 5, 7)]
+    scales = [1.0, 0.5]
+    for count in (8, 80):
+        rois = roi_align_rois(10, 14, count)
+        given = (np.arange(count) % 3 - 1).astype(np.int64)
+        grads = ramp((count, 3, 2, 3))
+        maps = [strided(ramp(s)) for s in shapes]
+        for ratio, aligned in [(-1, True), (2, False)]:
+            options = dict(sampling_ratio=ratio, aligned=aligned)
+            roiops.multi_scale_roi_align(maps, rois, (2, 3), scales, **options)
+            roiops.multi_scale_roi_align(maps, rois, (2, 3), scales, levels=given, **options)
+            roiops.multi_scale_roi_align_grad_input(grads, rois, given, shapes, (2, 3), scales,
+                                                    **options)
+            roiops.multi_scale_roi_align_grad_boxes(grads, maps, rois, given, (2, 3), scales,
+                                                    **options)
+            half_maps = [ramp(s).astype(np.float16) for s in shapes]
+            torchvision_multiscale.multi_scale_roi_align(
+                half_maps, rois.astype(np.float16), (2, 3), ratio, scales, 0, 1)
+
+
+def rotated_rois(height, width, count):
+    """``count`` rotated rois ``(batch, cx, cy, w, h, angle)`` cycling through edge cases:
+    the whole map at several angles (degrees or radians alike), centred on each corner,
+    larger than the map, degenerate, outside."""
+    cases = [
+        [0, width / 2, height / 2, width, height, 0],
+        [0, width / 2, height / 2, width, height, 90],
+        [0, width / 2, height / 2, 2 * width, 2 * height, 180],
+        [0, 0, 0, width, height, -45], [0, width, height, width, height, 30],
+        [0, width, 0, 1, 1, 45], [0, 0, height, 0, 0, 0],
+        [0, 3 * width, 3 * height, width, height, 10], [0, -width, -height, 2, 2, -90],
+    ]
+    rois = np.array([cases[k % len(cases)] for k in range(count)], F32)
+    rois[:, 0] = np.arange(count) % 2
+    return rois
+
+
+def rotated_calls():
+    # 9 rois on the 12x16 map gather in place, 90 on the small maps channels last.
+    for batch, channels, height, width, count in [(2, 3, 5, 7, 90), (2, 2, 1, 6, 90),
+                                                  (2, 2, 4, 1, 90), (2, 2, 12, 16, 9)]:
+        shape = (batch, channels, height, width)
+        for input in family_inputs(shape):
+            rois = rotated_rois(height, width, count).astype(input.dtype)
+            grads = ramp((count, channels, 2, 3)).astype(input.dtype)
+            for ratio, scale in [(0, 1.0), (2, 0.5)]:
+                if input.dtype == F32:
+                    for options in [dict(), dict(convention="mmcv", aligned=False,
+                                                 clockwise=True)]:
+                        options.update(spatial_scale=scale, sampling_ratio=ratio)
+                        roiops.roi_align_rotated(input, rois, (2, 3), **options)
+                        roiops.roi_align_rotated_grad_input(grads, rois, shape, (2, 3),
+                                                            **options)
+                        roiops.roi_align_rotated_grad_boxes(grads, input, rois, (2, 3),
+                                                            **options)
+                else:
+                    mmcv.roi_align_rotated(input, rois, (2, 3), scale, ratio)
+                    mmcv.roi_align_rotated_backward(grads, rois, shape, (2, 3), scale, ratio)
+    # The far edge of a huge axis: float32 rounds its last coordinates up to the size.
+    edge = F32(HUGE - 1)
+    for huge_axis, rois in [(2, [[0, 1, edge, 2, 2, 0], [0, 1, HUGE, 1, 1, 45]]),
+                            (3, [[0, edge, 1, 2, 2, 0], [0, HUGE, 1, 1, 1, 45]])]:
+        input = huge_view(ramp((1, 1, 2, 2)), huge_axis)
+        rois = np.array(rois, F32)
+        grads = ramp((2, 1, 2, 2))
+        roiops.roi_align_rotated(input, rois, 2)
+        roiops.roi_align_rotated_grad_input(grads, rois, input.shape, 2)
+        roiops.roi_align_rotated_grad_boxes(grads, input, rois, 2)
+
 if __name__ == "__main__":
     crop_and_resize_calls()
     roi_align_calls()
+    roi_pool_calls()
+    position_sensitive_calls()
+    multi_scale_calls()
+    rotated_calls()
