@@ -101,3 +101,62 @@ def test_half_arithmetic_runs_on_the_host(interpreted):
                      ps_roi_ops.ps_roi_align(x, rois, [2, 2], 0.8, 2, True).numpy())
     assert_same_bits(ps_roi_ops._cuda_ps_roi_pool(x, rois, [2, 2], 0.8, True).numpy(),
                      ps_roi_ops.ps_roi_pool(x, rois, [2, 2], 0.8, True).numpy())
+
+
+def test_kernels_compile_for_sm90_without_fma_or_approximate_division(monkeypatch):
+    # No GPU needed: PTX for an H100 (the interpreter accepts code a GPU build may not),
+    # checked for the rules of docs/arithmetic.md#one-rounding-per-operation: no
+    # contraction, IEEE division.
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, compile
+
+    from roiops.ps_roi_pool.conventions import BACKWARD, FORWARD
+    from roiops.roi_align import conventions
+
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        pytest.skip("TRITON_INTERPRET is set for the whole process")
+    for name in ("roiops._triton", "roiops.roi_align.cuda"):  # the helpers, compiled
+        monkeypatch.setitem(sys.modules, name, _fresh(name))
+    align, pool = _fresh("roiops.ps_roi_align.cuda"), _fresh("roiops.ps_roi_pool.cuda")
+    sizes = {n: "i32" for n in ("channels", "height", "width", "pooled_h", "pooled_w")}
+    strides = {n: "i32" for n in ("s_n", "s_c", "s_h", "s_w")}
+    grad_strides = {n: "i32" for n in ("g_k", "g_c", "g_h", "g_w")}
+    tables = {n: "*i64" for n in ("y_first_ptr", "y_count_ptr", "x_first_ptr", "x_count_ptr")}
+    by_image = {"order_ptr": "*i64", "starts_ptr": "*i64"}
+    planned = {"scale_bits": "i32", **tables, **sizes, "sampling_ratio": "i32"}
+    geometry = conventions.TORCHVISION_ALIGNED.geometry  # ps_roi_align's only geometry
+    switches = {"OFFSET": geometry.offset, "ADD_END": geometry.add_end,
+                "END_EXTRA": geometry.end_extra, "MIN_SIZE": geometry.min_size,
+                "GRID_FLOOR": geometry.grid_floor, "COUNT_PRODUCT": geometry.count_product,
+                "FLOAT64": False}
+    variants = [
+        (align._forward_kernel, {"input_ptr": "*fp16", "rois_ptr": "*fp32", "index_ptr": "*i64",
+                                 "out_ptr": "*fp16", **planned, **strides},
+         {**switches, "BLOCK": 128}),
+        (align._grad_input_kernel, {"grads_ptr": "*fp16", "rois_ptr": "*fp32", **by_image,
+                                    "out_ptr": "*fp32", **planned, **grad_strides},
+         {**switches, "BLOCK": 256}),
+        (align._grad_boxes_kernel, {"grads_ptr": "*fp32", "input_ptr": "*fp16",
+                                    "rois_ptr": "*fp32", "index_ptr": "*i64", "out_ptr": "*fp32",
+                                    **planned, **grad_strides, **strides},
+         {**switches, "BLOCK_C": 32}),
+    ]
+    for bins, kernel, signature in [
+            (FORWARD, pool._forward_kernel, {"input_ptr": "*fp16", "rois_ptr": "*fp32",
+                                             "index_ptr": "*i64", "out_ptr": "*fp16",
+                                             "scale_bits": "i32", **sizes, **strides}),
+            (BACKWARD, pool._grad_input_kernel, {"grads_ptr": "*fp16", "rois_ptr": "*fp32",
+                                                 **by_image, "out_ptr": "*fp32",
+                                                 "scale_bits": "i32", **sizes,
+                                                 **grad_strides})]:
+        variants.append((kernel, signature, {"END_LIMIT": bins.end_limit,
+                                             "ROUND_IN_FLOAT32": bins.round_in_float32,
+                                             "FLOAT64": False, "BLOCK": 128}))
+    for kernel, signature, constexprs in variants:
+        source = ASTSource(fn=kernel,
+                           signature={**signature, **{k: "constexpr" for k in constexprs}},
+                           constexprs=constexprs)
+        ptx = compile(source, target=GPUTarget("cuda", 90, 32),
+                      options={"enable_fp_fusion": False}).asm["ptx"]
+        assert ".entry" in ptx and "fma." not in ptx, kernel.__name__
+        assert "div.full" not in ptx and "div.approx" not in ptx, kernel.__name__
