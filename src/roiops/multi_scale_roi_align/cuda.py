@@ -18,9 +18,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton import compute_dtype, div, i64, largest
+from .._triton import compute_dtype
 from ..roi_align import cuda as roi_cuda
-from ..roi_align.cuda import _bin_bases, _lane_sample, _record, _roi_geometry, _valid_samples
+from ..roi_align.cuda import (
+    _bin_bases,
+    _forward_tile,
+    _roi_geometry,
+    _valid_samples,
+    _write_records,
+)
 
 __all__ = ["forward", "grad_input"]
 
@@ -64,54 +70,15 @@ def _forward_kernel(flat_ptr, rois_ptr, index_ptr, out_ptr, scale_ptr, height_pt
     # contiguous [N, C, H, W] map starting at base_ptr[k] in the flat buffer.
     k = tl.program_id(0).to(tl.int64)
     scale = tl.load(scale_ptr + k)
-    F = scale.dtype
     h64 = tl.load(height_ptr + k)
     w64 = tl.load(width_ptr + k)
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
         MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
-    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
-               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
-    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
-              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
-    bins = i64(pooled_h) * pooled_w
-    in_roi = bin_id < bins
-    ph = tl.where(in_roi, bin_id // pooled_w, 0)
-    pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    mask = (channel < channels) & in_roi
-    grid_h_f = grid_h.to(F)
-    grid_w_f = grid_w.to(F)
-    y_base = _bin_bases(y_start, y_bin, ph)
-    x_base = _bin_bases(x_start, x_bin, pw)
-    y_first = tl.load(y_first_ptr + k * pooled_h + ph)
-    x_first = tl.load(x_first_ptr + k * pooled_w + pw)
-    y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
-    x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
-    plane = (flat_ptr + tl.load(base_ptr + k)
-             + (tl.load(index_ptr + k) * channels + channel) * h64 * w64)
-    acc = tl.full([BLOCK_C, BLOCK_BINS], 0, F)
-    for ty in range(largest(y_count)):
-        y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h_f, y_first,
-                                                    y_count, ty, h64)
-        for tx in range(largest(x_count)):
-            x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w_f, x_first,
-                                                        x_count, tx, w64)
-            ok = mask & y_ok & x_ok
-            w1 = hy * hx
-            w2 = hy * lx
-            w3 = ly * hx
-            w4 = ly * lx
-            v1 = tl.load(plane + row_lo * w64 + col_lo, mask=ok, other=0).to(F)
-            v2 = tl.load(plane + row_lo * w64 + col_hi, mask=ok, other=0).to(F)
-            v3 = tl.load(plane + row_hi * w64 + col_lo, mask=ok, other=0).to(F)
-            v4 = tl.load(plane + row_hi * w64 + col_hi, mask=ok, other=0).to(F)
-            term = w1 * v1 + w2 * v2
-            term = term + w3 * v3
-            term = term + w4 * v4
-            acc = acc + tl.where(ok, term, tl.full([], 0, F))
-    value = div(acc, tl.broadcast_to(count, [BLOCK_C, BLOCK_BINS]))
-    out = out_ptr + (k * channels + channel) * bins + bin_id
-    tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
+    image = flat_ptr + tl.load(base_ptr + k) + tl.load(index_ptr + k) * channels * h64 * w64
+    _forward_tile(out_ptr, image, h64 * w64, w64, 1, k, channels, count, y_start, y_bin, grid_h,
+                  x_start, x_bin, grid_w, h64, w64, y_first_ptr, y_count_ptr, x_first_ptr,
+                  x_count_ptr, pooled_h, pooled_w, BLOCK_C, BLOCK_BINS)
 
 
 @triton.jit(do_not_specialize=["pooled_h", "pooled_w", "sampling_ratio"])
@@ -125,43 +92,16 @@ def _records_kernel(rois_ptr, index_ptr, scale_ptr, height_ptr, width_ptr, pixel
     # concatenated levels' [N, H, W] pixels.
     k = tl.program_id(0).to(tl.int64)
     scale = tl.load(scale_ptr + k)
-    F = scale.dtype
     h64 = tl.load(height_ptr + k)
     w64 = tl.load(width_ptr + k)
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, _, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
         MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     bin_id = tl.program_id(1).to(tl.int64) * BLOCK_BINS + tl.arange(0, BLOCK_BINS).to(tl.int64)
-    bins = i64(pooled_h) * pooled_w
-    in_roi = bin_id < bins
-    ph = tl.where(in_roi, bin_id // pooled_w, 0)
-    pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    y_first = tl.load(y_first_ptr + k * pooled_h + ph)
-    y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
-    x_first = tl.load(x_first_ptr + k * pooled_w + pw)
-    x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
-    slot = tl.load(offset_ptr + k * bins + bin_id, mask=in_roi, other=0) * 4
     image = tl.load(pixel_base_ptr + k) + tl.load(index_ptr + k) * h64 * w64
-    flat_bin = k * bins + bin_id
-    y_base = _bin_bases(y_start, y_bin, ph)
-    x_base = _bin_bases(x_start, x_bin, pw)
-    for ty in range(largest(y_count)):
-        y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h.to(F), y_first,
-                                                    y_count, ty, h64)
-        for tx in range(largest(x_count)):
-            x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w.to(F), x_first,
-                                                        x_count, tx, w64)
-            ok = y_ok & x_ok
-            at = slot + (ty * x_count + tx) * 4
-            _record(pixel_ptr, weight_ptr, bin_ptr, at, image + row_lo * w64 + col_lo,
-                    hy * hx, flat_bin, ok)
-            _record(pixel_ptr, weight_ptr, bin_ptr, at + 1, image + row_lo * w64 + col_hi,
-                    hy * lx, flat_bin, ok)
-            _record(pixel_ptr, weight_ptr, bin_ptr, at + 2, image + row_hi * w64 + col_lo,
-                    ly * hx, flat_bin, ok)
-            _record(pixel_ptr, weight_ptr, bin_ptr, at + 3, image + row_hi * w64 + col_hi,
-                    ly * lx, flat_bin, ok)
-
+    _write_records(k, bin_id, image, h64, w64, y_start, y_bin, grid_h, x_start, x_bin, grid_w,
+                   y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr, offset_ptr, pixel_ptr,
+                   weight_ptr, bin_ptr, pooled_h, pooled_w)
 
 def _switches(options, F):
     return {k: v for k, v in roi_cuda._switches(options, F).items() if k != "FLOAT64"}

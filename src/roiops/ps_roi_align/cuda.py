@@ -26,15 +26,16 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton import add, compute_dtype, div, float_arg, float_bits, i64, largest
+from .._triton import compute_dtype, div, float_arg, float_bits, i64
 from ..roi_align.cuda import (
     _bin_bases,
+    _bin_edge_slopes,
     _common,
     _coordinate,
-    _edge_sample,
-    _lane_sample,
     _plan,
     _roi_geometry,
+    _store_box_gradient,
+    _sum_samples,
     _switches,
     _tap,
 )
@@ -77,22 +78,9 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
     y_count = tl.where(mask, tl.load(y_count_ptr + k * pooled_h + ph), 0)
     x_count = tl.where(mask, tl.load(x_count_ptr + k * pooled_w + pw), 0)
     plane = input_ptr + tl.load(index_ptr + k) * s_n + channel * s_c
-    acc = tl.full([BLOCK], 0, F)
-    for ty in range(largest(y_count)):
-        y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h.to(F), y_first,
-                                                    y_count, ty, h64)
-        for tx in range(largest(x_count)):
-            x_ok, col_lo, col_hi, lx, hx = _lane_sample(x_base, x_bin, grid_w.to(F), x_first,
-                                                        x_count, tx, w64)
-            ok = mask & y_ok & x_ok
-            v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=ok, other=0).to(F)
-            v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=ok, other=0).to(F)
-            v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=ok, other=0).to(F)
-            v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=ok, other=0).to(F)
-            term = (hy * hx) * v1 + (hy * lx) * v2
-            term = term + (ly * hx) * v3
-            term = term + (ly * lx) * v4
-            acc = acc + tl.where(ok, term, tl.full([], 0, F))
+    acc = _sum_samples(tl.full([BLOCK], 0, F), plane, s_h, s_w, mask,
+                       y_base, y_bin, grid_h.to(F), y_first, y_count, h64,
+                       x_base, x_bin, grid_w.to(F), x_first, x_count, w64)
     value = div(acc, tl.broadcast_to(count, [BLOCK]))
     tl.store(out_ptr + k * channels + channel, value.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -208,35 +196,11 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
                 plane = input_ptr + b * s_n + (channel * bins + ph * pooled_w + pw) * s_c
                 g = tl.load(grads_ptr + k * g_k + channel * g_c + ph * g_h + pw * g_w,
                             mask=mask, other=0).to(F)
-                for iy in range(y_first, y_stop):
-                    row_lo, row_hi, ly, hy, y_moves, y2_moves, y1_weight, y2_weight = (
-                        _edge_sample(y_base, y_bin, grid_h_f, iy, h64, ph, pooled_h, scale,
-                                     y_clamped))
-                    for ix in range(x_first, x_stop):
-                        col_lo, col_hi, lx, hx, x_moves, x2_moves, x1_weight, x2_weight = (
-                            _edge_sample(x_base, x_bin, grid_w_f, ix, w64, pw, pooled_w,
-                                         scale, x_clamped))
-                        v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=mask,
-                                     other=0).to(F)
-                        v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=mask,
-                                     other=0).to(F)
-                        v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=mask,
-                                     other=0).to(F)
-                        v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=mask,
-                                     other=0).to(F)
-                        slope_y = g * (hx * (v3 - v1) + lx * (v4 - v2))
-                        slope_x = g * (hy * (v2 - v1) + ly * (v4 - v3))
-                        d_y1 = d_y1 + tl.where(y_moves, slope_y * y1_weight, zeros)
-                        d_y2 = d_y2 + tl.where(y2_moves, slope_y * y2_weight, zeros)
-                        d_x1 = d_x1 + tl.where(x_moves, slope_x * x1_weight, zeros)
-                        d_x2 = d_x2 + tl.where(x2_moves, slope_x * x2_weight, zeros)
-    has_samples = (grid_h > 0) & (grid_w > 0)
-    zero = tl.full([], 0, F)
-    out = out_ptr + k * 5
-    tl.store(out + 1, tl.where(has_samples, div(tl.reduce(d_x1, 0, add), count), zero))
-    tl.store(out + 2, tl.where(has_samples, div(tl.reduce(d_y1, 0, add), count), zero))
-    tl.store(out + 3, tl.where(has_samples, div(tl.reduce(d_x2, 0, add), count), zero))
-    tl.store(out + 4, tl.where(has_samples, div(tl.reduce(d_y2, 0, add), count), zero))
+                d_y1, d_y2, d_x1, d_x2 = _bin_edge_slopes(
+                    d_y1, d_y2, d_x1, d_x2, plane, s_h, s_w, mask, g, scale,
+                    y_base, y_bin, grid_h_f, y_first, y_stop, h64, ph, pooled_h, y_clamped,
+                    x_base, x_bin, grid_w_f, x_first, x_stop, w64, pw, pooled_w, x_clamped)
+    _store_box_gradient(out_ptr, k, d_y1, d_y2, d_x1, d_x2, grid_h, grid_w, count)
 
 
 def forward(input, rois, indices, options):

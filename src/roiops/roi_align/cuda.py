@@ -215,50 +215,15 @@ def _bin_bases(start, bin_size, p):
     return start + p.to(start.dtype) * bin_size
 
 
-@triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
-                               "pooled_w", "sampling_ratio", "s_n", "s_c", "s_h", "s_w"])
-def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first_ptr,
-                    y_count_ptr, x_first_ptr, x_count_ptr,
-                    channels, height, width, pooled_h, pooled_w, sampling_ratio,
-                    s_n, s_c, s_h, s_w,
-                    OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
-                    MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
-                    COUNT_PRODUCT: tl.constexpr, FLOAT64: tl.constexpr,
-                    BLOCK_C: tl.constexpr, BLOCK_BINS: tl.constexpr):
-    # One program per (roi, block of channels, block of bins); the lanes are a
-    # [BLOCK_C, BLOCK_BINS] tile of the roi's output, bins along the fast axis, so that the
-    # lanes of one channel read neighbouring pixels of one plane. The geometry of the roi is
-    # scalar; each lane has its own bin, whose valid samples come from ``_plan_kernel``.
-    k = tl.program_id(0).to(tl.int64)
-    scale = float_arg(scale_bits, FLOAT64)
-    F = scale.dtype
-    y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
-        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
-        MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
-    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
-               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
-    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
-              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
-    bins = i64(pooled_h) * pooled_w
-    in_roi = bin_id < bins
-    ph = tl.where(in_roi, bin_id // pooled_w, 0)
-    pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    mask = (channel < channels) & in_roi
-    h64 = i64(height)
-    w64 = i64(width)
-    grid_h_f = grid_h.to(F)
-    grid_w_f = grid_w.to(F)
-    y_base = _bin_bases(y_start, y_bin, ph)
-    x_base = _bin_bases(x_start, x_bin, pw)
-    y_first = tl.load(y_first_ptr + k * pooled_h + ph)
-    x_first = tl.load(x_first_ptr + k * pooled_w + pw)
-    # Lanes past the last bin sample nothing.
-    y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
-    x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
-    plane = input_ptr + tl.load(index_ptr + k) * s_n + channel * s_c
-    acc = tl.full([BLOCK_C, BLOCK_BINS], 0, F)
-    # The CPU's order: valid y samples ascending, then valid x samples ascending. A lane past
-    # its count adds +0.0, which changes no sum (the accumulator is never -0.0).
+@triton.jit
+def _sum_samples(acc, plane, s_h, s_w, mask, y_base, y_bin, grid_h_f, y_first, y_count, h64,
+                 x_base, x_bin, grid_w_f, x_first, x_count, w64):
+    """``acc`` plus each lane's bin's valid samples of ``plane`` (strides ``s_h``, ``s_w``):
+    the CPU's order (valid y samples ascending, then valid x samples ascending), each sample
+    ``((w1*v1 + w2*v2) + w3*v3) + w4*v4``. A lane past its count or outside ``mask`` adds
+    +0.0, which changes no sum (the accumulator is never -0.0). Any shape of lanes: the
+    forward tiles of roi_align and multi-scale, ps_roi_align's channels."""
+    F = acc.dtype
     for ty in range(largest(y_count)):
         y_ok, row_lo, row_hi, ly, hy = _lane_sample(y_base, y_bin, grid_h_f, y_first,
                                                     y_count, ty, h64)
@@ -278,9 +243,65 @@ def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first
             term = term + w3 * v3
             term = term + w4 * v4
             acc = acc + tl.where(ok, term, tl.full([], 0, F))
+    return acc
+
+
+@triton.jit
+def _forward_tile(out_ptr, image_ptr, s_c, s_h, s_w, k, channels, count, y_start, y_bin, grid_h,
+                  x_start, x_bin, grid_w, h64, w64, y_first_ptr, y_count_ptr, x_first_ptr,
+                  x_count_ptr, pooled_h, pooled_w, BLOCK_C: tl.constexpr,
+                  BLOCK_BINS: tl.constexpr):
+    """The forward of roi ``k``'s tile (program axes 1 and 2: a block of channels, a block of
+    bins) from its image's maps at ``image_ptr`` (strides ``s_c``, ``s_h``, ``s_w``), into
+    the contiguous ``[K, C, PH, PW]`` result: roi_align's and multi-scale's."""
+    F = y_bin.dtype
+    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
+               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
+    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
+              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
+    bins = i64(pooled_h) * pooled_w
+    in_roi = bin_id < bins
+    ph = tl.where(in_roi, bin_id // pooled_w, 0)
+    pw = tl.where(in_roi, bin_id % pooled_w, 0)
+    mask = (channel < channels) & in_roi
+    y_base = _bin_bases(y_start, y_bin, ph)
+    x_base = _bin_bases(x_start, x_bin, pw)
+    y_first = tl.load(y_first_ptr + k * pooled_h + ph)
+    x_first = tl.load(x_first_ptr + k * pooled_w + pw)
+    # Lanes past the last bin sample nothing.
+    y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
+    x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
+    acc = _sum_samples(tl.full([BLOCK_C, BLOCK_BINS], 0, F), image_ptr + channel * s_c, s_h,
+                       s_w, mask, y_base, y_bin, grid_h.to(F), y_first, y_count, h64,
+                       x_base, x_bin, grid_w.to(F), x_first, x_count, w64)
     value = div(acc, tl.broadcast_to(count, [BLOCK_C, BLOCK_BINS]))
     out = out_ptr + (k * channels + channel) * bins + bin_id
     tl.store(out, value.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
+                               "pooled_w", "sampling_ratio", "s_n", "s_c", "s_h", "s_w"])
+def _forward_kernel(input_ptr, rois_ptr, index_ptr, out_ptr, scale_bits, y_first_ptr,
+                    y_count_ptr, x_first_ptr, x_count_ptr,
+                    channels, height, width, pooled_h, pooled_w, sampling_ratio,
+                    s_n, s_c, s_h, s_w,
+                    OFFSET: tl.constexpr, ADD_END: tl.constexpr, END_EXTRA: tl.constexpr,
+                    MIN_SIZE: tl.constexpr, GRID_FLOOR: tl.constexpr,
+                    COUNT_PRODUCT: tl.constexpr, FLOAT64: tl.constexpr,
+                    BLOCK_C: tl.constexpr, BLOCK_BINS: tl.constexpr):
+    # One program per (roi, block of channels, block of bins); the lanes are a
+    # [BLOCK_C, BLOCK_BINS] tile of the roi's output, bins along the fast axis, so that the
+    # lanes of one channel read neighbouring pixels of one plane. The geometry of the roi is
+    # scalar; each lane has its own bin, whose valid samples come from ``_plan_kernel``.
+    k = tl.program_id(0).to(tl.int64)
+    scale = float_arg(scale_bits, FLOAT64)
+    y_start, y_bin, grid_h, x_start, x_bin, grid_w, count, _, _ = _roi_geometry(
+        rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
+        MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
+    _forward_tile(out_ptr, input_ptr + tl.load(index_ptr + k) * s_n, s_c, s_h, s_w, k, channels,
+                  count, y_start, y_bin, grid_h, x_start, x_bin, grid_w, i64(height),
+                  i64(width), y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr, pooled_h,
+                  pooled_w, BLOCK_C, BLOCK_BINS)
 
 
 # --- input gradient: every corner add as a record, sorted by pixel, summed per pixel --------
@@ -327,23 +348,36 @@ def _records_kernel(rois_ptr, index_ptr, scale_bits, y_first_ptr, y_count_ptr, x
     # the pixel (flat over the batch), the weight w_i and the bin (flat over all rois).
     k = tl.program_id(0).to(tl.int64)
     scale = float_arg(scale_bits, FLOAT64)
-    F = scale.dtype
     y_start, y_bin, grid_h, x_start, x_bin, grid_w, _, _, _ = _roi_geometry(
         rois_ptr, k, scale, pooled_h, pooled_w, sampling_ratio, OFFSET, ADD_END, END_EXTRA,
         MIN_SIZE, GRID_FLOOR, COUNT_PRODUCT)
     bin_id = tl.program_id(1).to(tl.int64) * BLOCK_BINS + tl.arange(0, BLOCK_BINS).to(tl.int64)
+    h64 = i64(height)
+    w64 = i64(width)
+    _write_records(k, bin_id, tl.load(index_ptr + k) * h64 * w64, h64, w64,
+                   y_start, y_bin, grid_h, x_start, x_bin, grid_w, y_first_ptr, y_count_ptr,
+                   x_first_ptr, x_count_ptr, offset_ptr, pixel_ptr, weight_ptr, bin_ptr,
+                   pooled_h, pooled_w)
+
+
+@triton.jit
+def _write_records(k, bin_id, image, h64, w64, y_start, y_bin, grid_h, x_start, x_bin, grid_w,
+                   y_first_ptr, y_count_ptr, x_first_ptr, x_count_ptr, offset_ptr, pixel_ptr,
+                   weight_ptr, bin_ptr, pooled_h, pooled_w):
+    """The records of roi ``k``'s bins ``bin_id`` (a lane each; lanes past the last bin write
+    none) at each bin's offset, in the CPU's order (valid y sample, valid x sample, corner
+    1..4): the pixel (``image``, the first pixel of the roi's map, plus the row and column),
+    the weight w_i and the bin (flat over all rois). roi_align's and multi-scale's."""
+    F = y_bin.dtype
     bins = i64(pooled_h) * pooled_w
     in_roi = bin_id < bins
     ph = tl.where(in_roi, bin_id // pooled_w, 0)
     pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    h64 = i64(height)
-    w64 = i64(width)
     y_first = tl.load(y_first_ptr + k * pooled_h + ph)
     y_count = tl.where(in_roi, tl.load(y_count_ptr + k * pooled_h + ph), 0)
     x_first = tl.load(x_first_ptr + k * pooled_w + pw)
     x_count = tl.where(in_roi, tl.load(x_count_ptr + k * pooled_w + pw), 0)
     slot = tl.load(offset_ptr + k * bins + bin_id, mask=in_roi, other=0) * 4
-    image = tl.load(index_ptr + k) * h64 * w64
     flat_bin = k * bins + bin_id
     y_base = _bin_bases(y_start, y_bin, ph)
     x_base = _bin_bases(x_start, x_bin, pw)
@@ -433,6 +467,51 @@ def _edge_sample(bin_base, bin_size, grid_f, i, size, p, pooled, scale, clamped)
     return low, high, frac, comp, moves, moves & ~clamped, low_weight, high_weight
 
 
+@triton.jit
+def _store_box_gradient(out_ptr, k, d_y1, d_y2, d_x1, d_x2, grid_h, grid_w, count):
+    """Row ``k`` of the ``[K, 5]`` box gradient: each edge's partial sums reduced in a fixed
+    tree and divided by the bin's ``count``; zero for an empty grid, which has no gradient
+    (also MindSpore's 0/0 bins). Column 0 (the batch index) is left as it is (zero)."""
+    has_samples = (grid_h > 0) & (grid_w > 0)
+    zero = tl.full([], 0, d_y1.dtype)
+    out = out_ptr + k * 5
+    tl.store(out + 1, tl.where(has_samples, div(tl.reduce(d_x1, 0, add), count), zero))
+    tl.store(out + 2, tl.where(has_samples, div(tl.reduce(d_y1, 0, add), count), zero))
+    tl.store(out + 3, tl.where(has_samples, div(tl.reduce(d_x2, 0, add), count), zero))
+    tl.store(out + 4, tl.where(has_samples, div(tl.reduce(d_y2, 0, add), count), zero))
+
+
+@triton.jit
+def _bin_edge_slopes(d_y1, d_y2, d_x1, d_x2, plane, s_h, s_w, mask, g, scale,
+                     y_base, y_bin, grid_h_f, y_first, y_stop, h64, ph, pooled_h, y_clamped,
+                     x_base, x_bin, grid_w_f, x_first, x_stop, w64, pw, pooled_w, x_clamped):
+    """The four edge derivatives' partial sums (a lane per channel) plus bin ``(ph, pw)``'s
+    valid samples ``[y_first, y_stop) x [x_first, x_stop)`` of ``plane``, times the bin's
+    gradient ``g``: roi_align's and ps_roi_align's box gradients."""
+    F = d_y1.dtype
+    zero = tl.full([], 0, F)
+    for iy in range(y_first, y_stop):
+        row_lo, row_hi, ly, hy, y_moves, y2_moves, y1_weight, y2_weight = _edge_sample(
+            y_base, y_bin, grid_h_f, iy, h64, ph, pooled_h, scale, y_clamped)
+        for ix in range(x_first, x_stop):
+            col_lo, col_hi, lx, hx, x_moves, x2_moves, x1_weight, x2_weight = _edge_sample(
+                x_base, x_bin, grid_w_f, ix, w64, pw, pooled_w, scale, x_clamped)
+            v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=mask, other=0).to(F)
+            v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=mask, other=0).to(F)
+            v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=mask, other=0).to(F)
+            v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=mask, other=0).to(F)
+            # d value/dy and d value/dx of the bilinear sample, times g.
+            slope_y = g * (hx * (v3 - v1) + lx * (v4 - v2))
+            slope_x = g * (hy * (v2 - v1) + ly * (v4 - v3))
+            # A sample that does not move adds nothing (the CPU skips it, so an inf pixel
+            # there must not add NaN); nor the high edge of a clamped size.
+            d_y1 = d_y1 + tl.where(y_moves, slope_y * y1_weight, zero)
+            d_y2 = d_y2 + tl.where(y2_moves, slope_y * y2_weight, zero)
+            d_x1 = d_x1 + tl.where(x_moves, slope_x * x1_weight, zero)
+            d_x2 = d_x2 + tl.where(x2_moves, slope_x * x2_weight, zero)
+    return d_y1, d_y2, d_x1, d_x2
+
+
 @triton.jit(do_not_specialize=["scale_bits", "channels", "height", "width", "pooled_h",
                                "pooled_w", "sampling_ratio", "g_k", "g_c", "g_h", "g_w",
                                "s_n", "s_c", "s_h", "s_w"])
@@ -477,40 +556,11 @@ def _grad_boxes_kernel(grads_ptr, input_ptr, rois_ptr, index_ptr, out_ptr, scale
                 x_stop = x_first + tl.load(x_count_ptr + k * pooled_w + pw)
                 g = tl.load(grads_ptr + k * g_k + channel * g_c + ph * g_h + pw * g_w,
                             mask=mask, other=0).to(F)
-                for iy in range(y_first, y_stop):
-                    row_lo, row_hi, ly, hy, y_moves, y2_moves, y1_weight, y2_weight = (
-                        _edge_sample(y_base, y_bin, grid_h_f, iy, h64, ph, pooled_h, scale,
-                                     y_clamped))
-                    for ix in range(x_first, x_stop):
-                        col_lo, col_hi, lx, hx, x_moves, x2_moves, x1_weight, x2_weight = (
-                            _edge_sample(x_base, x_bin, grid_w_f, ix, w64, pw, pooled_w,
-                                         scale, x_clamped))
-                        v1 = tl.load(plane + row_lo * s_h + col_lo * s_w, mask=mask,
-                                     other=0).to(F)
-                        v2 = tl.load(plane + row_lo * s_h + col_hi * s_w, mask=mask,
-                                     other=0).to(F)
-                        v3 = tl.load(plane + row_hi * s_h + col_lo * s_w, mask=mask,
-                                     other=0).to(F)
-                        v4 = tl.load(plane + row_hi * s_h + col_hi * s_w, mask=mask,
-                                     other=0).to(F)
-                        # d value/dy and d value/dx of the bilinear sample, times g.
-                        slope_y = g * (hx * (v3 - v1) + lx * (v4 - v2))
-                        slope_x = g * (hy * (v2 - v1) + ly * (v4 - v3))
-                        # A sample that does not move adds nothing (the CPU skips it, so an
-                        # inf pixel there must not add NaN); nor the high edge of a clamped
-                        # size.
-                        d_y1 = d_y1 + tl.where(y_moves, slope_y * y1_weight, zeros)
-                        d_y2 = d_y2 + tl.where(y2_moves, slope_y * y2_weight, zeros)
-                        d_x1 = d_x1 + tl.where(x_moves, slope_x * x1_weight, zeros)
-                        d_x2 = d_x2 + tl.where(x2_moves, slope_x * x2_weight, zeros)
-    # An empty grid has no gradient (also MindSpore's 0/0 bins).
-    has_samples = (grid_h > 0) & (grid_w > 0)
-    zero = tl.full([], 0, F)
-    out = out_ptr + k * 5
-    tl.store(out + 1, tl.where(has_samples, div(tl.reduce(d_x1, 0, add), count), zero))
-    tl.store(out + 2, tl.where(has_samples, div(tl.reduce(d_y1, 0, add), count), zero))
-    tl.store(out + 3, tl.where(has_samples, div(tl.reduce(d_x2, 0, add), count), zero))
-    tl.store(out + 4, tl.where(has_samples, div(tl.reduce(d_y2, 0, add), count), zero))
+                d_y1, d_y2, d_x1, d_x2 = _bin_edge_slopes(
+                    d_y1, d_y2, d_x1, d_x2, plane, s_h, s_w, mask, g, scale,
+                    y_base, y_bin, grid_h_f, y_first, y_stop, h64, ph, pooled_h, y_clamped,
+                    x_base, x_bin, grid_w_f, x_first, x_stop, w64, pw, pooled_w, x_clamped)
+    _store_box_gradient(out_ptr, k, d_y1, d_y2, d_x1, d_x2, grid_h, grid_w, count)
 
 
 
