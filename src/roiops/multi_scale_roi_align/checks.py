@@ -98,12 +98,6 @@ def _features(kind, name, features):
     return tuple(shapes)
 
 
-def _rois(kind, name, rois):
-    _checks.require_dtype(name, rois, kind.float_dtypes)
-    _checks.require_shape(name, rois, ("num_rois", 5))
-    return int(rois.shape[0])
-
-
 def _levels(kind, name, levels, num_rois):
     if levels is None:
         return
@@ -130,7 +124,7 @@ def check_forward(kind, features, rois, levels, scales, options, names=NATIVE):
     ``None`` or ``[K]`` integers, ``scales`` one per level."""
     shapes = _features(kind, names.features, features)
     kind.require({names.rois: rois})
-    num_rois = _rois(kind, names.rois, rois)
+    num_rois = int(roi_checks.require_rois(kind, names.rois, rois, None))
     _levels(kind, names.levels, levels, num_rois)
     scales = check_scales(scales, len(shapes), names.scales)
     return forward_call(kind, shapes, features[0].dtype, num_rois, options, scales, names)
@@ -149,7 +143,7 @@ def check_grad_input(kind, grads, rois, levels, level_shapes, scales, options, n
         if shape[:2] != shapes[0][:2]:
             raise ValueError(f"level_shapes[{i}] must have the batch size and channels of "
                              f"level_shapes[0] {shapes[0][:2]}, got {shape[:2]}")
-    num_rois = _rois(kind, names.rois, rois)
+    num_rois = int(roi_checks.require_rois(kind, names.rois, rois, None))
     _levels(kind, names.levels, levels, num_rois)
     scales = check_scales(scales, len(shapes), names.scales)
     _checks.require_dtype(names.grads, grads, kind.float_dtypes)

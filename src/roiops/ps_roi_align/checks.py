@@ -10,9 +10,9 @@ return a ``roiops.roi_align.checks.RoiAlign`` record. The roi values are checked
 roi_align's rule (``roiops.roi_align.checks.check_roi_values``, torchvision's truncated
 batch index).
 """
-from .. import _arrays, _checks
+from .. import _checks
 from ..roi_align import checks as roi_checks
-from ..roi_align.checks import NATIVE, RoiAlign
+from ..roi_align.checks import NATIVE
 
 
 class Options(roi_checks.Options):
@@ -49,31 +49,13 @@ def output_channels(name, channels, options):
     return channels // per_output
 
 
-def _record(kind, input_shape, num_rois, options, dtype, result_shape, names):
-    kernel_dtype = kind.numpy_dtype(dtype)
-    return RoiAlign(tuple(input_shape), num_rois, options, dtype, kernel_dtype,
-                    _arrays.native_compute_type(kernel_dtype), tuple(result_shape), names)
-
-
-def _dtypes(kind, dtypes):
-    return kind.float_dtypes if dtypes is None else kind.dtypes(dtypes)
-
-
 def _input(kind, name, input, options, dtypes):
-    _checks.require_dtype(name, input, _dtypes(kind, dtypes))
-    _checks.require_shape(name, input, ("batch", "channels", "height", "width"))
-    _checks.require_positive_image_size(name, input.shape[2], input.shape[3])
+    roi_checks.require_maps(kind, name, input, dtypes)
     return output_channels(name, input.shape[1], options)
 
 
-def _rois(kind, name, rois, dtypes):
-    _checks.require_dtype(name, rois, _dtypes(kind, dtypes))
-    _checks.require_shape(name, rois, ("num_rois", 5))
-    return rois.shape[0]
-
-
 def _grads(kind, name, grads, expected, dtypes):
-    _checks.require_dtype(name, grads, _dtypes(kind, dtypes))
+    _checks.require_dtype(name, grads, roi_checks.allowed_dtypes(kind, dtypes))
     if tuple(grads.shape) != expected:
         raise ValueError(f"{name} must have shape [num_rois, channels / (pooled_height * "
                          f"pooled_width), pooled_height, pooled_width] = {expected}, "
@@ -85,14 +67,16 @@ def check_forward(kind, input, rois, options, names=NATIVE, dtypes=None):
     ``None``: float16/32/64 and torch's bfloat16) is a framework's rule for both arrays."""
     kind.require({names.input: input, names.rois: rois})
     _input(kind, names.input, input, options, dtypes)
-    return forward_call(kind, input, _rois(kind, names.rois, rois, dtypes), options, names)
+    num_rois = roi_checks.require_rois(kind, names.rois, rois, dtypes)
+    return forward_call(kind, input, num_rois, options, names)
 
 
 def forward_call(kind, input, num_rois, options, names=NATIVE):
     """The record of a checked forward: ``[K, C / (PH*PW), PH, PW]``; derives, checks
     nothing."""
-    return _record(kind, input.shape, num_rois, options, input.dtype,
-                   (num_rois, input.shape[1] // bins(options), *options.output_size), names)
+    return roi_checks.call_record(
+        kind, input.shape, num_rois, options, input.dtype,
+        (num_rois, input.shape[1] // bins(options), *options.output_size), names)
 
 
 def check_grad_input(kind, grads, rois, input_shape, options, names=NATIVE, dtypes=None):
@@ -100,25 +84,27 @@ def check_grad_input(kind, grads, rois, input_shape, options, names=NATIVE, dtyp
     kind.require({names.grads: grads, names.rois: rois})
     shape = roi_checks.check_input_shape(input_shape, names.input_shape)
     channels_out = output_channels(names.input_shape, shape[1], options)
-    num_rois = _rois(kind, names.rois, rois, dtypes)
+    num_rois = roi_checks.require_rois(kind, names.rois, rois, dtypes)
     _grads(kind, names.grads, grads, (num_rois, channels_out, *options.output_size), dtypes)
     return grad_input_call(kind, grads, num_rois, shape, options, names)
 
 
 def grad_input_call(kind, grads, num_rois, input_shape, options, names=NATIVE):
     """The record of a checked input gradient; derives, checks nothing."""
-    return _record(kind, input_shape, num_rois, options, grads.dtype, input_shape, names)
+    return roi_checks.call_record(kind, input_shape, num_rois, options, grads.dtype,
+                                  input_shape, names)
 
 
 def check_grad_boxes(kind, grads, input, rois, options, names=NATIVE):
     """Check a box gradient call; the result is ``[K, 5]`` of the input's dtype."""
     kind.require({names.grads: grads, names.input: input, names.rois: rois})
     channels_out = _input(kind, names.input, input, options, None)
-    num_rois = _rois(kind, names.rois, rois, None)
+    num_rois = roi_checks.require_rois(kind, names.rois, rois, None)
     _grads(kind, names.grads, grads, (num_rois, channels_out, *options.output_size), None)
     return grad_boxes_call(kind, input, num_rois, options, names)
 
 
 def grad_boxes_call(kind, input, num_rois, options, names=NATIVE):
     """The record of a checked box gradient; derives, checks nothing."""
-    return _record(kind, input.shape, num_rois, options, input.dtype, (num_rois, 5), names)
+    return roi_checks.call_record(kind, input.shape, num_rois, options, input.dtype,
+                                  (num_rois, 5), names)

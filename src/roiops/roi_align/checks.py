@@ -7,7 +7,9 @@ and its framework's argument names (:class:`Names`) and dtype rule; they read me
 and return a :class:`RoiAlign` record. The values (finite rois, batch indices in the batch,
 by each convention's rule) are checked next to the kernels that read them: on the host by
 :func:`check_roi_values`, on a CUDA device by ``roiops.torch.ops`` (same rule, same
-messages).
+messages). The validators of ps_roi_align, rotated RoI Align, roi_pool and multi-scale RoI
+Align build on this one: its checks (rotated rois have 6 columns) or its parts
+(:func:`require_maps`, :func:`require_rois`, :func:`call_record`).
 """
 import copy
 import math
@@ -18,6 +20,8 @@ import numpy as np
 from .. import _arrays, _checks
 from . import conventions
 
+# A roi row: (batch_index, x1, y1, x2, y2).
+ROI_COLUMNS = 5
 # MindSpore's batch index is rint(v + 7e-5) in float32.
 MINDSPORE_INDEX_BIAS = np.float32(7e-5)
 
@@ -97,31 +101,35 @@ class RoiAlign(NamedTuple):
     half_arithmetic: bool = False
 
 
-def _record(kind, input_shape, num_rois, options, dtype, result_shape, names):
+def call_record(kind, input_shape, num_rois, options, dtype, result_shape, names):
     """The record of a result of ``dtype`` (computed in its compute type)."""
     kernel_dtype = kind.numpy_dtype(dtype)
     return RoiAlign(tuple(input_shape), num_rois, options, dtype, kernel_dtype,
                     _arrays.native_compute_type(kernel_dtype), tuple(result_shape), names)
 
 
-def _dtypes(kind, names):
+def allowed_dtypes(kind, names):
+    """``kind``'s dtypes of the names given; ``None``: float16/32/64 and torch's bfloat16."""
     return kind.float_dtypes if names is None else kind.dtypes(names)
 
 
-def _input(kind, name, input, dtypes):
-    _checks.require_dtype(name, input, _dtypes(kind, dtypes))
+def require_maps(kind, name, input, dtypes):
+    """``[N, C, H, W]`` feature maps of an allowed dtype, at least one pixel each."""
+    _checks.require_dtype(name, input, allowed_dtypes(kind, dtypes))
     _checks.require_shape(name, input, ("batch", "channels", "height", "width"))
     _checks.require_positive_image_size(name, input.shape[2], input.shape[3])
 
 
-def _rois(kind, name, rois, dtypes):
-    _checks.require_dtype(name, rois, _dtypes(kind, dtypes))
-    _checks.require_shape(name, rois, ("num_rois", 5))
+def require_rois(kind, name, rois, dtypes, columns=ROI_COLUMNS):
+    """``[K, columns]`` rois of an allowed dtype; returns ``K``."""
+    _checks.require_dtype(name, rois, allowed_dtypes(kind, dtypes))
+    _checks.require_shape(name, rois, ("num_rois", columns))
     return rois.shape[0]
 
 
-def _grads(kind, name, grads, expected, dtypes):
-    _checks.require_dtype(name, grads, _dtypes(kind, dtypes))
+def require_grads(kind, name, grads, expected, dtypes):
+    """Output gradients of an allowed dtype and the ``expected`` result shape."""
+    _checks.require_dtype(name, grads, allowed_dtypes(kind, dtypes))
     if tuple(grads.shape) != expected:
         raise ValueError(f"{name} must have shape [num_rois, channels, pooled_height, "
                          f"pooled_width] = {expected}, got {tuple(grads.shape)}")
@@ -134,46 +142,51 @@ def check_input_shape(input_shape, name="input_shape"):
     return dims
 
 
-def check_forward(kind, input, rois, options, names=NATIVE, dtypes=None):
+def check_forward(kind, input, rois, options, names=NATIVE, dtypes=None, *,
+                  columns=ROI_COLUMNS):
     """Check a forward call's arrays against its ``options``; ``dtypes`` (names, ``None``:
-    float16/32/64 and torch's bfloat16) is a framework's rule for both arrays."""
+    float16/32/64 and torch's bfloat16) is a framework's rule for both arrays; ``columns``
+    the rois' row length (rotated RoI Align's rows have 6)."""
     kind.require({names.input: input, names.rois: rois})
-    _input(kind, names.input, input, dtypes)
-    return forward_call(kind, input, _rois(kind, names.rois, rois, dtypes), options, names)
+    require_maps(kind, names.input, input, dtypes)
+    num_rois = require_rois(kind, names.rois, rois, dtypes, columns)
+    return forward_call(kind, input, num_rois, options, names)
 
 
 def forward_call(kind, input, num_rois, options, names=NATIVE):
     """The record of a forward whose arguments were checked; derives, checks nothing."""
-    return _record(kind, input.shape, num_rois, options, input.dtype,
+    return call_record(kind, input.shape, num_rois, options, input.dtype,
                    (num_rois, input.shape[1], *options.output_size), names)
 
 
-def check_grad_input(kind, grads, rois, input_shape, options, names=NATIVE, dtypes=None):
+def check_grad_input(kind, grads, rois, input_shape, options, names=NATIVE, dtypes=None, *,
+                     columns=ROI_COLUMNS):
     """Check an input gradient call; the result has ``input_shape`` and the grads' dtype."""
     kind.require({names.grads: grads, names.rois: rois})
     shape = check_input_shape(input_shape, names.input_shape)
-    num_rois = _rois(kind, names.rois, rois, dtypes)
-    _grads(kind, names.grads, grads, (num_rois, shape[1], *options.output_size), dtypes)
+    num_rois = require_rois(kind, names.rois, rois, dtypes, columns)
+    require_grads(kind, names.grads, grads, (num_rois, shape[1], *options.output_size), dtypes)
     return grad_input_call(kind, grads, num_rois, shape, options, names)
 
 
 def grad_input_call(kind, grads, num_rois, input_shape, options, names=NATIVE):
     """The record of a checked input gradient; derives, checks nothing."""
-    return _record(kind, input_shape, num_rois, options, grads.dtype, input_shape, names)
+    return call_record(kind, input_shape, num_rois, options, grads.dtype, input_shape, names)
 
 
-def check_grad_boxes(kind, grads, input, rois, options, names=NATIVE):
-    """Check a box gradient call; the result is ``[K, 5]`` of the input's dtype."""
+def check_grad_boxes(kind, grads, input, rois, options, names=NATIVE, *, columns=ROI_COLUMNS):
+    """Check a box gradient call; the result is ``[K, columns]`` of the input's dtype."""
     kind.require({names.grads: grads, names.input: input, names.rois: rois})
-    _input(kind, names.input, input, None)
-    num_rois = _rois(kind, names.rois, rois, None)
-    _grads(kind, names.grads, grads, (num_rois, input.shape[1], *options.output_size), None)
-    return grad_boxes_call(kind, input, num_rois, options, names)
+    require_maps(kind, names.input, input, None)
+    num_rois = require_rois(kind, names.rois, rois, None, columns)
+    require_grads(kind, names.grads, grads, (num_rois, input.shape[1], *options.output_size), None)
+    return grad_boxes_call(kind, input, num_rois, options, names, columns=columns)
 
 
-def grad_boxes_call(kind, input, num_rois, options, names=NATIVE):
+def grad_boxes_call(kind, input, num_rois, options, names=NATIVE, *, columns=ROI_COLUMNS):
     """The record of a checked box gradient; derives, checks nothing."""
-    return _record(kind, input.shape, num_rois, options, input.dtype, (num_rois, 5), names)
+    return call_record(kind, input.shape, num_rois, options, input.dtype, (num_rois, columns),
+                   names)
 
 
 def check_roi_values(rois, batch, convention, name="rois"):

@@ -9,22 +9,21 @@ serve both). The values are checked next to the kernels that read them, by
 :func:`check_roi_values` (host) or its device twin in ``roiops.torch.ops``.
 """
 import copy
+import functools
 import math
 
 import numpy as np
 
 from .. import _arrays, _checks
+from ..roi_align import checks as roi_checks
 from ..roi_align.checks import (  # noqa: F401  (re-exported: the run checks are shared)
     Names,
-    RoiAlign,
     check_compute_type,
     check_forward_run,
     check_grad_input_run,
-    check_input_shape,
 )
 from . import conventions
 
-NATIVE = Names()
 # The samples of one roi per channel (output bins times grid), at most: the frameworks
 # count them in a C int (and allocate a table of that many), and a finite but huge roi
 # with an adaptive grid would otherwise run for days.
@@ -77,75 +76,11 @@ class Options:
         return F(self.spatial_scale), self.sampling_ratio, self.convention.geometry
 
 
-def _record(kind, input_shape, num_rois, options, dtype, result_shape, names):
-    kernel_dtype = kind.numpy_dtype(dtype)
-    return RoiAlign(tuple(input_shape), num_rois, options, dtype, kernel_dtype,
-                    _arrays.native_compute_type(kernel_dtype), tuple(result_shape), names)
-
-
-def _dtypes(kind, dtypes):
-    return kind.float_dtypes if dtypes is None else kind.dtypes(dtypes)
-
-
-def _input(kind, name, input, dtypes):
-    _checks.require_dtype(name, input, _dtypes(kind, dtypes))
-    _checks.require_shape(name, input, ("batch", "channels", "height", "width"))
-    _checks.require_positive_image_size(name, input.shape[2], input.shape[3])
-
-
-def _rois(kind, name, rois, dtypes):
-    _checks.require_dtype(name, rois, _dtypes(kind, dtypes))
-    _checks.require_shape(name, rois, ("num_rois", 6))
-    return rois.shape[0]
-
-
-def _grads(kind, name, grads, expected, dtypes):
-    _checks.require_dtype(name, grads, _dtypes(kind, dtypes))
-    if tuple(grads.shape) != expected:
-        raise ValueError(f"{name} must have shape [num_rois, channels, pooled_height, "
-                         f"pooled_width] = {expected}, got {tuple(grads.shape)}")
-
-
-def check_forward(kind, input, rois, options, names=NATIVE, dtypes=None):
-    """Check a forward call's arrays against its ``options``; ``dtypes`` (names, ``None``:
-    float16/32/64 and torch's bfloat16) is a framework's rule for both arrays."""
-    kind.require({names.input: input, names.rois: rois})
-    _input(kind, names.input, input, dtypes)
-    return forward_call(kind, input, _rois(kind, names.rois, rois, dtypes), options, names)
-
-
-def forward_call(kind, input, num_rois, options, names=NATIVE):
-    """The record of a checked forward; derives, checks nothing."""
-    return _record(kind, input.shape, num_rois, options, input.dtype,
-                   (num_rois, input.shape[1], *options.output_size), names)
-
-
-def check_grad_input(kind, grads, rois, input_shape, options, names=NATIVE, dtypes=None):
-    """Check an input gradient call; the result has ``input_shape`` and the grads' dtype."""
-    kind.require({names.grads: grads, names.rois: rois})
-    shape = check_input_shape(input_shape, names.input_shape)
-    num_rois = _rois(kind, names.rois, rois, dtypes)
-    _grads(kind, names.grads, grads, (num_rois, shape[1], *options.output_size), dtypes)
-    return grad_input_call(kind, grads, num_rois, shape, options, names)
-
-
-def grad_input_call(kind, grads, num_rois, input_shape, options, names=NATIVE):
-    """The record of a checked input gradient; derives, checks nothing."""
-    return _record(kind, input_shape, num_rois, options, grads.dtype, input_shape, names)
-
-
-def check_grad_boxes(kind, grads, input, rois, options, names=NATIVE):
-    """Check a box gradient call; the result is ``[K, 6]`` of the input's dtype."""
-    kind.require({names.grads: grads, names.input: input, names.rois: rois})
-    _input(kind, names.input, input, None)
-    num_rois = _rois(kind, names.rois, rois, None)
-    _grads(kind, names.grads, grads, (num_rois, input.shape[1], *options.output_size), None)
-    return grad_boxes_call(kind, input, num_rois, options, names)
-
-
-def grad_boxes_call(kind, input, num_rois, options, names=NATIVE):
-    """The record of a checked box gradient; derives, checks nothing."""
-    return _record(kind, input.shape, num_rois, options, input.dtype, (num_rois, 6), names)
+# roi_align's validator, for rows (batch, cx, cy, w, h, angle) and a [K, 6] box gradient
+ROI_COLUMNS = 6
+check_forward = functools.partial(roi_checks.check_forward, columns=ROI_COLUMNS)
+check_grad_input = functools.partial(roi_checks.check_grad_input, columns=ROI_COLUMNS)
+check_grad_boxes = functools.partial(roi_checks.check_grad_boxes, columns=ROI_COLUMNS)
 
 
 def check_roi_values(rois, batch, call, name="rois"):

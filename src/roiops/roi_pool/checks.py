@@ -129,22 +129,16 @@ def check_grad_input(kind, grads, argmax, rois, input_shape, names=NATIVE, dtype
     _checks.require_dtype(names.argmax, argmax, kind.dtypes(str(d) for d in ARGMAX_DTYPES))
     _checks.require_shape(names.argmax, argmax,
                           ("num_rois", "channels", "pooled_height", "pooled_width"))
-    _checks.require_dtype(names.rois, rois, _dtypes(kind, dtypes))
-    _checks.require_shape(names.rois, rois, ("num_rois", 5))
-    num_rois = rois.shape[0]
+    num_rois = align_checks.require_rois(kind, names.rois, rois, dtypes)
     expected = (num_rois, shape[1], *argmax.shape[2:])
     if tuple(argmax.shape) != expected:
         raise ValueError(f"{names.argmax} must have shape [num_rois, channels, pooled_height, "
                          f"pooled_width] = {expected}, got {tuple(argmax.shape)}")
-    _checks.require_dtype(names.grads, grads, _dtypes(kind, dtypes))
+    _checks.require_dtype(names.grads, grads, align_checks.allowed_dtypes(kind, dtypes))
     if tuple(grads.shape) != expected:
         raise ValueError(f"{names.grads} must have the shape of {names.argmax} {expected}, "
                          f"got {tuple(grads.shape)}")
     return grad_input_call(kind, grads, num_rois, shape, names)
-
-
-def _dtypes(kind, names):
-    return kind.float_dtypes if names is None else kind.dtypes(names)
 
 
 def grad_input_call(kind, grads, num_rois, input_shape, names=NATIVE):
