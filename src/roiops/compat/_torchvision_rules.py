@@ -1,14 +1,33 @@
 """torchvision's rules shared by its compat layers (roiops.compat.torchvision and its
-MultiScaleRoIAlign): boxes as torchvision takes them, the dtype its arithmetic runs in, and
-the class name its modules' reprs show."""
+MultiScaleRoIAlign): boxes as torchvision takes them, the dtype its arithmetic runs in, its
+module classes' base, and the class name their reprs show."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from .. import _checks
+from .. import _checks, _dispatch
 from ..roi_align import checks
+
+_Module = TypeVar("_Module", bound="TorchvisionModule")
+
+
+class TorchvisionModule:
+    """The base of torchvision's module classes in roiops.compat (``RoIAlign``, ``RoIPool``,
+    ``PSRoIAlign``, ``PSRoIPool``, ``MultiScaleRoIAlign``): constructing one gives the
+    ``torch.nn.Module`` subclass that roiops.torch registers as ``compat.torchvision_<name>``
+    when torch is installed (torch is imported with the first instance, not with
+    roiops.compat), and a plain callable otherwise. Subclasses outside roiops.compat (the
+    registered ones, a user's) are constructed as they are."""
+
+    def __new__(cls: type[_Module], *args: Any, **kwargs: Any) -> _Module:
+        if cls.__module__.startswith("roiops.compat."):
+            try:
+                cls = _dispatch.tensor_implementation(f"compat.torchvision_{cls.__name__}")
+            except ImportError:  # no torch: a plain callable
+                pass
+        return super().__new__(cls)
 
 
 def rois_from_boxes(boxes: Any) -> np.ndarray:

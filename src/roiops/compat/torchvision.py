@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from ..ps_roi_pool import checks as ps_pool_checks
 from ..roi_align import api, checks
 from ..roi_pool import api as pool_api
 from ..roi_pool import checks as pool_checks
-from ._torchvision_rules import class_name, in_data_type, rois_from_boxes
+from ._torchvision_rules import TorchvisionModule, class_name, in_data_type, rois_from_boxes
 from .torchvision_multiscale import MultiScaleRoIAlign as MultiScaleRoIAlign
 
 _NAMES = checks.Names(rois="boxes")
@@ -203,21 +202,7 @@ def ps_roi_pool_backward(grad_output: ArrayOrTensor,
                         ps_pool_checks.Options(output_size, spatial_scale))
 
 
-class _Module:
-    """torchvision's module classes: a ``torch.nn.Module`` when torch is installed (the
-    subclass that roiops.torch registers under ``compat.torchvision_<name>``, imported with
-    the first instance), a plain callable otherwise."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        if cls in (PSRoIAlign, PSRoIPool):
-            try:
-                cls = _dispatch.tensor_implementation(f"compat.torchvision_{cls.__name__}")
-            except ImportError:  # no torch: a plain callable
-                pass
-        return super().__new__(cls)
-
-
-class PSRoIAlign(_Module):
+class PSRoIAlign(TorchvisionModule):
     """``torchvision.ops.PSRoIAlign(output_size, spatial_scale, sampling_ratio)``, called with
     ``(input, rois)`` as NumPy arrays or tensors."""
 
@@ -240,7 +225,7 @@ class PSRoIAlign(_Module):
                 f"spatial_scale={self.spatial_scale}, sampling_ratio={self.sampling_ratio})")
 
 
-class PSRoIPool(_Module):
+class PSRoIPool(TorchvisionModule):
     """``torchvision.ops.PSRoIPool(output_size, spatial_scale)``, called with ``(input, rois)``
     as NumPy arrays or tensors."""
 
@@ -260,7 +245,7 @@ class PSRoIPool(_Module):
                 f"spatial_scale={self.spatial_scale})")
 
 
-class RoIAlign:
+class RoIAlign(TorchvisionModule):
     """``torchvision.ops.RoIAlign(output_size, spatial_scale, sampling_ratio, aligned)``.
 
     A ``torch.nn.Module`` when torch is installed (a plain callable otherwise); called with
@@ -268,14 +253,6 @@ class RoIAlign:
     is made, not with this module. The module works under ``torch.jit.script`` and
     ``torch.fx.symbolic_trace`` (``roi_align`` a leaf).
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> RoIAlign:
-        if cls is RoIAlign:
-            try:  # the torch.nn.Module subclass that roiops.torch registers
-                cls = _dispatch.tensor_implementation("compat.torchvision_RoIAlign")
-            except ImportError:  # no torch: a plain callable
-                pass
-        return super().__new__(cls)
 
     def __init__(self, output_size: int | Sequence[int], spatial_scale: float,
                  sampling_ratio: int, aligned: bool = False) -> None:
@@ -351,20 +328,12 @@ def roi_pool_backward(grad_output: ArrayOrTensor, boxes: ArrayOrTensor | Sequenc
     return pool_api.run_grad_input(call, grad_output, argmax, indices)
 
 
-class RoIPool:
+class RoIPool(TorchvisionModule):
     """``torchvision.ops.RoIPool(output_size, spatial_scale)``.
 
     A ``torch.nn.Module`` when torch is installed (a plain callable otherwise); called with
     ``(input, rois)`` as NumPy arrays or tensors.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> RoIPool:
-        if cls is RoIPool:
-            try:  # the torch.nn.Module subclass that roiops.torch registers
-                cls = _dispatch.tensor_implementation("compat.torchvision_RoIPool")
-            except ImportError:  # no torch: a plain callable
-                pass
-        return super().__new__(cls)
 
     def __init__(self, output_size: int | Sequence[int], spatial_scale: float) -> None:
         super().__init__()

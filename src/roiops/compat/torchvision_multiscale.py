@@ -37,7 +37,7 @@ from .._typing import ArrayOrTensor
 from ..multi_scale_roi_align import api, checks
 from ..multi_scale_roi_align import levels as level_mapper
 from ..roi_align import checks as roi_checks
-from ._torchvision_rules import class_name, in_data_type, rois_from_boxes
+from ._torchvision_rules import TorchvisionModule, class_name, in_data_type, rois_from_boxes
 
 NAMES = checks.Names(features="x", rois="boxes")
 
@@ -113,7 +113,7 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], boxes: Any,
     return api.run_forward(call, features, rois, indices, levels)
 
 
-class MultiScaleRoIAlign:
+class MultiScaleRoIAlign(TorchvisionModule):
     """``torchvision.ops.MultiScaleRoIAlign(featmap_names, output_size, sampling_ratio, *,
     canonical_scale=224, canonical_level=4)``.
 
@@ -121,14 +121,6 @@ class MultiScaleRoIAlign:
     ``(x, boxes, image_shapes)``: a dict of ``[N, C, H_l, W_l]`` maps, a list of ``[L, 4]``
     boxes per image, and the images' ``(height, width)``; NumPy arrays or tensors.
     """
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> MultiScaleRoIAlign:
-        if cls is MultiScaleRoIAlign:
-            try:  # the torch.nn.Module subclass that roiops.torch registers
-                cls = _dispatch.tensor_implementation("compat.torchvision_MultiScaleRoIAlign")
-            except ImportError:  # no torch: a plain callable
-                pass
-        return super().__new__(cls)
 
     def __init__(self, featmap_names: list[str], output_size: int | Sequence[int],
                  sampling_ratio: int, *, canonical_scale: float = 224,
