@@ -38,6 +38,14 @@ _CHANNEL_BLOCK = 16
 
 
 @njit(cache=True, error_model="numpy")
+def channel_bin(c, pooled_height, pooled_width):
+    """``(c_out, ph, pw)``: the output bin that input channel ``c`` feeds,
+    ``c = (c_out * PH + ph) * PW + pw``."""
+    c_out = c // (pooled_height * pooled_width)
+    return c_out, (c // pooled_width) % pooled_height, c % pooled_width
+
+
+@njit(cache=True, error_model="numpy")
 def _counts(grid_h, grid_w, half, F):
     """torchvision's divisor of every roi, ``F(gh * gw)``: no minimum, so an empty grid gives
     0/0 = NaN and a reversed box's negative grid a signed zero, as torchvision has them."""
@@ -109,9 +117,7 @@ def _forward_tasks(input, out, out_half, order, starts, num_blocks, streamed, si
         b = task // num_blocks
         first_channel = (task % num_blocks) * _CHANNEL_BLOCK
         for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
-            c_out = c // (pooled_height * pooled_width)
-            ph = (c // pooled_width) % pooled_height
-            pw = c % pooled_width
+            c_out, ph, pw = channel_bin(c, pooled_height, pooled_width)
             plane = input[b, c]
             if streamed:
                 sink[task] += stream(plane)
@@ -176,9 +182,7 @@ def _grad_input_tasks(grads, out, order, starts, num_blocks, plan, count, half, 
         b = task // num_blocks
         first_channel = (task % num_blocks) * _CHANNEL_BLOCK
         for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
-            c_out = c // (pooled_height * pooled_width)
-            ph = (c // pooled_width) % pooled_height
-            pw = c % pooled_width
+            c_out, ph, pw = channel_bin(c, pooled_height, pooled_width)
             plane = out[b, c]
             plane[:] = 0  # here, not before: in parallel, and the plane stays in cache
             for r in range(starts[b], starts[b + 1]):

@@ -19,7 +19,7 @@ from numba import njit
 
 from .._numerics import round_half_away
 from .._threads import run_tasks
-from ..ps_roi_align.cpu import dense, rois_by_image, stream
+from ..ps_roi_align.cpu import channel_bin, dense, rois_by_image, stream
 from ..roi_align.cpu import _h, _store
 
 _CHANNEL_BLOCK = 16
@@ -85,9 +85,7 @@ def _forward_tasks(input, out, out_half, order, starts, num_blocks, streamed, si
         b = task // num_blocks
         first_channel = (task % num_blocks) * _CHANNEL_BLOCK
         for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
-            c_out = c // (pooled_height * pooled_width)
-            ph = (c // pooled_width) % pooled_height
-            pw = c % pooled_width
+            c_out, ph, pw = channel_bin(c, pooled_height, pooled_width)
             plane = input[b, c]
             if streamed:  # see roiops.ps_roi_align.cpu.dense
                 sink[task] += stream(plane)
@@ -145,9 +143,7 @@ def _grad_input_tasks(grads, out, order, starts, num_blocks, y_start, y_end, x_s
         b = task // num_blocks
         first_channel = (task % num_blocks) * _CHANNEL_BLOCK
         for c in range(first_channel, min(first_channel + _CHANNEL_BLOCK, channels)):
-            c_out = c // (pooled_height * pooled_width)
-            ph = (c // pooled_width) % pooled_height
-            pw = c % pooled_width
+            c_out, ph, pw = channel_bin(c, pooled_height, pooled_width)
             plane = out[b, c]
             plane[:] = 0  # here, not before: in parallel, and the plane stays in cache
             for r in range(starts[b], starts[b + 1]):
