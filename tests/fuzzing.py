@@ -37,6 +37,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from roiops.crop_and_resize import reference as crop_reference
+from roiops.ps_roi_align import reference as ps_align_reference
 from roiops.roi_align import reference as roi_reference
 from roiops.roi_pool import reference as pool_reference
 
@@ -100,6 +101,8 @@ CONSTRUCTOR_ARGUMENTS = {
     "torchvision.RoIAlign": ("output_size", "spatial_scale", "sampling_ratio", "aligned"),
     "nn.RoIPool": ("output_size", "spatial_scale"),
     "torchvision.RoIPool": ("output_size", "spatial_scale"),
+    "nn.PSRoIAlign": ("output_size", "spatial_scale", "sampling_ratio"),
+    "torchvision.PSRoIAlign": ("output_size", "spatial_scale", "sampling_ratio"),
 }
 
 
@@ -1072,6 +1075,9 @@ def call_rois(draft, entry, rows):
     maker, draw = draft.maker, draft.draw
     if entry.family != "torchvision" or draw(st.booleans()):
         value, ok = maker.array(draft, entry.rois, rows, entry.rois_dtypes)
+        if isinstance(value, list) and not value and entry.family == "torchvision":
+            # an empty list of per-image boxes to torchvision
+            draft.refuse("an empty list of boxes", (entry.rois,), ValueError)
         return value, maker.values(value).astype(F64) if ok else None
     images = draw(st.integers(0, 3))
     if not images:
@@ -1079,14 +1085,21 @@ def call_rois(draft, entry, rows):
         return [], None
     owner = np.array([draw(st.integers(0, images - 1)) for _ in range(len(rows))], int)
     items, ordered, ok = [], [], True
+    # KNOWN BUG (/work/notes/s25/bugs/bfloat16_box_list_items.py): the tensor forwards check
+    # each item against every float dtype, then the dtype of their concatenation: a bfloat16
+    # item passes beside a float16/32/64 one (promoted), alone it is refused naming "boxes".
+    promoted = "backward" not in draft.name and "bfloat16" not in entry.rois_dtypes
+    dtypes = entry.rois_dtypes + (("bfloat16",) if promoted else ())
     for image in range(images):
         item, item_ok = maker.array(draft, f"{entry.rois}[{image}]", rows[owner == image, 1:],
-                                    entry.rois_dtypes)
+                                    dtypes)
         items.append(item)
         ok = ok and item_ok
         if item_ok:
             mine = maker.values(item).astype(F64)
             ordered.append(np.column_stack([np.full(len(mine), image, F64), mine]))
+    if ok and promoted and {maker.dtype_name(item) for item in items} == {"bfloat16"}:
+        draft.refuse(f"{entry.rois} concatenated as bfloat16", (entry.rois,), TypeError)
     return items, np.concatenate(ordered).reshape(-1, 5) if ok else None
 
 
@@ -1345,7 +1358,17 @@ POOL_ENTRIES = {
 
 def pool_rois(draft, entry, data, dims):
     """(rois value, rows, reference geometry type T, half): the rois of a roi_pool call whose
-    data argument is ``data``, the scale's overflow rule recorded."""
+    data argument is ``data``, the scale's overflow rule and the rois' rules recorded."""
+    rois, rows, T, half = typed_rois(draft, entry, data, dims)
+    if rows is not None:
+        refuse_bad_rois(draft, entry.rois, rows, dims[0], False)
+    return rois, rows, T, half
+
+
+def typed_rois(draft, entry, data, dims):
+    """(rois value, rows, reference type T, half) of a torchvision-convention call whose data
+    argument is ``data``, ``dims`` (N, H, W, K, spatial_scale): the scale's overflow rule
+    recorded, the rows as the call reads them (torchvision's: in the data's dtype)."""
     maker = draft.maker
     batch, height, width, count, scale = dims
     rois, rows = call_rois(draft, entry, roi_rows(draft, batch, height, width, count, False))
@@ -1356,8 +1379,6 @@ def pool_rois(draft, entry, data, dims):
     if rows is not None and entry.family == "torchvision":  # converted to the data's dtype
         with np.errstate(over="ignore", invalid="ignore"):
             rows = rows.astype(maker.numpy_dtype(data_dtype)).astype(F64)
-    if rows is not None:
-        refuse_bad_rois(draft, entry.rois, rows, batch, False)
     return rois, rows, T, half
 
 
@@ -1440,6 +1461,174 @@ def pool_grad_input(draft, name):
 
 
 # ---------------------------------------------------------------------------------------------
+# position-sensitive entry points (ps_roi_align, ps_roi_pool)
+# ---------------------------------------------------------------------------------------------
+
+# Output bin (c, ph, pw) reads input channel (c * PH + ph) * PW + pw: the maps hold
+# C_out * PH * PW channels. The arguments are roi_align's and roi_pool's (torchvision's ops
+# take float16/32/64 only, on tensors too; their backwards run on the host).
+PS_ALIGN_ENTRIES = {
+    "ps_roi_align": RoiEntry(),
+    "ps_roi_align_grad_input": RoiEntry(),
+    "ps_roi_align_grad_boxes": RoiEntry(),
+    "nn.PSRoIAlign": RoiEntry(),
+    "torchvision.ps_roi_align": RoiEntry(**_TV_HOST),
+    "torchvision.ps_roi_align_backward": RoiEntry(grads="grad_output", **_TV_HOST),
+    # PSRoIAlign.forward(input, rois) calls ps_roi_align(input, rois), whose messages say "boxes"
+    "torchvision.PSRoIAlign": RoiEntry(**dict(_TV_HOST, rois="rois"), aliases=("boxes",)),
+}
+# ps_roi_align's geometry: roi_align's aligned torchvision one (for roi_cost)
+PS_ALIGN_GEOMETRY = dict(aligned=True, convention="torchvision", roi_end_mode=1)
+
+
+def ps_dims(draft):
+    """(N, C, H, W, K, PH, PW) as :func:`roi_dims`, with ``C = C_out * PH * PW`` (``C_out``
+    rarely 0); in a quarter of the calls that may break rules, a channel count that is not a
+    multiple of the bins (unless they are one)."""
+    draw = draft.draw
+    batch, height, width, count = (dimension(draft, sizes) for sizes in (
+        [1, 2], [1, 2, 3, 5], [1, 2, 4], [1, 2, 3]))
+    pair = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    channels = dimension(draft, [1, 2, 3]) * pair[0] * pair[1]
+    if draft.odds and draw(st.integers(0, 3)) == 0:
+        channels = max(channels + draw(st.sampled_from([-1, 1, pair[1]])), 0)
+    return batch, channels, height, width, count, *pair
+
+
+def ps_output_channels(draft, name, channels, pooled):
+    """``C / (PH * PW)``, or None where ``pooled`` is unknown or does not divide the channels
+    (docs/errors.md: recorded, naming ``name``)."""
+    if pooled is None:
+        return None
+    bins = pooled[0] * pooled[1]
+    if channels % bins:
+        draft.refuse(f"{name}: {channels} channels for {bins} bins", (name,), ValueError)
+        return None
+    return channels // bins
+
+
+def ps_align_options(draft, pair, cells):
+    """ps_roi_align's options: (call values, pooled size or None)."""
+    size_value, pooled = size_pair(draft, "output_size", pair, allow_int=True)
+    return dict(output_size=size_value, spatial_scale=spatial_scale(draft),
+                sampling_ratio=sampling_ratio(draft, cells=cells)), pooled
+
+
+def ps_align_affordable(rows, pooled, channels_out, call, F):
+    """The rows in ``F``, or None where the reference would cost too much (roi_align's grid:
+    each bin reads ``C_out`` channels)."""
+    options = dict(PS_ALIGN_GEOMETRY, spatial_scale=call["spatial_scale"],
+                   sampling_ratio=call["sampling_ratio"])
+    return affordable_rows(rows, pooled, channels_out, options, F)
+
+
+def ps_align_forward_reference(features, rows, pooled, call, F):
+    return ps_align_reference.ps_roi_align(features, rows, pooled, call["spatial_scale"],
+                                           call["sampling_ratio"], F=F)
+
+
+def ps_align_grad_reference(grads, rows, dims, pooled, call, F):
+    return ps_align_reference.ps_roi_align_grad_input(
+        grads, rows, dims, pooled, call["spatial_scale"], call["sampling_ratio"], F=F)
+
+
+@dataclass
+class PsOperator:
+    """What differs between the position-sensitive operators: their entry points, options,
+    reference cost rule and references."""
+    entries: dict
+    options: object  # (draft, pair, cells) -> (call options, pooled size or None)
+    affordable: object  # (rows, pooled, C_out, call options, F) -> rows in F, or None
+    forward: object  # (features, rows, pooled, call options, F) -> result in F
+    grad_input: object  # (grads, rows, input dims, pooled, call options, F) -> result in F
+
+
+PS_ALIGN = PsOperator(PS_ALIGN_ENTRIES, ps_align_options, ps_align_affordable,
+                      ps_align_forward_reference, ps_align_grad_reference)
+PS_OPERATORS = (PS_ALIGN,)
+
+
+def ps_entry(name):
+    """(entry, operator) of a position-sensitive entry point."""
+    operator = next(op for op in PS_OPERATORS if name in op.entries)
+    return operator.entries[name], operator
+
+
+def ps_forward(draft, name):
+    entry, operator = ps_entry(name)
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = ps_dims(draft)
+    features, features_ok = maker.array(draft, entry.input, data_values(
+        draft, (batch, channels, height, width)), entry.dtypes)
+    if features_ok and (height == 0 or width == 0):
+        draft.refuse(f"{entry.input} of size {height}x{width}", (entry.input,), ValueError)
+    call, pooled = operator.options(draft, tuple(pair), count * channels)
+    channels_out = ps_output_channels(draft, entry.input, channels, pooled)
+    rois, rows, F, _ = typed_rois(draft, entry, features, (batch, height, width, count,
+                                                            call["spatial_scale"]))
+    if rows is not None:
+        refuse_bad_rois(draft, entry.rois, rows, batch, False)
+    data_dtype = maker.dtype_name(features) if features_ok else "float32"
+    shape = None
+    if channels_out is not None:
+        shape = (count, channels_out, *pooled)
+        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
+        if refuse_if_too_big(draft, "output_size", shape, itemsize):
+            shape = None
+    out = None
+    if name in ("ps_roi_align", "ps_roi_pool") and shape is not None:
+        out = out_argument(draft, shape, maker.numpy_dtype(data_dtype), features)
+
+    def expected():
+        affordable = operator.affordable(rows, pooled, channels_out, call, F)
+        if affordable is None:
+            return maker.shaped(shape, data_dtype)
+        want = operator.forward(maker.values(features), affordable, pooled, call, F)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {entry.input: features, entry.rois: rois, **call}
+    if name in ("ps_roi_align", "ps_roi_pool"):
+        arguments["out"] = out
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+def ps_grad_input(draft, name):
+    entry, operator = ps_entry(name)
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = ps_dims(draft)
+    pair = tuple(pair)
+    grads, grads_ok, grads_channels = roi_gradients(
+        draft, entry, count, channels // (pair[0] * pair[1]), pair)
+    call, pooled = operator.options(draft, pair, count * channels)
+    rois, rows, F, _ = typed_rois(draft, entry, grads, (batch, height, width, count,
+                                                         call["spatial_scale"]))
+    data_dtype = maker.dtype_name(grads) if grads_ok else "float32"
+    shape_value, dims = shape_argument(draft, entry.shape, (batch, channels, height, width))
+    channels_out = None
+    if dims is not None:
+        if dims[2] == 0 or dims[3] == 0:
+            draft.refuse(f"{entry.shape} of size {dims[2]}x{dims[3]}", (entry.shape,),
+                         ValueError)
+        channels_out = ps_output_channels(draft, entry.shape, dims[1], pooled)
+        if channels_out is not None and (grads_channels, pair) != (channels_out, pooled):
+            draft.refuse(f"{entry.grads} of {grads_channels} channels and pooled size {pair}",
+                         (entry.grads,), ValueError)
+        if rows is not None:
+            refuse_bad_rois(draft, entry.rois, rows, dims[0], False)
+        refuse_if_too_big(draft, entry.shape, dims, 8)
+
+    def expected():
+        affordable = operator.affordable(rows, pooled, channels_out, call, F)
+        if affordable is None:
+            return maker.shaped(dims, data_dtype)
+        want = operator.grad_input(maker.values(grads), affordable, dims, pooled, call, F)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {entry.grads: grads, entry.rois: rois, entry.shape: shape_value, **call}
+    return draft.call(name, arguments, expected, aliases=entry.aliases)
+
+
+# ---------------------------------------------------------------------------------------------
 # the entry points
 # ---------------------------------------------------------------------------------------------
 
@@ -1467,12 +1656,18 @@ BUILDERS = {
     "torchvision.roi_pool": pool_forward,
     "torchvision.roi_pool_backward": pool_grad_input,
     "torchvision.RoIPool": pool_forward,
+    "ps_roi_align": ps_forward,
+    "ps_roi_align_grad_input": ps_grad_input,
+    "torchvision.ps_roi_align": ps_forward,
+    "torchvision.ps_roi_align_backward": ps_grad_input,
+    "torchvision.PSRoIAlign": ps_forward,
     # torch modules (roiops.nn)
     "nn.CropAndResize": crop_forward,
     "nn.MindSporeCropAndResize": crop_forward,
     "nn.RoIAlign": roi_forward,
     "nn.MindSporeROIAlign": roi_forward,
     "nn.RoIPool": pool_forward,
+    "nn.PSRoIAlign": ps_forward,
 }
 NUMPY_ENTRY_POINTS = [name for name in BUILDERS if not name.startswith("nn.")]
 

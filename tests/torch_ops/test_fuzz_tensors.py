@@ -30,7 +30,8 @@ LAYOUTS = ("contiguous", "contiguous", "channels_last", "strided", "transposed",
 HOST_ONLY = ("tensorflow.raw_ops.CropAndResizeGradImage",
              "tensorflow.raw_ops.CropAndResizeGradBoxes", "mindspore.CropAndResizeGradImage",
              "mindspore.CropAndResizeGradBoxes", "mindspore.ROIAlignGrad",
-             "torchvision.roi_align_backward", "torchvision.roi_pool_backward")
+             "torchvision.roi_align_backward", "torchvision.roi_pool_backward",
+             "torchvision.ps_roi_align_backward")
 
 
 def torch_dtype(name):
@@ -101,7 +102,9 @@ class TensorMaker:
         "tensorflow.raw_ops.CropAndResize", "mindspore.CropAndResize",
         "nn.MindSporeCropAndResize")}
     aliases.update({name: ("rois",) for name in ("torchvision.roi_align", "torchvision.RoIAlign",
-                                                 "torchvision.roi_pool", "torchvision.RoIPool")})
+                                                 "torchvision.roi_pool", "torchvision.RoIPool",
+                                                 "torchvision.ps_roi_align",
+                                                 "torchvision.PSRoIAlign")})
     # torch.library passes a float argument -0.0 to the op as +0.0: extrapolation_value=-0.0
     # gives +0.0 outside the image on tensors (-0.0 with NumPy arrays, as TensorFlow).
     keeps_negative_zero = False
@@ -143,6 +146,9 @@ class TensorMaker:
         """Tensor-only rules: NumPy arrays among tensors, tensors on meta, and tensors that
         require grad given to a host-side primitive. Returns the arguments to call with."""
         tensors = [t for t in flat(arguments.values()) if isinstance(t, torch.Tensor)]
+        if not tensors and draft.arrays_not_tensors:
+            arguments = self.first_as_tensor(draft, arguments)
+            tensors = [t for t in flat(arguments.values()) if isinstance(t, torch.Tensor)]
         if tensors:
             for name in draft.arrays_not_tensors:
                 draft.refuse(f"{name} a NumPy array among tensors", (name,), TypeError)
@@ -153,6 +159,19 @@ class TensorMaker:
         if tensors and draft.rarely():
             return self.on_meta(draft, arguments)
         return arguments
+
+    @staticmethod
+    def first_as_tensor(draft, arguments):
+        """Arguments whose arrays were all drawn as NumPy arrays (a NumPy call: no tensor
+        result) with the first back as a tensor on the same memory: a tensor call again."""
+        name = next((n for n in arguments if n in draft.arrays_not_tensors), None)
+        if name is None:
+            return arguments
+        draft.arrays_not_tensors.discard(name)
+        array = arguments[name]
+        tensor = torch.from_numpy(array.copy())
+        draft.inputs = [tensor if value is array else value for value in draft.inputs]
+        return dict(arguments, **{name: tensor})
 
     @staticmethod
     def on_meta(draft, arguments):
