@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 
 from roiops.crop_and_resize import reference as crop_reference
 from roiops.ps_roi_align import reference as ps_align_reference
+from roiops.ps_roi_pool import reference as ps_pool_reference
 from roiops.roi_align import reference as roi_reference
 from roiops.roi_pool import reference as pool_reference
 
@@ -103,6 +104,8 @@ CONSTRUCTOR_ARGUMENTS = {
     "torchvision.RoIPool": ("output_size", "spatial_scale"),
     "nn.PSRoIAlign": ("output_size", "spatial_scale", "sampling_ratio"),
     "torchvision.PSRoIAlign": ("output_size", "spatial_scale", "sampling_ratio"),
+    "nn.PSRoIPool": ("output_size", "spatial_scale"),
+    "torchvision.PSRoIPool": ("output_size", "spatial_scale"),
 }
 
 
@@ -1532,6 +1535,47 @@ def ps_align_grad_reference(grads, rows, dims, pooled, call, F):
         grads, rows, dims, pooled, call["spatial_scale"], call["sampling_ratio"], F=F)
 
 
+PS_POOL_ENTRIES = {
+    "ps_roi_pool": RoiEntry(),
+    "ps_roi_pool_grad_input": RoiEntry(),
+    "nn.PSRoIPool": RoiEntry(),
+    "torchvision.ps_roi_pool": RoiEntry(**_TV_HOST),
+    "torchvision.ps_roi_pool_backward": RoiEntry(grads="grad_output", **_TV_HOST),
+    # PSRoIPool.forward(input, rois) calls ps_roi_pool(input, rois), whose messages say "boxes"
+    "torchvision.PSRoIPool": RoiEntry(**dict(_TV_HOST, rois="rois"), aliases=("boxes",)),
+}
+
+
+def ps_pool_options(draft, pair, cells):
+    """ps_roi_pool's options: (call values, pooled size or None)."""
+    size_value, pooled = size_pair(draft, "output_size", pair, allow_int=True)
+    return dict(output_size=size_value, spatial_scale=spatial_scale(draft)), pooled
+
+
+def ps_pool_affordable(rows, pooled, channels_out, call, F):
+    """The rows in ``F``, or None for more than 64 bins a side (the reference lists every
+    bin) or roi corners and extents that overflow ``F`` once scaled (the backward rounds
+    them through float32): torchvision casts those to int, undefined; the reference has no
+    integer for them."""
+    if not all(size <= 64 for size in pooled):
+        return None
+    rows = rows.astype(F)
+    scale = F(call["spatial_scale"]) if F is F64 else F(F32(call["spatial_scale"]))
+    with np.errstate(all="ignore"):
+        corners = (rows[:, 1:] * scale).astype(F32)
+        extents = (corners[:, 2:].astype(F64) - corners[:, :2]).astype(F)
+    return rows if np.isfinite(corners).all() and np.isfinite(extents).all() else None
+
+
+def ps_pool_forward_reference(features, rows, pooled, call, F):
+    return ps_pool_reference.ps_roi_pool(features, rows, pooled, call["spatial_scale"], F=F)
+
+
+def ps_pool_grad_reference(grads, rows, dims, pooled, call, F):
+    return ps_pool_reference.ps_roi_pool_grad_input(grads, rows, dims, pooled,
+                                                    call["spatial_scale"], F=F)
+
+
 @dataclass
 class PsOperator:
     """What differs between the position-sensitive operators: their entry points, options,
@@ -1545,7 +1589,9 @@ class PsOperator:
 
 PS_ALIGN = PsOperator(PS_ALIGN_ENTRIES, ps_align_options, ps_align_affordable,
                       ps_align_forward_reference, ps_align_grad_reference)
-PS_OPERATORS = (PS_ALIGN,)
+PS_POOL = PsOperator(PS_POOL_ENTRIES, ps_pool_options, ps_pool_affordable,
+                     ps_pool_forward_reference, ps_pool_grad_reference)
+PS_OPERATORS = (PS_ALIGN, PS_POOL)
 
 
 def ps_entry(name):
@@ -1661,6 +1707,11 @@ BUILDERS = {
     "torchvision.ps_roi_align": ps_forward,
     "torchvision.ps_roi_align_backward": ps_grad_input,
     "torchvision.PSRoIAlign": ps_forward,
+    "ps_roi_pool": ps_forward,
+    "ps_roi_pool_grad_input": ps_grad_input,
+    "torchvision.ps_roi_pool": ps_forward,
+    "torchvision.ps_roi_pool_backward": ps_grad_input,
+    "torchvision.PSRoIPool": ps_forward,
     # torch modules (roiops.nn)
     "nn.CropAndResize": crop_forward,
     "nn.MindSporeCropAndResize": crop_forward,
@@ -1668,6 +1719,7 @@ BUILDERS = {
     "nn.MindSporeROIAlign": roi_forward,
     "nn.RoIPool": pool_forward,
     "nn.PSRoIAlign": ps_forward,
+    "nn.PSRoIPool": ps_forward,
 }
 NUMPY_ENTRY_POINTS = [name for name in BUILDERS if not name.startswith("nn.")]
 

@@ -31,7 +31,7 @@ HOST_ONLY = ("tensorflow.raw_ops.CropAndResizeGradImage",
              "tensorflow.raw_ops.CropAndResizeGradBoxes", "mindspore.CropAndResizeGradImage",
              "mindspore.CropAndResizeGradBoxes", "mindspore.ROIAlignGrad",
              "torchvision.roi_align_backward", "torchvision.roi_pool_backward",
-             "torchvision.ps_roi_align_backward")
+             "torchvision.ps_roi_align_backward", "torchvision.ps_roi_pool_backward")
 
 
 def torch_dtype(name):
@@ -104,7 +104,9 @@ class TensorMaker:
     aliases.update({name: ("rois",) for name in ("torchvision.roi_align", "torchvision.RoIAlign",
                                                  "torchvision.roi_pool", "torchvision.RoIPool",
                                                  "torchvision.ps_roi_align",
-                                                 "torchvision.PSRoIAlign")})
+                                                 "torchvision.PSRoIAlign",
+                                                 "torchvision.ps_roi_pool",
+                                                 "torchvision.PSRoIPool")})
     # torch.library passes a float argument -0.0 to the op as +0.0: extrapolation_value=-0.0
     # gives +0.0 outside the image on tensors (-0.0 with NumPy arrays, as TensorFlow).
     keeps_negative_zero = False
