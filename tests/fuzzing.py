@@ -40,6 +40,8 @@ from roiops.crop_and_resize import reference as crop_reference
 from roiops.ps_roi_align import reference as ps_align_reference
 from roiops.ps_roi_pool import reference as ps_pool_reference
 from roiops.roi_align import reference as roi_reference
+from roiops.roi_align_rotated import conventions as rotated_conventions
+from roiops.roi_align_rotated import reference as rotated_reference
 from roiops.roi_pool import reference as pool_reference
 
 LONG = "ROIOPS_FUZZ_EXAMPLES" in os.environ
@@ -106,6 +108,11 @@ CONSTRUCTOR_ARGUMENTS = {
     "torchvision.PSRoIAlign": ("output_size", "spatial_scale", "sampling_ratio"),
     "nn.PSRoIPool": ("output_size", "spatial_scale"),
     "torchvision.PSRoIPool": ("output_size", "spatial_scale"),
+    "nn.RoIAlignRotated": ("output_size", "spatial_scale", "sampling_ratio", "aligned",
+                           "clockwise", "convention"),
+    "detectron2.ROIAlignRotated": ("output_size", "spatial_scale", "sampling_ratio"),
+    "mmcv.RoIAlignRotated": ("output_size", "spatial_scale", "sampling_ratio", "aligned",
+                             "clockwise"),
 }
 
 
@@ -113,14 +120,16 @@ def entry_point(name):
     """The public object called ``name``: ``roiops.<name>``, ``roiops.compat.<name>`` or
     ``roiops.nn.<name>``."""
     import roiops
+    import roiops.compat.detectron2
     import roiops.compat.mindspore
+    import roiops.compat.mmcv
     import roiops.compat.tensorflow
     import roiops.compat.torchvision
     first, *rest = name.split(".")
     if first == "nn":
         import roiops.nn
         target = roiops.nn
-    elif first in ("tensorflow", "mindspore", "torchvision"):
+    elif first in ("tensorflow", "mindspore", "torchvision", "detectron2", "mmcv"):
         target = getattr(roiops.compat, first)
     else:
         return getattr(roiops, first)
@@ -172,13 +181,14 @@ def check(call):
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a warning would be an exception under -W error
             result = call.run()
-    except (TypeError, ValueError, RuntimeError) as error:
+    except (TypeError, ValueError, RuntimeError, RuntimeWarning) as error:
         kind = type(error).__name__
         rules = "; ".join(r.rule for r in call.refusals)
         assert call.refusals, f"a valid call raised {kind}: {error}"
         assert any(r.matches(error, call.aliases) for r in call.refusals), (
             f"raised {kind}: {error}\nbut the draw broke: {rules}")
-        assert isinstance(error, RuntimeError) or any(
+        # a RuntimeError (docs/errors.md) or a known bug's warning names no argument
+        assert not isinstance(error, (TypeError, ValueError)) or any(
             names_argument(error, n) for n in call.names), (
             f"the message names none of {call.names}: {error}")
     else:
@@ -248,6 +258,12 @@ class Draft:
 
     def refuse(self, rule, names, *types):
         self.refusals.append(Refusal(rule, tuple(names), types or (TypeError, ValueError)))
+
+    def known_bug(self, rule, reproducer, *types):
+        """A case roiops gets wrong today, with its reproducer under /work/notes/s25/bugs/:
+        its wrong exception ``types`` is accepted so that the fuzz goes on (every one is
+        marked "KNOWN BUG" in this file and in a failure's rules)."""
+        self.refusals.append(Refusal(f"KNOWN BUG {reproducer}: {rule}", (), types))
 
     def exotic_layouts(self):
         """Whether this call may pass arrays in any layout (Fortran order, zero strides,
@@ -1675,6 +1691,238 @@ def ps_grad_input(draft, name):
 
 
 # ---------------------------------------------------------------------------------------------
+# roi_align_rotated entry points
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class RotatedEntry:
+    """How one rotated roi_align entry point takes its options: ``family`` "native" (all of
+    them, convention included), "detectron2" (no aligned/clockwise) or "mmcv"; detectron2 and
+    mmcv hold the scale as a C float (rounded to float32)."""
+    family: str = "native"
+
+
+ROTATED_ENTRIES = {
+    "roi_align_rotated": RotatedEntry(),
+    "roi_align_rotated_grad_input": RotatedEntry(),
+    "nn.RoIAlignRotated": RotatedEntry(),
+    "detectron2.ROIAlignRotated": RotatedEntry("detectron2"),
+    "mmcv.roi_align_rotated": RotatedEntry("mmcv"),
+    "mmcv.RoIAlignRotated": RotatedEntry("mmcv"),
+}
+ANGLES = (0.0, -0.0, 90.0, -30.0, 45.5, 1.5707964, 3.0, -2.5, 720.25, 1e10)
+# the frameworks count a roi's samples per channel in a C int
+MAX_SAMPLES_PER_ROI = 2**31 - 1
+# the arrays' names and dtypes: roi_align's native ones
+ROTATED_ARRAYS = RoiEntry()
+
+
+def rotated_rows(draft, batch, height, width, count):
+    """``[count, 6]`` float64 rows ``(batch_index, cx, cy, w, h, angle)``: a corner and the
+    extent of :func:`box_rows`' boxes, any angle; rarely a flipped box's negative size (the
+    aligned conventions refuse it)."""
+    draw = draft.draw
+    boxes = box_rows(draft, count, 2.0 * height + 1, 2.0 * width + 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        extents = boxes[:, [3, 2]] - boxes[:, [1, 0]]
+    if not draft.rarely():
+        extents = np.abs(extents)
+    index = roi_rows(draft, batch, height, width, count, False)[:, 0]
+    angles = [draw(st.sampled_from(ANGLES)) for _ in range(count)]
+    return np.column_stack([index, boxes[:, [1, 0]], extents, angles]).reshape(count, 6)
+
+
+def rotated_convention(draft, family):
+    """(convention, aligned, clockwise) call values; rarely one the convention refuses."""
+    if family == "detectron2":
+        return "detectron2", True, False
+    bools = [(1, TypeError), (None, TypeError), ("yes", TypeError)]
+    convention = "mmcv" if family == "mmcv" else draft.pick(
+        "convention", ["detectron2", "mmcv"], ["Detectron2", "mmcv ", None, "torchvision"])
+    if convention == "detectron2":
+        aligned = draft.pick("aligned", [True, np.bool_(True)], [(False, ValueError)] + bools)
+        clockwise = draft.pick("clockwise", [False], [(True, ValueError)] + bools)
+    else:
+        aligned = draft.pick("aligned", [True, False, np.bool_(False)], bools)
+        clockwise = draft.pick("clockwise", [False, True], bools)
+    return convention, aligned, clockwise
+
+
+def rotated_options(draft, entry, pair, cells):
+    """(call options, reference options, pooled size or None, geometry or None)."""
+    size_value, pooled = size_pair(draft, "output_size", pair, allow_int=True)
+    call = dict(output_size=size_value, spatial_scale=spatial_scale(draft),
+                sampling_ratio=sampling_ratio(draft, cells=cells))
+    convention, aligned, clockwise = rotated_convention(draft, entry.family)
+    if entry.family == "native":
+        call["convention"] = convention
+    if entry.family != "detectron2":
+        call.update(aligned=aligned, clockwise=clockwise)
+    reference = dict(spatial_scale=call["spatial_scale"], sampling_ratio=call["sampling_ratio"],
+                     aligned=aligned, clockwise=clockwise, convention=convention)
+    try:
+        geometry = rotated_conventions.convention(convention, aligned, clockwise).geometry
+    except (TypeError, ValueError):  # refused above
+        geometry = None
+    return call, reference, pooled, geometry
+
+
+def rotated_scale(draft, entry, scale, data_dtype):
+    """(scale as the kernels take it, compute type F, half): the overflow rules recorded.
+    detectron2 and mmcv round the scale to float32; mmcv's float16 runs in half."""
+    F = compute_type(draft.maker.numpy_dtype(data_dtype))
+    half = entry.family == "mmcv" and data_dtype == "float16"
+    chain = (F,) if entry.family == "native" else (F32, np.float16) if half else (F32, F)
+    refuse_overflow(draft, "spatial_scale", scale, *chain)
+    try:
+        value = float(scale)
+    except (TypeError, ValueError, OverflowError):  # refused
+        return scale, F, half
+    if entry.family != "native":
+        with np.errstate(over="ignore"):
+            value = float(np.float16(F32(value)) if half else F32(value))
+    return value, F, half
+
+
+def refuse_rotated_rois(draft, rows, batch, geometry, pooled, options, F):
+    """docs/errors.md: finite rows and batch indices (torchvision's truncation), sizes >= 0
+    once scaled in the aligned conventions, and at most 2**31 - 1 samples per roi."""
+    refuse_bad_rois(draft, "rois", rows, batch, False)
+    if geometry is None or not np.isfinite(rows).all():
+        return
+    if not isinstance(options["spatial_scale"], float):  # refused
+        return
+    with np.errstate(all="ignore"):
+        sizes = rows[:, 3:5].astype(F) * F(options["spatial_scale"])
+    if not geometry.min_size_one and (sizes < 0).any():
+        draft.refuse("rois: a negative size in an aligned convention", ("rois",), ValueError)
+    if not geometry.min_size_one and np.isnan(sizes).any():  # 0 * a scale inf in F
+        draft.known_bug("a zero size times an overflowing scale warns",
+                        "rotated_scale_overflow_warning.py", RuntimeWarning)
+    if pooled is not None and len(rows):
+        grids = rotated_grids(sizes, pooled, options["sampling_ratio"], geometry, F)
+        if (grids.prod(axis=1) * pooled[0] * pooled[1] > MAX_SAMPLES_PER_ROI).any():
+            draft.refuse("rois: a roi of more than 2**31 - 1 samples", ("rois",), ValueError)
+
+
+def rotated_grids(sizes, pooled, ratio, geometry, F):
+    """``[K, 2]`` float64 sample grids (gh, gw): ``ratio``, or the ceiling of the bin size
+    (sizes held at 1 when ``min_size_one``; mmcv's in float32), saturated at 2**31 - 1."""
+    if isinstance(ratio, (int, np.integer)) and 0 < ratio <= 1024:
+        return np.full((len(sizes), 2), float(ratio))
+    sizes = np.maximum(sizes, F(1)) if geometry.min_size_one else sizes
+    with np.errstate(all="ignore"):
+        bins = (sizes[:, ::-1] / np.array(pooled, F).astype(F)).astype(F)
+        if geometry.grid_in_float32:
+            bins = bins.astype(F32)
+        grids = np.ceil(bins.astype(F64))
+    return np.clip(np.nan_to_num(grids, nan=0.0), 0, MAX_SAMPLES_PER_ROI)
+
+
+def rotated_affordable(rows, pooled, channels, options, geometry, F):
+    """The rows in ``F``, or None where the reference would cost too much."""
+    rows = rows.astype(F)
+    with np.errstate(all="ignore"):
+        sizes = rows[:, 3:5] * F(options["spatial_scale"])
+    grids = rotated_grids(sizes, pooled, options["sampling_ratio"], geometry, F)
+    cost = pooled[0] * pooled[1] * (grids.prod(axis=1) * (max(channels, 1) + 1)).sum()
+    return rows if cost <= REFERENCE_BUDGET else None
+
+
+def rotated_forward(draft, name):
+    entry = ROTATED_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    features, features_ok = maker.array(draft, "input", data_values(
+        draft, (batch, channels, height, width)), NATIVE_FLOATS)
+    if features_ok and (height == 0 or width == 0):
+        draft.refuse(f"input of size {height}x{width}", ("input",), ValueError)
+    call, options, pooled, geometry = rotated_options(draft, entry, tuple(pair),
+                                                      count * channels * pair[0] * pair[1])
+    rois, rois_ok = maker.array(draft, "rois", rotated_rows(draft, batch, height, width, count),
+                                NATIVE_FLOATS)
+    data_dtype = known_dtype(maker, features)
+    options["spatial_scale"], F, half = rotated_scale(draft, entry, call["spatial_scale"],
+                                                      data_dtype)
+    rows = None
+    if rois_ok:
+        rows = maker.values(rois).astype(F64)
+        if half:  # mmcv's half path converts the rois to float16 first
+            rows = half_rows(draft, rois, rows)
+        refuse_rotated_rois(draft, rows, batch, geometry, pooled, options, F)
+    if half:
+        refuse_host_grad(draft)
+    result_dtype = maker.dtype_name(features) if features_ok else "float32"
+    shape = None
+    if pooled is not None:
+        shape = (count, channels, *pooled)
+        itemsize = np.dtype(maker.numpy_dtype(result_dtype)).itemsize
+        if refuse_if_too_big(draft, "output_size", shape, itemsize):
+            shape = None
+
+    def expected():
+        affordable = None if half else rotated_affordable(rows, pooled, channels, options,
+                                                          geometry, F)
+        if affordable is None:  # the reference has no half arithmetic
+            return maker.shaped(shape, result_dtype)
+        want = rotated_reference.roi_align_rotated(maker.values(features), affordable, pooled,
+                                                   F=F, **options)
+        return maker.rounded(want, result_dtype)
+
+    return draft.call(name, {"input": features, "rois": rois, **call}, expected)
+
+
+def half_rows(draft, rois, rows):
+    """mmcv's float16 path: rois converted to float16 on the host (no bfloat16 there)."""
+    if draft.maker.dtype_name(rois) == "bfloat16":
+        draft.refuse("bfloat16 rois to mmcv's half path (on the host)", ("rois",), TypeError)
+    with np.errstate(over="ignore"):
+        return rows.astype(np.float16).astype(F64)
+
+
+def refuse_host_grad(draft):
+    """docs/errors.md: mmcv's half path runs on the host, without autograd."""
+    if any(getattr(value, "requires_grad", False) for value in draft.inputs):
+        draft.refuse("a tensor that requires grad to mmcv's half path", (), RuntimeError)
+
+
+def rotated_grad_input(draft, name):
+    entry = ROTATED_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    pair = tuple(pair)
+    grads, grads_ok, grads_channels = roi_gradients(draft, ROTATED_ARRAYS, count, channels, pair)
+    call, options, pooled, geometry = rotated_options(draft, entry, pair,
+                                                      count * channels * pair[0] * pair[1])
+    rois, rois_ok = maker.array(draft, "rois", rotated_rows(draft, batch, height, width, count),
+                                NATIVE_FLOATS)
+    data_dtype = maker.dtype_name(grads) if grads_ok else "float32"
+    options["spatial_scale"], F, _ = rotated_scale(draft, entry, call["spatial_scale"],
+                                                   known_dtype(maker, grads))
+    shape_value, dims = shape_argument(draft, "input_shape", (batch, channels, height, width))
+    rows = maker.values(rois).astype(F64) if rois_ok else None
+    if dims is not None:
+        if dims[2] == 0 or dims[3] == 0:
+            draft.refuse(f"input_shape of size {dims[2]}x{dims[3]}", ("input_shape",),
+                         ValueError)
+        refuse_gradient_shape(draft, ROTATED_ARRAYS, grads_channels, dims[1], pooled, pair)
+        if rows is not None:
+            refuse_rotated_rois(draft, rows, dims[0], geometry, pooled, options, F)
+        refuse_if_too_big(draft, "input_shape", dims, 8)
+
+    def expected():
+        affordable = rotated_affordable(rows, pooled, channels, options, geometry, F)
+        if affordable is None:
+            return maker.shaped(dims, data_dtype)
+        want = rotated_reference.roi_align_rotated_grad_input(
+            maker.values(grads), affordable, dims, pooled, F=F, **options)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {"grads": grads, "rois": rois, "input_shape": shape_value, **call}
+    return draft.call(name, arguments, expected)
+
+
+# ---------------------------------------------------------------------------------------------
 # the entry points
 # ---------------------------------------------------------------------------------------------
 
@@ -1712,6 +1960,11 @@ BUILDERS = {
     "torchvision.ps_roi_pool": ps_forward,
     "torchvision.ps_roi_pool_backward": ps_grad_input,
     "torchvision.PSRoIPool": ps_forward,
+    "roi_align_rotated": rotated_forward,
+    "roi_align_rotated_grad_input": rotated_grad_input,
+    "detectron2.ROIAlignRotated": rotated_forward,
+    "mmcv.roi_align_rotated": rotated_forward,
+    "mmcv.RoIAlignRotated": rotated_forward,
     # torch modules (roiops.nn)
     "nn.CropAndResize": crop_forward,
     "nn.MindSporeCropAndResize": crop_forward,
@@ -1720,6 +1973,7 @@ BUILDERS = {
     "nn.RoIPool": pool_forward,
     "nn.PSRoIAlign": ps_forward,
     "nn.PSRoIPool": ps_forward,
+    "nn.RoIAlignRotated": rotated_forward,
 }
 NUMPY_ENTRY_POINTS = [name for name in BUILDERS if not name.startswith("nn.")]
 
