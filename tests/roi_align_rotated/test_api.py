@@ -1,6 +1,7 @@
 """roiops.roi_align_rotated and its gradients on NumPy arrays: the frameworks' published
 numbers, the plain reference, the box gradient by finite differences, the validator."""
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -208,6 +209,18 @@ def test_errors_name_the_argument(call, error, match):
     rois = np.array([[0, 1, 1, 2, 2, 10]], np.float32)
     with pytest.raises(error, match=match):
         call(x, rois)
+
+
+@pytest.mark.parametrize("convention", ["detectron2", "mmcv"])
+def test_an_overflowing_scale_is_refused_without_a_warning(convention):
+    # 1e39 is inf in float32: a zero size times it is NaN in the roi checks, which run
+    # before the scale's; that multiplication used to warn ("invalid value").
+    x = np.zeros((1, 1, 2, 2), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="spatial_scale must stay finite"):
+            roiops.roi_align_rotated(x, np.zeros((1, 6), np.float32), 1, spatial_scale=1e39,
+                                     convention=convention)
 
 
 def test_negative_sizes_are_held_at_one_in_mmcv_legacy_mode():

@@ -173,6 +173,23 @@ def test_native_modules():
         roiops.nn.RoIAlign(2, aligned=True, convention="mindspore")
 
 
+@pytest.mark.parametrize("op", [
+    lambda x, b: torchvision.roi_pool(x, b, 2), lambda x, b: torchvision.ps_roi_align(x, b, 2),
+    lambda x, b: torchvision.ps_roi_pool(x, b, 2)], ids=["roi_pool", "ps_roi_align",
+                                                          "ps_roi_pool"])
+def test_a_bfloat16_box_list_item_is_refused_beside_any_other(op):
+    # torchvision's roi_pool and position-sensitive ops take float16/32/64 boxes; a list's
+    # items are concatenated, which used to promote a bfloat16 item next to a float16 one
+    # to float32, past the rule.
+    x = torch.zeros(2, 4, 3, 3)
+    half, bfloat16 = torch.zeros(1, 4, dtype=torch.float16), torch.zeros(1, 4,
+                                                                         dtype=torch.bfloat16)
+    for boxes in ([bfloat16], [half, bfloat16]):
+        with pytest.raises(TypeError, match=rf"boxes\[{len(boxes) - 1}\] must have dtype"):
+            op(x, boxes)
+    assert op(x, [half, half]).shape[0] == 2
+
+
 def test_roiops_works_without_torch():
     # torch made unimportable: the NumPy API and the plain-callable RoIAlign still work.
     code = """if True:

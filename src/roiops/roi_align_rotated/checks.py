@@ -96,7 +96,9 @@ def check_roi_values(rois, batch, call, name="rois"):
     _checks.require_indices_in_range(f"{name} batch index", truncated, batch, shown=column)
     if not call.options.convention.geometry.min_size_one and rois.shape[0]:
         F = call.F
-        with np.errstate(over="ignore", under="ignore"):
+        # A scale that overflows F (refused next, by the run checks) makes a zero size NaN,
+        # which passes here without a warning.
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             sizes = _arrays.kernel_input(np.ascontiguousarray(rois[:, 3:5]), F) * F(
                 call.options.spatial_scale)
         bad = (sizes < 0).any(axis=1)

@@ -123,12 +123,14 @@ def mindspore_roi_align(primitive, features, rois):
     return ops.roi_align(features, rois, *options.op_args())
 
 
-def boxes_to_rois(boxes, quantized=False):
+def boxes_to_rois(boxes, quantized=False, dtypes=None):
     """torchvision's ``convert_boxes_to_roi_format``: a list of ``[L, 4]`` -> ``[K, 5]``.
 
     ``quantized``: the input is quantized, so the list may hold per-tensor quantized boxes
     too; they are dequantized (their exact float32 values), as torchvision's quantized
-    kernel reads them.
+    kernel reads them. ``dtypes``: the operator's dtype names for boxes (``None``: every
+    float dtype, bfloat16 included), checked for each item, since concatenating promotes
+    (a bfloat16 item beside a float16 one would become float32 and pass).
     """
     if isinstance(boxes, torch.Tensor):
         return boxes
@@ -137,12 +139,13 @@ def boxes_to_rois(boxes, quantized=False):
                         f"got {type(boxes).__name__}")
     if not boxes:
         raise ValueError("boxes must hold at least one tensor, got an empty list")
-    dtypes = TORCH.float_dtypes + (QUANTIZED_DTYPES if quantized else ())
+    allowed = TORCH.float_dtypes if dtypes is None else TORCH.dtypes(dtypes)
+    allowed += QUANTIZED_DTYPES if quantized else ()
     for i, item in enumerate(boxes):
         if not isinstance(item, torch.Tensor):
             raise TypeError(f"boxes[{i}] must be a torch.Tensor, got {type(item).__name__}")
         require_dense(f"boxes[{i}]", item)
-        _checks.require_dtype(f"boxes[{i}]", item, dtypes)
+        _checks.require_dtype(f"boxes[{i}]", item, allowed)
         _require_per_tensor(f"boxes[{i}]", item)
         _checks.require_shape(f"boxes[{i}]", item, ("L", 4))
     boxes = [b.dequantize() if b.is_quantized else b for b in boxes]
@@ -263,7 +266,7 @@ def torchvision_roi_pool(input, boxes, output_size, spatial_scale):
     """torchvision's ``roi_pool`` on tensors: the native op with the boxes converted to the
     input dtype, and for float16 torchvision's half arithmetic (geometry and gradient; in
     float32 under autocast, as torchvision); differentiable w.r.t. the input."""
-    rois = boxes_to_rois(boxes)
+    rois = boxes_to_rois(boxes, dtypes=_checks.FLOAT_NAMES)
     options = pool_checks.Options(output_size, spatial_scale)
     pool_checks.check_forward(TORCH, input, rois, options, pool_checks.Names(rois="boxes"),
                               _checks.FLOAT_NAMES)

@@ -394,7 +394,7 @@ _BOXES = Names(rois="boxes")
 def _torchvision_call(check, input, boxes, options):
     """(call, rois) of a torchvision position-sensitive forward on tensors: the validator with
     torchvision's names and dtypes, its rounding of the scale, its half arithmetic."""
-    rois = boxes_to_rois(boxes)
+    rois = boxes_to_rois(boxes, dtypes=_checks.FLOAT_NAMES)
     call = check(TORCH, input, rois, options, _BOXES, _checks.FLOAT_NAMES)
     return torchvision_compat.in_data_type(call), rois.to(input.dtype)
 
