@@ -15,7 +15,7 @@ import triton
 import triton.language as tl
 
 __all__ = ["add", "bit_length", "compute_dtype", "div", "float_arg", "float_bits", "i64",
-           "largest"]
+           "largest", "tile_lanes"]
 
 
 def compute_dtype(dtype):
@@ -83,3 +83,18 @@ def _maximum(a, b):
 def largest(x):
     """The largest element of ``x`` (a reduction over all of it)."""
     return tl.reduce(x, None, _maximum)
+
+
+@triton.jit
+def tile_lanes(channels, pooled_h, pooled_w, BLOCK_C: tl.constexpr, BLOCK_BINS: tl.constexpr):
+    """The lanes of a forward tile of one roi (program axes 1 and 2: a block of channels, a
+    block of bins): ``(channel [BLOCK_C, 1], bin_id [1, BLOCK_BINS], in_roi, ph, pw, mask)``
+    as int64, lanes past the last bin on bin (0, 0) and masked."""
+    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
+               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
+    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
+              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
+    in_roi = bin_id < i64(pooled_h) * pooled_w
+    ph = tl.where(in_roi, bin_id // pooled_w, 0)
+    pw = tl.where(in_roi, bin_id % pooled_w, 0)
+    return channel, bin_id, in_roi, ph, pw, (channel < channels) & in_roi

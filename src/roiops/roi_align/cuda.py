@@ -58,7 +58,17 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton import add, bit_length, compute_dtype, div, float_arg, float_bits, i64, largest
+from .._triton import (
+    add,
+    bit_length,
+    compute_dtype,
+    div,
+    float_arg,
+    float_bits,
+    i64,
+    largest,
+    tile_lanes,
+)
 
 # The kernels call only Triton builtins and roiops._triton's helpers (not the ``@jit`` helpers
 # of triton's standard library such as ``tl.zeros``): the interpreter tests load this module
@@ -255,15 +265,9 @@ def _forward_tile(out_ptr, image_ptr, s_c, s_h, s_w, k, channels, count, y_start
     bins) from its image's maps at ``image_ptr`` (strides ``s_c``, ``s_h``, ``s_w``), into
     the contiguous ``[K, C, PH, PW]`` result: roi_align's and multi-scale's."""
     F = y_bin.dtype
-    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
-               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
-    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
-              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
+    channel, bin_id, in_roi, ph, pw, mask = tile_lanes(channels, pooled_h, pooled_w, BLOCK_C,
+                                                       BLOCK_BINS)
     bins = i64(pooled_h) * pooled_w
-    in_roi = bin_id < bins
-    ph = tl.where(in_roi, bin_id // pooled_w, 0)
-    pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    mask = (channel < channels) & in_roi
     y_base = _bin_bases(y_start, y_bin, ph)
     x_base = _bin_bases(x_start, x_bin, pw)
     y_first = tl.load(y_first_ptr + k * pooled_h + ph)

@@ -42,7 +42,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._triton import add, compute_dtype, div, float_arg, float_bits, i64
+from .._triton import add, compute_dtype, div, float_arg, float_bits, i64, tile_lanes
 from .api import angle_unit
 
 __all__ = ["forward", "grad_input", "grad_boxes"]
@@ -118,15 +118,9 @@ def _forward_kernel(input_ptr, geo_ptr, grid_ptr, index_ptr, out_ptr, channels, 
     F = cy.dtype
     grid_h = tl.load(grid_ptr + 2 * k)
     grid_w = tl.load(grid_ptr + 2 * k + 1)
-    channel = (tl.program_id(1).to(tl.int64) * BLOCK_C
-               + tl.arange(0, BLOCK_C).to(tl.int64))[:, None]
-    bin_id = (tl.program_id(2).to(tl.int64) * BLOCK_BINS
-              + tl.arange(0, BLOCK_BINS).to(tl.int64))[None, :]
+    channel, bin_id, _, ph, pw, mask = tile_lanes(channels, pooled_h, pooled_w, BLOCK_C,
+                                                  BLOCK_BINS)
     bins = i64(pooled_h) * pooled_w
-    in_roi = bin_id < bins
-    ph = tl.where(in_roi, bin_id // pooled_w, 0)
-    pw = tl.where(in_roi, bin_id % pooled_w, 0)
-    mask = (channel < channels) & in_roi
     h64 = i64(height)
     w64 = i64(width)
     plane = input_ptr + tl.load(index_ptr + k) * s_n + channel * s_c
