@@ -241,6 +241,7 @@ def multi_scale_calls():
         given = (np.arange(count) % 3 - 1).astype(np.int64)
         grads = ramp((count, 3, 2, 3))
         maps = [strided(ramp(s)) for s in shapes]
+        half_maps = [ramp(s).astype(np.float16) for s in shapes]
         for ratio, aligned in [(-1, True), (2, False)]:
             options = dict(sampling_ratio=ratio, aligned=aligned)
             roiops.multi_scale_roi_align(maps, rois, (2, 3), scales, **options)
@@ -249,7 +250,6 @@ def multi_scale_calls():
                                                     **options)
             roiops.multi_scale_roi_align_grad_boxes(grads, maps, rois, given, (2, 3), scales,
                                                     **options)
-            half_maps = [ramp(s).astype(np.float16) for s in shapes]
             torchvision_multiscale.multi_scale_roi_align(
                 half_maps, rois.astype(np.float16), (2, 3), ratio, scales, 0, 1)
 
