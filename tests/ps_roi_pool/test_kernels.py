@@ -1,7 +1,7 @@
 """ps_roi_pool's kernels (through the NumPy API) against the plain reference: bits in
 float32/float64 and in torchvision's half arithmetic, torchvision's bin rules (the forward
 never pools the last row and column, the backward does), empty bins, huge rois, thread-count
-independence."""
+independence, output channel counts around the forward's groups and blocks."""
 import numba
 import numpy as np
 import pytest
@@ -35,6 +35,20 @@ def test_forward_and_grad_input_match_reference_bit_for_bit(scale, F):
     assert_same_bits(roiops.ps_roi_pool_grad_input(grads, rois, x.shape, 2, spatial_scale=scale),
                      reference.ps_roi_pool_grad_input(grads, rois, x.shape, 2, scale, F=F))
 
+
+
+@pytest.mark.parametrize("out_channels", [1, 3, 4, 5, 16, 17, 21, 37])
+def test_forward_groups_and_blocks_of_output_channels_match_reference(out_channels):
+    # the forward sums _GROUP channels at once in tasks of _CHANNEL_BLOCK: counts around both
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, out_channels * 6, 9, 8)).astype(F32)
+    rois = _rois(rng, 11, 2, 9, 8, 1.0).astype(F32)
+    assert_same_bits(roiops.ps_roi_pool(x, rois, (2, 3)),
+                     reference.ps_roi_pool(x, rois, (2, 3), 1.0, F=F32))
+    half = x.astype(np.float16)
+    assert_same_bits(tvc.ps_roi_pool(half, rois.astype(np.float16), (2, 3), 1.0),
+                     reference.ps_roi_pool(half, rois.astype(np.float16), (2, 3), 1.0,
+                                           F=np.float16))
 
 def test_half_arithmetic_matches_reference():
     rng = np.random.default_rng(2)
