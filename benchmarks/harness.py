@@ -11,7 +11,7 @@ import numpy as np
 
 from roiops._timing import median_seconds  # the one alternating timer, shared with `roiops bench`
 
-__all__ = ["fill_floor", "machine", "median_seconds", "parse_args", "report", "set_threads"]
+__all__ = ["fill_floor", "fresh_floor", "machine", "median_seconds", "parse_args", "report", "set_threads"]
 
 
 def set_threads(count):
@@ -52,6 +52,13 @@ def fill_floor(shape, dtype=np.float32):
     target = np.empty(shape, dtype)
     target.fill(1.0)
     return lambda: target.fill(0.0)
+
+
+def fresh_floor(shape, dtype=np.float32):
+    """The floor of any call returning a new array of ``shape``: a fresh one, written once.
+    Its pages are new to the process (arrays over glibc's 32 MB mmap threshold are mapped
+    anew for every call), so the OS zeroes each on first touch; more threads do not help."""
+    return lambda: np.empty(shape, dtype).fill(0.0)
 
 
 def machine():
