@@ -223,6 +223,10 @@ def position_sensitive_calls():
                         roiops.ps_roi_pool(input, rois, (2, 3), spatial_scale=scale)
                         roiops.ps_roi_pool_grad_input(grads, rois, shape, (2, 3),
                                                       spatial_scale=scale)
+                        # 18 output channels: two of the forward's channel blocks, the
+                        # second ending in a partial group
+                        roiops.ps_roi_pool(np.tile(input, (1, 9, 1, 1)), rois, (2, 3),
+                                           spatial_scale=scale)
                     else:
                         torchvision.ps_roi_align(input, rois, (2, 3), scale, ratio)
                         torchvision.ps_roi_align_backward(grads, rois, shape, (2, 3), scale,
