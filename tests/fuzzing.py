@@ -37,6 +37,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from roiops.crop_and_resize import reference as crop_reference
+from roiops.multi_scale_roi_align import levels as level_mapper
+from roiops.multi_scale_roi_align import reference as ms_reference
 from roiops.ps_roi_align import reference as ps_align_reference
 from roiops.ps_roi_pool import reference as ps_pool_reference
 from roiops.roi_align import reference as roi_reference
@@ -113,6 +115,8 @@ CONSTRUCTOR_ARGUMENTS = {
     "detectron2.ROIAlignRotated": ("output_size", "spatial_scale", "sampling_ratio"),
     "mmcv.RoIAlignRotated": ("output_size", "spatial_scale", "sampling_ratio", "aligned",
                              "clockwise"),
+    "torchvision.MultiScaleRoIAlign": ("featmap_names", "output_size", "sampling_ratio",
+                                       "canonical_scale", "canonical_level"),
 }
 
 
@@ -194,7 +198,13 @@ def check(call):
         assert not call.refusals, (
             "accepted a call that breaks: " + "; ".join(r.rule for r in call.refusals))
         if call.expected is not None:
-            compare(call.maker.as_result(result), call.expected(), call.close)
+            want = call.expected()
+            if isinstance(want, list):  # one array per level
+                assert isinstance(result, list) and len(result) == len(want), type(result)
+                for got, one in zip(result, want):
+                    compare(call.maker.as_result(got), one, call.close)
+            else:
+                compare(call.maker.as_result(result), want, call.close)
     after = [snapshot(value) for value in call.inputs]
     for i, (b, a) in enumerate(zip(before, after)):
         assert b == a, f"input {i} of the call was modified"
@@ -233,6 +243,8 @@ def numpy_snapshot(value):
         return (value.dtype.str, value.shape, data)
     if isinstance(value, list):
         return [numpy_snapshot(v) for v in value]
+    if isinstance(value, dict):
+        return {k: numpy_snapshot(v) for k, v in value.items()}
     return repr(value)
 
 
@@ -251,7 +263,7 @@ class Draft:
         self.name = name
         self.refusals = []
         self.inputs = []
-        self.arrays_not_tensors = set()  # NumPy arrays drawn among tensors
+        self.arrays_not_tensors = {}  # NumPy arrays drawn among tensors, by name
         # one draw in `odds` breaks a rule: a third of the calls break none
         self.odds = draw(st.sampled_from([0, 40, 10]))
 
@@ -426,6 +438,13 @@ class NumpyMaker:
     def describe(value):
         return describe_array(value)
 
+    @staticmethod
+    def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level):
+        """multi_scale_roi_align's level mapper in this kind's arithmetic (NumPy's log2 is
+        correctly rounded, torch's is not): ``boxes`` ``[K, 4]`` float32 or float64."""
+        return level_mapper.fpn_levels(level_mapper.NUMPY, boxes, k_min, k_max,
+                                       canonical_scale, canonical_level)
+
 
 def describe_array(value):
     """An argument as a failure report shows it: arrays with dtype, shape, layout and (when
@@ -440,6 +459,8 @@ def describe_array(value):
                 f"{value.strides} {layout or 'strided'}]{values}")
     if isinstance(value, list) and any(isinstance(v, np.ndarray) for v in value):
         return "[" + ", ".join(describe_array(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {describe_array(v)}" for k, v in value.items()) + "}"
     text = repr(value)
     return text if len(text) < 200 else text[:200] + "..."
 
@@ -1210,14 +1231,21 @@ def affordable_rows(rows, pooled, channels, options, F):
     return rows if cost is not None and cost <= REFERENCE_BUDGET else None
 
 
+def feature_maps(draft, name, dims, dtypes):
+    """Feature maps ``[N, C, H, W]`` as the argument ``name``: (value, ok), the rule of a
+    map of height or width 0 recorded."""
+    features, ok = draft.maker.array(draft, name, data_values(draft, dims), dtypes)
+    if ok and (dims[2] == 0 or dims[3] == 0):
+        draft.refuse(f"{name} of size {dims[2]}x{dims[3]}", (name,), ValueError)
+    return features, ok
+
+
 def roi_forward(draft, name):
     entry = ROI_ENTRIES[name]
     maker = draft.maker
     batch, channels, height, width, count, *pair = roi_dims(draft)
-    features, features_ok = maker.array(draft, entry.input, data_values(
-        draft, (batch, channels, height, width)), entry.dtypes)
-    if features_ok and (height == 0 or width == 0):
-        draft.refuse(f"{entry.input} of size {height}x{width}", (entry.input,), ValueError)
+    features, features_ok = feature_maps(draft, entry.input, (batch, channels, height, width),
+                                         entry.dtypes)
     call, options, pooled, rois, rows, F = roi_arguments(
         draft, entry, features, (batch, channels, height, width, count), tuple(pair))
     if rows is not None:
@@ -1326,21 +1354,26 @@ def roi_grad_boxes(draft, name):
     return draft.call(name, arguments, expected, close=close or False)
 
 
-def grad_boxes_tolerance(maker, grads, features, data_dtype, scale):
+def grad_boxes_tolerance(maker, grads, features, data_dtype, scale, reach=1.0):
     """roi_align_grad_boxes has no prescribed summation order (test_properties.py): a
     tolerance from a bound on its terms, or None (shape and dtype only) for data with
-    non-finite or huge values, where the order decides between inf and NaN."""
-    g, x = maker.values(grads).astype(F64), maker.values(features).astype(F64)
+    non-finite or huge values, where the order decides between inf and NaN. ``features``:
+    one map or a list (a pyramid); ``scale``: one or a list (the largest counts); ``reach``:
+    a further factor of the terms (a rotated roi's extent, for its angle)."""
+    maps = features if isinstance(features, list) else [features]
+    g = maker.values(grads).astype(F64)
+    x = np.concatenate([np.zeros(0)] + [maker.values(m).astype(F64).ravel() for m in maps])
     largest = max(np.abs(g).max(initial=0), np.abs(x).max(initial=0))
     if not (np.isfinite(g).all() and np.isfinite(x).all() and largest < 1e6):
         return None
     rtol = {"float64": 1e-9, "float32": 1e-4}.get(data_dtype, 1e-2)
     try:
-        scale = abs(float(scale))
+        scale = max((abs(float(s)) for s in (scale if isinstance(scale, (list, tuple))
+                                             else [scale])), default=1.0)
     except (TypeError, ValueError, OverflowError):
         scale = 1.0
     with np.errstate(over="ignore", invalid="ignore"):  # an inf scale: refused
-        bound = np.abs(g).sum() * 2 * (np.abs(x).max(initial=0) + 1) * max(scale, 1.0)
+        bound = np.abs(g).sum() * 2 * (np.abs(x).max(initial=0) + 1) * max(scale, 1.0) * reach
     return dict(rtol=rtol, atol=rtol * bound)
 
 
@@ -1729,6 +1762,7 @@ class RotatedEntry:
 ROTATED_ENTRIES = {
     "roi_align_rotated": RotatedEntry(),
     "roi_align_rotated_grad_input": RotatedEntry(),
+    "roi_align_rotated_grad_boxes": RotatedEntry(),
     "nn.RoIAlignRotated": RotatedEntry(),
     "detectron2.ROIAlignRotated": RotatedEntry("detectron2"),
     "mmcv.roi_align_rotated": RotatedEntry("mmcv"),
@@ -1853,24 +1887,32 @@ def rotated_affordable(rows, pooled, channels, options, geometry, F):
     return rows if cost <= REFERENCE_BUDGET else None
 
 
+def rotated_arguments(draft, entry, data, dims, pair):
+    """Options and rois of a rotated call whose data argument is ``data``, for ``dims``
+    (N, C, H, W, K): (call options, reference options with the scale as the kernels take it,
+    pooled size or None, geometry or None, rois value, its rows as float64 or None, compute
+    type F, half)."""
+    maker = draft.maker
+    batch, channels, height, width, count = dims
+    call, options, pooled, geometry = rotated_options(draft, entry, pair,
+                                                      count * channels * pair[0] * pair[1])
+    rois, rois_ok = maker.array(draft, "rois", rotated_rows(draft, batch, height, width, count),
+                                NATIVE_FLOATS)
+    options["spatial_scale"], F, half = rotated_scale(draft, entry, call["spatial_scale"],
+                                                      known_dtype(maker, data))
+    rows = maker.values(rois).astype(F64) if rois_ok else None
+    return call, options, pooled, geometry, rois, rows, F, half
+
+
 def rotated_forward(draft, name):
     entry = ROTATED_ENTRIES[name]
     maker = draft.maker
     batch, channels, height, width, count, *pair = roi_dims(draft)
-    features, features_ok = maker.array(draft, "input", data_values(
-        draft, (batch, channels, height, width)), NATIVE_FLOATS)
-    if features_ok and (height == 0 or width == 0):
-        draft.refuse(f"input of size {height}x{width}", ("input",), ValueError)
-    call, options, pooled, geometry = rotated_options(draft, entry, tuple(pair),
-                                                      count * channels * pair[0] * pair[1])
-    rois, rois_ok = maker.array(draft, "rois", rotated_rows(draft, batch, height, width, count),
-                                NATIVE_FLOATS)
-    data_dtype = known_dtype(maker, features)
-    options["spatial_scale"], F, half = rotated_scale(draft, entry, call["spatial_scale"],
-                                                      data_dtype)
-    rows = None
-    if rois_ok:
-        rows = maker.values(rois).astype(F64)
+    features, features_ok = feature_maps(draft, "input", (batch, channels, height, width),
+                                         NATIVE_FLOATS)
+    call, options, pooled, geometry, rois, rows, F, half = rotated_arguments(
+        draft, entry, features, (batch, channels, height, width, count), tuple(pair))
+    if rows is not None:
         if half:  # mmcv's half path converts the rois to float16 first
             rows = half_rows(draft, rois, rows)
         refuse_rotated_rois(draft, rows, batch, geometry, pooled, options, F)
@@ -1916,15 +1958,10 @@ def rotated_grad_input(draft, name):
     batch, channels, height, width, count, *pair = roi_dims(draft)
     pair = tuple(pair)
     grads, grads_ok, grads_channels = roi_gradients(draft, ROTATED_ARRAYS, count, channels, pair)
-    call, options, pooled, geometry = rotated_options(draft, entry, pair,
-                                                      count * channels * pair[0] * pair[1])
-    rois, rois_ok = maker.array(draft, "rois", rotated_rows(draft, batch, height, width, count),
-                                NATIVE_FLOATS)
+    call, options, pooled, geometry, rois, rows, F, _ = rotated_arguments(
+        draft, entry, grads, (batch, channels, height, width, count), pair)
     data_dtype = maker.dtype_name(grads) if grads_ok else "float32"
-    options["spatial_scale"], F, _ = rotated_scale(draft, entry, call["spatial_scale"],
-                                                   known_dtype(maker, grads))
     shape_value, dims = shape_argument(draft, "input_shape", (batch, channels, height, width))
-    rows = maker.values(rois).astype(F64) if rois_ok else None
     if dims is not None:
         if dims[2] == 0 or dims[3] == 0:
             draft.refuse(f"input_shape of size {dims[2]}x{dims[3]}", ("input_shape",),
@@ -1943,6 +1980,500 @@ def rotated_grad_input(draft, name):
         return maker.rounded(want, data_dtype)
 
     arguments = {"grads": grads, "rois": rois, "input_shape": shape_value, **call}
+    return draft.call(name, arguments, expected)
+
+
+def rotated_grad_boxes(draft, name):
+    entry = ROTATED_ENTRIES[name]
+    maker = draft.maker
+    batch, channels, height, width, count, *pair = roi_dims(draft)
+    pair = tuple(pair)
+    grads, grads_ok, grads_channels = roi_gradients(draft, ROTATED_ARRAYS, count, channels, pair)
+    features, features_ok = feature_maps(draft, "input", (batch, channels, height, width),
+                                         NATIVE_FLOATS)
+    call, options, pooled, geometry, rois, rows, F, _ = rotated_arguments(
+        draft, entry, features, (batch, channels, height, width, count), pair)
+    refuse_gradient_shape(draft, ROTATED_ARRAYS, grads_channels, channels, pooled, pair)
+    if rows is not None:
+        refuse_rotated_rois(draft, rows, batch, geometry, pooled, options, F)
+    data_dtype = maker.dtype_name(features) if features_ok else "float32"
+    close = None
+    if grads_ok and features_ok and rows is not None:
+        close = grad_boxes_tolerance(maker, grads, features, data_dtype, call["spatial_scale"],
+                                     rotated_reach(rows, options["spatial_scale"]))
+
+    def expected():
+        affordable = rotated_affordable(rows, pooled, channels, options, geometry, F)
+        if affordable is None or close is None:
+            return maker.shaped((count, 6), data_dtype)
+        want = rotated_reference.roi_align_rotated_grad_boxes(
+            maker.values(grads).astype(F), maker.values(features).astype(F), affordable, pooled,
+            F=F, **options)
+        return maker.rounded(want, data_dtype)
+
+    arguments = {"grads": grads, "input": features, "rois": rois, **call}
+    return draft.call(name, arguments, expected, close=close or False)
+
+
+def rotated_reach(rows, scale):
+    """The angle's terms grow with the samples' distance from the centre: at most the roi's
+    width plus height, scaled (a size held at 1: 1)."""
+    try:
+        scale = abs(float(scale))
+    except (TypeError, ValueError, OverflowError):  # refused
+        return 1.0
+    with np.errstate(all="ignore"):
+        return 1.0 + (np.abs(rows[:, 3]) + np.abs(rows[:, 4])).max(initial=0) * scale
+
+
+# ---------------------------------------------------------------------------------------------
+# multi_scale_roi_align entry points
+# ---------------------------------------------------------------------------------------------
+
+# The native functions take roi_align's arrays (NATIVE_FLOATS maps, rois and gradients);
+# torchvision's MultiScaleRoIAlign takes its maps in a dict ``x`` and its boxes as
+# torchvision's roi_align does (a list of [L, 4] per image, or [K, 5]).
+MS_ARRAYS = RoiEntry()
+MS_MODULE = RoiEntry(family="torchvision", input="x", rois="boxes")
+# A map of the pyramid's first level, and the image it was computed from is 1/scale larger.
+MS_TOPS = ((4, 4), (8, 6), (5, 3), (2, 8))
+MS_FIRST_SCALES = (1.0, 0.5, 0.25, 0.125)
+
+
+def pyramid_dims(draft):
+    """(N, C, [(H_l, W_l)], K, (PH, PW)): batch, channels, each level's map size, roi count,
+    pooled size. One to three levels (rarely none); mostly a pyramid (each level half the
+    size of the one before, at least 1), else any sizes, coarse before fine too; a size
+    rarely 0."""
+    draw = draft.draw
+    batch, channels, count = (dimension(draft, sizes) for sizes in ([1, 2], [1, 2, 3],
+                                                                    [1, 2, 3, 4]))
+    levels = 0 if draft.rarely() else draw(st.integers(1, 3))
+    top = draw(st.sampled_from(MS_TOPS))
+    if draw(st.integers(0, 3)):
+        sizes = [(max(top[0] >> level, 1), max(top[1] >> level, 1)) for level in range(levels)]
+    else:
+        sizes = [(draw(st.sampled_from([1, 2, 3, 5, 8])), draw(st.sampled_from([1, 2, 4, 7])))
+                 for _ in range(levels)]
+    sizes = [(dimension(draft, [h]), dimension(draft, [w])) for h, w in sizes]
+    return batch, channels, sizes, count, (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+
+
+def pyramid(draft, name, batch, channels, sizes, dtypes):
+    """The maps ``name[i]`` of a pyramid of ``sizes``: (list, ok, dtype name of the first).
+    Rarely a level of another batch size or channel count; a level whose dtype differs from
+    the first's is refused (TypeError), as one whose batch size or channels differ
+    (ValueError)."""
+    maker, draw = draft.maker, draft.draw
+    maps, dims, oks = [], [], []
+    for i, (height, width) in enumerate(sizes):
+        n, c = batch, channels
+        if i and draft.rarely():
+            n, c = (batch + 1, c) if draw(st.booleans()) else (n, channels + 1)
+        # the first map's dtype for all (each may rarely change it)
+        dtype = maker.dtype_name(maps[0]) if i and oks[0] else None
+        value, ok = maker.array(draft, f"{name}[{i}]", data_values(draft, (n, c, height, width)),
+                                dtypes, dtype)
+        if ok and (height == 0 or width == 0):
+            draft.refuse(f"{name}[{i}] of size {height}x{width}", (name,), ValueError)
+        maps.append(value)
+        dims.append((n, c))
+        oks.append(ok)
+    for i in range(1, len(maps)):
+        if oks[0] and oks[i]:
+            if maker.dtype_name(maps[i]) != maker.dtype_name(maps[0]):
+                draft.refuse(f"{name}[{i}] of another dtype", (name,), TypeError)
+            elif dims[i] != dims[0]:
+                draft.refuse(f"{name}[{i}] of batch and channels {dims[i]}", (name,), ValueError)
+    first = known_dtype(maker, maps[0]) if maps else "float32"
+    return maps, all(oks), first
+
+
+def map_list(draft, name, maps):
+    """The list argument ``name``: a list or a tuple; rarely its first map alone or a dict."""
+    if not maps:
+        draft.refuse(f"{name}: no level", (name,), ValueError)
+    if draft.rarely():  # the first map alone: a list when it is drawn as one (a ValueError)
+        kind = draft.draw(st.sampled_from(["alone", "dict"]))
+        draft.refuse(f"{name} as {kind}", (name,), TypeError, ValueError)
+        return maps[0] if kind == "alone" and maps else {"p2": maps}
+    return tuple(maps) if draft.draw(st.booleans()) else maps
+
+
+def level_scales(draft, levels):
+    """``scales``: (value, the scales as checked Python floats, or None when refused).
+    Mostly each half the one before; rarely any positive scales (levels with gaps, out of
+    order); rarely a huge one, which :func:`refuse_scale_overflow` judges."""
+    draw = draft.draw
+    first = draw(st.sampled_from(MS_FIRST_SCALES))
+    scales = [first / 2**level for level in range(levels)]
+    if draft.rarely():
+        scales = [draw(st.sampled_from([0.3, 2.0, 0.0625, 1e-3, 7.0, 1e-40]))
+                  for _ in range(levels)]
+    if levels and draft.rarely():
+        scales[draw(st.integers(0, levels - 1))] = draw(st.sampled_from([1e39, 1e300, 1e5]))
+    forms = [float, float, np.float32, Fraction]
+    value = [draw(st.sampled_from(forms))(s) if s in MS_FIRST_SCALES else s for s in scales]
+    checked = [float(v) for v in value]
+    if levels and draft.rarely():
+        bad, types = draw(st.sampled_from(not_a_number(False) + [
+            (0.0, ValueError), (-0.25, ValueError), (math.nan, ValueError),
+            (math.inf, ValueError)]))
+        at = draw(st.integers(0, levels - 1))
+        value[at] = bad
+        draft.refuse(f"scales[{at}]={bad!r}", ("scales",), types)
+        checked = None
+    if draft.rarely():
+        value, types = draw(st.sampled_from([
+            (np.array(checked or scales), TypeError), (None, TypeError), (0.25, TypeError),
+            (value + [0.5], ValueError), (value[:-1], ValueError)]))
+        draft.refuse(f"scales={describe_array(value)}", ("scales",), types)
+        return value, None
+    return (tuple(value) if draw(st.booleans()) else value), checked
+
+
+def refuse_scale_overflow(draft, scales, F):
+    """docs/errors.md: a scale that becomes inf in the compute type."""
+    for i, scale in enumerate(scales or ()):
+        refuse_overflow(draft, f"scales[{i}]", scale, F)
+
+
+def level_indices(draft, count, levels, required):
+    """``levels``: (value, int64 levels or None). Integers in ``[-1, L)`` (-1: no level),
+    rarely outside or one too many or few; for the forward, often None (mapped); for the
+    gradients rarely None (refused)."""
+    draw = draft.draw
+    if not required and draw(st.booleans()):
+        return None, None
+    if required and draft.rarely():
+        draft.refuse("levels=None", ("levels",), TypeError)
+        return None, None
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    values = rng.integers(-1, max(levels, 1), count).astype(F64)
+    if count and draft.rarely():
+        values[rng.integers(count)] = draw(st.sampled_from([-2, levels, 2**31 - 1, 2**62]))
+    if draft.rarely():
+        values = np.append(values, 0) if draw(st.booleans()) or not count else values[1:]
+        draft.refuse(f"levels of length {len(values)} for {count} rois", ("levels",),
+                     ValueError)
+    value, ok = draft.maker.array(draft, "levels", values, INTEGERS)
+    if not ok:
+        return value, None
+    given = draft.maker.values(value)
+    if given.size and ((given < -1) | (given >= levels)).any():
+        draft.refuse(f"levels outside [-1, {levels})", ("levels",), ValueError)
+    return value, given.astype(np.int64)
+
+
+def level_constants(draft):
+    """canonical_scale and canonical_level: (call values, the mapper's values)."""
+    scale = draft.pick("canonical_scale", [224, 224.0, 8, 16.0, 2.5, np.float32(8),
+                                           Fraction(16, 3), 1e-300, 1e300, 10**30],
+                       not_a_number(False) + [(0, ValueError), (-8.0, ValueError),
+                                              (math.nan, ValueError), (math.inf, ValueError)])
+    # beyond int64: refused, as sampling_ratio's -2**64
+    level = draft.pick("canonical_level", [4, 2, 0, -1, 7, np.int64(3), np.uint8(2),
+                                           np.uint64(4), 2**62],
+                       [(4.0, TypeError), (True, TypeError), ("4", TypeError),
+                        (None, TypeError), (2**70, ValueError), (-10**400, ValueError)])
+    call = dict(canonical_scale=scale, canonical_level=level)
+    try:
+        return call, (float(scale), int(level))
+    except (TypeError, ValueError, OverflowError):  # refused
+        return call, None
+
+
+def mapped_levels(maker, rows, wide, scales, constants):
+    """The level of every roi by torchvision's level mapper (one level: 0; none: -1) in the
+    boxes' arithmetic (``wide``: float64 boxes); a level without a map (scales not halving
+    one by one) has no level, as in torchvision, which pools no roi there."""
+    if len(scales) == 1:
+        return np.zeros(len(rows), np.int64)
+    k_min, k_max = level_mapper.level_range(scales)
+    boxes = np.ascontiguousarray(rows[:, 1:5]).astype(F64 if wide else F32)
+    levels = np.asarray(maker.fpn_levels(boxes, k_min, k_max, *constants))
+    return np.where((levels >= 0) & (levels < len(scales)), levels, -1)
+
+
+def ms_options(draft, pair, cells, aligned=True):
+    """output_size, sampling_ratio and (``aligned``) aligned: (call values, pooled size or
+    None)."""
+    size_value, pooled = size_pair(draft, "output_size", pair, allow_int=True)
+    call = dict(output_size=size_value, sampling_ratio=sampling_ratio(draft, cells=cells))
+    if aligned:
+        call["aligned"] = draft.pick("aligned", [False, True, np.bool_(True)],
+                                     [(1, TypeError), ("yes", TypeError), (None, TypeError)])
+    return call, pooled
+
+
+def ms_geometry(call):
+    return dict(sampling_ratio=call["sampling_ratio"], aligned=bool(call.get("aligned", False)))
+
+
+def ms_affordable(rows, levels, scales, pooled, channels, call, F):
+    """The rows in ``F``, or None where roi_align's reference would cost too much on the
+    rois' levels."""
+    rows = rows.astype(F)
+    total = 0
+    for level, scale in enumerate(scales):
+        options = dict(ms_geometry(call), spatial_scale=scale, convention="torchvision",
+                       roi_end_mode=1)
+        cost = roi_cost(rows[levels == level], pooled, channels, options, F)
+        if cost is None:
+            return None
+        total += cost
+    return rows if total <= REFERENCE_BUDGET else None
+
+
+def image_rows(draft, batch, sizes, scales, count):
+    """``[count, 5]`` rows in image pixels: the first level's map size over its scale."""
+    height, width = sizes[0] if sizes else (1, 1)
+    scale = scales[0] if scales and 1e-3 <= scales[0] <= 1e3 else 1.0
+    return roi_rows(draft, batch, max(height / scale, 1), max(width / scale, 1), count, False)
+
+
+def ms_forward(draft, name):
+    maker = draft.maker
+    batch, channels, sizes, count, pair = pyramid_dims(draft)
+    maps, _, data_dtype = pyramid(draft, "features", batch, channels, sizes, NATIVE_FLOATS)
+    features = map_list(draft, "features", maps)
+    scales_value, scales = level_scales(draft, len(sizes))
+    F = compute_type(maker.numpy_dtype(data_dtype))
+    refuse_scale_overflow(draft, scales, F)
+    call, pooled = ms_options(draft, pair, count * channels * pair[0] * pair[1])
+    constants_call, constants = level_constants(draft)
+    rows = image_rows(draft, batch, sizes, scales, count)
+    rois, rois_ok = maker.array(draft, "rois", rows, NATIVE_FLOATS)
+    levels_value, given = level_indices(draft, count, len(sizes), required=False)
+    if rois_ok:
+        rows = maker.values(rois).astype(F64)
+        refuse_bad_rois(draft, "rois", rows, batch, False)
+    shape = None
+    if pooled is not None:
+        shape = (count, channels, *pooled)
+        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
+        if refuse_if_too_big(draft, "output_size", shape, itemsize):
+            shape = None
+
+    def expected():
+        levels = given if given is not None else mapped_levels(
+            maker, rows, known_dtype(maker, rois) == "float64", scales, constants)
+        affordable = ms_affordable(rows, levels, scales, pooled, channels, call, F)
+        if affordable is None:
+            return maker.shaped(shape, data_dtype)
+        want = ms_reference.multi_scale_roi_align(
+            [maker.values(m).astype(F) for m in maps], affordable, levels, scales, pooled,
+            F=F, **ms_geometry(call))
+        return maker.rounded(want, data_dtype)
+
+    arguments = {"features": features, "rois": rois, **call, "scales": scales_value,
+                 **constants_call}
+    if levels_value is not None or draft.draw(st.booleans()):
+        arguments["levels"] = levels_value
+    return draft.call(name, arguments, expected)
+
+
+def level_shapes_argument(draft, batch, channels, sizes):
+    """``level_shapes``: (value, the shapes or None). Each as :func:`shape_argument`; a
+    level's height or width 0, another batch size or channel count, or a level too large to
+    allocate, refused; rarely not a list."""
+    values, shapes = [], []
+    for i, (height, width) in enumerate(sizes):
+        name = f"level_shapes[{i}]"
+        value, dims = shape_argument(draft, name, (batch, channels, height, width))
+        values.append(value)
+        shapes.append(dims)
+        if dims is None:
+            continue
+        if dims[2] == 0 or dims[3] == 0:
+            draft.refuse(f"{name} of size {dims[2]}x{dims[3]}", (name,), ValueError)
+        if shapes[0] is not None and dims[:2] != shapes[0][:2]:
+            draft.refuse(f"{name} of batch and channels {dims[:2]}", (name,), ValueError)
+        refuse_if_too_big(draft, name, dims, 8)
+    if not values:
+        draft.refuse("level_shapes: no level", ("level_shapes",), ValueError)
+    if draft.rarely():
+        value, types = draft.draw(st.sampled_from([
+            (None, ValueError), (np.array([[batch, channels, 1, 1]]), ValueError),
+            ((batch, channels, 2, 2), (TypeError, ValueError))]))
+        draft.refuse(f"level_shapes={value!r}", ("level_shapes",),
+                     *(types if isinstance(types, tuple) else (types,)))
+        return value, None
+    value = tuple(values) if draft.draw(st.booleans()) else values
+    return value, shapes if None not in shapes else None
+
+
+def ms_grad_input(draft, name):
+    maker = draft.maker
+    batch, channels, sizes, count, pair = pyramid_dims(draft)
+    grads, grads_ok, grads_channels = roi_gradients(draft, MS_ARRAYS, count, channels, pair)
+    data_dtype = maker.dtype_name(grads) if grads_ok else "float32"
+    scales_value, scales = level_scales(draft, len(sizes))
+    F = compute_type(maker.numpy_dtype(known_dtype(maker, grads)))
+    refuse_scale_overflow(draft, scales, F)
+    call, pooled = ms_options(draft, pair, count * channels * pair[0] * pair[1])
+    rows = image_rows(draft, batch, sizes, scales, count)
+    rois, rois_ok = maker.array(draft, "rois", rows, NATIVE_FLOATS)
+    levels_value, levels = level_indices(draft, count, len(sizes), required=True)
+    shapes_value, shapes = level_shapes_argument(draft, batch, channels, sizes)
+    if shapes:
+        refuse_gradient_shape(draft, MS_ARRAYS, grads_channels, shapes[0][1], pooled, pair)
+        if rois_ok:
+            rows = maker.values(rois).astype(F64)
+            refuse_bad_rois(draft, "rois", rows, shapes[0][0], False)
+
+    def expected():
+        affordable = ms_affordable(rows, levels, scales, pooled, channels, call, F)
+        if affordable is None:
+            return [maker.shaped(shape, data_dtype) for shape in shapes]
+        want = ms_reference.multi_scale_roi_align_grad_input(
+            maker.values(grads).astype(F), affordable, levels, shapes, scales, pooled, F=F,
+            **ms_geometry(call))
+        return [maker.rounded(level, data_dtype) for level in want]
+
+    arguments = {"grads": grads, "rois": rois, "levels": levels_value,
+                 "level_shapes": shapes_value, "output_size": call.pop("output_size"),
+                 "scales": scales_value, **call}
+    return draft.call(name, arguments, expected)
+
+
+def ms_grad_boxes(draft, name):
+    maker = draft.maker
+    batch, channels, sizes, count, pair = pyramid_dims(draft)
+    grads, grads_ok, grads_channels = roi_gradients(draft, MS_ARRAYS, count, channels, pair)
+    maps, maps_ok, data_dtype = pyramid(draft, "features", batch, channels, sizes,
+                                        NATIVE_FLOATS)
+    features = map_list(draft, "features", maps)
+    scales_value, scales = level_scales(draft, len(sizes))
+    F = compute_type(maker.numpy_dtype(data_dtype))
+    refuse_scale_overflow(draft, scales, F)
+    call, pooled = ms_options(draft, pair, count * channels * pair[0] * pair[1])
+    refuse_gradient_shape(draft, MS_ARRAYS, grads_channels, channels, pooled, pair)
+    rows = image_rows(draft, batch, sizes, scales, count)
+    rois, rois_ok = maker.array(draft, "rois", rows, NATIVE_FLOATS)
+    levels_value, levels = level_indices(draft, count, len(sizes), required=True)
+    if rois_ok:
+        rows = maker.values(rois).astype(F64)
+        refuse_bad_rois(draft, "rois", rows, batch, False)
+    close = grad_boxes_tolerance(maker, grads, maps, data_dtype, scales_value) \
+        if grads_ok and maps_ok else None
+
+    def expected():
+        affordable = ms_affordable(rows, levels, scales, pooled, channels, call, F)
+        if affordable is None or close is None:
+            return maker.shaped((count, 5), data_dtype)
+        want = ms_reference.multi_scale_roi_align_grad_boxes(
+            maker.values(grads).astype(F), [maker.values(m).astype(F) for m in maps],
+            affordable, levels, scales, pooled, F=F, **ms_geometry(call))
+        return maker.rounded(want, data_dtype)
+
+    arguments = {"grads": grads, "features": features, "rois": rois, "levels": levels_value,
+                 "output_size": call.pop("output_size"), "scales": scales_value, **call}
+    return draft.call(name, arguments, expected, close=close or False)
+
+
+def feature_dict(draft, maps):
+    """``x`` and ``featmap_names``: (x, featmap_names value): the maps under names that
+    ``featmap_names`` lists (in any order, with names ``x`` lacks), in the maps' order;
+    other entries (any value: never read) between them. Rarely names that select none."""
+    draw = draft.draw
+    names = [f"p{i + 2}" for i in range(len(maps))]
+    items = list(zip(names, maps))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        items.insert(draw(st.integers(0, len(items))),
+                     (draw(st.sampled_from(["pool", "0", "p9"])) + str(len(items)),
+                      draw(st.sampled_from([None, "junk", [1.0], 7]))))
+    x = dict(items)
+    selected = draw(st.permutations(names + draw(st.sampled_from([[], ["p1"]]))))
+    featmap_names = tuple(selected) if draw(st.booleans()) else list(selected)
+    if draft.rarely():
+        featmap_names, types = draw(st.sampled_from([
+            (None, (TypeError,)), (5, (TypeError,)), ([], (ValueError,)),
+            (["p1"], (ValueError,))]))
+        draft.refuse(f"featmap_names={featmap_names!r}", ("featmap_names", "x"), *types)
+    elif not maps:
+        draft.refuse("x: none of featmap_names", ("featmap_names", "x"), ValueError)
+    if draft.rarely():
+        draft.refuse("x as a list", ("x",), TypeError)
+        x = list(x.values())
+    draft.inputs.append(x)
+    return x, featmap_names
+
+
+def image_shapes_argument(draft, height, width):
+    """``image_shapes``: (value, the largest height or None): one or two ``(h, w)``, the
+    largest ``(height, width)``; rarely a refused value."""
+    draw = draft.draw
+    shapes = [(height, width)]
+    if draw(st.booleans()):
+        shapes.insert(draw(st.integers(0, 1)), (draw(st.integers(1, height)),
+                                                 draw(st.integers(1, width))))
+    value = [draw(st.sampled_from([pair, list(pair), np.array(pair)]
+                                  + draft.maker.shape_forms(pair))) for pair in shapes]
+    if draft.rarely():
+        bad, types = draw(st.sampled_from([
+            ((height,), ValueError), ((height, width, 3), ValueError), ((0, width), ValueError),
+            ((-1, width), ValueError), ((float(height), width), ValueError),
+            ((True, width), ValueError), ((str(height), width), ValueError),
+            (None, (TypeError, ValueError)), (height, (TypeError, ValueError))]))
+        value[draw(st.integers(0, len(value) - 1))] = bad
+        draft.refuse(f"image_shapes holding {bad!r}", ("image_shapes",),
+                     *(types if isinstance(types, tuple) else (types,)))
+        return value, None
+    if draft.rarely():
+        value, types = draw(st.sampled_from([
+            (None, (TypeError,)), (f"{height}x{width}", (TypeError,)), ([], (ValueError,)),
+            ((height, width), (TypeError, ValueError))]))
+        draft.refuse(f"image_shapes={value!r}", ("image_shapes",), *types)
+        return value, None
+    return (tuple(value) if draw(st.booleans()) else value), height
+
+
+def ms_module(draft, name):
+    maker, draw = draft.maker, draft.draw
+    batch, channels, sizes, count, pair = pyramid_dims(draft)
+    maps, _, data_dtype = pyramid(draft, "x", batch, channels, sizes, MS_MODULE.dtypes)
+    x, featmap_names = feature_dict(draft, maps)
+    call, pooled = ms_options(draft, pair, count * channels * pair[0] * pair[1], aligned=False)
+    constants_call, constants = level_constants(draft)
+    first = draw(st.sampled_from(MS_FIRST_SCALES))
+    top = sizes[0] if sizes else (1, 1)
+    image_value, image_height = image_shapes_argument(
+        draft, max(int(top[0] / first), 1), max(int(top[1] / first), 1))
+    boxes, rows = call_rois(draft, MS_MODULE, image_rows(draft, batch, sizes, [first], count))
+    half = data_dtype == "float16"
+    data_type = maker.numpy_dtype(data_dtype)
+    F = np.float16 if half else compute_type(data_type)
+    data_rows = None
+    if rows is not None:  # converted to the maps' dtype
+        with np.errstate(over="ignore"):
+            data_rows = rows.astype(data_type).astype(F64)
+        refuse_bad_rois(draft, "boxes", data_rows, batch, False)
+    shape = None
+    if pooled is not None:
+        shape = (count, channels, *pooled)
+        if refuse_if_too_big(draft, "output_size", shape, data_type.itemsize):
+            shape = None
+
+    def expected():
+        # each level's scale inferred from its height and the largest image height, then
+        # held in the maps' dtype; the levels mapped in the boxes' dtype
+        scales = [level_mapper.infer_scale(height, image_height) for height, _ in sizes]
+        wide = any(known_dtype(maker, b) == "float64"
+                   for b in (boxes if isinstance(boxes, list) else [boxes]))
+        levels = mapped_levels(maker, rows, wide, scales, constants)
+        if data_dtype != "float64":
+            scales = [float(data_type.type(F32(s))) for s in scales]
+        affordable = ms_affordable(data_rows, levels, scales, pooled, channels, call, F)
+        if affordable is None:
+            return maker.shaped(shape, data_dtype)
+        want = ms_reference.multi_scale_roi_align(
+            [maker.values(m).astype(F) for m in maps], affordable, levels, scales, pooled,
+            F=F, **ms_geometry(call))
+        return maker.rounded(want, data_dtype)
+
+    arguments = {"featmap_names": featmap_names, **call, **constants_call, "x": x,
+                 "boxes": boxes, "image_shapes": image_value}
     return draft.call(name, arguments, expected)
 
 
@@ -1987,9 +2518,14 @@ BUILDERS = {
     "torchvision.PSRoIPool": ps_forward,
     "roi_align_rotated": rotated_forward,
     "roi_align_rotated_grad_input": rotated_grad_input,
+    "roi_align_rotated_grad_boxes": rotated_grad_boxes,
     "detectron2.ROIAlignRotated": rotated_forward,
     "mmcv.roi_align_rotated": rotated_forward,
     "mmcv.RoIAlignRotated": rotated_forward,
+    "multi_scale_roi_align": ms_forward,
+    "multi_scale_roi_align_grad_input": ms_grad_input,
+    "multi_scale_roi_align_grad_boxes": ms_grad_boxes,
+    "torchvision.MultiScaleRoIAlign": ms_module,
     # torch modules (roiops.nn)
     "nn.CropAndResize": crop_forward,
     "nn.MindSporeCropAndResize": crop_forward,

@@ -17,6 +17,8 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import fuzzing  # noqa: E402
+from roiops.multi_scale_roi_align import levels as level_mapper  # noqa: E402
+from roiops.torch.multi_scale_ops import TORCH_LEVELS  # noqa: E402
 
 TORCH_DTYPES = ("float32", "float32", "float64", "float16", "bfloat16", "int8", "int16",
                 "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool", "complex64",
@@ -88,6 +90,8 @@ def tensor_snapshot(value):
         return (str(value.dtype), tuple(value.shape), str(value.layout), data)
     if isinstance(value, list):
         return [tensor_snapshot(v) for v in value]
+    if isinstance(value, dict):
+        return {k: tensor_snapshot(v) for k, v in value.items()}
     return fuzzing.numpy_snapshot(value)
 
 
@@ -106,7 +110,8 @@ class TensorMaker:
                                                  "torchvision.ps_roi_align",
                                                  "torchvision.PSRoIAlign",
                                                  "torchvision.ps_roi_pool",
-                                                 "torchvision.PSRoIPool")})
+                                                 "torchvision.PSRoIPool",
+                                                 "torchvision.MultiScaleRoIAlign")})
     # torch.library passes a float argument -0.0 to the op as +0.0: extrapolation_value=-0.0
     # gives +0.0 outside the image on tensors (-0.0 with NumPy arrays, as TensorFlow).
     keeps_negative_zero = False
@@ -133,11 +138,11 @@ class TensorMaker:
         value = tensor
         if draft.rarely():
             kind = draw(st.sampled_from(["numpy", "sparse", "list", "None"]))
-            ok = False
             if kind == "numpy":  # refused only where other arguments are tensors: finish()
-                draft.arrays_not_tensors.add(name)
                 value = self.values(tensor)
+                draft.arrays_not_tensors[name] = value
             else:
+                ok = False
                 draft.refuse(f"{name} as {kind}", (name,), TypeError)
                 value = {"sparse": lambda: sparse(tensor), "list": tensor.tolist,
                          "None": lambda: None}[kind]()
@@ -165,15 +170,17 @@ class TensorMaker:
     @staticmethod
     def first_as_tensor(draft, arguments):
         """Arguments whose arrays were all drawn as NumPy arrays (a NumPy call: no tensor
-        result) with the first back as a tensor on the same memory: a tensor call again."""
-        name = next((n for n in arguments if n in draft.arrays_not_tensors), None)
+        result) with the first drawn back as a tensor of its values: a tensor call again
+        (also where it lies in a list or a dict of arrays)."""
+        passed = list(flat(arguments.values()))
+        name, array = next(((n, a) for n, a in draft.arrays_not_tensors.items()
+                            if any(a is value for value in passed)), (None, None))
         if name is None:
             return arguments
-        draft.arrays_not_tensors.discard(name)
-        array = arguments[name]
+        del draft.arrays_not_tensors[name]
         tensor = torch.from_numpy(array.copy())
         draft.inputs = [tensor if value is array else value for value in draft.inputs]
-        return dict(arguments, **{name: tensor})
+        return replaced(arguments, array, tensor)
 
     @staticmethod
     def on_meta(draft, arguments):
@@ -189,6 +196,8 @@ class TensorMaker:
 
     @staticmethod
     def values(value):
+        if isinstance(value, np.ndarray):  # drawn among tensors
+            return value
         value = value.detach()
         if value.dtype in (torch.bfloat16, torch.float8_e4m3fn):
             value = value.float()
@@ -242,15 +251,37 @@ class TensorMaker:
                     f"{shown}")
         if isinstance(value, list) and any(isinstance(v, torch.Tensor) for v in value):
             return "[" + ", ".join(TensorMaker.describe(v) for v in value) + "]"
+        if isinstance(value, dict):
+            return "{" + ", ".join(f"{k!r}: {TensorMaker.describe(v)}"
+                                   for k, v in value.items()) + "}"
         return fuzzing.describe_array(value)
+
+    @staticmethod
+    def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level):
+        """The level mapper in torch's arithmetic (as torchvision's; see NumpyMaker)."""
+        return level_mapper.fpn_levels(TORCH_LEVELS, torch.from_numpy(boxes), k_min, k_max,
+                                       canonical_scale, canonical_level).numpy()
 
 
 def flat(values):
     for value in values:
         if isinstance(value, (list, tuple)):
             yield from flat(value)
+        elif isinstance(value, dict):
+            yield from flat(value.values())
         else:
             yield value
+
+
+def replaced(value, old, new):
+    """``value`` with ``old`` (found by identity, also in lists, tuples and dicts) ``new``."""
+    if value is old:
+        return new
+    if isinstance(value, dict):
+        return {k: replaced(v, old, new) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(replaced(v, old, new) for v in value)
+    return value
 
 
 @pytest.mark.parametrize("name", list(fuzzing.BUILDERS))
