@@ -439,10 +439,10 @@ class NumpyMaker:
         return describe_array(value)
 
     @staticmethod
-    def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level):
+    def fpn_levels(boxes, k_min, k_max, num_levels, canonical_scale, canonical_level):
         """multi_scale_roi_align's level mapper in this kind's arithmetic (NumPy's log2 is
         correctly rounded, torch's is not): ``boxes`` ``[K, 4]`` float32 or float64."""
-        return level_mapper.fpn_levels(level_mapper.NUMPY, boxes, k_min, k_max,
+        return level_mapper.fpn_levels(level_mapper.NUMPY, boxes, k_min, k_max, num_levels,
                                        canonical_scale, canonical_level)
 
 
@@ -2156,7 +2156,11 @@ def level_indices(draft, count, levels, required):
         values = np.append(values, 0) if draw(st.booleans()) or not count else values[1:]
         draft.refuse(f"levels of length {len(values)} for {count} rois", ("levels",),
                      ValueError)
+    recorded = len(draft.refusals)
     value, ok = draft.maker.array(draft, "levels", values, INTEGERS)
+    if value is None and not required:  # a valid forward, the levels mapped: none refused
+        del draft.refusals[recorded:]
+        return None, None
     if not ok:
         return value, None
     given = draft.maker.values(value)
@@ -2191,8 +2195,7 @@ def mapped_levels(maker, rows, wide, scales, constants):
         return np.zeros(len(rows), np.int64)
     k_min, k_max = level_mapper.level_range(scales)
     boxes = np.ascontiguousarray(rows[:, 1:5]).astype(F64 if wide else F32)
-    levels = np.asarray(maker.fpn_levels(boxes, k_min, k_max, *constants))
-    return np.where((levels >= 0) & (levels < len(scales)), levels, -1)
+    return np.asarray(maker.fpn_levels(boxes, k_min, k_max, len(scales), *constants))
 
 
 def ms_options(draft, pair, cells, aligned=True):
@@ -2229,7 +2232,9 @@ def image_rows(draft, batch, sizes, scales, count):
     """``[count, 5]`` rows in image pixels: the first level's map size over its scale."""
     height, width = sizes[0] if sizes else (1, 1)
     scale = scales[0] if scales and 1e-3 <= scales[0] <= 1e3 else 1.0
-    return roi_rows(draft, batch, max(height / scale, 1), max(width / scale, 1), count, False)
+    # whole pixels: box_rows draws float32 coordinates within bounds of float32 values
+    return roi_rows(draft, batch, max(math.ceil(height / scale), 1),
+                    max(math.ceil(width / scale), 1), count, False)
 
 
 def ms_forward(draft, name):

@@ -216,6 +216,23 @@ DY = RNG.standard_normal((2, 3, 2, 2)).astype(np.float32)
      "boxes batch index must be in [0, 2) (the batch size), row 4 is 2.0"),
     (lambda: tv.roi_align_backward(DY[:, :2], ROIS, FEATURES.shape, 2), ValueError,
      "grad_output must have shape [num_rois, channels, pooled_height, pooled_width]"),
+    # MultiScaleRoIAlign checks its arguments before it reads them (found by tests/test_fuzz.py)
+    (lambda: tv.MultiScaleRoIAlign(None, 2, 2), TypeError,
+     "featmap_names must be a list of the maps' names, got NoneType None"),
+    (lambda: tv.MultiScaleRoIAlign(["p2"], None, 2), ValueError,
+     "output_size must be an int or two positive ints"),
+    (lambda: tv.MultiScaleRoIAlign(["p2"], 2, 2, canonical_level=2**70), ValueError,
+     "canonical_level must be within int64's range"),
+    (lambda: tv.MultiScaleRoIAlign(["p2"], 2, 2)({"p2": FEATURES}, [ROIS[:, 1:]], [32]),
+     ValueError, "image_shapes[0] must be two positive ints (height, width), got 32"),
+    (lambda: tv.MultiScaleRoIAlign(["p2"], 2, 2)({"p2": [[1.0]]}, [ROIS[:, 1:]], [(32, 32)]),
+     TypeError, "x[0] must be a numpy.ndarray, got list"),
+    (lambda: tv.MultiScaleRoIAlign(["p2"], 2, 2)({"p2": FEATURES[0, 0]}, [ROIS[:, 1:]],
+                                                 [(32, 32)]),
+     ValueError, "x[0] must have shape [batch, channels, height, width]"),
+    (lambda: tv.MultiScaleRoIAlign(["p2"], 2, 2)({"p2": FEATURES[:, :, :0]}, [ROIS[:, 1:]],
+                                                 [(32, 32)]),
+     ValueError, "x[0] must have height and width >= 1, got 0x11"),
 ])
 @pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_compat_layers_refuse_hostile_arguments(call, error, words):

@@ -64,7 +64,7 @@ def test_numpy_levels(i):
         pytest.skip("one level: torchvision maps nothing")
     pool(x, boxes, image_shapes)
     levels = level_mapper.fpn_levels(level_mapper.NUMPY, np.concatenate(boxes), pool.k_min,
-                                     pool.k_max, **spec["mapper"])
+                                     pool.k_max, len(pool.scales), **spec["mapper"])
     np.testing.assert_array_equal(levels, _expected_levels(arrays, pool.k_max - pool.k_min + 1))
 
 

@@ -1,6 +1,8 @@
 """The native multi-scale RoI Align: the fused kernels against roi_align's plain reference,
 level by level (forward, every level's gradient, the box gradient), the level mapper, the
 validator's rules."""
+from fractions import Fraction
+
 import numba
 import numpy as np
 import pytest
@@ -129,6 +131,57 @@ def test_without_levels_the_level_mapper_chooses():
                                                         sampling_ratio=2))
 
 
+def test_a_roi_mapped_to_a_level_without_a_map_gives_zeros():
+    # as torchvision, which pools each level's rois and leaves the others zero (found by
+    # tests/test_fuzz.py: the call raised an error about `levels`, an argument not given)
+    features = pyramid()
+    boxes = np.array([[0, 0, 0, 20, 20], [0, 0, 0, 150, 150], [1, 0, 0, 300, 300]],
+                     np.float32)
+    # scales 1/4 and 1/16: the mapper numbers levels 2..4, so its level 3 is the second map
+    # and its level 4 none
+    missing = [features[0], features[2]]
+    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes[:, 1:], 2, 4, 2), [0, 1, -1])
+    out = roiops.multi_scale_roi_align(missing, boxes, 2, [1 / 4, 1 / 16], sampling_ratio=2)
+    np.testing.assert_array_equal(out, reference.multi_scale_roi_align(
+        missing, boxes, [0, 1, -1], [1 / 4, 1 / 16], 2, 2))
+    assert out[0].any() and out[1].any() and not out[2].any()
+    coarse_first = roiops.multi_scale_roi_align(features[::-1], boxes, 2, SCALES[::-1],
+                                                sampling_ratio=2)
+    assert not coarse_first.any()  # levels 4..2: the clamp gives 2, below the first level
+
+
+@pytest.mark.parametrize("layouts", ["read-only", "fortran and strided"])
+def test_levels_of_different_layouts_give_the_bits_of_contiguous_ones(layouts):
+    # the kernels index the levels as one Numba type (found by tests/test_fuzz.py: a crash)
+    features, boxes = pyramid(np.float64), rois(len(LEVELS), np.float64)
+    if layouts == "read-only":
+        mixed = [f.copy() for f in features]
+        mixed[1].flags.writeable = False
+    else:
+        mixed = [np.asfortranarray(features[0])] + [np.repeat(f, 2, axis=3)[..., ::2]
+                                                     for f in features[1:]]
+    out = roiops.multi_scale_roi_align(mixed, boxes, 2, SCALES, levels=LEVELS,
+                                       sampling_ratio=2)
+    np.testing.assert_array_equal(out, roiops.multi_scale_roi_align(
+        features, boxes, 2, SCALES, levels=LEVELS, sampling_ratio=2))
+    grads = RNG.standard_normal(out.shape)
+    np.testing.assert_array_equal(
+        roiops.multi_scale_roi_align_grad_boxes(grads, mixed, boxes, LEVELS, 2, SCALES,
+                                                sampling_ratio=2),
+        roiops.multi_scale_roi_align_grad_boxes(grads, features, boxes, LEVELS, 2, SCALES,
+                                                sampling_ratio=2))
+
+
+def test_level_constants_are_taken_as_numbers():
+    features, boxes = pyramid(), rois(6)
+    plain = roiops.multi_scale_roi_align(features, boxes, 2, SCALES, canonical_scale=224.0)
+    for scale in (224, Fraction(224), np.float32(224)):
+        np.testing.assert_array_equal(roiops.multi_scale_roi_align(
+            features, boxes, 2, SCALES, canonical_scale=scale), plain)
+    np.testing.assert_array_equal(roiops.multi_scale_roi_align(
+        features, boxes, 2, SCALES, canonical_level=np.uint64(4)), plain)
+
+
 def test_level_mapper_boundaries_and_constants():
     side = np.float32(224)
     below = np.nextafter(side, np.float32(0))
@@ -136,9 +189,10 @@ def test_level_mapper_boundaries_and_constants():
                       [0, 0, side * np.float32(2 ** -2e-6), side * np.float32(2 ** -2e-6)]],
                      np.float32)
     # the +1e-6 keeps a box one ulp below 224 on level 4; 2e-6 in log2 below drops it to 3
-    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes, 2, 5), [2, 2, 1])
-    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes, 2, 5, 112, 4), [3, 3, 2])
-    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes.astype(np.float16), 2, 5)[:1], [2])
+    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes, 2, 5, 4), [2, 2, 1])
+    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes, 2, 5, 4, 112, 4), [3, 3, 2])
+    np.testing.assert_array_equal(fpn_levels(NUMPY, boxes.astype(np.float16), 2, 5, 4)[:1],
+                                  [2])
     assert level_range([0.25, 0.125, 0.0625, 0.03125]) == (2, 5)
     assert infer_scale(63, 256) == 0.25 and infer_scale(50, 800) == 0.0625
 
@@ -161,6 +215,13 @@ def test_level_mapper_boundaries_and_constants():
      TypeError, "levels"),
     (lambda f, r: roiops.multi_scale_roi_align(f, r, 2, SCALES, canonical_scale=-1),
      ValueError, "canonical_scale"),
+    (lambda f, r: roiops.multi_scale_roi_align(f, r, 2, SCALES, canonical_level=2**70),
+     ValueError, "canonical_level must be within int64's range"),
+    (lambda f, r: roiops.multi_scale_roi_align(f, r, 2, [2.0**1000, 0.125, 0.0625]),
+     ValueError, r"scales\[0\] must stay finite when rounded to float32"),
+    (lambda f, r: roiops.multi_scale_roi_align_grad_input(
+        np.ones((len(r), 3, 2, 2), np.float32), r, np.zeros(len(r), int),
+        [(2, 3, 2**40, 4)], 2, [0.25]), ValueError, r"level_shapes \(\(2, 3, 1099511627776"),
 ])
 def test_malformed_arguments_name_the_argument(call, error, text):
     features, boxes = pyramid(), rois(4)

@@ -257,10 +257,10 @@ class TensorMaker:
         return fuzzing.describe_array(value)
 
     @staticmethod
-    def fpn_levels(boxes, k_min, k_max, canonical_scale, canonical_level):
+    def fpn_levels(boxes, k_min, k_max, num_levels, canonical_scale, canonical_level):
         """The level mapper in torch's arithmetic (as torchvision's; see NumpyMaker)."""
         return level_mapper.fpn_levels(TORCH_LEVELS, torch.from_numpy(boxes), k_min, k_max,
-                                       canonical_scale, canonical_level).numpy()
+                                       num_levels, canonical_scale, canonical_level).numpy()
 
 
 def flat(values):

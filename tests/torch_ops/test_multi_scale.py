@@ -248,3 +248,39 @@ def test_torch_jit_script_gives_the_modules_bits():
     torch.testing.assert_close(scripted(x, boxes, [(64, 80), (60, 70)]), expected,
                                rtol=0, atol=0)
     assert scripted.scales == pool.scales == [0.125, 0.25]
+
+
+def test_a_roi_on_a_level_without_a_map_is_zero_in_eager_and_scripted_modules():
+    # scales 1/4 and 1/16: the mapper's level 3 reads the second map, its level 4 none
+    pool = MultiScaleRoIAlign(["p2", "p4"], 2, 2)
+    features = pyramid(torch.float32)
+    x = OrderedDict(p2=features[0], p4=features[1][:, :, ::2, ::2].contiguous())
+    boxes = [torch.tensor([[0, 0, 20.0, 20], [0, 0, 150, 150], [0, 0, 300, 300]])]
+    out = pool(x, boxes, [(64, 80)])
+    assert pool.scales == [0.25, 0.0625]
+    assert out[0].any() and out[1].any() and not out[2].any()
+    scripted = torch.jit.script(MultiScaleRoIAlign(["p2", "p4"], 2, 2))
+    torch.testing.assert_close(scripted(x, boxes, [(64, 80)]), out, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("moved", ["rois", "levels", "grads"])
+def test_arguments_on_another_device_are_refused(moved):
+    features, levels = pyramid(), torch.tensor(LEVELS)
+    rois = torch.tensor(ROIS, dtype=torch.float64)
+    grads = torch.zeros(4, 3, 2, 2, dtype=torch.float64)
+    if moved == "rois":
+        rois = rois.to("meta")
+    elif moved == "levels":
+        levels = levels.to("meta")
+    else:
+        grads = grads.to("meta")
+    calls = [lambda: roiops.multi_scale_roi_align_grad_boxes(grads, features, rois, levels, 2,
+                                                             SCALES),
+             lambda: roiops.multi_scale_roi_align_grad_input(
+                 grads, rois, levels, [tuple(f.shape) for f in features], 2, SCALES)]
+    if moved != "grads":
+        calls.append(lambda: roiops.multi_scale_roi_align(features, rois, 2, SCALES,
+                                                          levels=levels))
+    for call in calls:
+        with pytest.raises(ValueError, match=f"tensors must be on one device, .*{moved} on meta"):
+            call()

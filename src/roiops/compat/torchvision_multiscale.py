@@ -53,9 +53,18 @@ def filter_input(x, featmap_names):
     return kept
 
 
-def setup_scales(features, image_shapes):
-    """Each level's scale from its height and the largest image height; ``(scales, k_min,
-    k_max)``."""
+def level_shapes(features):
+    """The kept levels' shapes, ``(N, C, H, W)`` each, after the validator's checks of the
+    maps (the scales are inferred from them before the call's other checks)."""
+    if _checks.any_tensor(*features):
+        return _dispatch.tensor_implementation("compat.torchvision_multi_scale_shapes")(
+            features)
+    return checks.level_shapes(_checks.NUMPY, NAMES.features, features)
+
+
+def setup_scales(shapes, image_shapes):
+    """Each level's scale from its height (``shapes``: the levels' ``(N, C, H, W)``) and the
+    largest image height; ``(scales, k_min, k_max)``."""
     if not isinstance(image_shapes, (list, tuple)):
         raise TypeError(f"image_shapes must be a list of (height, width), "
                         f"got {type(image_shapes).__name__}")
@@ -63,10 +72,15 @@ def setup_scales(features, image_shapes):
         raise ValueError("image_shapes must hold at least one (height, width), got an empty "
                          "list")
     for i, shape in enumerate(image_shapes):
-        if len(shape) != 2 or not all(_checks._is_int(v) and v > 0 for v in shape):
-            raise ValueError(f"image_shapes[{i}] must be two positive ints, got {shape!r}")
+        try:
+            pair = tuple(shape)
+        except TypeError:  # not a sequence
+            pair = ()
+        if len(pair) != 2 or not all(_checks._is_int(v) and v > 0 for v in pair):
+            raise ValueError(f"image_shapes[{i}] must be two positive ints (height, width), "
+                             f"got {_checks.describe(shape)}")
     height, _ = level_mapper.original_size(image_shapes)
-    scales = [level_mapper.infer_scale(f.shape[-2], height) for f in features]
+    scales = [level_mapper.infer_scale(shape[2], height) for shape in shapes]
     return (scales, *level_mapper.level_range(scales))
 
 
@@ -104,7 +118,7 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], boxes: Any,
         levels = np.zeros(call.num_rois, np.int64)
     else:
         levels = level_mapper.fpn_levels(level_mapper.NUMPY, rois[:, 1:5], k_min, k_max,
-                                         canonical_scale, canonical_level)
+                                         len(features), canonical_scale, canonical_level)
     call = torchvision_call(call)
     with np.errstate(over="ignore"):  # boxes beyond the data's range become inf, then refused
         rois = rois.astype(call.kernel_dtype, copy=False)
@@ -126,11 +140,12 @@ class MultiScaleRoIAlign(TorchvisionModule):
                  sampling_ratio: int, *, canonical_scale: float = 224,
                  canonical_level: int = 4) -> None:
         super().__init__()
-        if isinstance(output_size, int):
-            output_size = (output_size, output_size)
+        if not isinstance(featmap_names, (list, tuple)):
+            raise TypeError(f"featmap_names must be a list of the maps' names, "
+                            f"got {type(featmap_names).__name__} {_checks.describe(featmap_names)}")
         self.featmap_names = featmap_names
         self.sampling_ratio = sampling_ratio
-        self.output_size = tuple(output_size)
+        self.output_size = _checks.size_pair("output_size", output_size, allow_int=True)
         self.canonical_scale, self.canonical_level = checks.check_level_args(
             canonical_scale, canonical_level)
         self.scales: list[float] | None = None
@@ -140,7 +155,8 @@ class MultiScaleRoIAlign(TorchvisionModule):
                 image_shapes: Sequence[Sequence[int]]) -> ArrayOrTensor:
         features = filter_input(x, self.featmap_names)
         if self.scales is None:
-            self.scales, self.k_min, self.k_max = setup_scales(features, image_shapes)
+            self.scales, self.k_min, self.k_max = setup_scales(level_shapes(features),
+                                                               image_shapes)
         function = multi_scale_roi_align
         if _checks.any_tensor(*features, *(boxes if isinstance(boxes, (list, tuple))
                                            else (boxes,))):

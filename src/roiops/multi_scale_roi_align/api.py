@@ -24,7 +24,7 @@ def numpy_levels(rois, scales, canonical_scale, canonical_level):
         return np.zeros(rois.shape[0], np.int64)
     k_min, k_max = level_mapper.level_range(scales)
     return level_mapper.fpn_levels(level_mapper.NUMPY, rois[:, 1:5], k_min, k_max,
-                                   canonical_scale, canonical_level)
+                                   len(scales), canonical_scale, canonical_level)
 
 
 def _kernel_scales(call):
@@ -49,7 +49,7 @@ def run_forward(call, features, rois, indices, levels):
 def run_grad_input(call, grads, rois, indices, levels):
     """The input gradient of every level of a checked ``call``: a list of C-contiguous
     arrays of the levels' shapes."""
-    checks.check_run(call, fresh_result=False)
+    checks.check_run(call, result="levels")
     F = call.F
     allocate = np.empty if grads.size else np.zeros  # the kernel writes every element
     gradients = [allocate(shape, F) for shape in call.level_shapes]
@@ -64,7 +64,7 @@ def run_grad_input(call, grads, rois, indices, levels):
 
 def run_grad_boxes(call, grads, features, rois, indices, levels):
     """The box gradient of a checked ``call``: ``[K, 5]``."""
-    checks.check_run(call, fresh_result=False)
+    checks.check_run(call, result=None)
     F = call.F
     total = np.zeros((call.num_rois, 5), F)
     if grads.size:
@@ -97,7 +97,9 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], rois: ArrayOrTensor
     sampling_ratio, aligned)`` with ``l = levels[k]`` (torchvision's convention, exactly);
     without ``levels``, ``l`` is torchvision's FPN level mapper:
     ``floor(canonical_level + log2(sqrt(area) / canonical_scale) + 1e-6)`` clamped to the
-    levels present (numbered ``-log2(scales[0]) .. -log2(scales[-1])``), in the rois' dtype.
+    levels numbered ``-log2(scales[0]) .. -log2(scales[-1])``, in the rois' dtype; a roi
+    mapped to a level without a map (scales that do not halve level by level) gives zeros,
+    as in torchvision.
 
     Args:
         features: a list of ``[N, C, H_l, W_l]`` float16/32/64 maps, one per level (one
@@ -137,7 +139,8 @@ def multi_scale_roi_align(features: Sequence[ArrayOrTensor], rois: ArrayOrTensor
             aligned=aligned, levels=levels, canonical_scale=canonical_scale,
             canonical_level=canonical_level)
     options = checks.options(output_size, sampling_ratio, aligned)
-    checks.check_level_args(canonical_scale, canonical_level)
+    canonical_scale, canonical_level = checks.check_level_args(canonical_scale,
+                                                               canonical_level)
     if isinstance(features, (list, tuple)):
         features = _arrays.native_byte_order(list(features))
     rois = _arrays.native_byte_order(rois)

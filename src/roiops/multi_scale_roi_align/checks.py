@@ -65,11 +65,25 @@ def check_scales(scales, num_levels, name="scales"):
 
 
 def check_level_args(canonical_scale, canonical_level):
-    """The level mapper's constants: a positive finite number and an int."""
+    """The level mapper's constants, ``(canonical_scale, canonical_level)`` as the mapper
+    takes them: a positive finite number as a Python float (any real number: an int beyond
+    float64's range or a ``Fraction`` too) and an int in int64's range, as a Python int (the
+    mapper adds it to an array, which takes nothing wider)."""
     scale = _checks.require_number("canonical_scale", canonical_scale)
     if not 0 < scale < math.inf:
         raise ValueError(f"canonical_scale must be positive and finite, got {canonical_scale!r}")
-    return canonical_scale, _checks.require_int("canonical_level", canonical_level)
+    level = _checks.require_int("canonical_level", canonical_level)
+    if not -_checks.MAX_INDEX - 1 <= level <= _checks.MAX_INDEX:
+        raise ValueError(f"canonical_level must be within int64's range, "
+                         f"got {_checks.describe(canonical_level)}")
+    return scale, level
+
+
+def level_shapes(kind, name, features):
+    """The levels' shapes, ``((N, C, H, W), ...)``, of a checked list of levels (see
+    :func:`check_forward`): what ``compat.torchvision.MultiScaleRoIAlign`` reads to infer
+    its scales, checked first."""
+    return _features(kind, name, features)
 
 
 def _features(kind, name, features):
@@ -119,11 +133,20 @@ def forward_call(kind, level_shapes, dtype, num_rois, options, scales, names=NAT
                    (num_rois, level_shapes[0][1], *options.output_size), names)
 
 
+def _named_arrays(names, features, **arrays):
+    """``{name: array}`` of every level and of the other array arguments (``levels`` only
+    when given), for one ``kind.require``: the arrays must also share a device."""
+    named = {f"{names.features}[{i}]": f for i, f in enumerate(features)}
+    named.update({getattr(names, key): value for key, value in arrays.items()
+                  if key != "levels" or value is not None})
+    return named
+
+
 def check_forward(kind, features, rois, levels, scales, options, names=NATIVE):
     """Check a forward call: ``features`` a list of levels, ``rois`` ``[K, 5]``, ``levels``
     ``None`` or ``[K]`` integers, ``scales`` one per level."""
     shapes = _features(kind, names.features, features)
-    kind.require({names.rois: rois})
+    kind.require(_named_arrays(names, features, rois=rois, levels=levels))
     num_rois = int(roi_checks.require_rois(kind, names.rois, rois, None))
     _levels(kind, names.levels, levels, num_rois)
     scales = check_scales(scales, len(shapes), names.scales)
@@ -133,7 +156,7 @@ def check_forward(kind, features, rois, levels, scales, options, names=NATIVE):
 def check_grad_input(kind, grads, rois, levels, level_shapes, scales, options, names=NATIVE):
     """Check an input gradient call; the result is one array per level shape, of the grads'
     dtype."""
-    kind.require({names.grads: grads, names.rois: rois})
+    kind.require(_named_arrays(names, (), grads=grads, rois=rois, levels=levels))
     if not isinstance(level_shapes, (list, tuple)) or not level_shapes:
         raise ValueError(f"level_shapes must be a non-empty list of (N, C, H, W), "
                          f"got {level_shapes!r}")
@@ -157,7 +180,7 @@ def check_grad_input(kind, grads, rois, levels, level_shapes, scales, options, n
 def check_grad_boxes(kind, grads, features, rois, levels, scales, options, names=NATIVE):
     """Check a box gradient call; the result is ``[K, 5]`` of the features' dtype."""
     call = check_forward(kind, features, rois, levels, scales, options, names)
-    kind.require({names.grads: grads})
+    kind.require(_named_arrays(names, features, grads=grads, rois=rois, levels=levels))
     _checks.require_dtype(names.grads, grads, kind.float_dtypes)
     if tuple(grads.shape) != call.result_shape:
         raise ValueError(f"{names.grads} must have shape [num_rois, channels, pooled_height, "
@@ -180,9 +203,19 @@ def check_values(rois, levels, batch, num_levels, names=NATIVE):
     return indices, levels.astype(np.int64, copy=False)
 
 
-def check_run(call, fresh_result=True, device=None):
-    """The checks that need the compute type and the result size, before allocating it."""
+def check_run(call, result="output", device=None):
+    """The checks that need the compute type and the result size, before allocating the
+    result: ``"output"`` (the forward's ``[K, C, PH, PW]``, sized by ``output_size``),
+    ``"levels"`` (the input gradient: one array per level in ``F``, and one in the result's
+    dtype where it differs, sized by ``level_shapes``) or None (the box gradient's ``[K, 5]``,
+    no larger than the rois)."""
     for i, scale in enumerate(call.scales):
         _checks.representable(f"{call.names.scales}[{i}]", scale, call.F)
-    buffers = [(call.result_shape, call.kernel_dtype.itemsize)] if fresh_result else []
-    _checks.require_memory(call.names.output_size, call.options.output_size, buffers, device)
+    if result == "output":
+        _checks.require_memory(call.names.output_size, call.options.output_size,
+                               [(call.result_shape, call.kernel_dtype.itemsize)], device)
+    elif result == "levels":
+        itemsizes = {np.dtype(call.F).itemsize, call.kernel_dtype.itemsize}
+        _checks.require_memory("level_shapes", call.level_shapes,
+                               [(shape, size) for shape in call.level_shapes
+                                for size in itemsizes], device)

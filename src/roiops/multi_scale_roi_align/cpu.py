@@ -13,6 +13,7 @@ kernels: no Python loop over levels, no gather or scatter of rois per level.
   torchvision's per-level backward gives them, whatever the thread count (no atomics).
 - Box gradient: parallel over rois, each row written by one thread.
 """
+import numba
 import numpy as np
 from numba import njit
 
@@ -52,11 +53,14 @@ def _use_channels_last(plan, shapes):
 
 
 def _same_layout(maps):
-    """The maps as one Numba type (a tuple of arrays of one layout is indexed at run time):
-    C-contiguous maps as they are, the others copied when the layouts are mixed."""
-    if all(m.flags.c_contiguous for m in maps) or not any(m.flags.c_contiguous for m in maps):
+    """The maps as one Numba type: a tuple of arrays is indexed at run time only when they
+    share one (layout, read-only flag, alignment). Maps that do are passed as they are;
+    otherwise every map that is not a writeable, aligned, C-contiguous array is copied to
+    one."""
+    if len({numba.typeof(m) for m in maps}) == 1:
         return tuple(maps)
-    return tuple(np.ascontiguousarray(m) for m in maps)
+    return tuple(m if m.flags.c_contiguous and m.flags.writeable and m.flags.aligned
+                 else np.array(m, order="C") for m in maps)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

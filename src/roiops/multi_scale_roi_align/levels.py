@@ -5,7 +5,9 @@ heuristics (docs/multi_scale.md), one definition for NumPy arrays and torch tens
   ``floor(canonical_level + log2(sqrt(a) / canonical_scale) + 1e-6)``, clamped to the levels
   present, minus the first level's number. Computed in the boxes' dtype, float16 and bfloat16
   widened to float32 first, as torchvision does; a box whose area is NaN (a reversed side) has
-  no level (``-1``: its result is zeros).
+  no level (``-1``: its result is zeros), and so has a box mapped to a level without a map
+  (scales that do not halve one level at a time, or coarse levels first), which torchvision
+  leaves zero too.
 - :func:`infer_scale`: a level's scale is ``2 ** round(log2(map height / image height))``,
   the rounding in float32 half to even; :func:`level_range` gives the levels' numbers
   ``(k_min, k_max) = (-log2(first scale), -log2(last scale))`` truncated to ints.
@@ -21,8 +23,10 @@ Example:
     >>> import numpy as np
     >>> from roiops.multi_scale_roi_align.levels import NUMPY, fpn_levels
     >>> boxes = np.array([[0, 0, 112, 112], [0, 0, 224, 224], [0, 0, 1000, 900]], np.float32)
-    >>> fpn_levels(NUMPY, boxes, 2, 5)   # levels 2..5: the boxes go to 3, 4 and 5
+    >>> fpn_levels(NUMPY, boxes, 2, 5, 4)   # levels 2..5: the boxes go to 3, 4 and 5
     array([1, 2, 3])
+    >>> fpn_levels(NUMPY, boxes, 2, 5, 2)   # only levels 2 and 3 have maps
+    array([ 1, -1, -1])
 """
 import math
 from typing import Any, Callable, NamedTuple
@@ -48,6 +52,8 @@ class LevelOps(NamedTuple):
     to_levels: Callable[[Any, int], Any]
     # a context in which NaN, inf and overflow pass silently (NumPy warns otherwise)
     quiet: Callable[[], Any]
+    # (condition, values, fill) -> values where the condition holds, else the int fill
+    where: Callable[[Any, Any, int], Any]
 
 
 def _numpy_upcast(boxes):
@@ -67,14 +73,18 @@ def _numpy_to_levels(values, fill):
 
 NUMPY = LevelOps(_numpy_upcast, np.sqrt, _numpy_log2, np.floor,
                  lambda like, value: like.dtype.type(value), np.clip, _numpy_to_levels,
-                 lambda: np.errstate(invalid="ignore", divide="ignore", over="ignore"))
+                 lambda: np.errstate(invalid="ignore", divide="ignore", over="ignore"),
+                 np.where)
 
 
-def fpn_levels(ops, boxes, k_min, k_max, canonical_scale=224, canonical_level=4):
-    """The level (``0 .. k_max - k_min``, or ``-1``) of every box ``[K, 4]`` ``(x1, y1, x2,
+def fpn_levels(ops, boxes, k_min, k_max, num_levels, canonical_scale=224, canonical_level=4):
+    """The level (``0 .. num_levels - 1``, or ``-1``) of every box ``[K, 4]`` ``(x1, y1, x2,
     y2)``, int64: ``floor(canonical_level + log2(sqrt(area) / canonical_scale) + 1e-6)``
-    clamped to ``[k_min, k_max]``, each operation in the (widened) boxes' dtype, the
-    constants converted to it as torch converts Python numbers."""
+    clamped to ``[k_min, k_max]``, minus ``k_min``, each operation in the (widened) boxes'
+    dtype, the constants converted to it as torch converts Python numbers; ``-1`` for a NaN
+    area and for a level outside the ``num_levels`` maps. ``canonical_scale`` and
+    ``canonical_level`` as :func:`roiops.multi_scale_roi_align.checks.check_level_args`
+    returns them (a float and an int64)."""
     boxes = ops.upcast(boxes)
     with ops.quiet():
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
@@ -82,7 +92,8 @@ def fpn_levels(ops, boxes, k_min, k_max, canonical_scale=224, canonical_level=4)
         target = ops.floor(canonical_level + ops.log2(size / canonical_scale)
                            + ops.scalar(size, EPS))
     target = ops.clip(target, k_min, k_max)
-    return ops.to_levels(target, k_min - 1) - k_min
+    levels = ops.to_levels(target, k_min - 1) - k_min
+    return ops.where((levels >= 0) & (levels < num_levels), levels, -1)
 
 
 def level_number(scale):

@@ -52,7 +52,7 @@ TORCH_LEVELS = level_mapper.LevelOps(
     torch.sqrt, torch.log2, torch.floor,
     lambda like, value: torch.tensor(value, dtype=like.dtype, device=like.device),
     torch.clamp, lambda values, fill: torch.where(torch.isnan(values), fill, values).to(
-        torch.int64), contextlib.nullcontext)
+        torch.int64), contextlib.nullcontext, torch.where)
 
 
 def _host_values(rois, levels, batch, num_levels):
@@ -66,6 +66,20 @@ def _call(features, rois, scales, output_size, sampling_ratio, aligned, half_ari
     call = checks.forward_call(TORCH, shapes, features[0].dtype, rois.shape[0], options,
                                tuple(float(s) for s in scales))
     return call._replace(half_arithmetic=half_arithmetic)
+
+
+def _grad_input_call(grads, rois, level_shapes, scales, output_size, sampling_ratio, aligned,
+                     half_arithmetic):
+    """The record of a checked input gradient (``level_shapes``: the levels' ``(N, C, H, W)``
+    one after the other, as the op takes them)."""
+    shapes = tuple(tuple(int(d) for d in level_shapes[i:i + 4])
+                   for i in range(0, len(level_shapes), 4))
+    return checks.MultiScale(shapes, rois.shape[0],
+                             checks.options(output_size, sampling_ratio, aligned),
+                             tuple(float(s) for s in scales), grads.dtype,
+                             TORCH.numpy_dtype(grads.dtype),
+                             np.float64 if grads.dtype == torch.float64 else np.float32,
+                             tuple(grads.shape), half_arithmetic=half_arithmetic)
 
 
 @torch.library.custom_op("roiops::multi_scale_roi_align", mutates_args=(), device_types="cpu")
@@ -97,13 +111,9 @@ def multi_scale_roi_align_grad_input(grads: Tensor, rois: Tensor, levels: Tensor
     the other), contiguous, of ``grads.dtype``: the layout of the maps autograd adds it to
     (unlike roi_align's channels_last result, which torch copies slowly into a contiguous
     map's gradient)."""
-    shapes = [tuple(level_shapes[i:i + 4]) for i in range(0, len(level_shapes), 4)]
-    options = checks.options(output_size, sampling_ratio, aligned)
-    call = checks.MultiScale(tuple(shapes), rois.shape[0], options,
-                             tuple(float(s) for s in scales), grads.dtype,
-                             TORCH.numpy_dtype(grads.dtype),
-                             np.float64 if grads.dtype == torch.float64 else np.float32,
-                             tuple(grads.shape), half_arithmetic=half_arithmetic)
+    call = _grad_input_call(grads, rois, level_shapes, scales, output_size, sampling_ratio,
+                            aligned, half_arithmetic)
+    shapes = call.level_shapes
     indices, host_levels = _host_values(rois, levels, shapes[0][0], len(shapes))
     result = ms_api.run_grad_input(call, _numpy(grads), _numpy(rois), indices, host_levels)
     return [_tensor(r, grads.dtype) for r in result]
@@ -218,12 +228,14 @@ def _cuda_multi_scale_roi_align_grad_input(grads, rois, levels, level_shapes, sc
         return _on_host(multi_scale_roi_align_grad_input, grads.device, grads, rois, levels,
                         level_shapes, scales, output_size, sampling_ratio, aligned,
                         half_arithmetic)
-    shapes = [tuple(int(d) for d in level_shapes[i:i + 4])
-              for i in range(0, len(level_shapes), 4)]
-    options = checks.options(output_size, sampling_ratio, aligned)
+    call = _grad_input_call(grads, rois, level_shapes, scales, output_size, sampling_ratio,
+                            aligned, False)
+    checks.check_run(call, result="levels", device=grads.device)
+    shapes = call.level_shapes
     indices = _device_values(rois, levels, shapes[0][0], len(shapes))
     return _cuda_kernels("multi_scale_roi_align").grad_input(grads, rois, indices, levels,
-                                                             shapes, scales, options)
+                                                             list(shapes), scales,
+                                                             call.options)
 
 
 def _cuda_multi_scale_roi_align_grad_boxes(grads, features, rois, levels, scales, output_size,
@@ -248,7 +260,7 @@ def _levels(rois, levels, scales, canonical_scale, canonical_level):
         return torch.zeros(rois.shape[0], dtype=torch.int64, device=rois.device)
     k_min, k_max = level_mapper.level_range(scales)
     return level_mapper.fpn_levels(TORCH_LEVELS, rois.detach()[:, 1:5], k_min, k_max,
-                                   canonical_scale, canonical_level)
+                                   len(scales), canonical_scale, canonical_level)
 
 
 def native_multi_scale_roi_align(features, rois, output_size, scales, *, sampling_ratio=-1,
@@ -257,7 +269,8 @@ def native_multi_scale_roi_align(features, rois, output_size, scales, *, samplin
     """:func:`roiops.multi_scale_roi_align` for tensors (differentiable w.r.t. every level
     and the rois)."""
     options = checks.options(output_size, sampling_ratio, aligned)
-    checks.check_level_args(canonical_scale, canonical_level)
+    canonical_scale, canonical_level = checks.check_level_args(canonical_scale,
+                                                               canonical_level)
     call = checks.check_forward(TORCH, features, rois, levels, scales, options)
     levels = _levels(rois, levels, call.scales, canonical_scale, canonical_level)
     return multi_scale_roi_align(list(features), rois, levels, list(call.scales),
@@ -302,7 +315,7 @@ def torchvision_multi_scale(features, boxes, output_size, sampling_ratio, scales
         levels = torch.zeros(call.num_rois, dtype=torch.int64, device=rois.device)
     else:
         levels = level_mapper.fpn_levels(TORCH_LEVELS, rois.detach()[:, 1:5], k_min, k_max,
-                                         canonical_scale, canonical_level)
+                                         len(features), canonical_scale, canonical_level)
     call = tv_multiscale.torchvision_call(call)
     data_type = getattr(torch, call.kernel_dtype.name)
     return multi_scale_roi_align(list(features), rois.to(data_type), levels, list(call.scales),
@@ -401,6 +414,8 @@ class ScriptableMultiScaleRoIAlign(torch.nn.Module):
             target = torch.where(torch.isnan(target), torch.full_like(target, k_min - 1),
                                  target)
             levels = target.to(torch.int64) - k_min
+            on_a_map = (levels >= 0) & (levels < len(features))
+            levels = torch.where(on_a_map, levels, torch.full_like(levels, -1))
         dtype = features[0].dtype
         data_scales: List[float] = []
         for scale in scales:
@@ -417,5 +432,8 @@ for _name in ("multi_scale_roi_align", "multi_scale_roi_align_grad_input",
               "multi_scale_roi_align_grad_boxes"):
     _dispatch.register(_name, globals()[f"native_{_name}"])
 _dispatch.register("compat.torchvision_multi_scale", torchvision_multi_scale)
+_dispatch.register("compat.torchvision_multi_scale_shapes",
+                   lambda features: checks.level_shapes(TORCH, tv_multiscale.NAMES.features,
+                                                        features))
 _dispatch.register("compat.torchvision_MultiScaleRoIAlign", TorchvisionMultiScaleRoIAlign)
 del _name
