@@ -80,15 +80,9 @@ def check_level_args(canonical_scale, canonical_level):
 
 
 def level_shapes(kind, name, features):
-    """The levels' shapes, ``((N, C, H, W), ...)``, of a checked list of levels (see
-    :func:`check_forward`): what ``compat.torchvision.MultiScaleRoIAlign`` reads to infer
-    its scales, checked first."""
-    return _features(kind, name, features)
-
-
-def _features(kind, name, features):
-    """The levels' shapes: a non-empty list of ``[N, C, H, W]`` arrays of one float dtype,
-    one batch size and one channel count."""
+    """The levels' shapes, ``((N, C, H, W), ...)``, of ``features``, checked: a non-empty
+    list of ``[N, C, H, W]`` arrays of one float dtype, one batch size and one channel count
+    (``compat.torchvision.MultiScaleRoIAlign`` infers its scales from them)."""
     if not isinstance(features, (list, tuple)):
         raise TypeError(f"{name} must be a list of [N, C, H, W] arrays (one per level), "
                         f"got {type(features).__name__}")
@@ -145,7 +139,7 @@ def _named_arrays(names, features, **arrays):
 def check_forward(kind, features, rois, levels, scales, options, names=NATIVE):
     """Check a forward call: ``features`` a list of levels, ``rois`` ``[K, 5]``, ``levels``
     ``None`` or ``[K]`` integers, ``scales`` one per level."""
-    shapes = _features(kind, names.features, features)
+    shapes = level_shapes(kind, names.features, features)
     kind.require(_named_arrays(names, features, rois=rois, levels=levels))
     num_rois = int(roi_checks.require_rois(kind, names.rois, rois, None))
     _levels(kind, names.levels, levels, num_rois)
