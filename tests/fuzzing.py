@@ -548,6 +548,16 @@ def refuse_if_too_big(draft, name, shape, itemsize):
     return False
 
 
+def output_shape(draft, count, channels, pooled, dtype):
+    """``(count, channels, *pooled)``, a forward's result shape of NumPy ``dtype``; None where
+    the output size or the channels were refused (None), or where the result is too big
+    (refused here)."""
+    if pooled is None or channels is None:
+        return None
+    shape = (count, channels, *pooled)
+    too_big = refuse_if_too_big(draft, "output_size", shape, np.dtype(dtype).itemsize)
+    return None if too_big else shape
+
 def shape_argument(draft, name, dims):
     """An ``image_shape`` / ``input_shape`` argument for ``dims`` (the order it is given in).
 
@@ -1434,12 +1444,7 @@ def pool_forward(draft, name):
     rois, rows, T, half = pool_rois(draft, entry, features,
                                     (batch, height, width, count, scale))
     data_dtype = maker.dtype_name(features) if features_ok else "float32"
-    shape = None
-    if pooled is not None:
-        shape = (count, channels, *pooled)
-        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
-        if refuse_if_too_big(draft, "output_size", shape, itemsize):
-            shape = None
+    shape = output_shape(draft, count, channels, pooled, maker.numpy_dtype(data_dtype))
 
     def expected():
         if rows is None or not all(size <= 64 for size in pooled):
@@ -1651,12 +1656,7 @@ def ps_forward(draft, name):
     if rows is not None:
         refuse_bad_rois(draft, entry.rois, rows, batch, False)
     data_dtype = maker.dtype_name(features) if features_ok else "float32"
-    shape = None
-    if channels_out is not None:
-        shape = (count, channels_out, *pooled)
-        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
-        if refuse_if_too_big(draft, "output_size", shape, itemsize):
-            shape = None
+    shape = output_shape(draft, count, channels_out, pooled, maker.numpy_dtype(data_dtype))
     out = None
     if name in ("ps_roi_align", "ps_roi_pool") and shape is not None:
         out = out_argument(draft, shape, maker.numpy_dtype(data_dtype), features)
@@ -1919,12 +1919,7 @@ def rotated_forward(draft, name):
     if half:
         refuse_host_grad(draft)
     result_dtype = maker.dtype_name(features) if features_ok else "float32"
-    shape = None
-    if pooled is not None:
-        shape = (count, channels, *pooled)
-        itemsize = np.dtype(maker.numpy_dtype(result_dtype)).itemsize
-        if refuse_if_too_big(draft, "output_size", shape, itemsize):
-            shape = None
+    shape = output_shape(draft, count, channels, pooled, maker.numpy_dtype(result_dtype))
 
     def expected():
         affordable = None if half else rotated_affordable(rows, pooled, channels, options,
@@ -2253,12 +2248,7 @@ def ms_forward(draft, name):
     if rois_ok:
         rows = maker.values(rois).astype(F64)
         refuse_bad_rois(draft, "rois", rows, batch, False)
-    shape = None
-    if pooled is not None:
-        shape = (count, channels, *pooled)
-        itemsize = np.dtype(maker.numpy_dtype(data_dtype)).itemsize
-        if refuse_if_too_big(draft, "output_size", shape, itemsize):
-            shape = None
+    shape = output_shape(draft, count, channels, pooled, maker.numpy_dtype(data_dtype))
 
     def expected():
         levels = given if given is not None else mapped_levels(
@@ -2454,11 +2444,7 @@ def ms_module(draft, name):
         with np.errstate(over="ignore"):
             data_rows = rows.astype(data_type).astype(F64)
         refuse_bad_rois(draft, "boxes", data_rows, batch, False)
-    shape = None
-    if pooled is not None:
-        shape = (count, channels, *pooled)
-        if refuse_if_too_big(draft, "output_size", shape, data_type.itemsize):
-            shape = None
+    shape = output_shape(draft, count, channels, pooled, data_type)
 
     def expected():
         # each level's scale inferred from its height and the largest image height, then

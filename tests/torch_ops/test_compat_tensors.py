@@ -63,6 +63,15 @@ def test_mindspore_roi_align(dtypes):
     assert_same_bits(grad(dy, rois, (2, 3, 8, 9)), grad(*_np(dy, rois), (2, 3, 8, 9)))
 
 
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.float16, torch.float32),
+                                    (torch.float16, torch.float16)], ids=str)
+def test_mindspore_roi_align_too_big_names_its_sizes(dtypes):
+    # as on NumPy arrays: not the native op's output_size (found by tests/test_fuzz.py)
+    features, rois = randn(1, 1, 1, 1).to(dtypes[0]), torch.zeros(1, 5, dtype=dtypes[1])
+    with pytest.raises(ValueError, match=r"^pooled_height, pooled_width \(1, 1099511627776\)"):
+        mindspore.ROIAlign(1, 2**40, 1.0, -1, 0)(features, rois)
+
 def test_mindspore_crop_and_resize_family():
     image, boxes = randn(2, 5, 6, 3), torch.tensor(BOXES)
     primitive = mindspore.CropAndResize("bilinear_v2", 0.0)

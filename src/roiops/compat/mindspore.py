@@ -34,8 +34,8 @@ _CROP_NAMES = crop_checks.Names(image="x", indices="box_index", image_shape="ima
                                 dtype="T")
 _GRAD_NAMES = _CROP_NAMES._replace(image="image")
 # The pooled size's name in messages about the result's size.
-_ROI_NAMES = roi_checks.Names(input="features", output_size="pooled_height, pooled_width")
-_ROI_GRAD_NAMES = _ROI_NAMES._replace(grads="dy", input_shape="xdiff_shape")
+ROI_NAMES = roi_checks.Names(input="features", output_size="pooled_height, pooled_width")
+_ROI_GRAD_NAMES = ROI_NAMES._replace(grads="dy", input_shape="xdiff_shape")
 
 
 def _require_type(name, value, kinds, description):
@@ -184,7 +184,7 @@ class ROIAlign:
                 self, features, rois)
         features, rois = _arrays.native_byte_order(features, rois)
         call = roi_checks.check_forward(_checks.NUMPY, features, rois,
-                                        _options(self, self.roi_end_mode), _ROI_NAMES,
+                                        _options(self, self.roi_end_mode), ROI_NAMES,
                                         _HALF_OR_SINGLE)
         call = _in_mindspore_arithmetic(call, features.dtype == rois.dtype == np.float16)
         indices = roi_checks.check_roi_values(rois, call.input_shape[0],

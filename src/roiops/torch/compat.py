@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from .. import _checks
+from ..compat import mindspore as mindspore_compat
 from ..compat import torchvision as torchvision_compat
 from ..crop_and_resize import checks as crop_checks
 from ..roi_align import checks as roi_checks
@@ -118,8 +119,10 @@ def mindspore_roi_align(primitive, features, rois):
         return _MindSporeHalfROIAlign.apply(primitive, features, rois)
     options = _mindspore_options(primitive)
     options = options.with_scale(float(np.float32(options.spatial_scale)))
-    roi_checks.check_forward(TORCH, features, rois, options, roi_checks.Names(input="features"),
-                             _HALF_OR_SINGLE)
+    call = roi_checks.check_forward(TORCH, features, rois, options, mindspore_compat.ROI_NAMES,
+                                    _HALF_OR_SINGLE)
+    # here, not only in the op: its message would name output_size, not MindSpore's sizes
+    roi_checks.check_forward_run(call, device=features.device)
     return ops.roi_align(features, rois, *options.op_args())
 
 
