@@ -11,7 +11,8 @@ import numpy as np
 
 from roiops._timing import median_seconds  # the one alternating timer, shared with `roiops bench`
 
-__all__ = ["fill_floor", "fresh_floor", "machine", "median_seconds", "parse_args", "report", "set_threads"]
+__all__ = ["fill_floor", "fresh_floor", "machine", "median_seconds", "parse_args", "report",
+           "set_threads"]
 
 
 def set_threads(count):
