@@ -596,6 +596,8 @@ def box_indices(draft, name, batch, count, allowed):
 
 def refuse_bad_indices(draft, name, value, batch):
     indices = draft.maker.values(value)
+    if indices.dtype.kind not in "iuf":  # strings, bool, ...: refused for their dtype
+        return
     if indices.size and ((indices < 0) | (indices >= batch)).any():
         draft.refuse(f"{name} outside [0, {batch})", (name,), ValueError)
 
@@ -893,9 +895,10 @@ def crop_forward(draft, name):
                 result_dtype)).itemsize):
             shape = None
     out = None
-    if entry.native and shape is not None:
+    takes_out = name == "crop_and_resize"  # the native function (nn.CropAndResize has none)
+    if takes_out and shape is not None:
         out = out_argument(draft, shape, maker.numpy_dtype(result_dtype), image)
-    elif entry.native and maker.supports_out and draft.rarely():
+    elif takes_out and maker.supports_out and draft.rarely():
         out = np.zeros(1, F32)
         draft.refuse("out of the wrong shape", ("out",), ValueError)
 
@@ -911,7 +914,7 @@ def crop_forward(draft, name):
                  "crop_size": crop_value, "method": method, "extrapolation_value": value}
     if entry.native:
         arguments["data_format"] = layout
-    if name == "crop_and_resize":
+    if takes_out:
         arguments["out"] = out
     return draft.call(name, arguments, expected, aliases=entry.aliases)
 
@@ -2284,7 +2287,9 @@ def level_shapes_argument(draft, batch, channels, sizes):
             draft.refuse(f"{name} of size {dims[2]}x{dims[3]}", (name,), ValueError)
         if shapes[0] is not None and dims[:2] != shapes[0][:2]:
             draft.refuse(f"{name} of batch and channels {dims[:2]}", (name,), ValueError)
-        refuse_if_too_big(draft, name, dims, 8)
+        if too_big(dims, 8):  # the memory check names the argument, all levels together
+            draft.refuse(f"{name}: a result of shape {dims} cannot be allocated",
+                         (name, "level_shapes"), ValueError)
     if not values:
         draft.refuse("level_shapes: no level", ("level_shapes",), ValueError)
     if draft.rarely():
