@@ -2235,6 +2235,18 @@ def image_rows(draft, batch, sizes, scales, count):
                     max(math.ceil(width / scale), 1), count, False)
 
 
+def ms_forward_result(maker, maps, rows, levels, scales, pooled, channels, call, F, shape,
+                      data_dtype):
+    """The expected forward: the plain reference on the levels in ``F`` where it is
+    affordable, else only the result's shape and dtype."""
+    affordable = ms_affordable(rows, levels, scales, pooled, channels, call, F)
+    if affordable is None:
+        return maker.shaped(shape, data_dtype)
+    want = ms_reference.multi_scale_roi_align(
+        [maker.values(m).astype(F) for m in maps], affordable, levels, scales, pooled, F=F,
+        **ms_geometry(call))
+    return maker.rounded(want, data_dtype)
+
 def ms_forward(draft, name):
     maker = draft.maker
     batch, channels, sizes, count, pair = pyramid_dims(draft)
@@ -2256,13 +2268,8 @@ def ms_forward(draft, name):
     def expected():
         levels = given if given is not None else mapped_levels(
             maker, rows, known_dtype(maker, rois) == "float64", scales, constants)
-        affordable = ms_affordable(rows, levels, scales, pooled, channels, call, F)
-        if affordable is None:
-            return maker.shaped(shape, data_dtype)
-        want = ms_reference.multi_scale_roi_align(
-            [maker.values(m).astype(F) for m in maps], affordable, levels, scales, pooled,
-            F=F, **ms_geometry(call))
-        return maker.rounded(want, data_dtype)
+        return ms_forward_result(maker, maps, rows, levels, scales, pooled, channels, call,
+                                 F, shape, data_dtype)
 
     arguments = {"features": features, "rois": rois, **call, "scales": scales_value,
                  **constants_call}
@@ -2460,13 +2467,8 @@ def ms_module(draft, name):
         levels = mapped_levels(maker, rows, wide, scales, constants)
         if data_dtype != "float64":
             scales = [float(data_type.type(F32(s))) for s in scales]
-        affordable = ms_affordable(data_rows, levels, scales, pooled, channels, call, F)
-        if affordable is None:
-            return maker.shaped(shape, data_dtype)
-        want = ms_reference.multi_scale_roi_align(
-            [maker.values(m).astype(F) for m in maps], affordable, levels, scales, pooled,
-            F=F, **ms_geometry(call))
-        return maker.rounded(want, data_dtype)
+        return ms_forward_result(maker, maps, data_rows, levels, scales, pooled, channels,
+                                 call, F, shape, data_dtype)
 
     arguments = {"featmap_names": featmap_names, **call, **constants_call, "x": x,
                  "boxes": boxes, "image_shapes": image_value}
